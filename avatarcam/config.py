@@ -1,0 +1,59 @@
+"""Settings: defaults < TOML file in the user config dir < env AVATARCAM_* < command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+APP = "avatarcam"
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP))
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Everything a user may set. Env: AVATARCAM_<FIELD>; file: config.toml in the config dir."""
+
+    model_config = SettingsConfigDict(env_prefix="AVATARCAM_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir(APP)),
+                           description="where profiles live")
+    cache_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP)),
+                            description="where downloaded models live")
+    face_model: Path | None = Field(None, description="path to MediaPipe's face_landmarker.task")
+    face_model_url: str = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
+                           "face_landmarker/float16/1/face_landmarker.task")
+    profile: str = Field("default", description="profile used when none is named")
+    engine: str = Field("dsp", description="motion engine")
+    size: str = Field("1280x720", description="output frame size WxH")
+    fps: int = Field(30, ge=1, le=120)
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.data_dir / "profiles"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Read the TOML path at call time so tests can point XDG_CONFIG_HOME elsewhere.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720), with a helpful error."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} is not WxH, e.g. 1280x720 or 512x512") from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096) or w % 2 or h % 2:
+        raise ValueError(f"size {text!r}: width and height must be even and between 64 and 4096")
+    return w, h
