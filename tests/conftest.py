@@ -39,4 +39,5 @@ def isolated_user_dirs(tmp_path, monkeypatch):
     for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.delenv("AVATARCAM_FACE_MODEL", raising=False)
-    monkeypatch.setenv("AVATARCAM_FACE_MODEL", str(FACE_MODEL)) if FACE_MODEL.exists() else None
+    if FACE_MODEL.exists():  # the tests' stand-in for the user's one-time model download
+        monkeypatch.setenv("AVATARCAM_FACE_MODEL", str(FACE_MODEL))
