@@ -49,6 +49,28 @@ LOW, HIGH = _LOW, _HIGH
 LOW.flags.writeable = HIGH.flags.writeable = False
 
 
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """Head rotation matrix in image axes (x right, y down, z into the screen).
+
+    The convention every generator, renderer and judge shares: positive yaw turns the nose
+    toward +x (image right), positive pitch toward +y (looking down), positive roll turns
+    the face clockwise on screen. R = Rz(roll) @ Rx(pitch) @ Ry(yaw).
+    """
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    ry = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def angles(r: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of `rotation`: (yaw, pitch, roll) of a rotation matrix in image axes."""
+    pitch = float(np.arcsin(np.clip(r[2, 1], -1.0, 1.0)))
+    yaw = float(np.arctan2(r[2, 0], r[2, 2]))
+    roll = float(np.arctan2(-r[0, 1], r[1, 1]))
+    return yaw, pitch, roll
+
+
 def index(name: str) -> int:
     """Position of a channel in the latent vector."""
     try:
