@@ -1,0 +1,144 @@
+"""Mp4Sink: H.264 + AAC in an MP4 that every player, browser and editor opens.
+
+Choices and why:
+- libx264, yuv420p, ``+faststart``: the one combination that plays everywhere, and the index at
+  the front lets a browser start playing before the whole file has arrived.
+- BT.709 colour, limited range, tagged in the stream: players assume BT.709 for HD and would
+  shift colours of an untagged BT.601 encode; tagging makes every size unambiguous.
+- Timestamps are frame numbers in a 1/fps time base, so the file runs at exactly ``fps``.
+- Audio is fed to the encoder as the video advances, one frame's worth at a time, so the muxer
+  gets both streams in step and interleaves them closely (players keep sync and memory stays
+  flat). The audio track is cut or padded with silence to the video's length: the two end
+  together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.audio.resampler import AudioResampler
+
+from avatarcam.camera.sinks import (SinkBase, as_rate, check_audio, check_frame, check_output_dir, check_size,
+                                    samples_at, temp_file, umask_mode)
+from avatarcam.errors import OutputError
+
+AAC_RATE = 48_000  # what video tools and browsers expect; speech at 16 kHz is resampled up to it
+AAC_BIT_RATE = 128_000
+
+
+class Mp4Sink(SinkBase):
+    """Writes frames (and optional audio) to an MP4, atomically: it appears complete or not at all."""
+
+    def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
+                 fps: float | Fraction = 30, audio: np.ndarray | None = None, audio_rate: int = 16000,
+                 crf: int = 20, preset: str = "veryfast", aac_rate: int = AAC_RATE) -> None:
+        self.path = Path(path)
+        self.size = check_size(size)
+        self.fps = as_rate(fps)
+        self.frames = 0
+        self._audio = check_audio(audio, audio_rate) if audio is not None else None
+        self.audio_rate = int(audio_rate)
+        if self.path.is_dir():
+            raise OutputError(f"cannot write {self.path}: it is a directory; give a file name "
+                              "ending .mp4")
+        check_output_dir(self.path.parent, self.path)
+        self._tmp = temp_file(self.path.parent, self.path.name, self.path)
+        self._closed = False
+        try:
+            self._open(crf, preset, aac_rate)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+
+    def _open(self, crf: int, preset: str, aac_rate: int) -> None:
+        self._container = av.open(str(self._tmp), "w", format="mp4",
+                                  container_options={"movflags": "+faststart"})
+        video = self._container.add_stream("libx264", rate=self.fps,
+                                           options={"crf": str(crf), "preset": preset})
+        video.width, video.height = self.size
+        video.pix_fmt = "yuv420p"
+        cc = video.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # AVCOL_*_BT709
+        cc.color_range = 1  # AVCOL_RANGE_MPEG (limited): what players assume for video
+        self._video = video
+        self._audio_stream = None
+        self._resampler = None
+        self._audio_fed = 0  # input samples handed to the encoder so far
+        if self._audio is not None:
+            self._audio_stream = self._container.add_stream("aac", rate=aac_rate, layout="mono")
+            self._audio_stream.bit_rate = AAC_BIT_RATE
+            self._resampler = AudioResampler(format="fltp", layout="mono", rate=aac_rate)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._closed:
+            raise ValueError(f"{self.path}: write after close")
+        frame = check_frame(frame, self.size)
+        # rgb24 -> yuv420p with the BT.709 matrix the stream is tagged with (swscale's default is BT.601).
+        yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        yuv.pts = self.frames
+        self._mux(self._video.encode(yuv))
+        self.frames += 1
+        if self._audio is not None:
+            self._feed_audio(samples_at(self.frames, self.fps, self.audio_rate))
+
+    def _feed_audio(self, end: int) -> None:
+        """Encode input samples up to ``end``, padding with silence past the end of the audio."""
+        start = self._audio_fed
+        if end <= start:
+            return
+        chunk = self._audio[start:end]
+        if len(chunk) < end - start:
+            chunk = np.concatenate([chunk, np.zeros(end - start - len(chunk), np.float32)])
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+        frame.sample_rate = self.audio_rate
+        frame.time_base = Fraction(1, self.audio_rate)
+        frame.pts = start
+        for resampled in self._resampler.resample(frame):
+            self._mux(self._audio_stream.encode(resampled))
+        self._audio_fed = end
+
+    def _mux(self, packets: Iterable[av.Packet]) -> None:
+        try:
+            self._container.mux(packets)
+        except av.FFmpegError as e:
+            raise OutputError(f"writing {self.path} failed: {e}") from e
+
+    def close(self) -> None:
+        """Flush the encoders, finish the file and move it to its final name."""
+        if self._closed:
+            return
+        if self.frames == 0:
+            self.discard()
+            raise OutputError(f"no frames were written to {self.path}, so it was not saved")
+        try:
+            self._mux(self._video.encode(None))
+            if self._audio_stream is not None:
+                for resampled in self._resampler.resample(None):
+                    self._mux(self._audio_stream.encode(resampled))
+                self._mux(self._audio_stream.encode(None))
+            self._container.close()
+            self._closed = True
+            os.chmod(self._tmp, umask_mode())
+            os.replace(self._tmp, self.path)
+        except (OSError, av.FFmpegError) as e:
+            self.discard()
+            raise OutputError(f"finishing {self.path} failed: {e}") from e
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the half-written file; the final name is never touched."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._container.close()
+            except Exception:  # already failing; the temp file goes either way
+                pass
+        self._tmp.unlink(missing_ok=True)

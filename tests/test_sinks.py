@@ -1,0 +1,232 @@
+"""Sinks write what players expect, and fail early and cleanly when they cannot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+
+from avatarcam.camera.file import Mp4Sink
+from avatarcam.camera.frames import FramesSink
+from avatarcam.camera.sinks import NullSink, Sink, open_sink
+from avatarcam.errors import OutputError
+from avatarcam.video import iter_frames, probe, read_audio, read_video
+
+FPS = 30
+RATE = 16000
+
+
+def smooth_frame(w: int, h: int, i: int) -> np.ndarray:
+    """A smooth, moving colour pattern: H.264 at crf 20 should keep it nearly intact."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = i / FPS
+    r = 128 + 90 * np.sin(2 * np.pi * (x / w + t * 0.5))
+    g = 128 + 90 * np.sin(2 * np.pi * (y / h - t * 0.3))
+    b = 128 + 90 * np.sin(2 * np.pi * ((x + y) / (w + h) + t * 0.2))
+    return np.stack([r, g, b], -1).round().astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse)) if mse else float("inf")
+
+
+def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """Band-limited resampling by truncating or zero-padding the spectrum (numpy only)."""
+    n = round(len(x) * dst / src)
+    spectrum = np.fft.rfft(x)
+    out = np.zeros(n // 2 + 1, complex)
+    m = min(len(spectrum), len(out))
+    out[:m] = spectrum[:m]
+    return (np.fft.irfft(out, n) * (n / len(x))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech(speech_dir: Path) -> np.ndarray:
+    """Two seconds of real read speech at 16 kHz."""
+    audio, rate = soundfile.read(speech_dir / "en_ljspeech_LJ001-0001.wav", dtype="float32")
+    return resample(audio, rate, RATE)[: 2 * RATE]
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1280, 720)])
+def test_mp4_round_trip(tmp_path: Path, speech: np.ndarray, size: tuple[int, int]) -> None:
+    w, h = size
+    n = 2 * FPS
+    out = tmp_path / "out.mp4"
+    written = [smooth_frame(w, h, i) for i in range(n)]
+    with Mp4Sink(out, size=size, fps=FPS, audio=speech, audio_rate=RATE) as sink:
+        assert isinstance(sink, Sink)
+        for frame in written:
+            sink.write(frame)
+    assert sorted(os.listdir(tmp_path)) == ["out.mp4"]  # no temporary file left behind
+
+    info = probe(out)
+    assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    assert info["pix_fmt"] == "yuv420p"
+    assert (info["width"], info["height"]) == size
+    assert info["fps"] == FPS and info["frames"] == n
+    assert info["duration"] == pytest.approx(n / FPS, abs=1e-6)
+    assert abs(info["audio_duration"] - info["duration"]) < 1 / FPS
+
+    data = out.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")  # +faststart: index before media
+
+    frames, fps, audio, rate = read_video(out, audio_rate=RATE)
+    assert fps == FPS and frames.shape == (n, h, w, 3) and frames.dtype == np.uint8
+    worst = min(psnr(a, b) for a, b in zip(frames, written))
+    assert worst > 35, f"decoded frames differ from written ones: worst PSNR {worst:.1f} dB"
+
+    assert rate == RATE and abs(len(audio) / RATE - n / FPS) < 1 / FPS
+    k = min(len(audio), len(speech))
+    corr = np.corrcoef(audio[:k], speech[:k])[0, 1]
+    assert corr > 0.9, f"decoded audio does not match the speech written (correlation {corr:.2f})"
+
+
+def test_audio_and_video_stay_in_sync(tmp_path: Path) -> None:
+    """A white flash at t=1 s and a click at t=1 s decode within one frame of each other."""
+    size, n = (256, 144), 2 * FPS
+    audio = np.zeros(n * RATE // FPS, np.float32)
+    audio[RATE : RATE + 80] = 0.8  # 5 ms click at exactly 1.0 s
+    out = tmp_path / "sync.mp4"
+    with Mp4Sink(out, size=size, fps=FPS, audio=audio, audio_rate=RATE) as sink:
+        for i in range(n):
+            sink.write(np.full((144, 256, 3), 255 if i == FPS else 20, np.uint8))
+
+    flash = int(np.argmax([f.mean() for f in iter_frames(out)])) / FPS
+    decoded, rate = read_audio(out)
+    click = int(np.argmax(np.abs(decoded) > 0.4)) / rate
+    assert abs(flash - 1.0) < 1 / FPS, f"flash decoded at {flash:.3f} s"
+    assert abs(click - 1.0) < 1 / FPS, f"click decoded at {click:.3f} s"
+    assert abs(click - flash) < 1 / FPS
+
+
+def test_audio_is_cut_or_padded_to_the_video(tmp_path: Path) -> None:
+    for seconds in (0.5, 3.0):
+        out = tmp_path / f"a{seconds}.mp4"
+        audio = np.full(int(seconds * RATE), 0.1, np.float32)
+        with Mp4Sink(out, size=(64, 64), audio=audio, audio_rate=RATE) as sink:
+            for _ in range(FPS):
+                sink.write(np.zeros((64, 64, 3), np.uint8))
+        info = probe(out)
+        assert abs(info["audio_duration"] - 1.0) < 1 / FPS
+
+
+def test_output_directory_missing(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        Mp4Sink(tmp_path / "nope" / "out.mp4", size=(64, 64))
+
+
+def test_output_parent_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="not a directory"):
+        Mp4Sink(tmp_path / "file" / "out.mp4", size=(64, 64))
+
+
+def test_output_path_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="is a directory"):
+        Mp4Sink(tmp_path, size=(64, 64))
+
+
+def test_output_directory_not_writable(tmp_path: Path) -> None:
+    if os.geteuid() == 0:  # root writes through permission bits: use a file system that refuses
+        target = Path("/sys/avatarcam-test.mp4")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        target = locked / "out.mp4"
+    with pytest.raises(OutputError, match="not writable"):
+        Mp4Sink(target, size=(64, 64))
+    assert not target.exists()
+
+
+def test_wrong_frames_are_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ValueError, match=r"\(512, 512, 3\)"):
+        with Mp4Sink(out, size=(512, 512)) as sink:
+            sink.write(np.zeros((512, 512, 3), np.uint8))
+            sink.write(np.zeros((720, 1280, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        with Mp4Sink(out, size=(64, 64)) as sink:
+            sink.write(np.zeros((64, 64, 3), np.float32))
+    assert os.listdir(tmp_path) == []
+
+
+def test_exception_removes_the_temporary_file_and_keeps_the_old_output(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"previous render")
+    with pytest.raises(RuntimeError):
+        with Mp4Sink(out, size=(64, 64)) as sink:
+            for _ in range(5):
+                sink.write(np.zeros((64, 64, 3), np.uint8))
+            assert len(os.listdir(tmp_path)) == 2  # the old file and the hidden temporary one
+            raise RuntimeError("crash mid-render")
+    assert os.listdir(tmp_path) == ["out.mp4"]
+    assert out.read_bytes() == b"previous render"
+
+
+def test_closing_without_frames_saves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="no frames"):
+        Mp4Sink(tmp_path / "out.mp4", size=(64, 64)).close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_frames_sink_writes_pngs_that_read_back_identical(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    written = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    folder = tmp_path / "frames"
+    audio = np.linspace(-0.5, 0.5, RATE // 5, dtype=np.float32)
+    with FramesSink(folder, size=(64, 48), fps=FPS, audio=audio, audio_rate=RATE) as sink:
+        for frame in written:
+            sink.write(frame)
+    names = sorted(os.listdir(folder))
+    assert names == ["audio.wav", "frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    for name, frame in zip(names[1:], written):
+        back = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(back, frame)
+    sound, rate = soundfile.read(folder / "audio.wav", dtype="float32")
+    assert rate == RATE and len(sound) == 3 * RATE // FPS  # cut to the three frames
+    np.testing.assert_array_equal(sound, audio[: len(sound)])
+
+
+def test_frames_sink_errors_and_cleanup(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        FramesSink(tmp_path / "a" / "b", size=(64, 48))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="not a directory"):
+        FramesSink(tmp_path / "file", size=(64, 48))
+    with pytest.raises(ValueError, match=r"\(48, 64, 3\)"):
+        with FramesSink(tmp_path / "frames", size=(64, 48)) as sink:
+            sink.write(np.zeros((48, 64, 3), np.uint8))
+            sink.write(np.zeros((64, 48, 3), np.uint8))
+    assert os.listdir(tmp_path) == ["file"]  # the folder it made is gone again
+
+
+def test_open_sink_picks_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_sink("null", (64, 64), FPS), NullSink)
+    for spec in (f"file:{tmp_path / 'a.mp4'}", str(tmp_path / "b.MP4")):
+        sink = open_sink(spec, (64, 64), FPS)
+        assert isinstance(sink, Mp4Sink)
+        sink.discard()
+    sink = open_sink(f"frames:{tmp_path / 'f'}", (64, 64), FPS)
+    assert isinstance(sink, FramesSink)
+    sink.close()
+    with pytest.raises(ValueError, match="frames:DIR"):
+        open_sink("webm:x", (64, 64), FPS)
+
+
+def test_null_sink_counts_and_checks() -> None:
+    with NullSink((64, 64)) as sink:
+        for _ in range(4):
+            sink.write(np.zeros((64, 64, 3), np.uint8))
+        with pytest.raises(ValueError):
+            sink.write(np.zeros((32, 32, 3), np.uint8))
+    assert sink.frames == 4
+
+
+def test_odd_sizes_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="even"):
+        Mp4Sink(tmp_path / "o.mp4", size=(513, 512))
