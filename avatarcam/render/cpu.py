@@ -1,0 +1,168 @@
+"""The CPU renderer: numpy and OpenCV, one motion frame in, one RGB frame out.
+
+Per frame: move the control points (rig), spread their motion over the moving region with
+the scene's barycentric weights, invert that forward field by fixed-point iteration (so every
+output pixel knows where to sample), warp the portrait and its matte over the background
+plate, then draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior
+(cavity, teeth, tongue) as their own layers.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .. import latent
+from . import facemesh as fm
+from .rig import EYEBALL_RADIUS
+from .scene import GRID, Scene
+
+INVERSE_ITERATIONS = 3
+_SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
+
+
+class CpuRenderer:
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        x0, y0, x1, y1 = scene.roi
+        gh, gw = scene.grid_shape
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        self._grid_xy = np.stack([gx * GRID + (GRID - 1) / 2, gy * GRID + (GRID - 1) / 2], -1)  # ROI pixels
+        self._grid_uv = np.stack([gx, gy], -1)
+        py, px = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
+        self._pix_x, self._pix_y = px, py
+        self._plate = scene.plate[y0:y1, x0:x1].astype(np.float32)
+        self._source = np.ascontiguousarray(scene.source[y0:y1, x0:x1])
+        self._matte = np.ascontiguousarray(scene.matte[y0:y1, x0:x1])
+        self._rest_iris = np.array([scene.rest_points[fm.IRIS_A[0]], scene.rest_points[fm.IRIS_B[0]]])
+        self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.scene.size
+
+    def render(self, frame: np.ndarray) -> np.ndarray:
+        """One RGB uint8 frame (H, W, 3) showing the motion latent `frame` (absolute values)."""
+        s = self.scene
+        x0, y0, x1, y1 = s.roi
+        points = s.points(frame)
+        out = s.scene.copy()
+        moved = points - s.rest_points
+        if not np.any(np.abs(moved) > 0.05) and not np.any(frame[self._gaze] != s.rig.rest[self._gaze]):
+            return out
+        map_x, map_y = self._inverse_map(moved)
+        warped = cv2.remap(self._source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.remap(self._matte, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        roi = (self._plate + alpha[..., None] * (warped.astype(np.float32) - self._plate))
+        local = points - (x0, y0)
+        self._draw_eyes(roi, local, frame)
+        self._draw_mouth(roi, local)
+        out[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
+        return out
+
+    def _inverse_map(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each ROI pixel samples from, given the control points' forward motion."""
+        gh, gw = self.scene.grid_shape
+        forward = (self.scene.weights @ moved).astype(np.float32).reshape(gh, gw, 2)
+        # Solve p = q + forward(p) for the source q of each target q: iterate p <- q - forward(p).
+        src = self._grid_xy - forward
+        for _ in range(INVERSE_ITERATIONS - 1):
+            uv = (src - (GRID - 1) / 2) / GRID
+            f = cv2.remap(forward, uv[..., 0], uv[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            src = self._grid_xy - f
+        shift = self._grid_xy - src
+        h, w = self._pix_x.shape
+        shift = cv2.resize(shift, (gw * GRID, gh * GRID), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        return self._pix_x - shift[..., 0], self._pix_y - shift[..., 1]
+
+    def _draw_eyes(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray) -> None:
+        s = self.scene
+        rig = s.rig
+        # Gaze moves the iris over the eyeball: radius in pixels from the eye width.
+        d_yaw = np.sin(frame[self._gaze[0]]) - np.sin(rig.rest[self._gaze[0]])
+        d_pitch = np.sin(frame[self._gaze[1]]) - np.sin(rig.rest[self._gaze[1]])
+        for layer, centre_idx, (upper, lower) in zip(
+                s.eyes, (fm.IRIS_A[0], fm.IRIS_B[0]),
+                ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
+            x_axis = points[upper[-1]] - points[upper[0]]
+            if centre_idx == fm.IRIS_A[0]:
+                x_axis = -x_axis
+            width = float(np.linalg.norm(x_axis))
+            if width < 1:
+                continue
+            ex = x_axis / width
+            ey = np.array([-ex[1], ex[0]])
+            r = EYEBALL_RADIUS * width
+            centre = points[centre_idx] + r * (d_yaw * ex + d_pitch * ey)
+            polygon = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
+            _paste_clipped(roi, layer.texture, layer.alpha, centre, polygon)
+
+    def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
+        s = self.scene
+        upper, lower = points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER)]
+        rest_gap = s.rest_points[list(fm.LIPS_LOWER_INNER), 1] - s.rest_points[list(fm.LIPS_UPPER_INNER), 1]
+        gap = (lower[:, 1] - upper[:, 1]) - rest_gap
+        opening = float(gap[3:8].max())
+        if opening < 0.6:
+            return  # lips together as in the portrait: nothing to reveal
+        polygon = np.concatenate([upper, lower[::-1]])
+        x0, y0 = np.floor(polygon.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(polygon.max(0)).astype(int) + 3
+        h, w = roi.shape[:2]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        cavity, teeth, tongue, _ = s.mouth_colours
+        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
+        layer = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+        layer[:] = cavity
+        off = np.array([x0, y0], np.float32)
+        tooth_h = 0.16 * mouth_w
+        # Upper teeth hang from the upper lip, lower teeth rise from the lower lip.
+        _fill(layer, np.concatenate([upper[1:-1], (upper[1:-1] + (0, tooth_h))[::-1]]) - off, teeth * 0.95)
+        _fill(layer, np.concatenate([lower[2:-2], (lower[2:-2] - (0, 0.55 * tooth_h))[::-1]]) - off, teeth * 0.8)
+        centre = lower[5] - off - (0, 0.1 * mouth_w)
+        axes = (0.28 * mouth_w, max(1.0, 0.18 * mouth_w))
+        tongue_mask = np.zeros(layer.shape[:2], np.uint8)
+        cv2.ellipse(tongue_mask, (int(centre[0] * 16), int(centre[1] * 16)),
+                    (int(axes[0] * 16), int(axes[1] * 16)), 0, 180, 360, 255, -1, cv2.LINE_AA, _SHIFT)
+        a = (tongue_mask.astype(np.float32) / 255)[..., None]
+        layer += a * (tongue - layer)
+        # Depth: the back of the mouth is darker than the lips' edge.
+        mask = np.zeros(layer.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round((polygon - off) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+        alpha = (mask.astype(np.float32) / 255) * min(1.0, opening / 2.0)
+        edge = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 0.05 * mouth_w))
+        layer *= (0.55 + 0.45 * edge)[..., None]
+        sub = roi[y0:y1, x0:x1]
+        sub += alpha[..., None] * (layer - sub)
+
+
+def _fill(layer: np.ndarray, polygon: np.ndarray, colour: np.ndarray) -> None:
+    mask = np.zeros(layer.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+    a = (mask.astype(np.float32) / 255)[..., None]
+    layer += a * (colour - layer)
+
+
+def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, centre: np.ndarray,
+                   polygon: np.ndarray) -> None:
+    """Blend `texture` centred at `centre` into roi, only inside `polygon` (anti-aliased)."""
+    half = texture.shape[0] // 2
+    # Sub-pixel placement: shift the texture by the fractional part.
+    ix, iy = int(np.floor(centre[0])), int(np.floor(centre[1]))
+    fx, fy = float(centre[0] - ix), float(centre[1] - iy)
+    m = np.float32([[1, 0, fx], [0, 1, fy]])
+    size = (texture.shape[1], texture.shape[0])
+    tex = cv2.warpAffine(texture.astype(np.float32), m, size, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(alpha, m, size, borderMode=cv2.BORDER_CONSTANT)
+    x0, y0 = ix - half, iy - half
+    h, w = roi.shape[:2]
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + size[0], w), min(y0 + size[1], h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return
+    clip = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
+    cv2.fillPoly(clip, [np.round((polygon - (cx0, cy0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+    a = a[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] * (clip.astype(np.float32) / 255)
+    sub = roi[cy0:cy1, cx0:cx1]
+    sub += a[..., None] * (tex[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] - sub)

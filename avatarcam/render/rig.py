@@ -1,0 +1,304 @@
+"""The portrait rig: a control mesh over the portrait and how each motion channel moves it.
+
+Built once per profile from the measured face mesh (no model needed afterwards). Geometry
+lives in a face-local frame: origin between the outer eye corners, x toward the subject's
+left (image right), y down the face, z into the screen, one unit = the distance between the
+outer eye corners. Each expression channel is a per-point 3D displacement in that frame
+(linear in its weight); head pose rotates the points about a pivot inside the head.
+Renderers (CPU and GPU) only read this data; they share no other knowledge of faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .. import latent
+from . import facemesh as fm
+
+# Rings around the face oval (scale about the oval centre, how far they follow the head):
+# hair and ears move with the head, the next ring half way, the outer ring stays put so the
+# shoulders and everything beyond do not move.
+RINGS = ((1.22, 1.0), (1.55, 0.55), (2.1, 0.0))
+
+# Iris radius relative to the eye width when the landmarker gives no usable rim.
+EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: iris shift = r * sin(gaze)
+
+
+@dataclass
+class Rig:
+    """Everything a renderer needs to move one portrait (image coordinates are the portrait's)."""
+
+    points: np.ndarray      # (M, 3) control points in portrait pixels; 0..477 the face mesh
+    local: np.ndarray       # (M, 3) the same points in face-local units
+    origin: np.ndarray      # (3,) face-local origin in portrait pixels
+    axes: np.ndarray        # (3, 3) columns: face-local x, y, z axes in image axes
+    unit: float             # portrait pixels per face-local unit
+    bases: np.ndarray       # (44, M, 3) displacement per unit weight of each expression channel
+    follow: np.ndarray      # (M,) how much each point follows the head pose (1 head .. 0 fixed)
+    pivot: np.ndarray       # (3,) head rotation centre, face-local units
+    rest: np.ndarray        # (DIM,) the portrait's own motion latent (pose, gaze, expression)
+    iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
+    face_width: float       # face width in face-local units (for translations in face widths)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: Path) -> Rig:
+        with np.load(path) as data:
+            values = {f.name: data[f.name] for f in fields(cls)}
+        values["unit"] = float(values["unit"])
+        values["face_width"] = float(values["face_width"])
+        return cls(**values)
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _bump(x: np.ndarray, centre: float, radius: float) -> np.ndarray:
+    """1 at centre, smoothly 0 at `radius` away."""
+    return 1.0 - _smoothstep(0.0, radius, np.abs(x - centre))
+
+
+def face_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Origin, axes and unit of the face-local frame from the 478 landmarks."""
+    right, left = points[fm.RIGHT_EYE_OUTER], points[fm.LEFT_EYE_OUTER]
+    origin = (right + left) / 2
+    x = left - right
+    unit = float(np.linalg.norm(x))
+    x = x / unit
+    y = points[fm.CHIN] - points[fm.FOREHEAD]
+    y = y - x * (y @ x)
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    return origin, np.stack([x, y, z], axis=1), unit
+
+
+def _lip_geometry(q: np.ndarray) -> dict[str, np.ndarray | float]:
+    upper_in, lower_in = q[list(fm.LIPS_UPPER_INNER)], q[list(fm.LIPS_LOWER_INNER)]
+    upper_out, lower_out = q[list(fm.LIPS_UPPER_OUTER)], q[list(fm.LIPS_LOWER_OUTER)]
+    line = (upper_in + lower_in) / 2
+    order = np.argsort(line[:, 0])
+    return {
+        "line_x": line[order, 0], "line_y": line[order, 1],
+        "centre": line.mean(axis=0),
+        "half_width": float((upper_out[-1, 0] - upper_out[0, 0]) / 2),
+        "upper_thickness": float(np.median(line[:, 1] - upper_out[:, 1])),
+        "lower_thickness": float(np.median(lower_out[:, 1] - line[:, 1])),
+        "gap": float(np.median(lower_in[:, 1] - upper_in[:, 1])),
+    }
+
+
+def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
+    """Displacement fields (M, 3) for each expression channel, in face-local units.
+
+    Amplitudes are set so that weight 1 reads as about 1 on MediaPipe's blendshape scale
+    (tuned with bench/roundtrip.py). Fields fall off smoothly so skin stretches, never tears.
+    """
+    n = len(q)
+    x, y, z = q[:, 0], q[:, 1], q[:, 2]
+    lips = _lip_geometry(q)
+    mx, my = float(lips["centre"][0]), float(lips["centre"][1])
+    half = float(lips["half_width"])
+    line = np.interp(x, lips["line_x"], lips["line_y"])
+    upper_lip = list(fm.LIPS_UPPER_INNER[1:-1]) + list(fm.LIPS_UPPER_OUTER[1:-1])
+    lower_lip = list(fm.LIPS_LOWER_INNER[1:-1]) + list(fm.LIPS_LOWER_OUTER[1:-1])
+    corners = [fm.LIPS_UPPER_OUTER[0], fm.LIPS_UPPER_OUTER[-1], fm.LIPS_UPPER_INNER[0], fm.LIPS_UPPER_INNER[-1]]
+    face_pts = np.arange(n) < 468
+    near_mouth = _bump(x, mx, half * 2.2) * _bump(y, my, 0.45) * face_pts
+    b: dict[str, np.ndarray] = {}
+
+    def field(dx=0.0, dy=0.0, dz=0.0, w=None) -> np.ndarray:
+        out = np.zeros((n, 3))
+        out[:, 0], out[:, 1], out[:, 2] = dx, dy, dz
+        return out * (w if w is not None else 1.0)[:, None]
+
+    # Jaw: the mandible rotates about the jaw joints; everything below the lip line moves,
+    # the lower lip fully, the cheeks partly, the upper lip not at all.
+    below = _smoothstep(-0.02, 0.10, y - line) * face_pts
+    below *= 1 - 0.55 * _smoothstep(half * 0.9, half * 2.4, np.abs(x - mx))
+    below[upper_lip] = 0.0
+    below[lower_lip] = 1.0
+    below[corners] = 0.45
+    pivot_y, pivot_z = 0.2, 0.55
+    theta = 0.42
+    b["jawOpen"] = field(dy=theta * (pivot_z - z), dz=theta * (y - pivot_y), w=below)
+    b["jawForward"] = field(dz=-0.08, dy=0.01, w=below)
+    b["jawLeft"] = field(dx=0.09, w=below)
+    b["jawRight"] = field(dx=-0.09, w=below)
+
+    # Lips only (not chin): used by closures, presses and rolls.
+    lower_only = np.zeros(n)
+    lower_only[lower_lip] = 1.0
+    lower_only = np.maximum(lower_only, near_mouth * _bump(y, line + lips["lower_thickness"] / 2, 0.12) * (y > line))
+    upper_only = np.zeros(n)
+    upper_only[upper_lip] = 1.0
+    upper_only = np.maximum(upper_only, near_mouth * _bump(y, line - lips["upper_thickness"] / 2, 0.1) * (y < line))
+    jaw_gap = theta * (pivot_z - float(np.median(z[list(fm.LIPS_LOWER_INNER)])))
+    b["mouthClose"] = field(dy=-0.6 * jaw_gap, w=lower_only) + field(dy=0.4 * jaw_gap, w=upper_only)
+
+    for side, sign in (("Left", 1.0), ("Right", -1.0)):
+        corner_x = mx + sign * half
+        at_corner = _bump(x, corner_x, 0.32) * _bump(y, my, 0.3) * face_pts
+        this_side = _smoothstep(-0.05, 0.15, sign * (x - mx)) * face_pts
+        cheek = _bump(x, corner_x + sign * 0.08, 0.3) * _bump(y, my - 0.25, 0.25) * face_pts
+        b[f"mouthSmile{side}"] = field(dx=sign * 0.07, dy=-0.10, dz=0.03, w=at_corner) + field(dy=-0.03, w=cheek)
+        b[f"mouthStretch{side}"] = field(dx=sign * 0.10, dy=0.035, w=at_corner)
+        b[f"mouthFrown{side}"] = field(dy=0.08, w=at_corner)
+        b[f"mouthDimple{side}"] = field(dx=sign * 0.05, dz=0.04, w=at_corner)
+        press = this_side * near_mouth
+        b[f"mouthPress{side}"] = (field(dy=0.45 * lips["upper_thickness"], w=upper_only * press)
+                                  + field(dy=-0.45 * lips["lower_thickness"], w=lower_only * press))
+        b[f"mouthUpperUp{side}"] = field(dy=-0.06, w=upper_only * this_side)
+        b[f"mouthLowerDown{side}"] = field(dy=0.07, w=lower_only * this_side)
+        cheek_sq = _bump(x, sign * 0.38, 0.22) * _bump(y, 0.25, 0.18) * face_pts
+        b[f"cheekSquint{side}"] = field(dy=-0.05, w=cheek_sq)
+        nose_side = _bump(x, sign * 0.22, 0.12) * _bump(y, 0.38, 0.15) * face_pts
+        b[f"noseSneer{side}"] = field(dy=-0.05, w=nose_side)
+
+        # Eyes: upper lid points travel toward their lower partners; the skin above follows.
+        upper = list(fm.LEFT_EYE_UPPER if sign > 0 else fm.RIGHT_EYE_UPPER)
+        lower = list(fm.LEFT_EYE_LOWER if sign > 0 else fm.RIGHT_EYE_LOWER)
+        gap = q[lower, 1] - q[upper, 1]            # lid opening per contour point
+        eye_x = q[upper, 0]
+        order = np.argsort(eye_x)
+        gap_at = np.interp(x, eye_x[order], gap[order], left=0.0, right=0.0)
+        lid_y = np.interp(x, eye_x[order], q[upper, 1][order])
+        low_y = np.interp(x, eye_x[order], q[lower, 1][order])
+        eye_cx = float(np.mean(eye_x))
+        in_eye_x = _bump(x, eye_cx, 0.22) * face_pts
+        above = in_eye_x * (1 - _smoothstep(0.0, 0.16, lid_y - y)) * (y <= lid_y + 1e-6)
+        below_lid = in_eye_x * (1 - _smoothstep(0.0, 0.12, y - low_y)) * (y >= low_y - 1e-6)
+        blink = field(dy=0.80, w=above * gap_at) + field(dy=-0.20, w=below_lid * gap_at)
+        blink[upper, 1] = 0.80 * gap
+        blink[lower, 1] = -0.20 * gap
+        b[f"eyeBlink{side}"] = blink
+        squint = field(dy=-0.30, w=below_lid * gap_at) + field(dy=0.10, w=above * gap_at)
+        squint[lower, 1] = -0.30 * gap
+        b[f"eyeSquint{side}"] = squint
+        wide = field(dy=-0.45, w=above * gap_at * (1 - _smoothstep(0.0, 0.12, lid_y - y)))
+        wide[upper, 1] = -0.45 * gap
+        b[f"eyeWide{side}"] = wide
+
+        brow = list(fm.LEFT_BROW if sign > 0 else fm.RIGHT_BROW)
+        brow_y = float(np.mean(q[brow, 1]))
+        around_brow = (_bump(y, brow_y, 0.2) + 0.35 * (y < brow_y) * _bump(y, brow_y, 0.6)) * face_pts
+        above_eye = y < np.minimum(lid_y, 0.0) - 0.02
+        inner = _bump(x, sign * 0.18, 0.2) * around_brow * above_eye
+        outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
+        whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
+        b[f"browOuterUp{side}"] = field(dy=-0.09, w=outer)
+        b[f"browDown{side}"] = field(dy=0.07, dx=-sign * 0.03, w=whole)
+        b.setdefault("_browInner", np.zeros((n, 3)))
+        b["_browInner"] += field(dy=-0.10, w=inner)
+
+    b["browInnerUp"] = b.pop("_browInner")
+    b["mouthFunnel"] = (field(dx=-0.06 * np.sign(x - mx), w=_bump(x, mx, half * 1.3) * near_mouth * _smoothstep(0.2, 1.0, np.abs(x - mx) / half))
+                        + field(dy=-0.045, dz=-0.04, w=upper_only) + field(dy=0.07, dz=-0.04, w=lower_only))
+    b["mouthPucker"] = (field(dx=-0.13 * (x - mx) / half, w=near_mouth * _bump(y, my, 0.2))
+                        + field(dz=-0.08, w=upper_only + lower_only))
+    b["mouthRollUpper"] = field(dy=0.6 * lips["upper_thickness"], w=upper_only)
+    b["mouthRollLower"] = field(dy=-0.6 * lips["lower_thickness"], w=lower_only)
+    b["mouthShrugUpper"] = field(dy=-0.04, w=upper_only)
+    b["mouthShrugLower"] = field(dy=-0.05, w=lower_only + 0.5 * below * _bump(y, 1.0, 0.3))
+    b["mouthLeft"] = field(dx=0.08, w=near_mouth)
+    b["mouthRight"] = field(dx=-0.08, w=near_mouth)
+    b["cheekPuff"] = field(dx=0.05 * np.sign(x), w=_bump(np.abs(x), 0.5, 0.2) * _bump(y, 0.65, 0.25) * face_pts)
+    b["tongueOut"] = np.zeros((n, 3))  # drawn in the mouth layer, not a deformation
+    return b
+
+
+def _rest_latent(face_pose: tuple[float, float, float], blendshapes: dict[str, float],
+                 gaze: tuple[float, float]) -> np.ndarray:
+    rest = latent.zeros(1)[0]
+    for name, value in zip(("headYaw", "headPitch", "headRoll"), face_pose):
+        rest[latent.index(name)] = value
+    rest[latent.index("gazeYaw")], rest[latent.index("gazePitch")] = gaze
+    for name in latent.EXPRESSION:
+        rest[latent.index(name)] = blendshapes.get(name, 0.0)
+    return rest
+
+
+def _iris(points: np.ndarray) -> np.ndarray:
+    """Per eye (subject's right, left): iris centre x, y and radius in portrait pixels."""
+    out = []
+    blocks = sorted((fm.IRIS_A, fm.IRIS_B), key=lambda idx: points[idx[0], 0])  # right eye is image-left
+    for idx in blocks:
+        centre = points[idx[0], :2]
+        radius = float(np.mean(np.linalg.norm(points[list(idx[1:]), :2] - centre, axis=1)))
+        out.append([centre[0], centre[1], radius])
+    return np.array(out, np.float32)
+
+
+def _gaze_from_iris(q: np.ndarray, iris_local: np.ndarray) -> tuple[float, float]:
+    """The portrait's own gaze (yaw, pitch) from where each iris sits in its eye."""
+    yaws, pitches = [], []
+    for (cx, cy), upper, lower in zip(iris_local, (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER),
+                                      (fm.RIGHT_EYE_LOWER, fm.LEFT_EYE_LOWER)):
+        corners = q[[upper[0], upper[-1]], :2]
+        width = float(abs(corners[1, 0] - corners[0, 0]))
+        centre = (q[list(upper), :2].mean(0) + q[list(lower), :2].mean(0)) / 2
+        r = EYEBALL_RADIUS * width
+        yaws.append(np.arcsin(np.clip((cx - centre[0]) / r, -1, 1)))
+        pitches.append(np.arcsin(np.clip((cy - centre[1]) / r, -1, 1)))
+    return float(np.mean(yaws)), float(np.mean(pitches))
+
+
+def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes: dict[str, float]) -> Rig:
+    """Prepare the rig of a portrait from its 478 landmarks (pixels), head pose and blendshapes."""
+    points = np.asarray(points, np.float64)
+    origin, axes, unit = face_frame(points)
+    q = (points - origin) @ axes / unit
+
+    oval = q[list(fm.FACE_OVAL)]
+    centre = oval.mean(axis=0)
+    pivot = np.array([centre[0], centre[1] - 0.1, 0.6])
+    rings, follow = [], [np.ones(len(q))]
+    for scale, weight in RINGS:
+        ring = centre + (oval - centre) * np.array([scale, scale, 0.0])
+        ring[:, 2] = pivot[2] * min(1.0, scale - 0.8)
+        rings.append(ring)
+        follow.append(np.full(len(ring), weight))
+    local = np.concatenate([q] + rings)
+    follow_all = np.concatenate(follow)
+
+    expr = _expression_bases(local)
+    bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
+    bases[:, 468:] *= 0  # iris points are moved by gaze in the eye layer, not by expressions
+    bases[:, len(q):] = 0
+
+    all_points = origin + unit * local @ axes.T
+    iris = _iris(points)
+    iris_local = ((np.c_[iris[:, :2], np.zeros(2)] - origin) @ axes / unit)[:, :2]
+    rest = _rest_latent(pose, blendshapes, _gaze_from_iris(q, iris_local))
+    face_width = float(oval[:, 0].max() - oval[:, 0].min())
+    return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
+               axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
+               pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width)
+
+
+def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
+    """Control point positions (M, 2) in portrait pixels for one motion frame (absolute latent).
+
+    Expressions and pose are applied as the difference from the portrait's own (rig.rest).
+    """
+    delta = frame[latent.EXPRESSION_SLICE] - rig.rest[latent.EXPRESSION_SLICE]
+    close = latent.index("mouthClose") - latent.EXPRESSION_SLICE.start
+    delta[close] = min(delta[close], max(frame[latent.index("jawOpen")], 0.0))  # lips can only close an open jaw
+    local = rig.local + np.tensordot(delta, rig.bases, axes=1)
+    cam = local @ rig.axes.T  # image axes, face units, relative to origin
+    pivot = rig.axes @ rig.pivot
+
+    yaw, pitch, roll = (frame[latent.index(n)] for n in ("headYaw", "headPitch", "headRoll"))
+    r_rest = latent.rotation(*(rig.rest[latent.index(n)] for n in ("headYaw", "headPitch", "headRoll")))
+    turn = latent.rotation(yaw, pitch, roll) @ r_rest.T
+    scale = np.exp(frame[latent.index("headLogScale")] - rig.rest[latent.index("headLogScale")])
+    shift = np.array([frame[latent.index("headX")], frame[latent.index("headY")], 0.0]) * rig.face_width
+    posed = pivot + scale * (cam - pivot) @ turn.T + shift
+    moved = cam + rig.follow[:, None] * (posed - cam)
+    return (rig.origin[:2] + rig.unit * moved[:, :2]).astype(np.float32)

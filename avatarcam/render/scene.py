@@ -1,0 +1,184 @@
+"""A portrait framed into a camera frame: the static layers and warp tables every renderer shares.
+
+Built once per (profile, output size). The portrait is scaled so the face sits where a webcam
+would put it, the rest of the 16:9 (or any) frame is filled with a blurred extension of the
+background plate (never black bars), and the moving region (the ROI) gets a fixed
+triangulation whose barycentric weights let a renderer turn control-point motion into a
+dense displacement field with one sparse product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.sparse
+from scipy.spatial import Delaunay
+
+from . import facemesh as fm
+from .rig import Rig, deform
+
+FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the frame height
+FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
+GRID = 2               # the displacement field is computed every GRID pixels, then upsampled
+
+
+@dataclass
+class EyeLayer:
+    """One eye's iris texture (occluded parts filled in) with its soft alpha."""
+
+    texture: np.ndarray  # (h, w, 3) uint8, centred on the iris
+    alpha: np.ndarray    # (h, w) float32 soft disc
+    radius: float        # iris radius in output pixels
+
+
+@dataclass
+class Scene:
+    size: tuple[int, int]          # output (width, height)
+    to_output: np.ndarray          # (2, 3) affine: portrait pixels -> output pixels
+    scene: np.ndarray              # (H, W, 3) uint8 the still frame: portrait over extended backdrop
+    source: np.ndarray             # (H, W, 3) uint8 what the warp samples: the still frame, irises removed
+    plate: np.ndarray              # (H, W, 3) uint8 the background without the person
+    matte: np.ndarray              # (H, W) float32 person alpha in the still frame
+    roi: tuple[int, int, int, int]  # x0, y0, x1, y1 of the moving region
+    rest_points: np.ndarray        # (M, 2) control points at rest, output pixels
+    weights: scipy.sparse.csr_matrix  # (grid pixels, M + fixed) barycentric weights
+    grid_shape: tuple[int, int]    # (gh, gw)
+    eyes: tuple[EyeLayer, EyeLayer]
+    mouth_colours: np.ndarray      # (4, 3) cavity, teeth, tongue, lip shadow (RGB)
+    rig: Rig
+
+    def points(self, frame: np.ndarray) -> np.ndarray:
+        """Control points of one motion frame in output pixels."""
+        p = deform(self.rig, frame)
+        return p @ self.to_output[:, :2].T + self.to_output[:, 2]
+
+
+def framing(points: np.ndarray, image_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Affine portrait -> output that puts the face where a webcam would."""
+    w, h = size
+    face = points[:468, :2]
+    top = float(points[list(fm.RIGHT_BROW + fm.LEFT_BROW), 1].min())
+    bottom = float(points[fm.CHIN, 1])
+    scale = FACE_HEIGHT * h / max(bottom - top, 1.0)
+    cx, cy = face[:, 0].mean(), (top + bottom) / 2
+    return np.array([[scale, 0, w / 2 - scale * cx], [0, scale, FACE_CENTRE_Y * h - scale * cy]], np.float64)
+
+
+def _extend(layer: np.ndarray, coverage: np.ndarray, backdrop: np.ndarray) -> np.ndarray:
+    return (layer * coverage[..., None] + backdrop * (1 - coverage[..., None])).astype(np.uint8)
+
+
+def _backdrop(plate: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The plate scaled to cover the frame and blurred: fills whatever the portrait leaves open."""
+    w, h = size
+    ph, pw = plate.shape[:2]
+    scale = max(w / pw, h / ph)
+    cover = cv2.resize(plate, (int(np.ceil(pw * scale)), int(np.ceil(ph * scale))), interpolation=cv2.INTER_AREA)
+    y0, x0 = (cover.shape[0] - h) // 2, (cover.shape[1] - w) // 2
+    cover = cover[y0:y0 + h, x0:x0 + w]
+    small = cv2.resize(cover, (max(w // 8, 8), max(h // 8, 8)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 3)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _eye_polygon(points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate([points[list(upper), :2], points[list(lower[::-1]), :2]])
+
+
+def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> tuple[np.ndarray, list[EyeLayer]]:
+    """Split each eye into sclera (iris painted out) and an iris texture (lid-hidden part filled)."""
+    source = scene.copy()
+    layers = []
+    for (cx, cy, r), (upper, lower) in zip(iris, ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER),
+                                                    (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
+        opening = np.zeros(scene.shape[:2], np.uint8)
+        cv2.fillPoly(opening, [np.round(_eye_polygon(points, upper, lower) * 16).astype(np.int32)], 255,
+                     cv2.LINE_AA, shift=4)
+        disc = np.zeros_like(opening)
+        cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 1.15 * 16)), 255, -1, cv2.LINE_AA, 4)
+        sclera_hole = cv2.dilate(cv2.bitwise_and(disc, opening), np.ones((3, 3), np.uint8))
+        source = cv2.inpaint(source, sclera_hole, 3, cv2.INPAINT_TELEA)
+
+        half = int(np.ceil(r * 1.25)) + 2
+        x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+        patch = _crop(scene, x0, y0, 2 * half + 1)
+        seen = _crop(opening, x0, y0, 2 * half + 1)
+        # Lid-covered parts of the iris disc are unknown: fill them from the visible iris.
+        hidden = ((seen < 128) & (_crop(disc, x0, y0, 2 * half + 1) > 0)).astype(np.uint8) * 255
+        texture = cv2.inpaint(patch, hidden, 3, cv2.INPAINT_TELEA)
+        yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+        dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
+        alpha = np.clip(r + 0.5 - dist, 0, 1).astype(np.float32)
+        layers.append(EyeLayer(texture=texture, alpha=alpha, radius=float(r)))
+    return source, layers
+
+
+def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
+    pad = [(n, n), (n, n)] + [(0, 0)] * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="edge")
+    return padded[y0 + n:y0 + 2 * n, x0 + n:x0 + 2 * n].copy()
+
+
+def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    lips = np.zeros(image.shape[:2], np.uint8)
+    outer = np.concatenate([points[list(fm.LIPS_UPPER_OUTER), :2], points[list(fm.LIPS_LOWER_OUTER[::-1]), :2]])
+    cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 255)
+    lip = np.array(cv2.mean(image, mask=lips)[:3]) if lips.any() else np.array([150.0, 80, 80])
+    cavity = lip * 0.22 + np.array([12, 2, 2])
+    tongue = lip * 0.75 + np.array([25, 0, 0])
+    teeth = np.array([222.0, 216, 204]) * (0.55 + 0.45 * min(1.0, float(image.mean()) / 110))
+    shadow = lip * 0.45
+    return np.clip(np.stack([cavity, teeth, tongue, shadow]), 0, 255)
+
+
+def _weights(points: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
+    """Barycentric weights of each grid pixel (block centres) over a triangulation of the ROI."""
+    x0, y0, x1, y1 = roi
+    border = []
+    for t in np.linspace(0, 1, 9):
+        border += [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1), (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))]
+    allp = np.concatenate([points, np.array(border)])
+    tri = Delaunay(allp)
+    gh, gw = (y1 - y0 + GRID - 1) // GRID, (x1 - x0 + GRID - 1) // GRID
+    gy, gx = np.mgrid[0:gh, 0:gw]
+    px = np.stack([x0 + gx * GRID + (GRID - 1) / 2, y0 + gy * GRID + (GRID - 1) / 2], -1).reshape(-1, 2)
+    simplex = tri.find_simplex(px)
+    simplex[simplex < 0] = 0  # outside the hull cannot happen inside the ROI border; guard anyway
+    t = tri.transform[simplex]
+    b = np.einsum("nij,nj->ni", t[:, :2], px - t[:, 2])
+    bary = np.c_[b, 1 - b.sum(1)]
+    rows = np.repeat(np.arange(len(px)), 3)
+    w = scipy.sparse.csr_matrix((bary.ravel(), (rows, tri.simplices[simplex].ravel())), shape=(len(px), len(allp)))
+    return w[:, :len(points)].tocsr(), (gh, gw)
+
+
+def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Rig, size: tuple[int, int]) -> Scene:
+    """Frame a portrait into an output of `size` (width, height) and prepare its warp tables."""
+    w, h = size
+    a = framing(rig.points, image.shape[1::-1], size)
+    warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
+    coverage = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
+    feather = max(3, int(0.02 * h)) | 1
+    coverage = cv2.GaussianBlur(np.clip(cv2.erode(coverage, np.ones((feather, feather))), 0, 1), (0, 0), feather / 2)
+    backdrop = _backdrop(plate, size)
+    plate_o = _extend(cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REPLICATE, **warp), coverage, backdrop)
+    image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REPLICATE, **warp)
+    matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp), 0, 1) * coverage
+    scene = (plate_o + matte_o[..., None] * (image_o.astype(np.float32) - plate_o)).round().astype(np.uint8)
+
+    points = rig.points[:, :2] @ a[:, :2].T + a[:, 2]
+    iris = rig.iris.copy()
+    iris[:, :2] = iris[:, :2] @ a[:, :2].T + a[:, 2]
+    iris[:, 2] *= a[0, 0]
+    source, eyes = _remove_irises(scene, points, iris)
+
+    margin = 4 * GRID
+    lo = np.floor(points.min(0)).astype(int) - margin
+    hi = np.ceil(points.max(0)).astype(int) + margin
+    roi = (max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1]))
+    weights, grid_shape = _weights(points, roi)
+    return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
+                 rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape,
+                 eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points), rig=rig)
