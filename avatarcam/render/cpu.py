@@ -36,6 +36,7 @@ class CpuRenderer:
         self._matte = np.ascontiguousarray(scene.matte[y0:y1, x0:x1])
         self._rest_iris = np.array([scene.rest_points[fm.IRIS_A[0]], scene.rest_points[fm.IRIS_B[0]]])
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
+        self._lid_closers = [latent.index(n) for n in ("eyeBlinkRight", "eyeBlinkLeft")]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -56,6 +57,7 @@ class CpuRenderer:
         roi = (self._plate + alpha[..., None] * (warped.astype(np.float32) - self._plate))
         local = points - (x0, y0)
         self._draw_eyes(roi, local, frame)
+        self._draw_lids(roi, local, frame, (x0, y0))
         self._draw_mouth(roi, local)
         out[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
         return out
@@ -97,6 +99,40 @@ class CpuRenderer:
             polygon = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
             _paste_clipped(roi, layer.texture, layer.alpha, centre, polygon)
 
+    def _draw_lids(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
+        """Cover what a closing lid hides with lid skin and carry the lash line down with it."""
+        s = self.scene
+        closing = frame[self._lid_closers] - s.rig.rest[self._lid_closers]
+        if closing.max() < 0.05:
+            return
+        opened = frame.copy()
+        opened[self._lid_closers] = s.rig.rest[self._lid_closers]
+        open_points = s.points(opened) - origin
+        for eye, (upper, lower) in enumerate(((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER),
+                                              (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
+            if closing[eye] < 0.05:
+                continue
+            was_open = np.concatenate([open_points[list(upper)], open_points[list(lower[::-1])]])
+            now_open = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
+            x0, y0 = np.floor(was_open.min(0)).astype(int) - 3
+            x1, y1 = np.ceil(was_open.max(0)).astype(int) + 4
+            h, w = roi.shape[:2]
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            off = np.array([x0, y0], np.float32)
+            covered = _mask(was_open - off, (y1 - y0, x1 - x0)) * (1 - _mask(now_open - off, (y1 - y0, x1 - x0)))
+            skin, lash = s.lid_colours[eye]
+            sub = roi[y0:y1, x0:x1]
+            sub += covered[..., None] * (skin - sub)
+            line = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            eye_h = float(np.ptp(was_open[:, 1]))
+            thick = max(1, int(round(0.18 * eye_h)))
+            cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255, thick,
+                          cv2.LINE_AA, _SHIFT)
+            a = (line.astype(np.float32) / 255) * min(1.0, float(closing[eye]) * 1.5)
+            sub += a[..., None] * (lash - sub)
+
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
         s = self.scene
         upper, lower = points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER)]
@@ -117,10 +153,10 @@ class CpuRenderer:
         layer = np.empty((y1 - y0, x1 - x0, 3), np.float32)
         layer[:] = cavity
         off = np.array([x0, y0], np.float32)
-        tooth_h = 0.16 * mouth_w
+        tooth_h = 0.09 * mouth_w
         # Upper teeth hang from the upper lip, lower teeth rise from the lower lip.
-        _fill(layer, np.concatenate([upper[1:-1], (upper[1:-1] + (0, tooth_h))[::-1]]) - off, teeth * 0.95)
-        _fill(layer, np.concatenate([lower[2:-2], (lower[2:-2] - (0, 0.55 * tooth_h))[::-1]]) - off, teeth * 0.8)
+        _fill(layer, np.concatenate([upper[1:-1], (upper[1:-1] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
+        _fill(layer, np.concatenate([lower[2:-2], (lower[2:-2] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.7)
         centre = lower[5] - off - (0, 0.1 * mouth_w)
         axes = (0.28 * mouth_w, max(1.0, 0.18 * mouth_w))
         tongue_mask = np.zeros(layer.shape[:2], np.uint8)
@@ -136,6 +172,12 @@ class CpuRenderer:
         layer *= (0.55 + 0.45 * edge)[..., None]
         sub = roi[y0:y1, x0:x1]
         sub += alpha[..., None] * (layer - sub)
+
+
+def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+    return m.astype(np.float32) / 255
 
 
 def _fill(layer: np.ndarray, polygon: np.ndarray, colour: np.ndarray) -> None:

@@ -126,7 +126,7 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     below[lower_lip] = 1.0
     below[corners] = 0.45
     pivot_y, pivot_z = 0.2, 0.55
-    theta = 0.42
+    theta = 0.6
     b["jawOpen"] = field(dy=theta * (pivot_z - z), dz=theta * (y - pivot_y), w=below)
     b["jawForward"] = field(dz=-0.08, dy=0.01, w=below)
     b["jawLeft"] = field(dx=0.09, w=below)
@@ -172,7 +172,9 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         low_y = np.interp(x, eye_x[order], q[lower, 1][order])
         eye_cx = float(np.mean(eye_x))
         in_eye_x = _bump(x, eye_cx, 0.22) * face_pts
-        above = in_eye_x * (1 - _smoothstep(0.0, 0.16, lid_y - y)) * (y <= lid_y + 1e-6)
+        brow_y = float(np.mean(q[list(fm.LEFT_BROW if sign > 0 else fm.RIGHT_BROW), 1]))
+        reach = 0.5 * max(float(np.min(lid_y)) - brow_y, 0.05)  # the lid skin, never the brow
+        above = in_eye_x * (1 - _smoothstep(0.0, reach, lid_y - y)) * (y <= lid_y + 1e-6)
         below_lid = in_eye_x * (1 - _smoothstep(0.0, 0.12, y - low_y)) * (y >= low_y - 1e-6)
         blink = field(dy=0.80, w=above * gap_at) + field(dy=-0.20, w=below_lid * gap_at)
         blink[upper, 1] = 0.80 * gap
@@ -181,21 +183,19 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         squint = field(dy=-0.30, w=below_lid * gap_at) + field(dy=0.10, w=above * gap_at)
         squint[lower, 1] = -0.30 * gap
         b[f"eyeSquint{side}"] = squint
-        wide = field(dy=-0.45, w=above * gap_at * (1 - _smoothstep(0.0, 0.12, lid_y - y)))
-        wide[upper, 1] = -0.45 * gap
+        wide = field(dy=-0.7, w=above * gap_at)
+        wide[upper, 1] = -0.7 * gap
         b[f"eyeWide{side}"] = wide
 
-        brow = list(fm.LEFT_BROW if sign > 0 else fm.RIGHT_BROW)
-        brow_y = float(np.mean(q[brow, 1]))
         around_brow = (_bump(y, brow_y, 0.2) + 0.35 * (y < brow_y) * _bump(y, brow_y, 0.6)) * face_pts
         above_eye = y < np.minimum(lid_y, 0.0) - 0.02
         inner = _bump(x, sign * 0.18, 0.2) * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        b[f"browOuterUp{side}"] = field(dy=-0.09, w=outer)
+        b[f"browOuterUp{side}"] = field(dy=-0.14, w=outer)
         b[f"browDown{side}"] = field(dy=0.07, dx=-sign * 0.03, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.10, w=inner)
+        b["_browInner"] += field(dy=-0.16, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
     b["mouthFunnel"] = (field(dx=-0.06 * np.sign(x - mx), w=_bump(x, mx, half * 1.3) * near_mouth * _smoothstep(0.2, 1.0, np.abs(x - mx) / half))

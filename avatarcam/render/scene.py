@@ -47,6 +47,7 @@ class Scene:
     grid_shape: tuple[int, int]    # (gh, gw)
     eyes: tuple[EyeLayer, EyeLayer]
     mouth_colours: np.ndarray      # (4, 3) cavity, teeth, tongue, lip shadow (RGB)
+    lid_colours: np.ndarray        # (2, 2, 3) per eye (right, left): lid skin, lash line (RGB)
     rig: Rig
 
     def points(self, frame: np.ndarray) -> np.ndarray:
@@ -133,6 +134,22 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([cavity, teeth, tongue, shadow]), 0, 255)
 
 
+def _lid_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per eye: the lid skin just above the lashes and the lash line itself."""
+    out = []
+    for upper, brow in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_BROW), (fm.LEFT_EYE_UPPER, fm.LEFT_BROW)):
+        lid = points[list(upper), :2]
+        lift = 0.35 * max(float(lid[:, 1].mean() - points[list(brow), 1].mean()), 2.0)
+        band = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(band, [np.round(np.concatenate([lid - (0, 0.3 * lift), (lid - (0, lift))[::-1]])).astype(np.int32)], 255)
+        skin = np.array(cv2.mean(image, mask=band)[:3]) if band.any() else image[int(lid[4, 1]), int(lid[4, 0])]
+        line = np.zeros(image.shape[:2], np.uint8)
+        cv2.polylines(line, [np.round(lid).astype(np.int32)], False, 255, 2)
+        lash = np.percentile(image[line > 0], 15, axis=0) if line.any() else skin * 0.4
+        out.append([skin, np.minimum(lash, skin * 0.6)])
+    return np.array(out, np.float32)
+
+
 def _weights(points: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
     """Barycentric weights of each grid pixel (block centres) over a triangulation of the ROI."""
     x0, y0, x1, y1 = roi
@@ -181,4 +198,5 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     weights, grid_shape = _weights(points, roi)
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape,
-                 eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points), rig=rig)
+                 eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
+                 lid_colours=_lid_colours(image_o, points), rig=rig)
