@@ -203,6 +203,10 @@ def test_frames_sink_errors_and_cleanup(tmp_path: Path) -> None:
             sink.write(np.zeros((48, 64, 3), np.uint8))
             sink.write(np.zeros((64, 48, 3), np.uint8))
     assert os.listdir(tmp_path) == ["file"]  # the folder it made is gone again
+    with FramesSink(tmp_path / "frames", size=(64, 48)) as sink:
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(OutputError, match="already holds"):  # old and new frames would mix
+        FramesSink(tmp_path / "frames", size=(64, 48))
 
 
 def test_open_sink_picks_the_backend(tmp_path: Path) -> None:
@@ -227,6 +231,9 @@ def test_null_sink_counts_and_checks() -> None:
     assert sink.frames == 4
 
 
-def test_odd_sizes_are_refused(tmp_path: Path) -> None:
+def test_bad_settings_fail_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="even"):
         Mp4Sink(tmp_path / "o.mp4", size=(513, 512))
+    with pytest.raises(OutputError, match="preset"):
+        Mp4Sink(tmp_path / "o.mp4", size=(64, 64), preset="bogus")
+    assert os.listdir(tmp_path) == []

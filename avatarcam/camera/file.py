@@ -51,6 +51,10 @@ class Mp4Sink(SinkBase):
         self._closed = False
         try:
             self._open(crf, preset, aac_rate)
+        except av.FFmpegError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot set up the encoder for {self.path} "
+                              f"(crf={crf}, preset={preset!r}): {e}") from None
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise
@@ -73,6 +77,7 @@ class Mp4Sink(SinkBase):
             self._audio_stream = self._container.add_stream("aac", rate=aac_rate, layout="mono")
             self._audio_stream.bit_rate = AAC_BIT_RATE
             self._resampler = AudioResampler(format="fltp", layout="mono", rate=aac_rate)
+        self._container.start_encoding()  # opens the encoders now: a bad setting fails here, not mid-render
 
     def write(self, frame: np.ndarray) -> None:
         if self._closed:

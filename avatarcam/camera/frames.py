@@ -9,6 +9,7 @@ the sink wrote.
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -80,10 +81,9 @@ class FramesSink(SinkBase):
         if self._audio is not None:
             n = samples_at(self.frames, self.fps, self.audio_rate)
             audio = np.pad(self._audio[:n], (0, max(0, n - len(self._audio))))
-            tmp = temp_file(self.directory, AUDIO_NAME, self.directory / AUDIO_NAME)
-            soundfile.write(tmp, audio, self.audio_rate, format="WAV", subtype="FLOAT")
-            os.chmod(tmp, self._mode)
-            os.replace(tmp, self.directory / AUDIO_NAME)
+            wav = io.BytesIO()
+            soundfile.write(wav, audio, self.audio_rate, format="WAV", subtype="FLOAT")
+            self._atomic_write(AUDIO_NAME, wav.getvalue())
 
     def discard(self) -> None:
         """Remove what this sink wrote (and the directory, if it made it and nothing else is there)."""

@@ -16,7 +16,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class Sink(Protocol):
                  tb: TracebackType | None) -> None: ...
 
 
+S = TypeVar("S", bound="SinkBase")
+
+
 class SinkBase:
     """Context-manager plumbing shared by the sinks: close on success, discard on error.
 
@@ -56,7 +59,7 @@ class SinkBase:
         """Stop after an error, leaving nothing that looks like a finished output."""
         self.close()
 
-    def __enter__(self) -> SinkBase:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
