@@ -77,7 +77,7 @@ def test_mp4_round_trip(tmp_path: Path, speech: np.ndarray, size: tuple[int, int
 
     frames, fps, audio, rate = read_video(out, audio_rate=RATE)
     assert fps == FPS and frames.shape == (n, h, w, 3) and frames.dtype == np.uint8
-    worst = min(psnr(a, b) for a, b in zip(frames, written))
+    worst = min(psnr(a, b) for a, b in zip(frames, written, strict=True))
     assert worst > 35, f"decoded frames differ from written ones: worst PSNR {worst:.1f} dB"
 
     assert rate == RATE and abs(len(audio) / RATE - n / FPS) < 1 / FPS
@@ -184,7 +184,7 @@ def test_frames_sink_writes_pngs_that_read_back_identical(tmp_path: Path) -> Non
             sink.write(frame)
     names = sorted(os.listdir(folder))
     assert names == ["audio.wav", "frame_000000.png", "frame_000001.png", "frame_000002.png"]
-    for name, frame in zip(names[1:], written):
+    for name, frame in zip(names[1:], written, strict=True):
         back = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(back, frame)
     sound, rate = soundfile.read(folder / "audio.wav", dtype="float32")
