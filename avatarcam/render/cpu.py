@@ -15,7 +15,7 @@ import numpy as np
 from .. import latent
 from . import facemesh as fm
 from .rig import EYEBALL_RADIUS
-from .scene import GRID, Scene
+from .scene import Scene
 
 INVERSE_ITERATIONS = 3
 _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
@@ -25,15 +25,15 @@ class CpuRenderer:
     def __init__(self, scene: Scene):
         self.scene = scene
         x0, y0, x1, y1 = scene.roi
-        gh, gw = scene.grid_shape
+        gh, gw, g = *scene.grid_shape, scene.grid
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-        self._grid_xy = np.stack([gx * GRID + (GRID - 1) / 2, gy * GRID + (GRID - 1) / 2], -1)  # ROI pixels
-        self._grid_uv = np.stack([gx, gy], -1)
+        self._grid_xy = np.stack([gx * g + (g - 1) / 2, gy * g + (g - 1) / 2], -1)  # in ROI pixels
         py, px = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
-        self._pix_x, self._pix_y = px, py
-        self._plate = scene.plate[y0:y1, x0:x1].astype(np.float32)
-        self._source = np.ascontiguousarray(scene.source[y0:y1, x0:x1])
-        self._matte = np.ascontiguousarray(scene.matte[y0:y1, x0:x1])
+        self._pix = np.stack([px, py], -1)
+        self._plate = np.ascontiguousarray(scene.plate[y0:y1, x0:x1])
+        # The matte rides along as a fourth channel: one remap moves picture and alpha together.
+        matte8 = np.round(scene.matte[y0:y1, x0:x1] * 255).astype(np.uint8)
+        self._source = np.ascontiguousarray(np.dstack([scene.source[y0:y1, x0:x1], matte8]))
         self._rest_iris = np.array([scene.rest_points[fm.IRIS_A[0]], scene.rest_points[fm.IRIS_B[0]]])
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
         self._lid_closers = [latent.index(n) for n in ("eyeBlinkRight", "eyeBlinkLeft")]
@@ -51,31 +51,29 @@ class CpuRenderer:
         moved = points - s.rest_points
         if not np.any(np.abs(moved) > 0.05) and not np.any(frame[self._gaze] != s.rig.rest[self._gaze]):
             return out
-        map_x, map_y = self._inverse_map(moved)
-        warped = cv2.remap(self._source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.remap(self._matte, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        roi = (self._plate + alpha[..., None] * (warped.astype(np.float32) - self._plate))
+        fixed, frac = cv2.convertMaps(self._inverse_map(moved), None, cv2.CV_16SC2)
+        warped = cv2.remap(self._source, fixed, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = warped[..., 3].astype(np.float32) * (1 / 255)
+        roi = out[y0:y1, x0:x1]
+        roi[:] = cv2.blendLinear(warped[..., :3], self._plate, alpha, 1 - alpha)
         local = points - (x0, y0)
         self._draw_eyes(roi, local, frame)
         self._draw_lids(roi, local, frame, (x0, y0))
         self._draw_mouth(roi, local)
-        out[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
         return out
 
-    def _inverse_map(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where each ROI pixel samples from, given the control points' forward motion."""
-        gh, gw = self.scene.grid_shape
+    def _inverse_map(self, moved: np.ndarray) -> np.ndarray:
+        """Where each ROI pixel samples from (H, W, 2), given the control points' forward motion."""
+        gh, gw, g = *self.scene.grid_shape, self.scene.grid
         forward = (self.scene.weights @ moved).astype(np.float32).reshape(gh, gw, 2)
-        # Solve p = q + forward(p) for the source q of each target q: iterate p <- q - forward(p).
+        # The source p of target q solves q = p + forward(p): iterate p <- q - forward(p).
         src = self._grid_xy - forward
         for _ in range(INVERSE_ITERATIONS - 1):
-            uv = (src - (GRID - 1) / 2) / GRID
-            f = cv2.remap(forward, uv[..., 0], uv[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            src = self._grid_xy - f
-        shift = self._grid_xy - src
-        h, w = self._pix_x.shape
-        shift = cv2.resize(shift, (gw * GRID, gh * GRID), interpolation=cv2.INTER_LINEAR)[:h, :w]
-        return self._pix_x - shift[..., 0], self._pix_y - shift[..., 1]
+            uv = (src - (g - 1) / 2) / g
+            src = self._grid_xy - cv2.remap(forward, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        h, w = self._pix.shape[:2]
+        shift = cv2.resize(self._grid_xy - src, (gw * g, gh * g), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        return self._pix - shift
 
     def _draw_eyes(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray) -> None:
         s = self.scene
@@ -123,7 +121,7 @@ class CpuRenderer:
             off = np.array([x0, y0], np.float32)
             covered = _mask(was_open - off, (y1 - y0, x1 - x0)) * (1 - _mask(now_open - off, (y1 - y0, x1 - x0)))
             skin, lash = s.lid_colours[eye]
-            sub = roi[y0:y1, x0:x1]
+            sub = roi[y0:y1, x0:x1].astype(np.float32)
             sub += covered[..., None] * (skin - sub)
             line = np.zeros((y1 - y0, x1 - x0), np.uint8)
             eye_h = float(np.ptp(was_open[:, 1]))
@@ -132,6 +130,7 @@ class CpuRenderer:
                           cv2.LINE_AA, _SHIFT)
             a = (line.astype(np.float32) / 255) * min(1.0, float(closing[eye]) * 1.5)
             sub += a[..., None] * (lash - sub)
+            roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
         s = self.scene
@@ -170,8 +169,8 @@ class CpuRenderer:
         alpha = (mask.astype(np.float32) / 255) * min(1.0, opening / 2.0)
         edge = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 0.05 * mouth_w))
         layer *= (0.55 + 0.45 * edge)[..., None]
-        sub = roi[y0:y1, x0:x1]
-        sub += alpha[..., None] * (layer - sub)
+        sub = roi[y0:y1, x0:x1].astype(np.float32)
+        roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
 
 
 def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -206,5 +205,6 @@ def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, cent
     clip = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
     cv2.fillPoly(clip, [np.round((polygon - (cx0, cy0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
     a = a[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] * (clip.astype(np.float32) / 255)
-    sub = roi[cy0:cy1, cx0:cx1]
+    sub = roi[cy0:cy1, cx0:cx1].astype(np.float32)
     sub += a[..., None] * (tex[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] - sub)
+    roi[cy0:cy1, cx0:cx1] = np.clip(sub, 0, 255)

@@ -21,7 +21,7 @@ from . import facemesh as fm
 # Rings around the face oval (scale about the oval centre, how far they follow the head):
 # hair and ears move with the head, the next ring half way, the outer ring stays put so the
 # shoulders and everything beyond do not move.
-RINGS = ((1.22, 1.0), (1.55, 0.55), (2.1, 0.0))
+RINGS = ((1.2, 1.0), (1.45, 0.5), (1.85, 0.0))
 
 # Iris radius relative to the eye width when the landmarker gives no usable rim.
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: iris shift = r * sin(gaze)
@@ -260,8 +260,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     pivot = np.array([centre[0], centre[1] - 0.1, 0.6])
     rings, follow = [], [np.ones(len(q))]
     for scale, weight in RINGS:
-        ring = centre + (oval - centre) * np.array([scale, scale, 0.0])
-        ring[:, 2] = pivot[2] * min(1.0, scale - 0.8)
+        ring = centre + (oval - centre) * np.array([scale, scale, 1.0])  # hair at the depth of the face edge
         rings.append(ring)
         follow.append(np.full(len(ring), weight))
     local = np.concatenate([q] + rings)

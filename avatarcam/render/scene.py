@@ -21,7 +21,7 @@ from .rig import Rig, deform
 
 FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the frame height
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
-GRID = 2               # the displacement field is computed every GRID pixels, then upsampled
+GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Scene:
     rest_points: np.ndarray        # (M, 2) control points at rest, output pixels
     weights: scipy.sparse.csr_matrix  # (grid pixels, M + fixed) barycentric weights
     grid_shape: tuple[int, int]    # (gh, gw)
+    grid: int                      # output pixels per grid step
     eyes: tuple[EyeLayer, EyeLayer]
     mouth_colours: np.ndarray      # (4, 3) cavity, teeth, tongue, lip shadow (RGB)
     lid_colours: np.ndarray        # (2, 2, 3) per eye (right, left): lid skin, lash line (RGB)
@@ -150,7 +151,7 @@ def _lid_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32)
 
 
-def _weights(points: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
+def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
     """Barycentric weights of each grid pixel (block centres) over a triangulation of the ROI."""
     x0, y0, x1, y1 = roi
     border = []
@@ -158,9 +159,9 @@ def _weights(points: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[scipy.
         border += [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1), (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))]
     allp = np.concatenate([points, np.array(border)])
     tri = Delaunay(allp)
-    gh, gw = (y1 - y0 + GRID - 1) // GRID, (x1 - x0 + GRID - 1) // GRID
+    gh, gw = (y1 - y0 + grid - 1) // grid, (x1 - x0 + grid - 1) // grid
     gy, gx = np.mgrid[0:gh, 0:gw]
-    px = np.stack([x0 + gx * GRID + (GRID - 1) / 2, y0 + gy * GRID + (GRID - 1) / 2], -1).reshape(-1, 2)
+    px = np.stack([x0 + gx * grid + (grid - 1) / 2, y0 + gy * grid + (grid - 1) / 2], -1).reshape(-1, 2)
     simplex = tri.find_simplex(px)
     simplex[simplex < 0] = 0  # outside the hull cannot happen inside the ROI border; guard anyway
     t = tri.transform[simplex]
@@ -191,12 +192,13 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     iris[:, 2] *= a[0, 0]
     source, eyes = _remove_irises(scene, points, iris)
 
-    margin = 4 * GRID
+    grid = max(2, int(round(FACE_HEIGHT * h / GRID_PER_FACE)))
+    margin = 4 * grid
     lo = np.floor(points.min(0)).astype(int) - margin
     hi = np.ceil(points.max(0)).astype(int) + margin
-    roi = (max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1]))
-    weights, grid_shape = _weights(points, roi)
+    roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
+    weights, grid_shape = _weights(points, roi, grid)
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
-                 rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape,
+                 rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
                  lid_colours=_lid_colours(image_o, points), rig=rig)

@@ -1,0 +1,83 @@
+"""The frame chain: audio chunks -> motion -> renderer -> sink.
+
+One code path, two drivers: `render_file` feeds it a whole file as fast as it can; the live
+daemon feeds it microphone chunks on a clock. Neither knows how motion or pixels are made.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+import numpy as np
+
+from . import latent
+from .camera.sinks import Sink
+from .errors import AvatarCamError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("dsp",)
+CHUNK_S = 0.02  # audio pushed per step: what a live microphone callback delivers
+
+_POSE_AND_GAZE = slice(0, len(latent.POSE) + len(latent.GAZE))
+
+
+class MotionEngine(Protocol):
+    def push(self, samples: np.ndarray) -> np.ndarray: ...
+    def flush(self) -> np.ndarray: ...
+
+
+class FrameRenderer(Protocol):
+    size: tuple[int, int]
+
+    def render(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000) -> MotionEngine:
+    """A streaming motion generator by name."""
+    if name == "dsp":
+        from .motion.dsp import DspDriver
+        return DspDriver(seed=seed, fps=fps, rate=rate)
+    raise AvatarCamError(f"unknown motion engine {name!r}: choose one of {', '.join(ENGINES)}")
+
+
+def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Place generated motion on a portrait.
+
+    Generators move the head and eyes about zero; the portrait keeps its own pose and gaze as
+    the centre of that motion. Expressions are absolute, but the portrait's own expression (a
+    smile, raised brows) stays unless the generated one is stronger: a talking avatar should
+    not lose the smile it was photographed with.
+    """
+    out = np.array(track, np.float32, copy=True)
+    out[..., _POSE_AND_GAZE] += rest[_POSE_AND_GAZE]
+    out[..., latent.EXPRESSION_SLICE] = np.maximum(out[..., latent.EXPRESSION_SLICE], rest[latent.EXPRESSION_SLICE])
+    return latent.clip(out) if out.ndim == 1 else np.stack([latent.clip(f) for f in out])
+
+
+def frames(chunks: Iterable[np.ndarray], engine: MotionEngine) -> Iterator[np.ndarray]:
+    """Motion frames as audio chunks arrive, then the rest when the audio ends."""
+    for chunk in chunks:
+        yield from engine.push(chunk)
+    yield from engine.flush()
+
+
+def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer, rest: np.ndarray,
+        sink: Sink, on_frame: Callable[[int], None] | None = None) -> int:
+    """Drive the chain until the audio ends; returns the number of frames written."""
+    count = 0
+    for motion in frames(chunks, engine):
+        sink.write(renderer.render(compose(motion, rest)))
+        count += 1
+        if on_frame is not None:
+            on_frame(count)
+    return count
+
+
+def file_chunks(samples: np.ndarray, rate: int = 16000, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+    """A whole clip cut into the chunks a microphone would deliver."""
+    step = max(1, int(round(rate * chunk_s)))
+    for start in range(0, len(samples), step):
+        yield samples[start:start + step]

@@ -1,0 +1,195 @@
+"""The `avatarcam` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .config import Settings, parse_size
+from .errors import AvatarCamError
+
+log = logging.getLogger("avatarcam")
+
+DEMO_AUDIO = "demo.flac"
+
+
+def demo_audio() -> Path:
+    return Path(str(resources.files("avatarcam") / "data" / DEMO_AUDIO))
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    from .render.enroll import enroll
+    consent = args.consent or _ask_consent(args.subject)
+    profile = enroll(args.photo, args.name, consent=consent, subject=args.subject, settings=settings,
+                     face_index=args.face, overwrite=args.force, min_face_px=args.min_face)
+    print(f"enrolled profile {profile.name!r} in {profile.dir}")
+    return 0
+
+
+def _ask_consent(subject: str | None) -> str:
+    from .provenance.consent import STATEMENTS
+    if not sys.stdin.isatty():
+        raise AvatarCamError("enrollment needs consent: add --consent self (your own photo) or "
+                             "--consent permission (you have the person's permission)")
+    who = subject or "the person in this photo"
+    print(f"AvatarCam animates a real person's face. Who is {who}?")
+    print(f"  [s] me: {STATEMENTS['self']}")
+    print(f"  [p] someone else: {STATEMENTS['permission']}")
+    answer = input("Type s or p to accept, anything else to stop: ").strip().lower()
+    if answer in ("s", "p"):
+        return {"s": "self", "p": "permission"}[answer]
+    raise AvatarCamError("no consent given: nothing was enrolled")
+
+
+def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
+    from . import profiles
+    if args.action == "list":
+        for name in profiles.list_profiles(settings):
+            print(name)
+        return 0
+    if not args.name:
+        raise AvatarCamError(f"`avatarcam profiles {args.action}` needs a profile name")
+    if args.action == "show":
+        profile = profiles.load_profile(args.name, settings)
+        print(profiles.describe(profile))
+        return 0
+    if not args.yes and sys.stdin.isatty():
+        if input(f"delete profile {args.name!r} and its portrait? [y/N] ").strip().lower() != "y":
+            return 1
+    profiles.delete_profile(args.name, settings)
+    print(f"deleted profile {args.name!r}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from . import chain
+    from .audio.features import frame_count
+    from .audio.io import AUDIO_RATE, load_audio
+    from .camera.sinks import open_sink
+    from .profiles import load_profile
+    from .render import open_renderer
+
+    if args.demo:
+        profile_name, audio_path = "default", args.audio or demo_audio()
+    else:
+        profile_name, audio_path = args.profile or settings.profile, args.audio
+    if audio_path is None:
+        raise AvatarCamError("render needs --audio FILE (or --demo for the bundled clip)")
+    if args.output is None and args.frames is None:
+        raise AvatarCamError("render needs -o OUT.mp4 and/or --frames DIR")
+    size = parse_size(args.size or settings.size)
+    samples = load_audio(audio_path, AUDIO_RATE)
+    profile = load_profile(profile_name, settings)  # before opening outputs: fail before writing
+    sinks = []
+    if args.output is not None:
+        sinks.append(open_sink(str(args.output), size, settings.fps, audio=samples, audio_rate=AUDIO_RATE))
+    if args.frames is not None:
+        sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
+    engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE)
+    renderer = open_renderer(profile, size)
+    total = frame_count(len(samples), AUDIO_RATE, settings.fps)
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(s) for s in sinks]
+        bar = stack.enter_context(tqdm(total=total, unit="frame", desc="rendering", disable=args.quiet))
+        chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,
+                  _Tee(opened), on_frame=lambda _: bar.update())
+    for target in (args.output, args.frames):
+        if target is not None:
+            print(f"wrote {target}")
+    return 0
+
+
+class _Tee:
+    """Several open sinks as one: every frame goes to each."""
+
+    def __init__(self, sinks: list) -> None:
+        self.sinks = sinks
+
+    def write(self, frame) -> None:
+        for s in self.sinks:
+            s.write(frame)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from .doctor import report
+    ok = report(settings)
+    return 0 if ok else 1
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="avatarcam",
+        description="Make one portrait photo talk: enroll a photo (with consent), then render speech "
+                    "to a video. Settings: env AVATARCAM_* or config.toml in the user config dir.",
+        epilog="Example: avatarcam render --demo -o demo.mp4")
+    p.add_argument("--version", action="version", version=f"avatarcam {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("enroll", help="create a profile from a portrait photo",
+                       description="Measure the face in PHOTO and prepare a profile that can be animated. "
+                                   "Needs the subject's consent, recorded with the profile.")
+    e.add_argument("photo", type=Path, help="portrait photo (jpg, png, webp, ...)")
+    e.add_argument("--name", required=True, help="profile name (letters, digits, - and _)")
+    e.add_argument("--consent", choices=("self", "permission"),
+                   help="self: it is your photo; permission: you have the person's permission")
+    e.add_argument("--subject", help='full name of the person in the photo, e.g. "Ada Lovelace"')
+    e.add_argument("--face", type=int, default=None, metavar="N",
+                   help="use the N-th largest face (0 = largest) when the photo has several")
+    e.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="accept faces down to PX wide (default 128; smaller faces render soft)")
+    e.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    e.set_defaults(run=cmd_enroll)
+
+    pr = sub.add_parser("profiles", help="list, show or delete profiles")
+    pr.add_argument("action", choices=("list", "show", "delete"))
+    pr.add_argument("name", nargs="?")
+    pr.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+    pr.set_defaults(run=cmd_profiles)
+
+    r = sub.add_parser("render", help="render speech to a video of a profile talking",
+                       description="Animate a profile with an audio file and write an H.264/AAC MP4 "
+                                   "(and/or PNG frames). Audio: wav, flac, ogg, mp3; any rate, mono or stereo.")
+    r.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
+    r.add_argument("--audio", type=Path, help="speech to animate")
+    r.add_argument("--demo", action="store_true", help="the bundled default profile speaking the bundled clip")
+    r.add_argument("-o", "--output", type=Path, help="output .mp4")
+    r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
+    r.add_argument("--size", help="output size WxH (default 1280x720)")
+    r.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
+    r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(run=cmd_render)
+
+    d = sub.add_parser("doctor", help="report what is installed and usable")
+    d.set_defaults(run=cmd_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args, Settings())
+    except AvatarCamError as exc:
+        print(f"avatarcam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avatarcam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

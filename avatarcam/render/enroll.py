@@ -1,0 +1,144 @@
+"""Enrollment: one portrait photo in, one profile out (face, matte, plate, consent).
+
+Everything slow or fragile about a portrait happens here, once, so the live loop only loads
+arrays. Each refusal says what was wrong with the photo and what would work instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatarcam.config import Settings
+from avatarcam.errors import FaceError, ImageError, ProfileError
+from avatarcam.profiles import Profile, save_profile, validate_name
+from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
+from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
+from avatarcam.render.plate import background_plate
+from avatarcam.render.segment import person_matte
+
+log = logging.getLogger(__name__)
+
+MAX_SIDE = 1024  # larger photos add enrollment time and memory, not detail the renderer can use
+# Smallest face (longer side of the landmark box) worth animating. Below this the mouth and eyes
+# are a few pixels across and every frame would be an upscaled blur. 96 rather than a rounder 128
+# so that classic 512 px portraits, where a face is about 100 px tall, still enroll.
+MIN_FACE_PX = 96
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a photo as RGB uint8: EXIF orientation applied, alpha flattened onto white,
+    downscaled so the longest side is at most MAX_SIDE."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ImageError(f"{path} does not exist")
+    if not path.is_file():
+        raise ImageError(f"{path} is not a file; give the path of a portrait photo (JPEG or PNG)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                image = _flatten(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image AvatarCam can read; use a JPEG or PNG photo") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path} is too many pixels to open safely; scale it down below 40 megapixels") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path} is damaged or truncated ({exc}); export the photo again") from None
+    h, w = image.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        scale = MAX_SIDE / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        log.info("downscaling %dx%d to %dx%d", w, h, *size)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _flatten(im: "Image.Image") -> np.ndarray:  # noqa: F821 (PIL imported lazily)
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale: keep the top 8 bits
+        array = np.asarray(im, dtype=np.uint32)
+        im = Image.fromarray((array >> 8 if array.max() > 255 else array).clip(0, 255).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def choose_face(faces: list[Face], source: str, face_index: int | None = None) -> Face:
+    """The face to enroll: the largest unless face_index picks another (0 = largest)."""
+    if not faces:
+        raise FaceError(f"no face found in {source}: use a photo where one face is clearly visible, "
+                        f"frontal, well lit")
+    if face_index is not None:
+        if not 0 <= face_index < len(faces):
+            raise FaceError(f"--face {face_index} is out of range: {source} has {len(faces)} face(s), "
+                            f"numbered 0 (largest) to {len(faces) - 1}")
+        face = faces[face_index]
+    else:
+        face = faces[0]
+        if len(faces) > 1:
+            log.warning("found %d faces in %s; using the largest (--face 0). Pass --face N "
+                        "(0 to %d, largest first) to choose another.", len(faces), source, len(faces) - 1)
+    if face.size < MIN_FACE_PX:
+        raise FaceError(f"the face in {source} is only {face.size:.0f} px across; at least {MIN_FACE_PX} px "
+                        f"is needed: use a larger photo or one taken closer to the face")
+    return face
+
+
+def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None, settings: Settings,
+           face_index: int | None = None, measurer: FaceMeasurer | None = None,
+           overwrite: bool = False) -> Profile:
+    """Turn a portrait photo into a saved profile named `name`.
+
+    consent: 'self' (the user is the person shown) or 'permission' (they allowed it); subject is
+    the name of the person shown (for 'self' it defaults to the profile name). `measurer` lets a
+    caller enrolling many photos load the face model once.
+    """
+    validate_name(name)
+    if consent not in RELATIONS:
+        raise ProfileError(f"consent must be 'self' (you are the person in the photo) or 'permission' "
+                           f"(they allowed you to animate it), not {consent!r}")
+    if subject is None or not subject.strip():
+        if consent != "self":
+            raise ProfileError("with consent 'permission', name the person in the photo (--subject NAME)")
+        subject = name
+    if (settings.profiles_dir / name).exists() and not overwrite:
+        raise ProfileError(f"a profile named {name!r} already exists; choose another name or overwrite it "
+                           f"(--overwrite)")
+    photo_path = Path(photo_path)
+    started = time.perf_counter()
+    log.info("reading %s", photo_path)
+    image = read_image(photo_path)
+
+    log.info("finding the face")
+    if measurer is None:
+        with FaceMeasurer(resolve_face_model(settings)) as own:
+            faces = own.detect(image)
+    else:
+        faces = measurer.detect(image)
+    face = choose_face(faces, str(photo_path), face_index)
+    log.info("face found: %.0f px, pose (yaw, pitch, roll) %s deg", face.size,
+             ", ".join(f"{np.degrees(a):+.0f}" for a in face.pose()))
+
+    log.info("separating the person from the background")
+    matte = person_matte(image, face)
+    log.info("filling the background behind them")
+    plate = background_plate(image, matte)
+
+    record = create_record(subject, consent, portrait_digest(image), settings)
+    profile = Profile(name=name, image=image, face=face, matte=matte, plate=plate, consent=record)
+    directory = save_profile(profile, settings, overwrite=overwrite, source=photo_path.name)
+    log.info("profile %r saved in %s (%.1f s)", name, directory, time.perf_counter() - started)
+    return profile
