@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import tempfile
 import urllib.error
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatarcam import latent
 from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
 
@@ -148,34 +148,18 @@ class Face:
         return flip @ r @ flip
 
     def pose(self) -> tuple[float, float, float]:
-        """(yaw, pitch, roll) in radians. This is the contract with the renderer:
+        """(yaw, pitch, roll) in radians, relative to the camera. This is the contract with the renderer:
 
         - yaw > 0: the face turns so the nose moves toward +x (image right);
         - pitch > 0: the nose moves toward +y (image down: looking down);
         - roll > 0: the face rotates clockwise on screen (from +x toward +y).
 
-        In image axes (x right, y down, z away from the camera) the rotation is
-        R = Ry(-yaw) @ Rx(pitch) @ Rz(roll), with the right-handed elementary rotations
-        Rx(a) = [[1,0,0],[0,c,-s],[0,s,c]], Ry(a) = [[c,0,s],[0,1,0],[-s,0,c]],
-        Rz(a) = [[c,-s,0],[s,c,0],[0,0,1]]: roll is applied in the face plane first, then pitch,
-        then yaw. A mirrored image negates yaw and roll and keeps pitch.
+        The angles decompose `rotation()` exactly as avatarcam.latent.rotation composes them, so
+        latent.rotation(*face.pose()) gives back the measured rotation. A mirrored image negates
+        yaw and roll and keeps pitch. Being camera-relative, a face that looks into the lens from
+        off the image centre shows a little yaw or pitch (perspective).
         """
-        r = self.rotation()
-        yaw = -math.atan2(r[0, 2], r[2, 2])
-        pitch = math.asin(float(np.clip(-r[1, 2], -1.0, 1.0)))
-        roll = math.atan2(r[1, 0], r[1, 1])
-        return yaw, pitch, roll
-
-
-def rotation_from_pose(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """The 3x3 image-axes rotation that `Face.pose` decomposes (its inverse, for renderers and tests)."""
-    cy, sy = math.cos(-yaw), math.sin(-yaw)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cr, sr = math.cos(roll), math.sin(roll)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return ry @ rx @ rz
+        return latent.angles(self.rotation())
 
 
 # ---------------------------------------------------------------------------------------------
