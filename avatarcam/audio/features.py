@@ -191,13 +191,14 @@ def loudness_envelope(samples: np.ndarray, rate: int = 16000, fps: int = 30) -> 
 
 
 def noise_floor_db(envelope_db: np.ndarray) -> float:
-    """Estimated background level of a clip: the 10th percentile of its non-digital-silence frames.
+    """Estimated background level of a clip: the 10th percentile of its envelope.
 
-    Speech has pauses and stops, so its quietest tenth is background, not voice; digital silence
-    (padding, gated input) is left out so it does not drag the estimate to -100 dB.
+    Speech has pauses and stops, so its quietest tenth is background, not voice. Digital
+    silence (padding, a gated microphone, TTS) counts as background too: that is what lets a
+    steady vowel between silences read as speech rather than as the floor.
     """
-    live = envelope_db[envelope_db > FLOOR_DB + 10]
-    return float(np.percentile(live, 10)) if live.size else FLOOR_DB
+    envelope_db = np.asarray(envelope_db)
+    return float(np.percentile(envelope_db, 10)) if envelope_db.size else FLOOR_DB
 
 
 def speech_loudness(envelope_db: np.ndarray, floor_db: float | None = None, peak_db: float | None = None) -> np.ndarray:
