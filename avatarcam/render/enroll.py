@@ -25,10 +25,10 @@ from avatarcam.render.segment import person_matte
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 1024  # larger photos add enrollment time and memory, not detail the renderer can use
-# Smallest face (longer side of the landmark box) worth animating. Below this the mouth and eyes
-# are a few pixels across and every frame would be an upscaled blur. 96 rather than a rounder 128
-# so that classic 512 px portraits, where a face is about 100 px tall, still enroll.
-MIN_FACE_PX = 96
+# Smallest face (longer side of the landmark box) animated by default. Below it the mouth and eyes
+# are a few pixels across and every output frame is an upscaled blur; min_face_px (--min-face)
+# accepts smaller ones knowingly (a classic 512 px portrait has a face about 100 px tall).
+MIN_FACE_PX = 128
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -76,7 +76,8 @@ def _flatten(im: "Image.Image") -> np.ndarray:  # noqa: F821 (PIL imported lazil
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
-def choose_face(faces: list[Face], source: str, face_index: int | None = None) -> Face:
+def choose_face(faces: list[Face], source: str, face_index: int | None = None,
+                min_face_px: float | None = None) -> Face:
     """The face to enroll: the largest unless face_index picks another (0 = largest)."""
     if not faces:
         raise FaceError(f"no face found in {source}: use a photo where one face is clearly visible, "
@@ -91,20 +92,23 @@ def choose_face(faces: list[Face], source: str, face_index: int | None = None) -
         if len(faces) > 1:
             log.warning("found %d faces in %s; using the largest (--face 0). Pass --face N "
                         "(0 to %d, largest first) to choose another.", len(faces), source, len(faces) - 1)
-    if face.size < MIN_FACE_PX:
-        raise FaceError(f"the face in {source} is only {face.size:.0f} px across; at least {MIN_FACE_PX} px "
-                        f"is needed: use a larger photo or one taken closer to the face")
+    min_face_px = MIN_FACE_PX if min_face_px is None else min_face_px
+    if face.size < min_face_px:
+        raise FaceError(f"the face in {source} is only {face.size:.0f} px across; at least {min_face_px:.0f} px "
+                        f"is needed: use a larger photo or one taken closer to the face (or accept a soft result "
+                        f"with --min-face {int(face.size)})")
     return face
 
 
 def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None, settings: Settings,
            face_index: int | None = None, measurer: FaceMeasurer | None = None,
-           overwrite: bool = False) -> Profile:
+           overwrite: bool = False, min_face_px: float | None = None) -> Profile:
     """Turn a portrait photo into a saved profile named `name`.
 
     consent: 'self' (the user is the person shown) or 'permission' (they allowed it); subject is
-    the name of the person shown (for 'self' it defaults to the profile name). `measurer` lets a
-    caller enrolling many photos load the face model once.
+    the name of the person shown (for 'self' it defaults to the profile name). face_index picks
+    one of several faces (0 = largest). `measurer` lets a caller enrolling many photos load the
+    face model once. min_face_px changes the smallest face accepted (None: MIN_FACE_PX).
     """
     validate_name(name)
     if consent not in RELATIONS:
@@ -128,7 +132,7 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
             faces = own.detect(image)
     else:
         faces = measurer.detect(image)
-    face = choose_face(faces, str(photo_path), face_index)
+    face = choose_face(faces, str(photo_path), face_index, min_face_px)
     log.info("face found: %.0f px, pose (yaw, pitch, roll) %s deg", face.size,
              ", ".join(f"{np.degrees(a):+.0f}" for a in face.pose()))
 
