@@ -34,7 +34,6 @@ class CpuRenderer:
         # The matte rides along as a fourth channel: one remap moves picture and alpha together.
         matte8 = np.round(scene.matte[y0:y1, x0:x1] * 255).astype(np.uint8)
         self._source = np.ascontiguousarray(np.dstack([scene.source[y0:y1, x0:x1], matte8]))
-        self._rest_iris = np.array([scene.rest_points[fm.IRIS_A[0]], scene.rest_points[fm.IRIS_B[0]]])
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
         self._lid_closers = [latent.index(n) for n in ("eyeBlinkRight", "eyeBlinkLeft")]
 
@@ -81,17 +80,15 @@ class CpuRenderer:
         # Gaze moves the iris over the eyeball: radius in pixels from the eye width.
         d_yaw = np.sin(frame[self._gaze[0]]) - np.sin(rig.rest[self._gaze[0]])
         d_pitch = np.sin(frame[self._gaze[1]]) - np.sin(rig.rest[self._gaze[1]])
+        across = points[fm.LEFT_EYE_OUTER] - points[fm.RIGHT_EYE_OUTER]  # toward image right, as gazeYaw
+        ex = across / max(float(np.linalg.norm(across)), 1e-6)
+        ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
         for layer, centre_idx, (upper, lower) in zip(
-                s.eyes, (fm.IRIS_A[0], fm.IRIS_B[0]),
+                s.eyes, (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
                 ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
-            x_axis = points[upper[-1]] - points[upper[0]]
-            if centre_idx == fm.IRIS_A[0]:
-                x_axis = -x_axis
-            width = float(np.linalg.norm(x_axis))
+            width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
             if width < 1:
                 continue
-            ex = x_axis / width
-            ey = np.array([-ex[1], ex[0]])
             r = EYEBALL_RADIUS * width
             centre = points[centre_idx] + r * (d_yaw * ex + d_pitch * ey)
             polygon = np.concatenate([points[list(upper)], points[list(lower[::-1])]])

@@ -18,10 +18,10 @@ LEFT_EYE_LOWER = (263, 249, 390, 373, 374, 380, 381, 382, 362)
 RIGHT_BROW = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55)
 LEFT_BROW = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285)
 
-# Iris points: a centre then four on the rim. Which block is which eye is decided by
-# position at rig time (see rig.py), so a mixed-up table here cannot swap the eyes.
-IRIS_A = (468, 469, 470, 471, 472)
-IRIS_B = (473, 474, 475, 476, 477)
+# Iris points: a centre then four on the rim (checked on real portraits: 468 lies in the
+# subject's right eye).
+RIGHT_IRIS = (468, 469, 470, 471, 472)
+LEFT_IRIS = (473, 474, 475, 476, 477)
 
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
              377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)

@@ -194,13 +194,13 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
 
         around_brow = (_bump(y, brow_y, 0.2) + 0.35 * (y < brow_y) * _bump(y, brow_y, 0.6)) * face_pts
         above_eye = y < np.minimum(lid_y, 0.0) - 0.02
-        inner = _bump(x, sign * 0.18, 0.2) * around_brow * above_eye
+        inner = _bump(x, sign * 0.15, 0.25) * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
         b[f"browOuterUp{side}"] = field(dy=-0.14, w=outer)
         b[f"browDown{side}"] = field(dy=0.07, dx=-sign * 0.03, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.16, w=inner)
+        b["_browInner"] += field(dy=-0.22, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
     b["mouthFunnel"] = (field(dx=-0.06 * np.sign(x - mx), w=_bump(x, mx, half * 1.3) * near_mouth * _smoothstep(0.2, 1.0, np.abs(x - mx) / half))
@@ -232,8 +232,7 @@ def _rest_latent(face_pose: tuple[float, float, float], blendshapes: dict[str, f
 def _iris(points: np.ndarray) -> np.ndarray:
     """Per eye (subject's right, left): iris centre x, y and radius in portrait pixels."""
     out = []
-    blocks = sorted((fm.IRIS_A, fm.IRIS_B), key=lambda idx: points[idx[0], 0])  # right eye is image-left
-    for idx in blocks:
+    for idx in (fm.RIGHT_IRIS, fm.LEFT_IRIS):
         centre = points[idx[0], :2]
         radius = float(np.mean(np.linalg.norm(points[list(idx[1:]), :2] - centre, axis=1)))
         out.append([centre[0], centre[1], radius])

@@ -124,13 +124,19 @@ def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
 
 
 def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Cavity, teeth, tongue and lip-shadow colours that match the portrait's light."""
     lips = np.zeros(image.shape[:2], np.uint8)
     outer = np.concatenate([points[list(fm.LIPS_UPPER_OUTER), :2], points[list(fm.LIPS_LOWER_OUTER[::-1]), :2]])
     cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 255)
     lip = np.array(cv2.mean(image, mask=lips)[:3]) if lips.any() else np.array([150.0, 80, 80])
-    cavity = lip * 0.22 + np.array([12, 2, 2])
-    tongue = lip * 0.75 + np.array([25, 0, 0])
-    teeth = np.array([222.0, 216, 204]) * (0.55 + 0.45 * min(1.0, float(image.mean()) / 110))
+    # Teeth are lit like the whites of the eyes: take their colour from the brightest eye pixels.
+    eyes = np.zeros(image.shape[:2], np.uint8)
+    for upper, lower in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)):
+        cv2.fillPoly(eyes, [np.round(_eye_polygon(points, upper, lower)).astype(np.int32)], 255)
+    white = np.percentile(image[eyes > 0], 90, axis=0) if eyes.any() else np.array([220.0, 215, 205])
+    teeth = np.clip(white * np.array([1.0, 0.97, 0.9]) * 0.92, 0, 255)
+    cavity = lip * 0.18 + np.array([10, 2, 2])
+    tongue = lip * 0.8 + np.array([20, 0, 0])
     shadow = lip * 0.45
     return np.clip(np.stack([cavity, teeth, tongue, shadow]), 0, 255)
 

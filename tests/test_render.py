@@ -1,0 +1,121 @@
+"""The renderer, judged by an independent measurer (MediaPipe's Face Landmarker) on real portraits."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from avatarcam import latent
+from avatarcam.render.cpu import CpuRenderer
+from avatarcam.render.face import FaceMeasurer
+from avatarcam.render.rig import Rig, build_rig
+from avatarcam.render.scene import build_scene
+
+
+@pytest.fixture(scope="module")
+def judge(face_model):
+    with FaceMeasurer(face_model, max_faces=1) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def hopper(portraits_dir, judge):
+    """Grace Hopper's portrait with its face, a rough person matte and plate, and its rig."""
+    image = cv2.cvtColor(cv2.imread(str(portraits_dir / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
+    face = judge.detect(image)[0]
+    matte = np.zeros(image.shape[:2], np.float32)
+    hull = cv2.convexHull(face.points[:468, :2].astype(np.float32))[:, 0]
+    centre = hull.mean(0)
+    cv2.fillPoly(matte, [np.round((hull - centre) * 1.6 + centre).astype(np.int32)], 1.0)
+    matte[int(centre[1]):] = np.maximum(matte[int(centre[1]):], 0.0)
+    plate = cv2.inpaint(image, (matte > 0).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+    rig = build_rig(face.points, face.pose(), face.blendshapes)
+    return image, matte, plate, rig
+
+
+@pytest.fixture(scope="module")
+def renderer(hopper):
+    image, matte, plate, rig = hopper
+    return CpuRenderer(build_scene(image, matte, plate, rig, (512, 512)))
+
+
+def _with(rig: Rig, **values: float) -> np.ndarray:
+    frame = rig.rest.copy()
+    for name, value in values.items():
+        frame[latent.index(name)] = value
+    return frame
+
+
+def _measure(judge, frame: np.ndarray):
+    faces = judge.detect(frame)
+    assert faces, "the judge found no face in the rendered frame"
+    return faces[0]
+
+
+def test_rest_frame_is_the_portrait_framed_without_bars(renderer):
+    frame = renderer.render(renderer.scene.rig.rest)
+    assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8
+    assert np.array_equal(frame, renderer.scene.scene)
+    for edge in (frame[0], frame[-1], frame[:, 0], frame[:, -1]):
+        assert edge.mean() > 10, "black bars at the frame edge"
+
+
+def test_wide_frame_fills_16_9_without_black_bars(hopper):
+    image, matte, plate, rig = hopper
+    frame = CpuRenderer(build_scene(image, matte, plate, rig, (1280, 720))).render(_with(rig, jawOpen=0.4))
+    assert frame.shape == (720, 1280, 3)
+    columns = frame.reshape(720, 1280 * 3).T.reshape(1280, -1)
+    assert (columns.max(axis=1) > 20).all(), "a column of the 16:9 frame is black"
+
+
+def test_same_motion_gives_the_same_picture(renderer):
+    frame = _with(renderer.scene.rig, jawOpen=0.5, headYaw=0.1, eyeBlinkLeft=0.6)
+    assert np.array_equal(renderer.render(frame), renderer.render(frame))
+
+
+def test_far_from_the_head_nothing_moves(renderer):
+    rig = renderer.scene.rig
+    moved = renderer.render(_with(rig, jawOpen=0.7, headYaw=rig.rest[0] + 0.2, headRoll=rig.rest[2] + 0.1))
+    x0, y0, x1, y1 = renderer.scene.roi
+    outside = np.ones(moved.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert outside.any()
+    assert np.array_equal(moved[outside], renderer.scene.scene[outside])
+
+
+@pytest.mark.parametrize("channel", ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "browInnerUp", "mouthPucker"])
+def test_judge_sees_a_commanded_expression_grow(renderer, judge, channel):
+    rig = renderer.scene.rig
+    measured = [_measure(judge, renderer.render(_with(rig, **{channel: v}))).blendshapes[channel]
+                for v in (rig.rest[latent.index(channel)], 0.5, 1.0)]
+    assert measured[2] > measured[0] + 0.1, f"{channel}: judge read {measured}"
+    assert measured[1] >= measured[0] - 0.02
+
+
+def test_smile_acts_on_the_commanded_side(renderer, judge):
+    rig = renderer.scene.rig
+    left = _measure(judge, renderer.render(_with(rig, mouthSmileLeft=1.0))).blendshapes
+    right = _measure(judge, renderer.render(_with(rig, mouthSmileRight=1.0))).blendshapes
+    assert left["mouthSmileLeft"] > left["mouthSmileRight"] + 0.1
+    assert right["mouthSmileRight"] > right["mouthSmileLeft"] + 0.1
+
+
+@pytest.mark.parametrize("channel,index,degrees", [("headYaw", 0, 12), ("headYaw", 0, -12), ("headPitch", 1, 8),
+                                                    ("headRoll", 2, 10), ("headRoll", 2, -10)])
+def test_judge_reads_the_commanded_head_turn(renderer, judge, channel, index, degrees):
+    rig = renderer.scene.rig
+    base = _measure(judge, renderer.render(rig.rest)).pose()
+    turned = _measure(judge, renderer.render(_with(rig, **{channel: rig.rest[index] + np.radians(degrees)}))).pose()
+    change = np.degrees(turned[index] - base[index])
+    assert change == pytest.approx(degrees, abs=4.0)
+
+
+def test_gaze_moves_the_irises_the_commanded_way(renderer, judge):
+    rig = renderer.scene.rig
+    looks = {}
+    for yaw in (-0.35, 0.35):
+        shapes = _measure(judge, renderer.render(_with(rig, gazeYaw=yaw))).blendshapes
+        # Looking toward image right: the subject's left eye looks out, the right eye looks in.
+        looks[yaw] = shapes["eyeLookOutLeft"] + shapes["eyeLookInRight"] - shapes["eyeLookInLeft"] - shapes["eyeLookOutRight"]
+    assert looks[0.35] > looks[-0.35] + 0.3, looks
