@@ -1,0 +1,421 @@
+"""The measuring side of every benchmark: portraits in, renderers out, frames judged, numbers compared.
+
+The judge is MediaPipe's Face Landmarker, the same model enrollment uses, run on the rendered
+pixels: it knows nothing of the rig, so what it reports is what a viewer would see. Everything a
+benchmark measures goes through this module (measuring frames or a video, Pearson r, gain, best
+lag, the portrait set and where results are written), so the benchmarks agree on what a number
+means.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avatarcam import latent
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PORTRAITS = SHARED / "assets" / "portraits"
+SPEECH = SHARED / "assets" / "speech"
+RESULTS = REPO / "bench" / "results"
+SHARED_FACE_MODEL = SHARED / "models" / "face_landmarker.task"
+
+PHOTOS = ("astronaut", "grace_hopper")  # real photographs: the strict bars
+STYLISED = ("mona_lisa", "cartoon_boy")  # a painting and a cartoon: bars 0.1 lower
+DEFAULT_PORTRAIT = "grace_hopper"
+
+
+# ---------------------------------------------------------------------------------------------
+# Portraits and renderers
+
+@dataclass
+class Portrait:
+    """One enrolled portrait: what a renderer needs, plus where it came from."""
+
+    name: str
+    path: Path
+    image: np.ndarray      # RGB uint8
+    face: object           # avatarcam.render.face.Face measured on `image`
+    matte: np.ndarray      # float32 person alpha
+    plate: np.ndarray      # RGB uint8 background without the person
+    rig: object            # avatarcam.render.rig.Rig
+    how: str = "direct"    # "enroll" when avatarcam's own enrollment built it
+
+    @property
+    def stylised(self) -> bool:
+        return self.name in STYLISED
+
+
+def face_model() -> Path:
+    """The judge's model file: AVATARCAM_FACE_MODEL / settings if set, else ../shared/models."""
+    from avatarcam.config import Settings
+    from avatarcam.render.face import resolve_face_model
+
+    settings = Settings()
+    if settings.face_model is None and SHARED_FACE_MODEL.is_file():
+        return SHARED_FACE_MODEL
+    return resolve_face_model(settings)
+
+
+def portrait_paths(names: Iterable[str] | None = None) -> list[Path]:
+    """The shared portraits (all, or those whose file stem is in `names`), sorted by name."""
+    if not PORTRAITS.is_dir():
+        raise SystemExit(f"the shared portraits are not at {PORTRAITS}; the benchmarks need ../shared beside the checkout")
+    paths = sorted(p for p in PORTRAITS.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if names is not None:
+        wanted = set(names)
+        paths = [p for p in paths if p.stem in wanted]
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            raise SystemExit(f"no portrait named {sorted(missing)} in {PORTRAITS}; "
+                             f"there are {[p.stem for p in portrait_paths()]}")
+    return paths
+
+
+def load_portrait(path_or_name: Path | str) -> Portrait:
+    """Enroll a shared portrait for benchmarking (nothing is written to the user's profiles).
+
+    Uses avatarcam's own enrollment when it is importable, in a throw-away data dir and with the
+    small-face check relaxed (the astronaut's face is below the 128 px product minimum); otherwise
+    it builds the same parts directly from the render modules.
+    """
+    path = Path(path_or_name)
+    if not path.suffix:
+        path = portrait_paths([str(path_or_name)])[0]
+    enrolled = _enroll_with_product(path)
+    if enrolled is not None:
+        return enrolled
+    return _enroll_directly(path)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))
+
+
+def _enroll_directly(path: Path) -> Portrait:
+    from avatarcam.render.face import FaceMeasurer
+    from avatarcam.render.plate import background_plate
+    from avatarcam.render.rig import build_rig
+    from avatarcam.render.segment import person_matte
+
+    image = _read_rgb(path)
+    with FaceMeasurer(face_model(), max_faces=1) as measurer:
+        faces = measurer.detect(image)
+    if not faces:
+        raise SystemExit(f"the judge finds no face in {path}")
+    face = faces[0]
+    matte = person_matte(image, face)
+    plate = background_plate(image, matte)
+    rig = build_rig(face.points, face.pose(), face.blendshapes)
+    return Portrait(path.stem, path, image, face, matte, plate, rig, how="direct")
+
+
+def _enroll_with_product(path: Path) -> Portrait | None:
+    """avatarcam's enroll() into a throw-away data dir, or None while enrollment is unavailable."""
+    try:
+        from avatarcam.config import Settings
+        from avatarcam.render import prepare_rig
+        from avatarcam.render.enroll import enroll
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="avatarcam-bench-") as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", cache_dir=Path(tmp) / "cache",
+                            face_model=face_model())
+        extra = {}
+        if "min_face_px" in inspect.signature(enroll).parameters:
+            extra["min_face_px"] = 64  # the astronaut's ~105 px face is below the product's minimum
+        try:
+            profile = enroll(path, f"bench-{path.stem}", "self", "benchmark", settings, **extra)
+            rig = prepare_rig(profile)
+        except Exception as exc:  # e.g. a face under the product's minimum: measure it anyway
+            print(f"  (enroll() refused {path.name}: {exc}; building the rig directly)")
+            return None
+    return Portrait(path.stem, path, profile.image, profile.face, profile.matte, profile.plate, rig, how="enroll")
+
+
+def make_renderer(portrait: Portrait, size: tuple[int, int]):
+    """A CPU renderer of `portrait` framed into a `size` (w, h) output."""
+    from avatarcam.render.cpu import CpuRenderer
+    from avatarcam.render.scene import build_scene
+
+    return CpuRenderer(build_scene(portrait.image, portrait.matte, portrait.plate, portrait.rig, size=size))
+
+
+def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Generated motion (relative pose, absolute expression) -> absolute frames for the renderer.
+
+    avatarcam.chain.compose when it exists; the same rule inline otherwise: pose and gaze are
+    offsets from the portrait's own, an expression is the stronger of generated and the portrait's.
+    """
+    try:
+        from avatarcam.chain import compose as product_compose
+    except ImportError:
+        product_compose = None
+    if product_compose is not None:
+        return np.asarray(product_compose(track, rest), np.float32)
+    out = np.array(track, np.float32, copy=True)
+    head = slice(0, latent.EXPRESSION_SLICE.start)
+    out[..., head] += rest[head]
+    out[..., latent.EXPRESSION_SLICE] = np.maximum(out[..., latent.EXPRESSION_SLICE], rest[latent.EXPRESSION_SLICE])
+    return out
+
+
+def uses_product_compose() -> bool:
+    try:
+        from avatarcam.chain import compose  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring frames
+
+# MediaPipe's eyeLook* scores, folded into the latent's gaze convention (+yaw: toward image right,
+# i.e. the subject's left; +pitch: down). A proxy, in the judge's own units, not radians.
+def gaze_proxy(blendshapes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    b = blendshapes
+    yaw = (b["eyeLookOutLeft"] + b["eyeLookInRight"] - b["eyeLookInLeft"] - b["eyeLookOutRight"]) / 2
+    pitch = (b["eyeLookDownLeft"] + b["eyeLookDownRight"] - b["eyeLookUpLeft"] - b["eyeLookUpRight"]) / 2
+    return yaw, pitch
+
+
+@dataclass
+class Measurements:
+    """What the judge saw in each of T frames; NaN where it found no face."""
+
+    found: np.ndarray                                   # (T,) bool
+    blendshapes: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (T,)
+    pose: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (T, 3) yaw, pitch, roll, radians
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 478, 3)))  # (T, 478, 3) px
+    seconds: float = 0.0                                # time spent in the judge
+
+    def __len__(self) -> int:
+        return len(self.found)
+
+    def channel(self, name: str) -> np.ndarray:
+        return self.blendshapes[name]
+
+
+def measured_pose(face) -> tuple[float, float, float]:
+    """Head pose of a judged face, (yaw, pitch, roll) radians in the latent's convention."""
+    return face.pose()
+
+
+class Judge:
+    """MediaPipe Face Landmarker over rendered frames (image mode, or video mode with tracking)."""
+
+    def __init__(self, video: bool = False, model: Path | None = None, fps: float = latent.FPS) -> None:
+        from avatarcam.render.face import FaceMeasurer
+
+        self.video = video
+        self.fps = fps
+        self._measurer = FaceMeasurer(model or face_model(), max_faces=1, video=video)
+        self._next = 0
+
+    def close(self) -> None:
+        self._measurer.close()
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def measure(self, frames: Iterable[np.ndarray]) -> Measurements:
+        """Judge each frame; in video mode consecutive calls continue one stream of timestamps."""
+        found, shapes, poses, points = [], [], [], []
+        spent = 0.0
+        for frame in frames:
+            start = time.perf_counter()
+            if self.video:
+                faces = self._measurer.detect(frame, timestamp_ms=int(round(self._next * 1000 / self.fps)))
+                self._next += 1
+            else:
+                faces = self._measurer.detect(frame)
+            spent += time.perf_counter() - start
+            if faces:
+                face = faces[0]
+                found.append(True)
+                shapes.append(face.blendshapes)
+                poses.append(measured_pose(face))
+                points.append(face.points)
+            else:
+                found.append(False)
+                shapes.append({})
+                poses.append((math.nan,) * 3)
+                points.append(np.full((478, 3), np.nan, np.float32))
+        names = sorted({k for s in shapes for k in s})
+        blend = {n: np.array([s.get(n, math.nan) for s in shapes], np.float64) for n in names}
+        return Measurements(found=np.array(found, bool), blendshapes=blend,
+                            pose=np.array(poses, np.float64).reshape(-1, 3),
+                            points=np.array(points, np.float32).reshape(-1, 478, 3), seconds=spent)
+
+
+def measure_frames(frames: Iterable[np.ndarray], video: bool = False) -> Measurements:
+    with Judge(video=video) as judge:
+        return judge.measure(frames)
+
+
+def measure_video(path: Path | str) -> Measurements:
+    """Decode a video file and judge it in video mode (tracking, as on a real recording)."""
+    from avatarcam.video import iter_frames
+
+    with Judge(video=True) as judge:
+        return judge.measure(iter_frames(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing numbers
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r over the entries where both are finite; NaN if either is constant there."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return math.nan
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / den) if den > 0 else math.nan
+
+
+def gain(commanded: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line measured = slope * commanded + intercept."""
+    c, m = np.asarray(commanded, np.float64), np.asarray(measured, np.float64)
+    ok = np.isfinite(c) & np.isfinite(m)
+    if ok.sum() < 3 or np.ptp(c[ok]) == 0:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(c[ok], m[ok], 1)
+    return float(slope), float(intercept)
+
+
+def lagged_r(signal: np.ndarray, reference: np.ndarray, lag: int) -> float:
+    """r between signal[t + lag] and reference[t]: lag > 0 means the signal comes `lag` frames late."""
+    n = min(len(signal), len(reference))
+    s, r = np.asarray(signal[:n]), np.asarray(reference[:n])
+    if lag >= 0:
+        return pearson(s[lag:], r[:n - lag])
+    return pearson(s[:n + lag], r[-lag:])
+
+
+def best_lag(signal: np.ndarray, reference: np.ndarray, max_lag: int = 5) -> tuple[int, float, dict[int, float]]:
+    """The lag in [-max_lag, max_lag] with the highest r (see lagged_r), that r, and r at every lag."""
+    rs = {lag: lagged_r(signal, reference, lag) for lag in range(-max_lag, max_lag + 1)}
+    finite = {k: v for k, v in rs.items() if np.isfinite(v)}
+    if not finite:
+        return 0, math.nan, rs
+    lag = max(finite, key=lambda k: (finite[k], -abs(k)))
+    return lag, finite[lag], rs
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing results
+
+def environment() -> dict[str, object]:
+    """Where and on what the numbers were taken (goes into every results JSON)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def fmt(value: object, digits: int = 2) -> str:
+    if isinstance(value, bool):
+        return "pass" if value else "FAIL"
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return "n/a" if value is None else str(value)
+
+
+def table(headers: list[str], rows: list[list[object]], digits: int = 2) -> str:
+    """A Markdown table (also readable printed on a terminal)."""
+    cells = [[fmt(c, digits) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells])
+
+
+def _clean(value: object) -> object:
+    """JSON-safe: NaN -> null, numpy scalars and arrays -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+    """bench/results/NAME.json and NAME.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "environment": environment(), **data}
+    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    json_path.write_text(json.dumps(_clean(data), indent=1) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def save_png(path: Path, image: np.ndarray, max_side: int = 1600, colours: int = 256) -> Path:
+    """Save an RGB image as a small PNG: downscaled to `max_side`, palette-quantised (keeps files < 1 MB)."""
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    scale = max_side / max(im.size)
+    if scale < 1:
+        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
+    if colours:
+        im = im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, optimize=True)
+    return path
+
+
+def figure_png(fig, path: Path, dpi: int = 80) -> Path:
+    """A matplotlib figure through save_png."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as im:
+        image = np.array(im.convert("RGB"))
+    return save_png(path, image, max_side=10_000)
+
+
+def progress(items: Iterable, desc: str, total: int | None = None) -> Iterator:
+    """tqdm on a terminal, silent otherwise."""
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, total=total, leave=False, disable=None))

@@ -1,0 +1,314 @@
+"""Round trip through an independent judge: command expressions and poses, render, measure, compare.
+
+For each shared portrait:
+- expression frames: 1-3 random channels of the issue's list at uniform 0..1 (the others at the
+  portrait's rest); Pearson r and gain (slope) of measured vs commanded per channel;
+- pose frames: random head yaw (±20°), pitch and roll (±12°) around the portrait's rest, and
+  random gaze; mean absolute error in degrees per axis, and r of the judge's gaze proxy;
+- drift: the rest frame rendered 30 times, and 30 frames where only the mouth moves: how far the
+  judge's landmarks away from moving regions (upper face oval, nose bridge) wander from the rest.
+
+    python -m bench.roundtrip [--quick] [--frames N] [--portraits a b] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from avatarcam import latent
+from avatarcam.render import facemesh as fm
+from bench import judge
+
+SIZE = (512, 512)
+STRICT = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight",
+          "mouthFunnel", "mouthPucker", "browInnerUp")
+CHANNELS = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmileLeft", "mouthSmileRight",
+            "mouthStretchLeft", "mouthStretchRight", "mouthPressLeft", "mouthPressRight",
+            "mouthRollLower", "mouthRollUpper", "eyeBlinkLeft", "eyeBlinkRight",
+            "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "browInnerUp",
+            "browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight",
+            "cheekSquintLeft", "cheekSquintRight")
+MOUTH = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthPucker", "mouthFunnel",
+         "mouthStretchLeft", "mouthStretchRight", "mouthPressLeft", "mouthPressRight")
+POSE_RANGE_DEG = {"headYaw": 20.0, "headPitch": 12.0, "headRoll": 12.0}
+GAZE_RANGE = {"gazeYaw": 0.35, "gazePitch": 0.25}  # radians, within latent's limits
+POSE_BAR_DEG = 2.0
+DRIFT_BAR_PX = 1.0
+DRIFT_FRAMES = 30
+# Landmarks no mouth channel should move: upper half of the face oval, forehead and nose bridge.
+NOSE_BRIDGE = (168, 6, 197, 195, 9, 151)
+
+
+def bar(channel: str, stylised: bool) -> float:
+    return (0.9 if channel in STRICT else 0.8) - (0.1 if stylised else 0.0)
+
+
+def stable_points(rest_points: np.ndarray) -> list[int]:
+    """Oval points above the eye line, plus forehead and nose bridge: what mouth motion must not move."""
+    eye_y = rest_points[[fm.RIGHT_EYE_OUTER, fm.LEFT_EYE_OUTER], 1].mean()
+    oval = [i for i in fm.FACE_OVAL if rest_points[i, 1] < eye_y]
+    return sorted(set(oval) | set(NOSE_BRIDGE))
+
+
+def expression_frames(rest: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n absolute frames, each with 1-3 random channels of CHANNELS set to uniform 0..1.
+
+    The first channel of each frame walks through a shuffled CHANNELS so that every channel is
+    exercised about equally often; the others are drawn at random.
+    """
+    frames = np.repeat(rest[None].astype(np.float32), n, axis=0)
+    jaw, close = latent.index("jawOpen"), latent.index("mouthClose")
+    order: list[str] = []
+    for frame in frames:
+        if not order:
+            order = list(rng.permutation(CHANNELS))
+        first = order.pop()
+        others = [c for c in CHANNELS if c != first]
+        chosen = [first] + list(rng.choice(others, size=rng.integers(0, 3), replace=False))
+        for name in chosen:
+            frame[latent.index(name)] = rng.uniform(0.0, 1.0)
+        if "mouthClose" in chosen:  # lips only close an open jaw: jawOpen at least mouthClose
+            if "jawOpen" in chosen:
+                frame[close] = rng.uniform(0.0, frame[jaw])
+            else:
+                frame[jaw] = rng.uniform(frame[close], 1.0)
+    return frames
+
+
+def pose_frames(rest: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    frames = np.repeat(rest[None].astype(np.float32), n, axis=0)
+    for name, deg in POSE_RANGE_DEG.items():
+        frames[:, latent.index(name)] += np.radians(rng.uniform(-deg, deg, n))
+    for name, rad in GAZE_RANGE.items():
+        frames[:, latent.index(name)] = rng.uniform(-rad, rad, n)
+    return frames
+
+
+def mouth_frames(rest: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    frames = np.repeat(rest[None].astype(np.float32), n, axis=0)
+    for frame in frames:
+        for name in rng.choice(MOUTH, size=rng.integers(1, 3), replace=False):
+            frame[latent.index(name)] = rng.uniform(0.2, 1.0)
+    return frames
+
+
+def render_all(renderer, frames: np.ndarray) -> tuple[list[np.ndarray], float]:
+    out, start = [], time.perf_counter()
+    for frame in judge.progress(frames, "render"):
+        out.append(renderer.render(frame))
+    return out, (time.perf_counter() - start) / max(len(frames), 1)
+
+
+def drift(points: np.ndarray, reference: np.ndarray, idx: list[int]) -> np.ndarray:
+    """Per frame: mean distance (px, x-y) of the `idx` landmarks from where they are in `reference`."""
+    d = np.linalg.norm(points[:, idx, :2] - reference[None, idx, :2], axis=2)
+    return d.mean(axis=1)
+
+
+def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict) -> dict:
+    rng = np.random.default_rng(seed)
+    rest = portrait.rig.rest.astype(np.float32)
+    renderer = judge.make_renderer(portrait, SIZE)
+    result: dict = {"enrolled_by": portrait.how, "stylised": portrait.stylised, "frames": n}
+    with judge.Judge(video=False) as j:
+        # --- expressions
+        commanded = expression_frames(rest, n, rng)
+        images, render_ms = render_all(renderer, commanded)
+        seen = j.measure(images)
+        channels = {}
+        for name in CHANNELS:
+            c = commanded[:, latent.index(name)]
+            m = seen.channel(name)
+            r = judge.pearson(c, m)
+            slope, intercept = judge.gain(c, m)
+            active = c > rest[latent.index(name)] + 1e-6
+            threshold = bar(name, portrait.stylised)
+            channels[name] = {"r": r, "bar": threshold, "pass": bool(np.isfinite(r) and r >= threshold),
+                              "gain": slope, "offset": intercept, "active_frames": int(active.sum()),
+                              "rest": float(rest[latent.index(name)])}
+            scatter.setdefault(name, []).append((portrait.name, c, m))
+        result["expression"] = {"channels": channels, "faces_found": int(seen.found.sum()),
+                                "render_ms": render_ms * 1000, "judge_ms": seen.seconds / n * 1000}
+
+        # --- pose and gaze
+        commanded = pose_frames(rest, n, rng)
+        images, _ = render_all(renderer, commanded)
+        seen = j.measure(images)
+        rest_seen = j.measure([renderer.render(rest)])
+        axes = {}
+        for k, name in enumerate(("headYaw", "headPitch", "headRoll")):
+            c = commanded[:, latent.index(name)]
+            m = seen.pose[:, k]
+            absolute = np.degrees(np.abs(m - c))
+            relative = np.degrees(np.abs((m - rest_seen.pose[0, k]) - (c - rest[latent.index(name)])))
+            axes[name] = {"mae_deg": float(np.nanmean(absolute)), "p95_deg": float(np.nanpercentile(absolute, 95)),
+                          "bias_deg": float(np.degrees(np.nanmean(m - c))),
+                          "relative_mae_deg": float(np.nanmean(relative)),
+                          "r": judge.pearson(c, m), "gain": judge.gain(c, m)[0], "bar_deg": POSE_BAR_DEG,
+                          "pass": bool(np.nanmean(relative) <= POSE_BAR_DEG),
+                          "absolute_pass": bool(np.nanmean(absolute) <= POSE_BAR_DEG),
+                          "rest_commanded_deg": float(np.degrees(rest[latent.index(name)])),
+                          "rest_measured_deg": float(np.degrees(rest_seen.pose[0, k]))}
+            scatter.setdefault(name, []).append((portrait.name, np.degrees(c), np.degrees(m)))
+        gaze_yaw, gaze_pitch = judge.gaze_proxy(seen.blendshapes)
+        gaze = {}
+        for name, m in (("gazeYaw", gaze_yaw), ("gazePitch", gaze_pitch)):
+            c = commanded[:, latent.index(name)]
+            gaze[name] = {"r": judge.pearson(c, m), "gain": judge.gain(c, m)[0], "bar": 0.8 - 0.1 * portrait.stylised,
+                          "pass": bool(judge.pearson(c, m) >= 0.8 - 0.1 * portrait.stylised)}
+            scatter.setdefault(name, []).append((portrait.name, c, m))
+        result["pose"] = {"axes": axes, "gaze_proxy": gaze, "faces_found": int(seen.found.sum())}
+
+        # --- drift away from moving regions
+        idx = stable_points(rest_seen.points[0])
+        rest_images = [renderer.render(rest) for _ in range(DRIFT_FRAMES)]
+        identical = all(np.array_equal(rest_images[0], im) for im in rest_images[1:])
+        at_rest = j.measure(rest_images)
+        rest_drift = drift(at_rest.points, rest_seen.points[0], idx)
+        mouth_commanded = mouth_frames(rest, DRIFT_FRAMES, rng)
+        mouth_images, _ = render_all(renderer, mouth_commanded)
+        moving = j.measure(mouth_images)
+        mouth_drift = drift(moving.points, rest_seen.points[0], idx)
+        # What the rig itself does to those points (0 means any drift above is the judge's own).
+        rig_points = np.stack([renderer.scene.points(f) for f in mouth_commanded])
+        rig_drift = drift(rig_points[:, :478], renderer.scene.rest_points[:478], idx)
+        # the same in video mode: tracking over a clip alternating rest and mouth frames
+        with judge.Judge(video=True) as jv:
+            clip = jv.measure([im for pair in zip(rest_images, mouth_images) for im in pair])
+        video_drift = drift(clip.points, clip.points[0], idx)
+        result["drift"] = {
+            "points": len(idx), "rest_frames_identical": identical,
+            "rest_mean_px": float(np.nanmean(rest_drift)), "rest_max_px": float(np.nanmax(rest_drift)),
+            "mouth_mean_px": float(np.nanmean(mouth_drift)), "mouth_p95_px": float(np.nanpercentile(mouth_drift, 95)),
+            "mouth_max_px": float(np.nanmax(mouth_drift)),
+            "mouth_rig_mean_px": float(np.mean(rig_drift)), "mouth_rig_max_px": float(np.max(rig_drift)),
+            "video_mean_px": float(np.nanmean(video_drift)), "video_max_px": float(np.nanmax(video_drift)),
+            "bar_px": DRIFT_BAR_PX,
+            "pass": bool(np.nanmean(rest_drift) <= DRIFT_BAR_PX and np.nanmean(mouth_drift) <= DRIFT_BAR_PX),
+        }
+    return result
+
+
+def scatter_plot(scatter: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(scatter)
+    cols = 6
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.3, rows * 2.1))
+    colours = {}
+    for ax, name in zip(axes.ravel(), names):
+        for portrait, c, m in scatter[name]:
+            colour = colours.setdefault(portrait, f"C{len(colours)}")
+            ax.scatter(c, m, s=4, alpha=0.6, color=colour, label=portrait)
+        lo = min(np.nanmin(c) for _, c, _ in scatter[name])
+        hi = max(np.nanmax(c) for _, c, _ in scatter[name])
+        if name.startswith("head"):
+            ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=8, markerscale=3)
+    fig.suptitle("commanded (x) vs judge-measured (y); head angles in degrees, gaze vs eyeLook proxy", fontsize=9)
+    fig.tight_layout()
+    judge.figure_png(fig, path)
+    plt.close(fig)
+
+
+def report(results: dict) -> str:
+    names = list(results)
+    lines = ["# Round trip through the judge", "",
+             f"Expression and pose frames per portrait: {results[names[0]]['frames']} each, 512x512, "
+             "MediaPipe Face Landmarker (image mode) as judge. Bars from issue 3: r ≥ 0.9 for the strict "
+             "channels, ≥ 0.8 for the others, 0.1 lower on the painting and cartoon; head angles mean abs "
+             "error ≤ 2°; landmark drift away from moving regions ≤ 1 px.", "",
+             "## Pearson r, commanded vs measured (bar in brackets)", ""]
+    rows = []
+    for ch in CHANNELS:
+        row: list[object] = [ch]
+        for p in names:
+            c = results[p]["expression"]["channels"][ch]
+            row.append(f"{judge.fmt(c['r'])} ({c['bar']:.1f}) {'ok' if c['pass'] else 'FAIL'}")
+        rows.append(row)
+    for ch in ("gazeYaw", "gazePitch"):
+        rows.append([ch + " (eyeLook proxy)"] + [
+            f"{judge.fmt(results[p]['pose']['gaze_proxy'][ch]['r'])} ({results[p]['pose']['gaze_proxy'][ch]['bar']:.1f}) "
+            f"{'ok' if results[p]['pose']['gaze_proxy'][ch]['pass'] else 'FAIL'}" for p in names])
+    lines += [judge.table(["channel"] + names, rows), ""]
+    passed = {p: sum(c["pass"] for c in results[p]["expression"]["channels"].values()) for p in names}
+    lines += ["Channels passing: " + ", ".join(f"{p} {passed[p]}/{len(CHANNELS)}" for p in names), ""]
+
+    lines += ["## Gain (slope of measured on commanded; 1 = the judge sees what was commanded)", ""]
+    rows = [[ch] + [results[p]["expression"]["channels"][ch]["gain"] for p in names] for ch in CHANNELS]
+    lines += [judge.table(["channel"] + names, rows), ""]
+
+    lines += ["## Head pose: mean abs error, degrees (bar 2°)", "",
+              "rel (the bar: does the head track?): change from the rest frame, measured vs commanded. "
+              "abs: measured vs commanded absolute angle; it also carries the difference between the pose "
+              "measured on the enrollment photo (the rig's rest, 'rest cmd') and on the framed 512x512 output "
+              "('rest seen'): the judge's pose is camera-relative, so reframing the face shifts it.", ""]
+    rows = []
+    for p in names:
+        for ax, a in results[p]["pose"]["axes"].items():
+            rows.append([p, ax, a["relative_mae_deg"], a["pass"], a["mae_deg"], a["absolute_pass"], a["bias_deg"],
+                         a["p95_deg"], a["r"], a["gain"], a["rest_commanded_deg"], a["rest_measured_deg"]])
+    lines += [judge.table(["portrait", "axis", "rel MAE", "bar", "abs MAE", "abs", "abs bias", "abs p95", "r",
+                           "gain", "rest cmd", "rest seen"], rows), ""]
+
+    lines += ["## Drift of landmarks away from moving regions, px (bar 1 px)", ""]
+    lines += ["Landmarks: upper half of the face oval, forehead and nose bridge. rest: the rest frame rendered "
+              f"{DRIFT_FRAMES} times; mouth: {DRIFT_FRAMES} frames where only mouth channels move, vs the rest "
+              "frame (judge landmarks); rig: how far the rig itself moves those points in the mouth frames; "
+              "video: rest and mouth frames alternating, judged in video mode, vs the first frame.", ""]
+    rows = [[p, d["points"], d["rest_frames_identical"], d["rest_mean_px"], d["mouth_mean_px"], d["mouth_p95_px"],
+             d["mouth_max_px"], d["mouth_rig_mean_px"], d["video_mean_px"], d["pass"]]
+            for p, d in ((p, results[p]["drift"]) for p in names)]
+    lines += [judge.table(["portrait", "points", "rest identical", "rest mean", "mouth mean", "mouth p95",
+                           "mouth max", "rig mean", "video mean", "bar"], rows), ""]
+    rows = [[p, results[p]["enrolled_by"], results[p]["expression"]["faces_found"], results[p]["pose"]["faces_found"],
+             results[p]["expression"]["render_ms"], results[p]["expression"]["judge_ms"]] for p in names]
+    lines += ["## Run", "", judge.table(["portrait", "enrolled by", "faces (expr)", "faces (pose)", "render ms",
+                                         "judge ms"], rows, 1), "",
+              "Scatter plots: roundtrip_scatter.png"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="40 frames per set instead of 200")
+    parser.add_argument("--frames", type=int, help="frames per set (expression and pose each)")
+    parser.add_argument("--portraits", nargs="+", help="portrait file stems (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="roundtrip", help="results file stem")
+    args = parser.parse_args(argv)
+    n = args.frames or (40 if args.quick else 200)
+    results, scatter = {}, {}
+    for path in judge.portrait_paths(args.portraits):
+        start = time.perf_counter()
+        print(f"{path.stem}: enrolling", flush=True)
+        portrait = judge.load_portrait(path)
+        results[portrait.name] = run_portrait(portrait, n, args.seed, scatter)
+        print(f"{path.stem}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    scatter_plot(scatter, judge.RESULTS / f"{args.name}_scatter.png")
+    markdown = report(results)
+    judge.write_results(args.name, {"size": SIZE, "frames_per_set": n, "seed": args.seed, "quick": args.quick,
+                                    "portraits": results}, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
