@@ -27,13 +27,14 @@ FLOOR_QUANTILE = 0.10  # the same statistic as features.noise_floor_db, over a t
 PEAK_DECAY_DB_S = 4.0  # the loudness reference relaxes this fast after a loud peak
 MIN_RANGE_DB = 20.0  # floor to full opening spans at least this, so faint noise stays small
 DYNAMIC_RANGE_DB = 28.0  # sounds this far below the recent peak leave the mouth shut (breaths, hiss)
-ATTACK, RELEASE = 0.85, 0.85  # per-frame approach of the jaw to its target when opening / closing
+ATTACK, RELEASE = 0.95, 0.85  # per-frame approach of the jaw to its target when opening / closing
 
 CENTROID_MEMORY_S = 3.0  # the speaker's typical spectral centroid is averaged over this long
 ROUND_OCTAVES = 0.5  # centroid this far below the speaker's typical one = fully rounded lips
 SHAPE_SMOOTHING = 0.5  # per-frame approach of lip shapes to their targets
 PRESS_RELEASE = 0.5  # per-frame fraction by which pressed lips let go
-DIP_DB = 8.0  # a fall this far below the last 200 ms of speech starts to press the lips (m b p)
+DIP_DB = 12.0  # a fall this far below the last DIP_WINDOW_S of speech starts to press the lips (m b p)
+DIP_WINDOW_S = 0.1  # only a sharp fall: a slow fade is a phrase ending, not a closure
 
 
 def _channels(*names: str) -> list[int]:
@@ -79,15 +80,14 @@ class Mouth:
     The speech loudness of a frame is its level above a gate, as a fraction of the range up to
     a slowly decaying recent peak. The gate is the highest of: the noise floor (10th percentile
     of the last FLOOR_WINDOW_S of levels, as `features.noise_floor_db` but causal) plus
-    SPEECH_MARGIN_DB; DYNAMIC_RANGE_DB below the
-    recent peak; and SILENCE_DBFS. Stationary noise becomes the floor within a second or two,
-    so it does not open the mouth.
+    SPEECH_MARGIN_DB; DYNAMIC_RANGE_DB below the recent peak; and SILENCE_DBFS. Stationary
+    noise becomes the floor within a second or two, so it does not open the mouth.
     """
 
     def __init__(self, fps: int = latent.FPS) -> None:
         self.fps = fps
         self._levels = _RunningQuantile(max(1, int(FLOOR_WINDOW_S * fps)))
-        self._recent: deque[tuple[float, float]] = deque(maxlen=max(1, int(0.2 * fps)))  # (level, loudness)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=max(1, int(DIP_WINDOW_S * fps)))  # (level, loudness)
         self._peak = -np.inf
         self._jaw = 0.0
         self._log_centroid = np.log2(1000.0)  # the speaker's typical centroid, learnt as they talk
@@ -114,7 +114,7 @@ class Mouth:
         span = max(self._peak - floor, MIN_RANGE_DB)
         loudness = min(max((level - floor) / span, 0.0), 1.0)
 
-        # jaw: fast attack, slightly slower release, no lookahead-free smoothing lag to speak of
+        # jaw: near-instant opening and slightly gentler closing, so it never lags the voice
         target = JAW_MAX * loudness
         self._jaw += (target - self._jaw) * (ATTACK if target > self._jaw else RELEASE)
 
@@ -132,7 +132,7 @@ class Mouth:
         hiss = min(max((sibilance - 0.25) / 0.35, 0.0), 1.0) * (loudness > 0)
         spread = max(spread, 0.6 * hiss)  # /s/ /sh/: teeth together, lips drawn back
 
-        # bilabial closure: a sharp fall below the last 200 ms of speech
+        # bilabial closure: a sharp fall below the last DIP_WINDOW_S of speech
         recent_level = max((lv for lv, _ in self._recent), default=-np.inf)
         recent_loud = max((ld for _, ld in self._recent), default=0.0)
         pressed = min(max((recent_level - level - DIP_DB) / 10.0, 0.0), 1.0) * min(1.0, 2.5 * recent_loud)

@@ -41,9 +41,10 @@ HEAD_TAU_S = np.array([0.6, 0.5, 0.9])  # correlation time of each axis' noise
 ACTIVITY_RISE_S, ACTIVITY_FALL_S = 0.4, 1.5  # how fast the head livens up and calms down
 
 # Accents (stressed syllables): a nod and sometimes a brow raise.
-ACCENT_MIN = 0.45  # loudness an accent must reach
-ACCENT_JUMP = 0.18  # ... and how far above the recent mean
-ACCENT_GAP_S = 0.35
+ACCENT_MIN = 0.7  # loudness an accent must reach
+ACCENT_JUMP = 0.35  # ... and how far above the mean of the last ACCENT_MEMORY_S
+ACCENT_MEMORY_S = 0.6
+ACCENT_GAP_S = 1.0  # stressed words, not every syllable: about 30 a minute in running speech
 NOD_DEG = 2.2
 BROW_PROBABILITY = 0.5
 
@@ -61,6 +62,17 @@ def _bump(frames: int, rise: float) -> np.ndarray:
     up = np.sin(0.5 * np.pi * np.clip(u / rise, 0, 1))
     down = 0.5 + 0.5 * np.cos(np.pi * np.clip((u - rise) / (1 - rise), 0, 1))
     return np.where(u < rise, up, down)
+
+
+def _nod(fps: int) -> np.ndarray:
+    """A nod: the head dips (positive pitch) and comes back with a small rebound.
+
+    The rebound gives the shape zero area, so frequent nods do not leave the head looking down.
+    """
+    down = _bump(int(0.4 * fps), 0.35)
+    up = _bump(int(0.35 * fps), 0.4)
+    shape = np.concatenate([down, -up * down.sum() / up.sum()])
+    return shape / down.max()
 
 
 class _Pending:
@@ -104,7 +116,7 @@ class Behaviour:
         self._mean_loudness = 0.0
         self._last_accent = -10**9
         self._accents = _Pending(4, fps)  # pitch, browInnerUp, browOuterUpLeft, browOuterUpRight
-        self._nod = _bump(int(0.45 * fps), 0.35)
+        self._nod = _nod(fps)
         self._brow = _bump(int(0.6 * fps), 0.25)
         # gaze
         self._gaze = np.zeros(2)
@@ -156,7 +168,7 @@ class Behaviour:
 
         # accents: a loud syllable well above the recent mean
         jump = level - self._mean_loudness
-        self._mean_loudness += (level - self._mean_loudness) * (1 - np.exp(-1 / (0.3 * fps)))
+        self._mean_loudness += (level - self._mean_loudness) * (1 - np.exp(-1 / (ACCENT_MEMORY_S * fps)))
         if level > ACCENT_MIN and jump > ACCENT_JUMP and (frame - self._last_accent) / fps > ACCENT_GAP_S:
             strength = min(1.0, jump / 0.4) * (0.7 + 0.6 * accent_size)
             nod = strength * NOD_DEG * DEG
