@@ -213,3 +213,23 @@ def test_video_mode(face_model, portraits_dir):
             video.detect(image)
     with pytest.raises(RuntimeError, match="closed"):
         video.detect(image, 66)
+
+
+def test_quiet_and_clean_exit_when_left_open(face_model, portraits_dir):
+    """No MediaPipe log lines while loading, no finaliser traceback at exit when never closed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, cv2\n"
+        "from avatarcam.render.face import FaceMeasurer\n"
+        f"image = cv2.imread({str(portraits_dir / 'grace_hopper.jpg')!r})[:, :, ::-1].copy()\n"
+        f"still = FaceMeasurer({str(face_model)!r})\n"
+        f"video = FaceMeasurer({str(face_model)!r}, video=True)\n"
+        "assert len(still.detect(image)) == 1 and len(video.detect(image, 0)) == 1\n"
+        "print('done')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+    assert "XNNPACK" not in run.stderr and "InitGoogle" not in run.stderr, run.stderr

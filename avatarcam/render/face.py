@@ -7,11 +7,13 @@ loads it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 import weakref
@@ -201,11 +203,35 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+# Landmarkers still open when Python exits. MediaPipe's own finaliser runs too late then (its
+# worker thread is gone: a TypeError or RuntimeError on stderr), so they are closed from a hook
+# that runs while threads still work. Weak references: a landmarker dropped earlier closes itself.
+_OPEN_AT_EXIT: weakref.WeakSet = weakref.WeakSet()
+_exit_hook_once = threading.Lock()  # acquired (never released) by the first registration
+
+
+def _close_remaining() -> None:
+    for landmarker in list(_OPEN_AT_EXIT):
+        with contextlib.suppress(Exception):
+            landmarker.close()
+
+
+def _close_at_exit(landmarker: object) -> None:
+    if _exit_hook_once.acquire(blocking=False):
+        # threading's exit hooks run before concurrent.futures stops MediaPipe's dispatcher thread
+        # (plain atexit hooks run after it); fall back to atexit where that hook is missing.
+        register = getattr(threading, "_register_atexit", atexit.register)
+        try:
+            register(_close_remaining)
+        except RuntimeError:  # interpreter already shutting down
+            pass
+    _OPEN_AT_EXIT.add(landmarker)
+
+
 class FaceMeasurer:
     """Finds faces and measures landmarks, blendshapes and head transform with MediaPipe.
 
-    Use as a context manager (or call close()): MediaPipe's own finaliser can fail at interpreter
-    exit, so the native landmarker is closed explicitly, at the latest by an atexit hook.
+    Use as a context manager or call close(); one left open is closed while Python exits.
     """
 
     def __init__(self, model_path: Path | str, max_faces: int = 4, video: bool = False,
@@ -239,7 +265,7 @@ class FaceMeasurer:
                                  + (f"\n{detail}" if detail else "")
                                  + f"\nIs it a {FACE_MODEL_FILE} bundle?") from failure
         self._landmarker = landmarker
-        self._close = weakref.finalize(self, landmarker.close)
+        _close_at_exit(landmarker)
         self.video = video
         self._last_timestamp = -1
 
@@ -251,7 +277,7 @@ class FaceMeasurer:
         """
         import mediapipe as mp
 
-        if not self._close.alive:
+        if self._landmarker is None:
             raise RuntimeError("FaceMeasurer is closed")
         image = _as_rgb(image_rgb)
         height, width = image.shape[:2]
@@ -271,7 +297,10 @@ class FaceMeasurer:
         return sorted(faces, key=lambda f: f.size, reverse=True)
 
     def close(self) -> None:
-        self._close()
+        if self._landmarker is not None:
+            _OPEN_AT_EXIT.discard(self._landmarker)
+            self._landmarker.close()
+            self._landmarker = None
 
     def __enter__(self) -> FaceMeasurer:
         return self
