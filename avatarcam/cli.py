@@ -28,8 +28,9 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     from .render.enroll import enroll
     consent = args.consent or _ask_consent(args.subject)
     profile = enroll(args.photo, args.name, consent=consent, subject=args.subject, settings=settings,
-                     face_index=args.face, overwrite=args.force, min_face_px=args.min_face)
-    print(f"enrolled profile {profile.name!r} in {profile.dir}")
+                     face_index=args.face, overwrite=args.overwrite, min_face_px=args.min_face)
+    print(f"enrolled profile {profile.name!r} in {profile.dir}\n"
+          f"try it: avatarcam render --profile {profile.name} --audio SPEECH.wav -o {profile.name}.mp4")
     return 0
 
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the N-th largest face (0 = largest) when the photo has several")
     e.add_argument("--min-face", type=int, default=None, metavar="PX",
                    help="accept faces down to PX wide (default 128; smaller faces render soft)")
-    e.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing profile of that name")
     e.set_defaults(run=cmd_enroll)
 
     pr = sub.add_parser("profiles", help="list, show or delete profiles")

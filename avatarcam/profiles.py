@@ -131,7 +131,7 @@ def _npz(**arrays: np.ndarray) -> bytes:
 
 
 def save_profile(profile: Profile, settings: Settings | None = None, overwrite: bool = False,
-                 source: str | None = None) -> Path:
+                 source: str | None = None, extras: dict[str, bytes] | None = None) -> Path:
     """Write `profile` to profiles_dir/<name> and return that directory.
 
     The files are written into a fresh private directory that is renamed into place, so a crash
@@ -166,6 +166,7 @@ def save_profile(profile: Profile, settings: Settings | None = None, overwrite: 
         "plate.png": _png(profile.plate),
         "consent.json": profile.consent.to_json().encode(),
         "profile.json": (json.dumps(meta, indent=2) + "\n").encode(),
+        **(extras or {}),  # what a renderer prepares ahead, e.g. rig.npz
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))  # mkdtemp makes it 0700
     try:
@@ -229,7 +230,7 @@ def load_profile(name_or_dir: str | Path, settings: Settings | None = None) -> P
     try:
         with np.load(d / "face.npz", allow_pickle=False) as z:
             points, matrix = z["points"].astype(np.float32), z["matrix"].astype(np.float32)
-            blendshapes = {str(k): float(v) for k, v in zip(z["blendshape_names"], z["blendshape_values"])}
+            blendshapes = {str(k): float(v) for k, v in zip(z["blendshape_names"], z["blendshape_values"], strict=True)}
         if points.shape != (NUM_POINTS, 3) or matrix.shape != (4, 4):
             raise ValueError(f"points {points.shape}, matrix {matrix.shape}")
     except Exception as exc:

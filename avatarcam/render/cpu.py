@@ -160,12 +160,12 @@ class CpuRenderer:
                     (int(axes[0] * 16), int(axes[1] * 16)), 0, 180, 360, 255, -1, cv2.LINE_AA, _SHIFT)
         a = (tongue_mask.astype(np.float32) / 255)[..., None]
         layer += a * (tongue - layer)
-        # Depth: the back of the mouth is darker than the lips' edge.
         mask = np.zeros(layer.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round((polygon - off) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
         alpha = (mask.astype(np.float32) / 255) * min(1.0, opening / 2.0)
-        edge = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 0.05 * mouth_w))
-        layer *= (0.55 + 0.45 * edge)[..., None]
+        # Depth: the middle of the opening is the back of the mouth, darker than near the lips.
+        depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * mouth_w))
+        layer *= (1.0 - 0.4 * depth)[..., None]
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
 

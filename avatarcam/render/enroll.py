@@ -6,6 +6,7 @@ arrays. Each refusal says what was wrong with the photo and what would work inst
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -19,7 +20,9 @@ from avatarcam.errors import FaceError, ImageError, ProfileError
 from avatarcam.profiles import Profile, save_profile, validate_name
 from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
 from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
+from avatarcam.render import RIG_FILE
 from avatarcam.render.plate import background_plate
+from avatarcam.render.rig import build_rig
 from avatarcam.render.segment import person_matte
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,21 @@ def choose_face(faces: list[Face], source: str, face_index: int | None = None,
     return face
 
 
+def framed_pose(measurer: FaceMeasurer, image: np.ndarray, face: Face) -> tuple[float, float, float]:
+    """The head pose as a camera centred on the face sees it, which is how the renderer frames it.
+
+    The landmarker's pose is camera-relative: a face near the top of a photo reads as tilted
+    by the perspective alone. Measuring a crop centred on the face removes that offset.
+    """
+    x0, y0, x1, y1 = face.bbox
+    half = int(face.size * 1.2)
+    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+    pad = ((half, half), (half, half), (0, 0))
+    crop = np.pad(image, pad, mode="edge")[cy:cy + 2 * half, cx:cx + 2 * half]
+    faces = measurer.detect(np.ascontiguousarray(crop))
+    return faces[0].pose() if faces else face.pose()
+
+
 def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None, settings: Settings,
            face_index: int | None = None, measurer: FaceMeasurer | None = None,
            overwrite: bool = False, min_face_px: float | None = None) -> Profile:
@@ -127,12 +145,11 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
     image = read_image(photo_path)
 
     log.info("finding the face")
-    if measurer is None:
-        with FaceMeasurer(resolve_face_model(settings)) as own:
-            faces = own.detect(image)
-    else:
-        faces = measurer.detect(image)
-    face = choose_face(faces, str(photo_path), face_index, min_face_px)
+    with contextlib.ExitStack() as stack:
+        if measurer is None:
+            measurer = stack.enter_context(FaceMeasurer(resolve_face_model(settings)))
+        face = choose_face(measurer.detect(image), str(photo_path), face_index, min_face_px)
+        pose = framed_pose(measurer, image, face)
     log.info("face found: %.0f px, pose (yaw, pitch, roll) %s deg", face.size,
              ", ".join(f"{np.degrees(a):+.0f}" for a in face.pose()))
 
@@ -141,8 +158,12 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
     log.info("filling the background behind them")
     plate = background_plate(image, matte)
 
+    log.info("preparing the rig")
+    rig = build_rig(face.points, pose, face.blendshapes)
+
     record = create_record(subject, consent, portrait_digest(image), settings)
     profile = Profile(name=name, image=image, face=face, matte=matte, plate=plate, consent=record)
-    directory = save_profile(profile, settings, overwrite=overwrite, source=photo_path.name)
+    directory = save_profile(profile, settings, overwrite=overwrite, source=photo_path.name,
+                             extras={RIG_FILE: rig.to_bytes()})
     log.info("profile %r saved in %s (%.1f s)", name, directory, time.perf_counter() - started)
     return profile

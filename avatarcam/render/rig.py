@@ -10,6 +10,7 @@ Renderers (CPU and GPU) only read this data; they share no other knowledge of fa
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -48,12 +49,14 @@ class Rig:
     iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
     face_width: float       # face width in face-local units (for translations in face widths)
 
-    def save(self, path: Path) -> None:
-        np.savez_compressed(path, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: Path) -> Rig:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             values = {f.name: data[f.name] for f in fields(cls)}
         values["unit"] = float(values["unit"])
         values["face_width"] = float(values["face_width"])

@@ -72,16 +72,12 @@ def _extend(layer: np.ndarray, coverage: np.ndarray, backdrop: np.ndarray) -> np
     return (layer * coverage[..., None] + backdrop * (1 - coverage[..., None])).astype(np.uint8)
 
 
-def _backdrop(plate: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The plate scaled to cover the frame and blurred: fills whatever the portrait leaves open."""
+def _backdrop(framed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """What fills the frame beyond the portrait: its edges carried outward and heavily blurred,
+    so shoulders and background continue softly instead of stopping at a bar."""
     w, h = size
-    ph, pw = plate.shape[:2]
-    scale = max(w / pw, h / ph)
-    cover = cv2.resize(plate, (int(np.ceil(pw * scale)), int(np.ceil(ph * scale))), interpolation=cv2.INTER_AREA)
-    y0, x0 = (cover.shape[0] - h) // 2, (cover.shape[1] - w) // 2
-    cover = cover[y0:y0 + h, x0:x0 + w]
-    small = cv2.resize(cover, (max(w // 8, 8), max(h // 8, 8)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 3)
+    small = cv2.resize(framed, (max(w // 16, 8), max(h // 16, 8)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.5)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -134,7 +130,11 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     for upper, lower in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)):
         cv2.fillPoly(eyes, [np.round(_eye_polygon(points, upper, lower)).astype(np.int32)], 255)
     white = np.percentile(image[eyes > 0], 90, axis=0) if eyes.any() else np.array([220.0, 215, 205])
-    teeth = np.clip(white * np.array([1.0, 0.97, 0.9]) * 0.92, 0, 255)
+    # Eyes behind tinted glasses or in shadow read dim: lean toward a neutral ivory as bright as
+    # the face is lit.
+    ivory = np.array([236.0, 230, 218]) * min(1.0, float(np.percentile(image[lips > 0].mean(axis=1), 90)) / 150
+                                             if lips.any() else 1.0)
+    teeth = np.clip(0.5 * white + 0.5 * ivory, 0, 255)
     cavity = lip * 0.18 + np.array([10, 2, 2])
     tongue = lip * 0.8 + np.array([20, 0, 0])
     shadow = lip * 0.45
@@ -186,10 +186,11 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     coverage = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
     feather = max(3, int(0.02 * h)) | 1
     coverage = cv2.GaussianBlur(np.clip(cv2.erode(coverage, np.ones((feather, feather))), 0, 1), (0, 0), feather / 2)
-    backdrop = _backdrop(plate, size)
-    plate_o = _extend(cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REPLICATE, **warp), coverage, backdrop)
+    plate_o = cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REPLICATE, **warp)
+    plate_o = _extend(plate_o, coverage, _backdrop(plate_o, size))
     image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REPLICATE, **warp)
-    matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp), 0, 1) * coverage
+    image_o = _extend(image_o, coverage, _backdrop(image_o, size))
+    matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_REPLICATE, **warp), 0, 1)
     scene = (plate_o + matte_o[..., None] * (image_o.astype(np.float32) - plate_o)).round().astype(np.uint8)
 
     points = rig.points[:, :2] @ a[:, :2].T + a[:, 2]
