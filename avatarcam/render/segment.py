@@ -1,11 +1,16 @@
 """Person/background separation without a learned model: GrabCut seeded by the face mesh.
 
 A portrait's layout is predictable from its face: hair above and beside it, a neck below, then
-shoulders widening to the bottom of the frame. That prior labels GrabCut's trimap (face = sure
-person, head/neck/shoulders = probably person, frame borders away from it = background), GrabCut
-learns the colours of both sides and cuts along the image's own edges, and a guided filter turns
-the cut into a soft matte only in a thin band along it, so hair edges blend while the inside stays
-solid.
+shoulders widening to the bottom of the frame. That prior labels GrabCut's trimap (face and the
+neck under the chin = sure person, head/hair/shoulders = probably person, a thin belt around that
+= probably background, everything farther = background), GrabCut learns the colours of both sides
+and cuts along the image's own edges, and a guided filter turns the cut into a soft matte only in
+a thin band along it, so hair edges blend while the inside stays solid.
+
+Known limits (it is colour-based): background that shares the person's colours right beside them
+(a flag's stripes by a white collar, a dark backdrop by a dark collar) can be cut wrongly near the
+shoulders; the head and hair, which the renderer moves most, come out well on photos, paintings
+and cartoons alike.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ def person_mask(image_rgb: np.ndarray, face: Face) -> np.ndarray:
     labels = _trimap(small, small_face)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation is random: keep enrolments reproducible
+    # Colour models in Lab: distances there track perceived colour, not the camera's channels.
     cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2LAB), labels, None, bgd, fgd, ITERATIONS,
                 cv2.GC_INIT_WITH_MASK)
     mask = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
