@@ -55,6 +55,11 @@ LOOK_AWAY_PROBABILITY = 0.25  # of a new fixation while talking
 LOOK_AWAY_YAW = 0.14
 HEAD_COMPENSATION = 0.7  # eyes counter-rotate this much of the head's motion to stay on target
 
+HEAD = [latent.index(n) for n in ("headYaw", "headPitch", "headRoll")]
+GAZE = [latent.index(n) for n in latent.GAZE]
+BLINK = [latent.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]
+BROW = [latent.index(n) for n in ("browInnerUp", "browOuterUpLeft", "browOuterUpRight")]
+
 
 def _bump(frames: int, rise: float) -> np.ndarray:
     """A smooth 0 -> 1 -> 0 pulse of `frames` samples peaking at fraction `rise` of its length."""
@@ -79,15 +84,18 @@ class _Pending:
     """Future additions to some channels: shapes scheduled now that play over the next frames."""
 
     def __init__(self, channels: int, frames: int) -> None:
-        self._queue = np.zeros((frames, channels))
+        self._ring = np.zeros((frames, channels))  # row (_now + k) % frames plays k frames ahead
+        self._now = 0
 
     def add(self, shape: np.ndarray, weights: np.ndarray) -> None:
-        self._queue[: len(shape)] += shape[:, None] * weights[None, :]
+        assert len(shape) <= len(self._ring), "a shape longer than the schedule would wrap onto itself"
+        rows = (self._now + np.arange(len(shape))) % len(self._ring)
+        self._ring[rows] += shape[:, None] * weights[None, :]
 
     def pop(self) -> np.ndarray:
-        now = self._queue[0].copy()
-        self._queue = np.roll(self._queue, -1, axis=0)
-        self._queue[-1] = 0
+        now = self._ring[self._now].copy()
+        self._ring[self._now] = 0
+        self._now = (self._now + 1) % len(self._ring)
         return now
 
 
@@ -194,14 +202,8 @@ class Behaviour:
         self._gaze += 0.7 * (self._gaze_target - self._gaze)
         gaze = self._gaze - HEAD_COMPENSATION * head[:2]
 
-        row[latent.index("headYaw")] += head[0]
-        row[latent.index("headPitch")] += head[1]
-        row[latent.index("headRoll")] += head[2]
-        row[latent.index("gazeYaw")] += gaze[0]
-        row[latent.index("gazePitch")] += gaze[1]
-        row[latent.index("eyeBlinkLeft")] += eyes[0]
-        row[latent.index("eyeBlinkRight")] += eyes[1]
-        row[latent.index("browInnerUp")] += brow_inner
-        row[latent.index("browOuterUpLeft")] += brow_left
-        row[latent.index("browOuterUpRight")] += brow_right
+        row[HEAD] += head
+        row[GAZE] += gaze
+        row[BLINK] += eyes
+        row[BROW] += (brow_inner, brow_left, brow_right)
         self._frame += 1
