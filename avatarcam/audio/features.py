@@ -89,7 +89,12 @@ class FrameFeatures:
 
     @staticmethod
     def concat(parts: list[FrameFeatures]) -> FrameFeatures:
-        return FrameFeatures(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("level_db", "centroid_hz", "sibilance")))
+        """Join the features of consecutive chunks."""
+        return FrameFeatures(
+            level_db=np.concatenate([p.level_db for p in parts]),
+            centroid_hz=np.concatenate([p.centroid_hz for p in parts]),
+            sibilance=np.concatenate([p.sibilance for p in parts]),
+        )
 
 
 def spectral_shape(windows: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +118,9 @@ def spectral_shape(windows: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarr
     return centroid.astype(np.float32), sibilance.astype(np.float32)
 
 
-def analyze(buffer: np.ndarray, buffer_start: int, frames: np.ndarray, rate: int, fps: int, total: int) -> FrameFeatures:
+def analyze(
+    buffer: np.ndarray, buffer_start: int, frames: np.ndarray, rate: int, fps: int, total: int
+) -> FrameFeatures:
     """All features of `frames` (see `frame_windows` for the buffer arguments)."""
     windows, counts = frame_windows(buffer, buffer_start, frames, rate, fps, total)
     centroid, sibilance = spectral_shape(windows, rate)
@@ -168,7 +175,8 @@ class FrameAnalyzer:
         features = analyze(self._buffer, self._buffer_start, frames, self.rate, self.fps, total)
         self._next_frame = max(end, self._next_frame)
         # keep only what later windows can still need
-        keep_from = int(frame_centres(np.array([self._next_frame]), self.rate, self.fps)[0]) - window_length(self.rate) // 2
+        next_centre = int(frame_centres(np.array([self._next_frame]), self.rate, self.fps)[0])
+        keep_from = next_centre - window_length(self.rate) // 2
         drop = max(0, keep_from - self._buffer_start)
         if drop:
             self._buffer = self._buffer[drop:]
@@ -201,7 +209,9 @@ def noise_floor_db(envelope_db: np.ndarray) -> float:
     return float(np.percentile(envelope_db, 10)) if envelope_db.size else FLOOR_DB
 
 
-def speech_loudness(envelope_db: np.ndarray, floor_db: float | None = None, peak_db: float | None = None) -> np.ndarray:
+def speech_loudness(
+    envelope_db: np.ndarray, floor_db: float | None = None, peak_db: float | None = None
+) -> np.ndarray:
     """0..1 speech loudness per frame: 0 at or below noise floor + margin, 1 at the clip's peak.
 
     `floor_db` defaults to `noise_floor_db`, `peak_db` to the 98th percentile of the envelope

@@ -87,7 +87,7 @@ class Mouth:
     def __init__(self, fps: int = latent.FPS) -> None:
         self.fps = fps
         self._levels = _RunningQuantile(max(1, int(FLOOR_WINDOW_S * fps)))
-        self._recent: deque[tuple[float, float]] = deque(maxlen=max(1, int(DIP_WINDOW_S * fps)))  # (level, loudness)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=max(1, int(DIP_WINDOW_S * fps)))  # level, loudness
         self._peak = -np.inf
         self._jaw = 0.0
         self._log_centroid = np.log2(1000.0)  # the speaker's typical centroid, learnt as they talk
@@ -194,7 +194,9 @@ def generate(samples: np.ndarray, seed: int = 0, fps: int = latent.FPS, rate: in
 def _as_float(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples)
     if samples.ndim != 1:
-        raise ValueError(f"the driver takes mono audio as a 1-D array, got shape {samples.shape}; average the channels first")
+        raise ValueError(
+            f"the driver takes mono audio as a 1-D array, got shape {samples.shape}; average the channels first"
+        )
     if np.issubdtype(samples.dtype, np.integer):
         return samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
     return samples.astype(np.float32, copy=False)

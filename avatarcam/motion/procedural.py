@@ -195,7 +195,8 @@ class Behaviour:
 
         # gaze: hold a fixation, then jump to the next target in about two frames
         if frame >= self._fixation_end:
-            self._fixation_end = frame + max(int(0.3 * fps), int(-np.log(1 - gaze_draw) * FIXATION_MEAN_S[talking] * fps))
+            hold_s = max(0.3, -np.log(1 - gaze_draw) * FIXATION_MEAN_S[talking])  # exponential, at least 0.3 s
+            self._fixation_end = frame + int(hold_s * fps)
             self._gaze_target = gaze_noise * np.array(GAZE_STD)
             if talking and away_draw < LOOK_AWAY_PROBABILITY:
                 self._gaze_target[0] += LOOK_AWAY_YAW * np.sign(gaze_noise[0])
