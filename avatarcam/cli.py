@@ -37,8 +37,8 @@ def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
 def _ask_consent(subject: str | None) -> str:
     from .provenance.consent import STATEMENTS
     if not sys.stdin.isatty():
-        raise AvatarCamError("enrollment needs consent: add --consent self (your own photo) or "
-                             "--consent permission (you have the person's permission)")
+        raise AvatarCamError("enrollment needs consent: add --consent self (you are the person shown), "
+                             "--consent permission (they allowed you) or --consent public-domain")
     who = subject or "the person in this photo"
     print(f"AvatarCam animates a real person's face. Who is {who}?")
     print(f"  [s] me: {STATEMENTS['self']}")
@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Needs the subject's consent, recorded with the profile.")
     e.add_argument("photo", type=Path, help="portrait photo (jpg, png, webp, ...)")
     e.add_argument("--name", required=True, help="profile name (letters, digits, - and _)")
-    e.add_argument("--consent", choices=("self", "permission"),
-                   help="self: it is your photo; permission: you have the person's permission")
+    e.add_argument("--consent", choices=("self", "permission", "public-domain"),
+                   help="self: you are the person shown; permission: they allowed you; "
+                        "public-domain: a public-domain work such as a historical photo or painting")
     e.add_argument("--subject", help='full name of the person in the photo, e.g. "Ada Lovelace"')
     e.add_argument("--face", type=int, default=None, metavar="N",
                    help="use the N-th largest face (0 = largest) when the photo has several")

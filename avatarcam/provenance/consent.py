@@ -34,6 +34,10 @@ STATEMENTS = {
     "permission": ("I am not the person shown in this portrait, and that person has given me permission "
                    "to animate it with AvatarCam. I understand that every video it makes is labelled as "
                    "generated and watermarked with this consent record."),
+    "public-domain": ("This portrait is a public-domain work (such as a historical photograph or a painting). "
+                      "I will not use its animation to deceive anyone or to impersonate the person shown, and I "
+                      "understand that every video it makes is labelled as generated and watermarked with this "
+                      "consent record."),
 }
 RELATIONS = tuple(STATEMENTS)
 KEY_FILE = "installation_ed25519.pem"

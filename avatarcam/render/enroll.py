@@ -130,11 +130,11 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
     """
     validate_name(name)
     if consent not in RELATIONS:
-        raise ProfileError(f"consent must be 'self' (you are the person in the photo) or 'permission' "
-                           f"(they allowed you to animate it), not {consent!r}")
+        raise ProfileError(f"consent must be 'self' (you are the person in the photo), 'permission' "
+                           f"(they allowed you to animate it) or 'public-domain', not {consent!r}")
     if subject is None or not subject.strip():
         if consent != "self":
-            raise ProfileError("with consent 'permission', name the person in the photo (--subject NAME)")
+            raise ProfileError(f"with consent {consent!r}, name the person in the photo (--subject NAME)")
         subject = name
     if (settings.profiles_dir / name).exists() and not overwrite:
         raise ProfileError(f"a profile named {name!r} already exists; choose another name or overwrite it "
