@@ -343,7 +343,8 @@ def environment() -> dict[str, object]:
     except OSError:
         pass
     return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version()}
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
 def fmt(value: object, digits: int = 2) -> str:

@@ -1,0 +1,166 @@
+"""Lip sync on real speech: does the rendered mouth follow the voice, and stay shut in silence?
+
+For every clip in ../shared/assets/speech: DSP motion (seed 0) placed on the portrait's rest,
+rendered at 512x512, encoded to H.264 as `avatarcam render` would, decoded and measured by the
+judge in video mode. Reported per clip:
+- r between the judge's jawOpen and the loudness envelope (audio.features.loudness_envelope, dB),
+  at lag 0 and at the best lag in [-5, 5] frames (bars: r ≥ 0.6, best lag within ±1; a positive
+  lag means the mouth moves after the sound);
+- the share of silent frames (audio.features.silent_frames) where the judge's jawOpen < 0.1
+  (bar ≥ 90%);
+- for diagnosis: the same r for the commanded jawOpen (the driver alone) and r between commanded
+  and measured jawOpen (the renderer alone).
+
+    python -m bench.lipsync [--quick] [--portrait grace_hopper] [--clips a b] [--no-encode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from avatarcam import latent
+from bench import judge
+
+SIZE = (512, 512)
+MAX_LAG = 5
+R_BAR, LAG_BAR, CLOSED_BAR = 0.6, 1, 0.90
+CLOSED_BELOW = 0.1  # judge jawOpen under this counts as a closed mouth
+QUICK_SECONDS = 30.0
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def clip_paths(names: list[str] | None) -> list[Path]:
+    if not judge.SPEECH.is_dir():
+        raise SystemExit(f"the shared speech clips are not at {judge.SPEECH}")
+    paths = sorted(p for p in judge.SPEECH.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if names:
+        paths = [p for p in paths if p.stem in names or p.name in names]
+        if not paths:
+            raise SystemExit(f"no clip named {names} in {judge.SPEECH}")
+    return paths
+
+
+def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judge.Measurements, dict]:
+    """Render the frames, optionally through an H.264 file, and judge them in video mode."""
+    timing = {}
+    start = time.perf_counter()
+    if not encode:
+        with judge.Judge(video=True) as j:
+            seen = j.measure(renderer.render(f) for f in judge.progress(frames, "render+judge"))
+        timing["total_s"] = time.perf_counter() - start
+        return seen, timing
+    from avatarcam.camera.file import Mp4Sink
+    from avatarcam.video import iter_frames
+
+    with tempfile.TemporaryDirectory(prefix="avatarcam-lipsync-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with Mp4Sink(path, size=SIZE, fps=latent.FPS) as sink:
+            for frame in judge.progress(frames, "render"):
+                sink.write(renderer.render(frame))
+        timing["render_encode_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        with judge.Judge(video=True) as j:
+            seen = j.measure(judge.progress(iter_frames(path), "judge", total=len(frames)))
+        timing["judge_s"] = time.perf_counter() - start
+    return seen, timing
+
+
+def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool) -> dict:
+    from avatarcam.audio.features import loudness_envelope, silent_frames, speech_loudness
+    from avatarcam.audio.io import load_audio
+    from avatarcam.motion.dsp import generate
+
+    rate = 16000
+    samples = load_audio(path, rate=rate)
+    full_seconds = len(samples) / rate
+    if quick and full_seconds > QUICK_SECONDS:
+        samples = samples[: int(QUICK_SECONDS * rate)]
+    motion = generate(samples, seed=0, fps=latent.FPS, rate=rate)
+    frames = judge.compose(motion, portrait.rig.rest)
+    envelope = loudness_envelope(samples, rate, latent.FPS)
+    silent = silent_frames(samples, rate, latent.FPS)
+    seen, timing = render_and_measure(renderer, frames, encode)
+
+    n = min(len(frames), len(envelope), len(seen))
+    jaw_seen = seen.channel("jawOpen")[:n]
+    jaw_cmd = frames[:n, latent.index("jawOpen")]
+    envelope, silent = envelope[:n], silent[:n]
+    lag, r_best, by_lag = judge.best_lag(jaw_seen, envelope, MAX_LAG)
+    r0 = by_lag[0]
+    cmd_lag, cmd_r_best, _ = judge.best_lag(jaw_cmd, envelope, MAX_LAG)
+    closed = jaw_seen[silent] < CLOSED_BELOW
+    closed_share = float(closed.mean()) if silent.any() else float("nan")
+    return {
+        "seconds": n / latent.FPS, "full_seconds": full_seconds, "frames": n, "faces_found": int(seen.found[:n].sum()),
+        "r_lag0": r0, "best_lag": lag, "r_best": r_best, "r_by_lag": by_lag,
+        "r_speech_loudness": judge.pearson(jaw_seen, speech_loudness(envelope)),
+        "silent_frames": int(silent.sum()), "closed_in_silence": closed_share,
+        "silent_jaw_p90": float(np.nanpercentile(jaw_seen[silent], 90)) if silent.any() else float("nan"),
+        "commanded_r_lag0": judge.pearson(jaw_cmd, envelope), "commanded_best_lag": cmd_lag,
+        "commanded_r_best": cmd_r_best, "commanded_vs_measured_r": judge.pearson(jaw_cmd, jaw_seen),
+        "commanded_vs_measured_gain": judge.gain(jaw_cmd, jaw_seen)[0],
+        "pass_r": bool(np.isfinite(r_best) and r_best >= R_BAR), "pass_lag": abs(lag) <= LAG_BAR,
+        "pass_closed": bool(np.isfinite(closed_share) and closed_share >= CLOSED_BAR),
+        "timing": timing,
+    }
+
+
+def report(results: dict, portrait: str, rest_jaw: float, encode: bool, quick: bool) -> str:
+    lines = ["# Lip sync on real speech", "",
+             f"Portrait {portrait} at 512x512, DSP motion (seed 0) composed with the portrait's rest, "
+             + ("encoded to H.264 and decoded, " if encode else "not encoded, ")
+             + "judged by the Face Landmarker in video mode. Envelope: audio.features.loudness_envelope (dB). "
+             f"Bars: r ≥ {R_BAR} (at the best lag), best lag within ±{LAG_BAR} frame in [-{MAX_LAG}, {MAX_LAG}] "
+             f"(positive: mouth after sound), judge jawOpen < {CLOSED_BELOW} in ≥ {CLOSED_BAR:.0%} of silent frames."
+             + (f" Quick run: clips cut to the first {QUICK_SECONDS:.0f} s." if quick else ""), "",
+             f"The judge reads jawOpen {rest_jaw:.3f} on the rest frame.", ""]
+    rows = []
+    for name, c in results.items():
+        rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], c["r_best"], c["pass_r"], c["best_lag"], c["pass_lag"],
+                     f"{c['closed_in_silence']:.1%} of {c['silent_frames']}", c["pass_closed"],
+                     c["commanded_r_lag0"], c["commanded_best_lag"], c["commanded_vs_measured_r"],
+                     c["commanded_vs_measured_gain"], f"{c['faces_found']}/{c['frames']}"])
+    lines.append(judge.table(["clip", "s", "r lag0", "r best", "r bar", "lag", "lag bar", "closed in silence",
+                              "silence bar", "cmd r", "cmd lag", "cmd~seen r", "cmd~seen gain", "faces"], rows))
+    lines += ["", "cmd r / cmd lag: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
+              "cmd~seen: commanded against judged jawOpen (the renderer and judge alone)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"cut long clips to {QUICK_SECONDS:.0f} s")
+    parser.add_argument("--portrait", default=judge.DEFAULT_PORTRAIT, help="portrait file stem (default grace_hopper)")
+    parser.add_argument("--clips", nargs="+", help="clip file stems (default: all)")
+    parser.add_argument("--no-encode", action="store_true", help="judge the rendered frames directly, skipping H.264")
+    parser.add_argument("--name", default="lipsync", help="results file stem")
+    args = parser.parse_args(argv)
+    portrait = judge.load_portrait(args.portrait)
+    renderer = judge.make_renderer(portrait, SIZE)
+    rest_jaw = float(judge.measure_frames([renderer.render(portrait.rig.rest)]).channel("jawOpen")[0])
+    results = {}
+    for path in clip_paths(args.clips):
+        start = time.perf_counter()
+        results[path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode)
+        c = results[path.stem]
+        print(f"{path.stem}: r {c['r_best']:.2f} at lag {c['best_lag']}, closed in silence "
+              f"{c['closed_in_silence']:.0%} ({time.perf_counter() - start:.0f} s)", flush=True)
+    markdown = report(results, portrait.name, rest_jaw, not args.no_encode, args.quick)
+    judge.write_results(args.name, {"portrait": portrait.name, "enrolled_by": portrait.how, "size": SIZE,
+                                    "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
+                                    "bars": {"r": R_BAR, "lag": LAG_BAR, "closed_in_silence": CLOSED_BAR},
+                                    "product_compose": judge.uses_product_compose(), "clips": results}, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
