@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .config import Settings, parse_size
+from .config import Settings, load_settings, parse_size
 from .errors import AvatarCamError
 
 log = logging.getLogger("avatarcam")
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.run(args, Settings())
+        return args.run(args, load_settings())
     except AvatarCamError as exc:
         print(f"avatarcam: error: {exc}", file=sys.stderr)
         return 2

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from .errors import SettingsError
 
 APP = "avatarcam"
 
@@ -48,12 +50,20 @@ class Settings(BaseSettings):
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file())
 
 
+def load_settings() -> Settings:
+    """Settings for this run, with a clear error for a bad value in the environment or config.toml."""
+    try:
+        return Settings()
+    except (ValidationError, ValueError) as exc:
+        raise SettingsError(f"bad setting (from AVATARCAM_* variables or {config_file()}): {exc}") from None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'1280x720' -> (1280, 720), with a helpful error."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size {text!r} is not WxH, e.g. 1280x720 or 512x512") from None
+        raise SettingsError(f"size {text!r} is not WxH, e.g. 1280x720 or 512x512") from None
     if not (64 <= w <= 4096 and 64 <= h <= 4096) or w % 2 or h % 2:
-        raise ValueError(f"size {text!r}: width and height must be even and between 64 and 4096")
+        raise SettingsError(f"size {text!r}: width and height must be even and between 64 and 4096")
     return w, h

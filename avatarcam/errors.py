@@ -23,3 +23,7 @@ class ProfileError(AvatarCamError):
 
 class OutputError(AvatarCamError):
     """An output cannot be written."""
+
+
+class SettingsError(AvatarCamError, ValueError):
+    """A setting or option has a value AvatarCam cannot use."""
