@@ -128,13 +128,18 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
 
     # Jaw: the mandible rotates about the jaw joints; everything below the lip line moves,
     # the lower lip fully, the cheeks partly, the upper lip not at all.
-    below = _smoothstep(-0.02, 0.10, y - line) * face_pts
+    lateral = _smoothstep(0.6 * half, 1.4 * half, np.abs(x - mx))  # 0 between the corners, 1 beyond
+    below = _smoothstep(-0.01, 0.01 + 0.12 * lateral, y - line) * face_pts  # the whole lower lip moves as one
     below *= 1 - 0.55 * _smoothstep(half * 0.9, half * 2.4, np.abs(x - mx))
     below[upper_lip] = 0.0
     below[lower_lip] = 1.0
-    below[corners] = 0.45
+    below[corners] = 0.3
+    # Lips are soft: near the corners the lower lip opens less than the rigid chin below it,
+    # which makes the opening an oval rather than a box.
+    taper = 1 - 0.65 * np.clip(np.abs(x - mx) / half, 0, 1) ** 2
+    below *= taper + (1 - taper) * _smoothstep(0.05, 0.3, y - line)
     pivot_y, pivot_z = 0.2, 0.55
-    theta = 0.6
+    theta = 0.6  # radians at jawOpen 1: about 4.5 cm between the lips, a wide-open mouth
     b["jawOpen"] = field(dy=theta * (pivot_z - z), dz=theta * (y - pivot_y), w=below)
     b["jawForward"] = field(dz=-0.08, dy=0.01, w=below)
     b["jawLeft"] = field(dx=0.09, w=below)
@@ -155,17 +160,18 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         at_corner = _bump(x, corner_x, 0.32) * _bump(y, my, 0.3) * face_pts
         this_side = _smoothstep(-0.05, 0.15, sign * (x - mx)) * face_pts
         cheek = _bump(x, corner_x + sign * 0.08, 0.3) * _bump(y, my - 0.25, 0.25) * face_pts
-        b[f"mouthSmile{side}"] = field(dx=sign * 0.07, dy=-0.10, dz=0.03, w=at_corner) + field(dy=-0.03, w=cheek)
-        b[f"mouthStretch{side}"] = field(dx=sign * 0.10, dy=0.035, w=at_corner)
+        b[f"mouthSmile{side}"] = field(dx=sign * 0.09, dy=-0.14, dz=0.03, w=at_corner) + field(dy=-0.04, w=cheek)
+        b[f"mouthStretch{side}"] = field(dx=sign * 0.18, dy=0.06, w=at_corner)
         b[f"mouthFrown{side}"] = field(dy=0.08, w=at_corner)
         b[f"mouthDimple{side}"] = field(dx=sign * 0.05, dz=0.04, w=at_corner)
         press = this_side * near_mouth
-        b[f"mouthPress{side}"] = (field(dy=0.45 * lips["upper_thickness"], w=upper_only * press)
-                                  + field(dy=-0.45 * lips["lower_thickness"], w=lower_only * press))
+        b[f"mouthPress{side}"] = (field(dy=0.7 * lips["upper_thickness"], w=upper_only * press)
+                                  + field(dy=-0.7 * lips["lower_thickness"], w=lower_only * press)
+                                  + field(dx=-sign * 0.04, w=at_corner))
         b[f"mouthUpperUp{side}"] = field(dy=-0.06, w=upper_only * this_side)
         b[f"mouthLowerDown{side}"] = field(dy=0.07, w=lower_only * this_side)
         cheek_sq = _bump(x, sign * 0.38, 0.22) * _bump(y, 0.25, 0.18) * face_pts
-        b[f"cheekSquint{side}"] = field(dy=-0.05, w=cheek_sq)
+        b[f"cheekSquint{side}"] = field(dy=-0.12, w=cheek_sq)
         nose_side = _bump(x, sign * 0.22, 0.12) * _bump(y, 0.38, 0.15) * face_pts
         b[f"noseSneer{side}"] = field(dy=-0.05, w=nose_side)
 
@@ -188,11 +194,12 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         blink[upper, 1] = 0.80 * gap
         blink[lower, 1] = -0.20 * gap
         b[f"eyeBlink{side}"] = blink
-        squint = field(dy=-0.30, w=below_lid * gap_at) + field(dy=0.10, w=above * gap_at)
-        squint[lower, 1] = -0.30 * gap
+        squint = field(dy=-0.5, w=below_lid * gap_at) + field(dy=0.15, w=above * gap_at)
+        squint[lower, 1] = -0.5 * gap
+        squint[upper, 1] = 0.15 * gap
         b[f"eyeSquint{side}"] = squint
-        wide = field(dy=-0.7, w=above * gap_at)
-        wide[upper, 1] = -0.7 * gap
+        wide = field(dy=-1.0, w=above * gap_at)
+        wide[upper, 1] = -1.0 * gap
         b[f"eyeWide{side}"] = wide
 
         around_brow = (_bump(y, brow_y, 0.2) + 0.35 * (y < brow_y) * _bump(y, brow_y, 0.6)) * face_pts
@@ -200,18 +207,24 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         inner = _bump(x, sign * 0.15, 0.25) * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        b[f"browOuterUp{side}"] = field(dy=-0.14, w=outer)
-        b[f"browDown{side}"] = field(dy=0.07, dx=-sign * 0.03, w=whole)
+        b[f"browOuterUp{side}"] = field(dy=-0.22, w=outer)
+        b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.22, w=inner)
+        b["_browInner"] += field(dy=-0.3, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
-    b["mouthFunnel"] = (field(dx=-0.06 * np.sign(x - mx), w=_bump(x, mx, half * 1.3) * near_mouth * _smoothstep(0.2, 1.0, np.abs(x - mx) / half))
-                        + field(dy=-0.045, dz=-0.04, w=upper_only) + field(dy=0.07, dz=-0.04, w=lower_only))
-    b["mouthPucker"] = (field(dx=-0.13 * (x - mx) / half, w=near_mouth * _bump(y, my, 0.2))
-                        + field(dz=-0.08, w=upper_only + lower_only))
-    b["mouthRollUpper"] = field(dy=0.6 * lips["upper_thickness"], w=upper_only)
-    b["mouthRollLower"] = field(dy=-0.6 * lips["lower_thickness"], w=lower_only)
+    inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.22)  # toward the mouth centre, 1 at the corners
+    # Funnel: corners in, lips flared out (their red shows more) around a small round opening.
+    upper_outer = np.zeros(n)
+    upper_outer[list(fm.LIPS_UPPER_OUTER[1:-1])] = 1.0
+    lower_outer = np.zeros(n)
+    lower_outer[list(fm.LIPS_LOWER_OUTER[1:-1])] = 1.0
+    b["mouthFunnel"] = (field(dx=0.12, w=inward) + field(dy=-0.03, dz=-0.06, w=upper_only)
+                        + field(dy=0.05, dz=-0.06, w=lower_only)
+                        + field(dy=-0.05, w=upper_outer) + field(dy=0.06, w=lower_outer))
+    b["mouthPucker"] = field(dx=0.2, w=inward) + field(dz=-0.1, w=upper_only + lower_only)
+    b["mouthRollUpper"] = field(dy=0.95 * lips["upper_thickness"], w=upper_only)
+    b["mouthRollLower"] = field(dy=-0.95 * lips["lower_thickness"], w=lower_only)
     b["mouthShrugUpper"] = field(dy=-0.04, w=upper_only)
     b["mouthShrugLower"] = field(dy=-0.05, w=lower_only + 0.5 * below * _bump(y, 1.0, 0.3))
     b["mouthLeft"] = field(dx=0.08, w=near_mouth)
