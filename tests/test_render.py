@@ -119,3 +119,22 @@ def test_gaze_moves_the_irises_the_commanded_way(renderer, judge):
         # Looking toward image right: the subject's left eye looks out, the right eye looks in.
         looks[yaw] = shapes["eyeLookOutLeft"] + shapes["eyeLookInRight"] - shapes["eyeLookInLeft"] - shapes["eyeLookOutRight"]
     assert looks[0.35] > looks[-0.35] + 0.3, looks
+
+
+def test_a_stale_stored_rig_is_rebuilt_keeping_the_enrolled_pose(tmp_path):
+    import dataclasses
+    import shutil
+
+    from avatarcam.profiles import BUNDLED_DIR, load_profile
+    from avatarcam.render import RIG_FILE, prepare_rig
+    from avatarcam.render.rig import RIG_VERSION
+
+    copy = tmp_path / "default"
+    shutil.copytree(BUNDLED_DIR / "default", copy)
+    profile = load_profile(copy)
+    current = prepare_rig(profile)
+    old = dataclasses.replace(current, version=RIG_VERSION - 1, bases=np.zeros_like(current.bases))
+    (copy / RIG_FILE).write_bytes(old.to_bytes())
+    rebuilt = prepare_rig(load_profile(copy))
+    assert rebuilt.version == RIG_VERSION and np.abs(rebuilt.bases).max() > 0
+    assert np.allclose(rebuilt.rest[:3], old.rest[:3])
