@@ -5,25 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cpu import CpuRenderer
-from .rig import RIG_VERSION, Rig, build_rig
+from .rig import Rig, build_rig
 from .scene import build_scene
 
 RIG_FILE = "rig.npz"
 
 
 def prepare_rig(profile) -> Rig:
-    """The profile's rig: the stored one when current, else rebuilt from its measured face.
+    """The profile's rig, built by this version's code from the profile's measured face.
 
-    A rebuild keeps the head pose measured at enrollment (stored with the rig), which a
-    face-centred camera sees and the landmarks alone do not give.
+    Building takes milliseconds, so a renderer never runs on a rig left by older code; from the
+    stored rig.npz it keeps the head pose measured at enrollment, which a face-centred camera
+    sees and the landmarks alone do not give.
     """
     pose = profile.face.pose()
     stored = Path(profile.dir) / RIG_FILE if profile.dir is not None else None
     if stored is not None and stored.exists():
-        rig = Rig.load(stored)
-        if rig.version == RIG_VERSION:
-            return rig
-        pose = tuple(float(rig.rest[i]) for i in range(3))
+        pose = tuple(float(v) for v in Rig.load(stored).rest[:3])
     return build_rig(profile.face.points, pose, profile.face.blendshapes)
 
 

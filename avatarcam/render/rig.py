@@ -19,10 +19,6 @@ import numpy as np
 from .. import latent
 from . import facemesh as fm
 
-# Bump when the rig's geometry or channel fields change: stored rigs of an older version are
-# rebuilt from the profile's landmarks (keeping the pose measured at enrollment).
-RIG_VERSION = 2
-
 # Rings around the face oval (scale about the oval centre, how far they follow the head):
 # hair and ears move with the head, the next ring half way, the outer ring stays put so the
 # shoulders and everything beyond do not move.
@@ -52,7 +48,6 @@ class Rig:
     rest: np.ndarray        # (DIM,) the portrait's own motion latent (pose, gaze, expression)
     iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
     face_width: float       # face width in face-local units (for translations in face widths)
-    version: int = RIG_VERSION
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -65,7 +60,6 @@ class Rig:
             values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values["unit"] = float(values["unit"])
         values["face_width"] = float(values["face_width"])
-        values["version"] = int(values.get("version", 0))
         return cls(**values)
 
 
