@@ -334,6 +334,12 @@ def environment() -> dict[str, object]:
                                 text=True, check=False).stdout.strip()
     except OSError:
         commit = ""
+    try:  # uncommitted changes to the package make a result unrepeatable from the commit alone
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "avatarcam"], cwd=REPO, capture_output=True,
+                               text=True, check=False).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+    except OSError:
+        dirty = []
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -342,7 +348,7 @@ def environment() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu,
+    return {"commit": commit, "uncommitted_package_files": dirty, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu,
             "cores": os.cpu_count(), "python": platform.python_version(),
             "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
