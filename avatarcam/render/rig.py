@@ -190,9 +190,10 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         reach = 0.5 * max(float(np.min(lid_y)) - brow_y, 0.05)  # the lid skin, never the brow
         above = in_eye_x * (1 - _smoothstep(0.0, reach, lid_y - y)) * (y <= lid_y + 1e-6)
         below_lid = in_eye_x * (1 - _smoothstep(0.0, 0.12, y - low_y)) * (y >= low_y - 1e-6)
-        blink = field(dy=0.80, w=above * gap_at) + field(dy=-0.20, w=below_lid * gap_at)
-        blink[upper, 1] = 0.80 * gap
-        blink[lower, 1] = -0.20 * gap
+        # In a blink the upper lid does the travelling; the lower lid barely rises.
+        blink = field(dy=0.92, w=above * gap_at) + field(dy=-0.08, w=below_lid * gap_at)
+        blink[upper, 1] = 0.92 * gap
+        blink[lower, 1] = -0.08 * gap
         b[f"eyeBlink{side}"] = blink
         squint = field(dy=-0.5, w=below_lid * gap_at) + field(dy=0.15, w=above * gap_at)
         squint[lower, 1] = -0.5 * gap

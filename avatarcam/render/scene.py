@@ -163,7 +163,10 @@ def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> t
     border = []
     for t in np.linspace(0, 1, 9):
         border += [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1), (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))]
-    allp = np.concatenate([points, np.array(border)])
+    # Iris points are not part of the skin: they move in the eye layer, and tying the eye
+    # opening to them would fold the lids over them in a blink.
+    skin = np.r_[0:fm.RIGHT_IRIS[0], fm.LEFT_IRIS[-1] + 1:len(points)]
+    allp = np.concatenate([points[skin], np.array(border)])
     tri = Delaunay(allp)
     gh, gw = (y1 - y0 + grid - 1) // grid, (x1 - x0 + grid - 1) // grid
     gy, gx = np.mgrid[0:gh, 0:gw]
@@ -174,7 +177,9 @@ def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> t
     b = np.einsum("nij,nj->ni", t[:, :2], px - t[:, 2])
     bary = np.c_[b, 1 - b.sum(1)]
     rows = np.repeat(np.arange(len(px)), 3)
-    w = scipy.sparse.csr_matrix((bary.ravel(), (rows, tri.simplices[simplex].ravel())), shape=(len(px), len(allp)))
+    column = np.r_[skin, np.full(len(border), len(points))]  # border points: a column of zero motion
+    w = scipy.sparse.csr_matrix((bary.ravel(), (rows, column[tri.simplices[simplex].ravel()])),
+                                shape=(len(px), len(points) + 1))
     return w[:, :len(points)].tocsr(), (gh, gw)
 
 
