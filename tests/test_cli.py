@@ -125,3 +125,11 @@ def test_bad_render_input_is_a_clear_error_that_writes_nothing(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith("avatarcam: error:") and "Traceback" not in err
     assert list(tmp_path.rglob("*.mp4")) == []
+
+
+def test_doctor_reports_packages_encoder_and_model(capsys, face_model):
+    assert run("doctor") == 0
+    out = capsys.readouterr().out
+    for what in ("mediapipe", "video encoder", "face landmark model", "profiles"):
+        line = next(l for l in out.splitlines() if what in l)
+        assert line.startswith("[ok]"), line
