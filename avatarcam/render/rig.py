@@ -27,7 +27,7 @@ RINGS = ((1.2, 1.0), (1.45, 0.5), (1.85, 0.0))
 # A warp of a flat photo shows less of an out-of-plane turn than it is given: the eye (and the
 # Face Landmarker) reads about 57% of a yaw and 90% of a pitch. These gains make the picture
 # show the commanded angle (measured with bench/roundtrip.py).
-TURN_GAIN = {"headYaw": 1.75, "headPitch": 1.1, "headRoll": 1.0}
+TURN_GAIN = {"headYaw": 1.6, "headPitch": 1.1, "headRoll": 1.0}
 
 # Iris radius relative to the eye width when the landmarker gives no usable rim.
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: iris shift = r * sin(gaze)
@@ -203,15 +203,19 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         wide[upper, 1] = -1.0 * gap
         b[f"eyeWide{side}"] = wide
 
-        around_brow = (_bump(y, brow_y, 0.2) + 0.35 * (y < brow_y) * _bump(y, brow_y, 0.6)) * face_pts
-        above_eye = y < np.minimum(lid_y, 0.0) - 0.02
+        # Brows carry the forehead with them, fading slowly toward the hairline (a fast fade
+        # would fold the skin above the brow), and stretch the lid skin below.
+        forehead_top = float(np.min(y[:468]))
+        fade_up = 1 - 0.6 * _smoothstep(0.0, max(brow_y - forehead_top, 0.1), brow_y - y)
+        around_brow = np.where(y < brow_y, fade_up, _bump(y, brow_y, 0.3)) * face_pts
+        above_eye = _smoothstep(0.0, 0.08, np.minimum(lid_y, 0.0) - y)
         inner = _bump(x, sign * 0.15, 0.25) * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        b[f"browOuterUp{side}"] = field(dy=-0.22, w=outer)
+        b[f"browOuterUp{side}"] = field(dy=-0.17, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.3, w=inner)
+        b["_browInner"] += field(dy=-0.24, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
     inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.22)  # toward the mouth centre, 1 at the corners

@@ -96,8 +96,14 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
                      cv2.LINE_AA, shift=4)
         disc = np.zeros_like(opening)
         cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 1.15 * 16)), 255, -1, cv2.LINE_AA, 4)
-        sclera_hole = cv2.dilate(cv2.bitwise_and(disc, opening), np.ones((3, 3), np.uint8))
-        source = cv2.inpaint(source, sclera_hole, 3, cv2.INPAINT_TELEA)
+        # Paint the iris out with the eye's own white (inpainting would drag the dark lids and
+        # lashes in), softened at the edge so no ring shows when the iris moves away.
+        hole = cv2.bitwise_and(disc, opening)
+        white_px = scene[(opening > 128) & (disc == 0)]
+        white = np.median(white_px, axis=0) if len(white_px) >= 8 else np.percentile(scene[opening > 0], 90, axis=0)
+        soft = cv2.GaussianBlur(hole.astype(np.float32) / 255, (0, 0), max(0.8, 0.15 * r))[..., None]
+        soft = np.maximum(soft, (hole > 0)[..., None] * 1.0)
+        source = np.round(source * (1 - soft) + white * soft).astype(np.uint8)
 
         half = int(np.ceil(r * 1.25)) + 2
         x0, y0 = int(round(cx)) - half, int(round(cy)) - half
