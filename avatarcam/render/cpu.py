@@ -61,7 +61,7 @@ class CpuRenderer:
         cv2.cvtColor(composite, cv2.COLOR_RGBA2RGB, dst=roi)
         local = points - (x0, y0)
         self._draw_eyes(roi, local, frame)
-        self._draw_lids(roi, local, frame)
+        self._draw_lids(roi, local, frame, (x0, y0))
         self._draw_mouth(roi, local)
         return out
 
@@ -98,28 +98,44 @@ class CpuRenderer:
             polygon = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
             _paste_clipped(roi, layer.texture, layer.alpha, centre, polygon)
 
-    def _draw_lids(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray) -> None:
-        """Carry the lash line down with a closing lid (the warp already stretches the lid skin)."""
+    def _draw_lids(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
+        """Cover what a closing lid hides with lid skin and carry the lash line down with it.
+
+        The warp already stretches the lid skin down; this layer hides the squeezed eye (white,
+        iris) that the warp leaves under it, keeping some of the warped texture showing.
+        """
         s = self.scene
         closing = frame[self._lid_closers] - s.rig.rest[self._lid_closers]
-        for eye, upper in enumerate((fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER)):
+        if closing.max() < 0.05:
+            return
+        opened = frame.copy()
+        opened[self._lid_closers] = s.rig.rest[self._lid_closers]
+        open_points = s.points(opened) - origin
+        for eye, (upper, lower) in enumerate(((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER),
+                                              (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
             if closing[eye] < 0.05:
                 continue
-            lid = points[list(upper)]
-            x0, y0 = np.floor(lid.min(0)).astype(int) - 4
-            x1, y1 = np.ceil(lid.max(0)).astype(int) + 5
+            was_open = np.concatenate([open_points[list(upper)], open_points[list(lower[::-1])]])
+            now_open = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
+            x0, y0 = np.floor(was_open.min(0)).astype(int) - 3
+            x1, y1 = np.ceil(was_open.max(0)).astype(int) + 4
             h, w = roi.shape[:2]
             x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
             if x1 <= x0 or y1 <= y0:
                 continue
-            line = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            width = float(np.linalg.norm(lid[-1] - lid[0]))
-            thick = max(1, int(round(0.06 * width)))
-            cv2.polylines(line, [np.round((lid - (x0, y0)) * 16).astype(np.int32)], False, 255, thick,
-                          cv2.LINE_AA, _SHIFT)
-            a = (line.astype(np.float32) / 255) * (0.8 * min(1.0, float(closing[eye]) * 1.5))
+            off = np.array([x0, y0], np.float32)
+            shape = (y1 - y0, x1 - x0)
+            covered = _mask(was_open - off, shape) * (1 - _mask(now_open - off, shape))
+            covered = cv2.GaussianBlur(covered, (0, 0), 0.7) * 0.8
+            skin, lash = s.lid_colours[eye]
             sub = roi[y0:y1, x0:x1].astype(np.float32)
-            sub += a[..., None] * (s.lid_colours[eye][1] - sub)
+            sub += covered[..., None] * (skin - sub)
+            line = np.zeros(shape, np.uint8)
+            width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
+            cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
+                          max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
+            a = (line.astype(np.float32) / 255) * (0.75 * min(1.0, float(closing[eye]) * 1.5))
+            sub += a[..., None] * (lash - sub)
             roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
@@ -161,6 +177,13 @@ class CpuRenderer:
         layer *= (1.0 - 0.4 * depth)[..., None]
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
+
+
+def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased coverage (0..1) of a polygon."""
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+    return m.astype(np.float32) / 255
 
 
 def _fill(layer: np.ndarray, polygon: np.ndarray, colour: np.ndarray) -> None:

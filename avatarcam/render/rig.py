@@ -215,7 +215,7 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         b[f"browOuterUp{side}"] = field(dy=-0.17, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.24, w=inner)
+        b["_browInner"] += field(dy=-0.18, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
     inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.22)  # toward the mouth centre, 1 at the corners

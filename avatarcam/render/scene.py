@@ -21,6 +21,7 @@ from .rig import Rig, deform
 
 FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the frame height
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
+IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
@@ -95,17 +96,10 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         cv2.fillPoly(opening, [np.round(_eye_polygon(points, upper, lower) * 16).astype(np.int32)], 255,
                      cv2.LINE_AA, shift=4)
         disc = np.zeros_like(opening)
-        cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 1.15 * 16)), 255, -1, cv2.LINE_AA, 4)
-        # Paint the iris out with the eye's own white (inpainting would drag the dark lids and
-        # lashes in), softened at the edge so no ring shows when the iris moves away.
-        hole = cv2.bitwise_and(disc, opening)
-        white_px = scene[(opening > 128) & (disc == 0)]
-        white = np.median(white_px, axis=0) if len(white_px) >= 8 else np.percentile(scene[opening > 0], 90, axis=0)
-        soft = cv2.GaussianBlur(hole.astype(np.float32) / 255, (0, 0), max(0.8, 0.15 * r))[..., None]
-        soft = np.maximum(soft, (hole > 0)[..., None] * 1.0)
-        source = np.round(source * (1 - soft) + white * soft).astype(np.uint8)
+        cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * IRIS_MARGIN * 16)), 255, -1, cv2.LINE_AA, 4)
+        source = _paint_out(source, hole=cv2.bitwise_and(disc, opening) > 0, known=(opening > 128) & (disc == 0))
 
-        half = int(np.ceil(r * 1.25)) + 2
+        half = int(np.ceil(r * IRIS_MARGIN)) + 2
         x0, y0 = int(round(cx)) - half, int(round(cy)) - half
         patch = _crop(scene, x0, y0, 2 * half + 1)
         seen = _crop(opening, x0, y0, 2 * half + 1)
@@ -114,9 +108,36 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         texture = cv2.inpaint(patch, hidden, 3, cv2.INPAINT_TELEA)
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
-        alpha = np.clip(r + 0.5 - dist, 0, 1).astype(np.float32)
+        alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha, radius=float(r)))
     return source, layers
+
+
+def _paint_out(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill `hole` row by row from the `known` pixels left and right of it.
+
+    Used to paint an iris out with the eye's own white: each row keeps the sclera's shading
+    (darker under the upper lid), where inpainting would drag dark lids and lashes in.
+    """
+    out = image.copy()
+    for y in np.unique(np.nonzero(hole)[0]):
+        xs = np.nonzero(hole[y])[0]
+        seen = np.nonzero(known[y])[0]
+        left, right = seen[seen < xs[0]], seen[seen > xs[-1]]
+        if len(left) == 0 and len(right) == 0:
+            rows = np.nonzero(known.any(axis=1))[0]
+            if len(rows) == 0:
+                continue
+            near = rows[np.argmin(np.abs(rows - y))]
+            out[y, xs] = np.median(image[near, known[near]], axis=0)
+            continue
+        a = image[y, left[-1]].astype(np.float32) if len(left) else image[y, right[0]].astype(np.float32)
+        b = image[y, right[0]].astype(np.float32) if len(right) else a
+        xa = left[-1] if len(left) else xs[0]
+        xb = right[0] if len(right) else xs[-1]
+        t = ((xs - xa) / max(xb - xa, 1))[:, None]
+        out[y, xs] = np.round(a + t * (b - a)).astype(np.uint8)
+    return out
 
 
 def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
