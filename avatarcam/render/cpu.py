@@ -158,10 +158,11 @@ class CpuRenderer:
         layer = np.empty((y1 - y0, x1 - x0, 3), np.float32)
         layer[:] = cavity
         off = np.array([x0, y0], np.float32)
-        tooth_h = 0.09 * mouth_w
-        # Upper teeth hang from the upper lip, lower teeth rise from the lower lip.
-        _fill(layer, np.concatenate([upper[1:-1], (upper[1:-1] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
-        _fill(layer, np.concatenate([lower[2:-2], (lower[2:-2] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.7)
+        tooth_h = 0.06 * mouth_w
+        # Front teeth only (the side teeth are in the cheeks' shadow): upper ones hang from the
+        # upper lip, lower ones rise from the lower lip. A full row reads as a smile.
+        _fill(layer, np.concatenate([upper[2:-2], (upper[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
+        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.7)
         centre = lower[5] - off - (0, 0.1 * mouth_w)
         axes = (0.28 * mouth_w, max(1.0, 0.18 * mouth_w))
         tongue_mask = np.zeros(layer.shape[:2], np.uint8)

