@@ -38,7 +38,8 @@ class CpuRenderer:
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._lid_closers = [latent.index(n) for n in ("eyeBlinkRight", "eyeBlinkLeft")]
+        self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
+                                       for side in ("Right", "Left")])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -60,8 +61,7 @@ class CpuRenderer:
         roi = out[y0:y1, x0:x1]
         cv2.cvtColor(composite, cv2.COLOR_RGBA2RGB, dst=roi)
         local = points - (x0, y0)
-        self._draw_eyes(roi, local, frame)
-        self._draw_lids(roi, local, frame, (x0, y0))
+        self._draw_eyes(roi, local, frame, (x0, y0))
         self._draw_mouth(roi, local)
         return out
 
@@ -78,7 +78,9 @@ class CpuRenderer:
         shift = cv2.resize(self._grid_xy - src, (gw * g, gh * g), interpolation=cv2.INTER_LINEAR)[:h, :w]
         return self._pix - shift
 
-    def _draw_eyes(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray) -> None:
+    def _draw_eyes(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
+        """Per eye: the white a raised lid reveals, the iris (moved for gaze, clipped by the lids),
+        and the lid skin and lash line that a closing lid brings down over the eye."""
         s = self.scene
         rig = s.rig
         # Gaze moves the iris over the eyeball: radius in pixels from the eye width.
@@ -87,56 +89,47 @@ class CpuRenderer:
         across = points[fm.LEFT_EYE_OUTER] - points[fm.RIGHT_EYE_OUTER]  # toward image right, as gazeYaw
         ex = across / max(float(np.linalg.norm(across)), 1e-6)
         ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
-        for layer, centre_idx, (upper, lower) in zip(
+        lids = frame[self._lid_channels] - rig.rest[self._lid_channels]  # (eye, channel)
+        if np.abs(lids).max() > 0.02:
+            still = frame.copy()
+            still[self._lid_channels] = rig.rest[self._lid_channels]
+            still_points = s.points(still) - origin
+        for eye, (layer, centre_idx, (upper, lower)) in enumerate(zip(
                 s.eyes, (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
-                ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
+                ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)))):
             width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
             if width < 1:
                 continue
+            now = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
+            moved = np.abs(lids[eye]).max() > 0.02
+            if moved:
+                was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
+                box = _box(np.concatenate([was, now]), roi.shape, margin=3)
+            if moved and box is not None:
+                (x0, y0, x1, y1), off = box, np.array(box[:2], np.float32)
+                shape = (y1 - y0, x1 - x0)
+                was_m, now_m = _mask(was - off, shape), _mask(now - off, shape)
+                skin, lash, white = s.eye_colours[eye]
+                sub = roi[y0:y1, x0:x1].astype(np.float32)
+                revealed = now_m * (1 - was_m)
+                sub += revealed[..., None] * (white - sub)
+                roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
             r = EYEBALL_RADIUS * width
             centre = points[centre_idx] + r * (d_yaw * ex + d_pitch * ey)
-            polygon = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
-            _paste_clipped(roi, layer.texture, layer.alpha, centre, polygon)
-
-    def _draw_lids(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
-        """Cover what a closing lid hides with lid skin and carry the lash line down with it.
-
-        The warp already stretches the lid skin down; this layer hides the squeezed eye (white,
-        iris) that the warp leaves under it, keeping some of the warped texture showing.
-        """
-        s = self.scene
-        closing = frame[self._lid_closers] - s.rig.rest[self._lid_closers]
-        if closing.max() < 0.05:
-            return
-        opened = frame.copy()
-        opened[self._lid_closers] = s.rig.rest[self._lid_closers]
-        open_points = s.points(opened) - origin
-        for eye, (upper, lower) in enumerate(((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER),
-                                              (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER))):
-            if closing[eye] < 0.05:
-                continue
-            was_open = np.concatenate([open_points[list(upper)], open_points[list(lower[::-1])]])
-            now_open = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
-            x0, y0 = np.floor(was_open.min(0)).astype(int) - 3
-            x1, y1 = np.ceil(was_open.max(0)).astype(int) + 4
-            h, w = roi.shape[:2]
-            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            off = np.array([x0, y0], np.float32)
-            shape = (y1 - y0, x1 - x0)
-            covered = _mask(was_open - off, shape) * (1 - _mask(now_open - off, shape))
-            covered = cv2.GaussianBlur(covered, (0, 0), 0.7) * 0.8
-            skin, lash = s.lid_colours[eye]
-            sub = roi[y0:y1, x0:x1].astype(np.float32)
-            sub += covered[..., None] * (skin - sub)
-            line = np.zeros(shape, np.uint8)
-            width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
-            cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
-                          max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
-            a = (line.astype(np.float32) / 255) * (0.75 * min(1.0, float(closing[eye]) * 1.5))
-            sub += a[..., None] * (lash - sub)
-            roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
+            _paste_clipped(roi, layer.texture, layer.alpha, centre, now)
+            if moved and box is not None:
+                # The warp stretches the lid skin down over the eye; cover the squeezed white and
+                # iris it leaves, keeping some of the warped texture showing.
+                covered = cv2.GaussianBlur(was_m * (1 - now_m), (0, 0), 0.7) * 0.8
+                sub = roi[y0:y1, x0:x1].astype(np.float32)
+                sub += covered[..., None] * (skin - sub)
+                lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
+                line = np.zeros(shape, np.uint8)
+                cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
+                              max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
+                a = (line.astype(np.float32) / 255) * (0.75 * min(1.0, lid_shift / 3.0))
+                sub += a[..., None] * (lash - sub)
+                roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
         s = self.scene
@@ -178,6 +171,14 @@ class CpuRenderer:
         layer *= (1.0 - 0.4 * depth)[..., None]
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
+
+
+def _box(polygon: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int, int, int, int] | None:
+    """Integer bounding box of a polygon plus a margin, clipped to an image; None if empty."""
+    x0, y0 = np.floor(polygon.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(polygon.max(0)).astype(int) + margin + 1
+    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), shape[1]), min(int(y1), shape[0])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -203,8 +203,8 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         squint[lower, 1] = -0.5 * gap
         squint[upper, 1] = 0.15 * gap
         b[f"eyeSquint{side}"] = squint
-        wide = field(dy=-1.0, w=above * gap_at)
-        wide[upper, 1] = -1.0 * gap
+        wide = field(dy=-0.45, w=above * gap_at)
+        wide[upper, 1] = -0.45 * gap
         b[f"eyeWide{side}"] = wide
 
         # Brows carry the forehead with them, fading slowly toward the hairline (a fast fade

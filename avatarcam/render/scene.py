@@ -49,7 +49,7 @@ class Scene:
     grid: int                      # output pixels per grid step
     eyes: tuple[EyeLayer, EyeLayer]
     mouth_colours: np.ndarray      # (4, 3) cavity, teeth, tongue, lip shadow (RGB)
-    lid_colours: np.ndarray        # (2, 2, 3) per eye (right, left): lid skin, lash line (RGB)
+    eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): lid skin, lash line, white (RGB)
     rig: Rig
 
     def points(self, frame: np.ndarray) -> np.ndarray:
@@ -168,10 +168,11 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([cavity, teeth, tongue, shadow]), 0, 255)
 
 
-def _lid_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Per eye: the lid skin just above the lashes and the lash line itself."""
+def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """Per eye: the lid skin just above the lashes, the lash line, and the white of the eye."""
     out = []
-    for upper, brow in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_BROW), (fm.LEFT_EYE_UPPER, fm.LEFT_BROW)):
+    for (cx, cy, r), upper, lower, brow in zip(iris, (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER),
+                                                (fm.RIGHT_EYE_LOWER, fm.LEFT_EYE_LOWER), (fm.RIGHT_BROW, fm.LEFT_BROW)):
         lid = points[list(upper), :2]
         lift = 0.35 * max(float(lid[:, 1].mean() - points[list(brow), 1].mean()), 2.0)
         band = np.zeros(image.shape[:2], np.uint8)
@@ -180,7 +181,12 @@ def _lid_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         line = np.zeros(image.shape[:2], np.uint8)
         cv2.polylines(line, [np.round(lid).astype(np.int32)], False, 255, 2)
         lash = np.percentile(image[line > 0], 15, axis=0) if line.any() else skin * 0.4
-        out.append([skin, np.minimum(lash, skin * 0.6)])
+        opening = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(opening, [np.round(_eye_polygon(points, upper, lower)).astype(np.int32)], 255)
+        cv2.circle(opening, (int(round(cx)), int(round(cy))), int(round(IRIS_MARGIN * r)), 0, -1)
+        seen = image[opening > 0]
+        white = np.percentile(seen, 75, axis=0) if len(seen) >= 8 else np.maximum(skin, 200)
+        out.append([skin, np.minimum(lash, skin * 0.6), white])
     return np.array(out, np.float32)
 
 
@@ -255,4 +261,4 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
-                 lid_colours=_lid_colours(image_o, points), rig=rig)
+                 eye_colours=_eye_colours(image_o, points, iris), rig=rig)
