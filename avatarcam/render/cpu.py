@@ -38,6 +38,7 @@ class CpuRenderer:
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
+        self._mouth_channels = [latent.index(n) for n in latent.EXPRESSION if n.startswith(("jaw", "mouth"))]
         self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                                        for side in ("Right", "Left")])
 
@@ -62,7 +63,7 @@ class CpuRenderer:
         cv2.cvtColor(composite, cv2.COLOR_RGBA2RGB, dst=roi)
         local = points - (x0, y0)
         self._draw_eyes(roi, local, frame, (x0, y0))
-        self._draw_mouth(roi, local)
+        self._draw_mouth(roi, local, frame, (x0, y0))
         return out
 
     def _inverse_map(self, moved: np.ndarray) -> np.ndarray:
@@ -131,12 +132,16 @@ class CpuRenderer:
                 sub += a[..., None] * (lash - sub)
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
-    def _draw_mouth(self, roi: np.ndarray, points: np.ndarray) -> None:
+    def _draw_mouth(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
+        """The mouth interior where the lips part further than the portrait's own (same pose)."""
         s = self.scene
         upper, lower = points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER)]
-        rest_gap = s.rest_points[list(fm.LIPS_LOWER_INNER), 1] - s.rest_points[list(fm.LIPS_UPPER_INNER), 1]
-        gap = (lower[:, 1] - upper[:, 1]) - rest_gap
-        opening = float(gap[3:8].max())
+        still = frame.copy()
+        still[self._mouth_channels] = s.rig.rest[self._mouth_channels]
+        still_points = s.points(still) - origin
+        gap = np.linalg.norm(lower - upper, axis=1)
+        still_gap = np.linalg.norm(still_points[list(fm.LIPS_LOWER_INNER)] - still_points[list(fm.LIPS_UPPER_INNER)], axis=1)
+        opening = float((gap - still_gap)[3:8].max())
         if opening < 0.6:
             return  # lips together as in the portrait: nothing to reveal
         polygon = np.concatenate([upper, lower[::-1]])

@@ -156,8 +156,13 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     upper_only = np.zeros(n)
     upper_only[upper_lip] = 1.0
     upper_only = np.maximum(upper_only, near_mouth * _bump(y, line - lips["upper_thickness"] / 2, 0.1) * (y < line))
-    jaw_gap = theta * (pivot_z - float(np.median(z[list(fm.LIPS_LOWER_INNER)])))
-    b["mouthClose"] = field(dy=-0.6 * jaw_gap, w=lower_only) + field(dy=0.4 * jaw_gap, w=upper_only)
+    # mouthClose: the lips stay together while the jaw drops, i.e. the lower lip gives back the
+    # jaw's motion, fading smoothly into the chin (per unit of jawOpen; clamped to it in deform).
+    lip_bottom = line + lips["lower_thickness"]
+    to_chin = 1 - _smoothstep(0.0, 1.0, (y - lip_bottom) / np.maximum(float(q[fm.CHIN, 1]) - lip_bottom, 0.1))
+    lower_lip_to_chin = (y > line - 1e-6) * to_chin * _bump(x, mx, 2.5 * half) * face_pts
+    lower_lip_to_chin[upper_lip] = 0.0
+    b["mouthClose"] = -b["jawOpen"] * lower_lip_to_chin[:, None]
 
     for side, sign in (("Left", 1.0), ("Right", -1.0)):
         corner_x = mx + sign * half
