@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .cpu import CpuRenderer
 from .rig import Rig, build_rig
 from .scene import build_scene
@@ -21,7 +23,8 @@ def prepare_rig(profile) -> Rig:
     pose = profile.face.pose()
     stored = Path(profile.dir) / RIG_FILE if profile.dir is not None else None
     if stored is not None and stored.exists():
-        pose = tuple(float(v) for v in Rig.load(stored).rest[:3])
+        with np.load(stored, allow_pickle=False) as data:
+            pose = tuple(float(v) for v in data["rest"][:3])
     return build_rig(profile.face.points, pose, profile.face.blendshapes)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ RINGS = ((1.2, 1.0), (1.45, 0.5), (1.85, 0.0))
 # A warp of a flat photo shows less of an out-of-plane turn than it is given: the eye (and the
 # Face Landmarker) reads about 57% of a yaw and 90% of a pitch. These gains make the picture
 # show the commanded angle (measured with bench/roundtrip.py).
-TURN_GAIN = {"headYaw": 1.6, "headPitch": 1.1, "headRoll": 1.0}
+TURN_GAIN = {"headYaw": 1.75, "headPitch": 1.1, "headRoll": 1.0}
 
 # Iris radius relative to the eye width when the landmarker gives no usable rim.
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: iris shift = r * sin(gaze)
@@ -48,19 +47,12 @@ class Rig:
     rest: np.ndarray        # (DIM,) the portrait's own motion latent (pose, gaze, expression)
     iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
     face_width: float       # face width in face-local units (for translations in face widths)
+    head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
         return buffer.getvalue()
-
-    @classmethod
-    def load(cls, path: Path) -> Rig:
-        with np.load(path, allow_pickle=False) as data:
-            values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        values["unit"] = float(values["unit"])
-        values["face_width"] = float(values["face_width"])
-        return cls(**values)
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -310,9 +302,11 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     iris_local = ((np.c_[iris[:, :2], np.zeros(2)] - origin) @ axes / unit)[:, :2]
     rest = _rest_latent(pose, blendshapes, _gaze_from_iris(q, iris_local))
     face_width = float(oval[:, 0].max() - oval[:, 0].min())
+    head_radius = 1.02 * float(np.abs(local[follow_all >= 1.0, 0] - pivot[0]).max())
     return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
                axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
-               pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width)
+               pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width,
+               head_radius=head_radius)
 
 
 def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
@@ -325,13 +319,39 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     delta[close] = min(delta[close], max(frame[latent.index("jawOpen")], 0.0))  # lips can only close an open jaw
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     cam = local @ rig.axes.T  # image axes, face units, relative to origin
-    pivot = rig.axes @ rig.pivot
 
-    rest = [rig.rest[latent.index(n)] for n in TURN_GAIN]
-    target = [r + gain * (frame[latent.index(n)] - r) for r, (n, gain) in zip(rest, TURN_GAIN.items())]
-    turn = latent.rotation(*target) @ latent.rotation(*rest).T
+    gains = TURN_GAIN
+    rest = {n: float(rig.rest[latent.index(n)]) for n in gains}
+    target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
+    # Yaw turns the head about its own vertical axis, in the face's frame; pitch and roll then
+    # tilt it in the image's.
+    turned = rig.pivot + _cylinder_yaw(local - rig.pivot, target["headYaw"] - rest["headYaw"], rig.head_radius)
+    tilt = (latent.rotation(0.0, target["headPitch"], target["headRoll"])
+            @ latent.rotation(0.0, rest["headPitch"], rest["headRoll"]).T)
+    pivot = rig.axes @ rig.pivot
     scale = np.exp(frame[latent.index("headLogScale")] - rig.rest[latent.index("headLogScale")])
     shift = np.array([frame[latent.index("headX")], frame[latent.index("headY")], 0.0]) * rig.face_width
-    posed = pivot + scale * (cam - pivot) @ turn.T + shift
+    posed = pivot + scale * (turned @ rig.axes.T - pivot) @ tilt.T + shift
     moved = cam + rig.follow[:, None] * (posed - cam)
     return (rig.origin[:2] + rig.unit * moved[:, :2]).astype(np.float32)
+
+
+def _cylinder_yaw(p: np.ndarray, angle: float, radius: float) -> np.ndarray:
+    """Turn points (relative to the head's axis, face frame) by `angle` about the vertical axis.
+
+    The head is taken as a cylinder of `radius` plus each point's own relief (the nose stands
+    out of it). A rigid rotation of the measured mesh would fold the far cheek over itself, which
+    a warp cannot show; on the cylinder the far side bunches up toward the silhouette instead,
+    as it does on screen, and nothing crosses over.
+    """
+    if angle == 0.0:
+        return p
+    u = np.clip(p[:, 0] / radius, -1.0, 1.0)
+    phi = np.arcsin(u)
+    relief = p[:, 2] + radius * np.cos(phi)  # < 0: in front of the cylinder's surface
+    limit = 0.47 * np.pi
+    turned = np.clip(phi + angle, -limit, limit)
+    out = p.copy()
+    out[:, 0] = radius * np.sin(turned) - relief * np.sin(angle)
+    out[:, 2] = -radius * np.cos(turned) + relief * np.cos(angle)
+    return out
