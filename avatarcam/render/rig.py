@@ -23,13 +23,12 @@ from . import facemesh as fm
 # shoulders and everything beyond do not move.
 RINGS = ((1.2, 1.0), (1.45, 0.5), (1.85, 0.0))
 
-# A warp of a flat photo shows less of an out-of-plane turn than it is given: the eye (and the
-# Face Landmarker) reads about 57% of a yaw and 90% of a pitch. These gains make the picture
-# show the commanded angle (measured with bench/roundtrip.py).
+# A warp of a flat photo shows less of an out-of-plane turn than it is given: the Face
+# Landmarker reads about 60% of a yaw and 90% of a pitch. These gains make the picture show
+# the commanded angle (measured with bench/roundtrip.py).
 TURN_GAIN = {"headYaw": 1.75, "headPitch": 1.1, "headRoll": 1.0}
 
-# Iris radius relative to the eye width when the landmarker gives no usable rim.
-EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: iris shift = r * sin(gaze)
+EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
 
 
 @dataclass
@@ -90,7 +89,6 @@ def _lip_geometry(q: np.ndarray) -> dict[str, np.ndarray | float]:
         "half_width": float((upper_out[-1, 0] - upper_out[0, 0]) / 2),
         "upper_thickness": float(np.median(line[:, 1] - upper_out[:, 1])),
         "lower_thickness": float(np.median(lower_out[:, 1] - line[:, 1])),
-        "gap": float(np.median(lower_in[:, 1] - upper_in[:, 1])),
     }
 
 
