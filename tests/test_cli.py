@@ -133,3 +133,16 @@ def test_doctor_reports_packages_encoder_and_model(capsys, face_model):
     for what in ("mediapipe", "video encoder", "face landmark model", "profiles"):
         line = next(l for l in out.splitlines() if what in l)
         assert line.startswith("[ok]"), line
+
+
+def test_enroll_asks_for_consent_at_a_terminal(portraits_dir, monkeypatch, capsys):
+    answers = iter(["p"])
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    assert run("enroll", str(portraits_dir / "cartoon_boy.jpg"), "--name", "asked", "--subject", "Cartoon Boy") == 0
+    assert "someone else" in capsys.readouterr().out
+    assert run("profiles", "show", "asked") == 0
+    assert "(permission)" in capsys.readouterr().out
+    answers = iter(["no"])
+    assert run("enroll", str(portraits_dir / "cartoon_boy.jpg"), "--name", "refused") == 2
+    assert "no consent given" in capsys.readouterr().err
