@@ -133,47 +133,52 @@ class CpuRenderer:
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
-        """The mouth interior where the lips part further than the portrait's own (same pose)."""
+        """The mouth interior where the lips part further than the portrait's own (same pose).
+
+        It fills the opening below what the portrait's own parted lips show (`mouth_top`, which
+        stays with the upper jaw) down to the lower lip: a dark cavity, front teeth, a tongue.
+        """
         s = self.scene
-        upper, lower = points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER)]
+        top, lower = points[s.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
         still = frame.copy()
         still[self._mouth_channels] = s.rig.rest[self._mouth_channels]
         still_points = s.points(still) - origin
-        gap = np.linalg.norm(lower - upper, axis=1)
-        still_gap = np.linalg.norm(still_points[list(fm.LIPS_LOWER_INNER)] - still_points[list(fm.LIPS_UPPER_INNER)], axis=1)
+        gap = np.linalg.norm(lower - top, axis=1)
+        still_gap = np.linalg.norm(still_points[list(fm.LIPS_LOWER_INNER)] - still_points[s.rig.mouth_top], axis=1)
         opening = float((gap - still_gap)[3:8].max())
         if opening < 0.6:
             return  # lips together as in the portrait: nothing to reveal
-        polygon = np.concatenate([upper, lower[::-1]])
-        x0, y0 = np.floor(polygon.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(polygon.max(0)).astype(int) + 3
-        h, w = roi.shape[:2]
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-        if x1 <= x0 or y1 <= y0:
+        polygon = np.concatenate([top, lower[::-1]])
+        box = _box(polygon, roi.shape, margin=2)
+        if box is None:
             return
-        cavity, teeth, tongue, _ = s.mouth_colours
-        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
-        layer = np.empty((y1 - y0, x1 - x0, 3), np.float32)
-        layer[:] = cavity
+        x0, y0, x1, y1 = box
         off = np.array([x0, y0], np.float32)
+        shape = (y1 - y0, x1 - x0)
+        cavity, teeth, tongue, _ = s.mouth_colours
+        upper = points[list(fm.LIPS_UPPER_INNER)]
+        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
+        layer = np.empty((*shape, 3), np.float32)
+        layer[:] = cavity
         tooth_h = 0.06 * mouth_w
-        # Front teeth only (the side teeth are in the cheeks' shadow): upper ones hang from the
-        # upper lip, lower ones rise from the lower lip. A full row reads as a smile.
-        _fill(layer, np.concatenate([upper[2:-2], (upper[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
-        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.7)
+        # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a
+        # smile): upper ones hang from the upper lip unless the portrait already shows its own,
+        # lower ones rise from the lower lip.
+        if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
+            _fill(layer, np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.92)
+        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.72)
         centre = lower[5] - off - (0, 0.1 * mouth_w)
-        axes = (0.28 * mouth_w, max(1.0, 0.18 * mouth_w))
-        tongue_mask = np.zeros(layer.shape[:2], np.uint8)
+        tongue_mask = np.zeros(shape, np.uint8)
         cv2.ellipse(tongue_mask, (int(centre[0] * 16), int(centre[1] * 16)),
-                    (int(axes[0] * 16), int(axes[1] * 16)), 0, 180, 360, 255, -1, cv2.LINE_AA, _SHIFT)
-        a = (tongue_mask.astype(np.float32) / 255)[..., None]
-        layer += a * (tongue - layer)
-        mask = np.zeros(layer.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round((polygon - off) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
-        alpha = (mask.astype(np.float32) / 255) * min(1.0, opening / 2.0)
-        # Depth: the middle of the opening is the back of the mouth, darker than near the lips.
+                    (int(0.28 * mouth_w * 16), int(max(1.0, 0.18 * mouth_w) * 16)), 0, 180, 360, 255, -1,
+                    cv2.LINE_AA, _SHIFT)
+        layer += (tongue_mask.astype(np.float32) / 255)[..., None] * (tongue - layer)
+        alpha = _mask(polygon - off, shape) * min(1.0, opening / 2.0)
+        # Depth: the middle of the opening is the back of the mouth, darker than near the lips;
+        # a slight blur keeps the drawn parts from looking cut out.
         depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * mouth_w))
         layer *= (1.0 - 0.4 * depth)[..., None]
+        layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * mouth_w))
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
 

@@ -47,6 +47,7 @@ class Rig:
     iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
     face_width: float       # face width in face-local units (for translations in face widths)
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
+    mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -217,13 +218,13 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         b["_browInner"] += field(dy=-0.18, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
-    inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.22)  # toward the mouth centre, 1 at the corners
+    inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.35)  # toward the mouth centre, 1 at the corners
     # Funnel: corners in, lips flared out (their red shows more) around a small round opening.
     upper_outer = np.zeros(n)
     upper_outer[list(fm.LIPS_UPPER_OUTER[1:-1])] = 1.0
     lower_outer = np.zeros(n)
     lower_outer[list(fm.LIPS_LOWER_OUTER[1:-1])] = 1.0
-    b["mouthFunnel"] = (field(dx=0.12, w=inward) + field(dy=-0.03, dz=-0.06, w=upper_only)
+    b["mouthFunnel"] = (field(dx=0.1, w=inward) + field(dy=-0.03, dz=-0.06, w=upper_only)
                         + field(dy=0.05, dz=-0.06, w=lower_only)
                         + field(dy=-0.05, w=upper_outer) + field(dy=0.06, w=lower_outer))
     b["mouthPucker"] = field(dx=0.2, w=inward) + field(dz=-0.1, w=upper_only + lower_only)
@@ -293,7 +294,15 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     expr = _expression_bases(local)
     bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
     bases[:, 468:] *= 0  # iris points are moved by gaze in the eye layer, not by expressions
-    bases[:, len(q):] = 0
+
+    # What a portrait's parted lips show (teeth in a smile) belongs to the upper jaw: points at
+    # the lower lip's inner edge that move like the upper lip keep it there when the jaw drops.
+    # In a closed mouth they coincide with the lips and change nothing.
+    upper_inner, lower_inner = list(fm.LIPS_UPPER_INNER), list(fm.LIPS_LOWER_INNER)
+    mouth_top = np.arange(len(local), len(local) + len(lower_inner))
+    local = np.concatenate([local, q[lower_inner]])
+    bases = np.concatenate([bases, bases[:, upper_inner]], axis=1)
+    follow_all = np.concatenate([follow_all, np.ones(len(lower_inner))])
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
@@ -304,7 +313,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
                axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
                pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width,
-               head_radius=head_radius)
+               head_radius=head_radius, mouth_top=mouth_top)
 
 
 def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:

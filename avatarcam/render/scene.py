@@ -216,17 +216,18 @@ def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> t
     return w[:, :len(points)].tocsr(), (gh, gw)
 
 
-def _split_lips(points: np.ndarray, gap: float = 1.5) -> np.ndarray:
-    """Control points for triangulation only, with the closed lips pulled `gap` px apart.
+def _split_lips(points: np.ndarray, mouth_top: np.ndarray, gap: float = 1.5) -> np.ndarray:
+    """Control points for triangulation only, with the jaw's side pulled `gap` px apart.
 
-    Upper and lower inner lip points coincide in a closed mouth, so a plain triangulation would
-    tie parts of the lower lip to upper-lip points and smear it when the jaw opens. Parting them
-    keeps every lip triangle on its own lip; the sliver between them becomes the mouth opening.
+    The lower lip's inner edge and the upper jaw's points above it (`mouth_top`) coincide, so a
+    plain triangulation would tie parts of the lower lip to the upper jaw and smear it when the
+    jaw opens. Parting them keeps every triangle on one side; the sliver between them becomes
+    the mouth opening.
     """
     down = points[fm.CHIN] - points[fm.FOREHEAD]
     down = down / max(float(np.linalg.norm(down)), 1e-6) * (gap / 2)
     parted = points.copy()
-    parted[list(fm.LIPS_UPPER_INNER[1:-1])] -= down
+    parted[mouth_top[1:-1]] -= down
     parted[list(fm.LIPS_LOWER_INNER[1:-1])] += down
     return parted
 
@@ -257,7 +258,7 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     lo = np.floor(points.min(0)).astype(int) - margin
     hi = np.ceil(points.max(0)).astype(int) + margin
     roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
-    weights, grid_shape = _weights(_split_lips(points), roi, grid)
+    weights, grid_shape = _weights(_split_lips(points, rig.mouth_top), roi, grid)
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
