@@ -64,12 +64,16 @@ def frames(chunks: Iterable[np.ndarray], engine: MotionEngine) -> Iterator[np.nd
     yield from engine.flush()
 
 
-def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer, rest: np.ndarray,
-        sink: Sink, on_frame: Callable[[int], None] | None = None) -> int:
-    """Drive the chain until the audio ends; returns the number of frames written."""
+def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer,
+        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, on_frame: Callable[[int], None] | None = None) -> int:
+    """Drive the chain until the audio ends; returns the number of frames written.
+
+    `rest` is the portrait's rest latent, or a function giving it per frame: the live daemon
+    swaps profile and renderer together between two frames.
+    """
     count = 0
     for motion in frames(chunks, engine):
-        sink.write(renderer.render(compose(motion, rest)))
+        sink.write(renderer.render(compose(motion, rest() if callable(rest) else rest)))
         count += 1
         if on_frame is not None:
             on_frame(count)
