@@ -48,6 +48,7 @@ class Rig:
     face_width: float       # face width in face-local units (for translations in face widths)
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
     mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
+    lids_follow_gaze: np.ndarray  # (M, 3) lid motion per unit of sin(gaze pitch), face-local units
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -202,6 +203,12 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         wide = field(dy=-0.45, w=above * gap_at)
         wide[upper, 1] = -0.45 * gap
         b[f"eyeWide{side}"] = wide
+        # The lids ride on the eyeball: looking down lowers them, looking up raises them. Per
+        # unit of sin(gaze pitch), the iris travels EYEBALL_RADIUS eye widths; the lids half that.
+        eye_width = float(np.ptp(eye_x))
+        follow_gaze = field(dy=0.5 * EYEBALL_RADIUS * eye_width, w=np.maximum(above, below_lid))
+        follow_gaze[upper + lower, 1] = 0.5 * EYEBALL_RADIUS * eye_width
+        b["_lidsFollowGaze"] = b.get("_lidsFollowGaze", 0) + follow_gaze
 
         # Brows carry the forehead with them, fading slowly toward the hairline (a fast fade
         # would fold the skin above the brow), and stretch the lid skin below.
@@ -292,6 +299,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     follow_all = np.concatenate(follow)
 
     expr = _expression_bases(local)
+    lids_follow_gaze = expr.pop("_lidsFollowGaze").astype(np.float32)
     bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
     bases[:, 468:] *= 0  # iris points are moved by gaze in the eye layer, not by expressions
 
@@ -303,6 +311,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     local = np.concatenate([local, q[lower_inner]])
     bases = np.concatenate([bases, bases[:, upper_inner]], axis=1)
     follow_all = np.concatenate([follow_all, np.ones(len(lower_inner))])
+    lids_follow_gaze = np.concatenate([lids_follow_gaze, np.zeros((len(lower_inner), 3), np.float32)])
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
@@ -313,7 +322,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
                axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
                pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width,
-               head_radius=head_radius, mouth_top=mouth_top)
+               head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze)
 
 
 def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
@@ -325,6 +334,8 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     close = latent.index("mouthClose") - latent.EXPRESSION_SLICE.start
     delta[close] = min(delta[close], max(frame[latent.index("jawOpen")], 0.0))  # lips can only close an open jaw
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
+    pitch = latent.index("gazePitch")
+    local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
     cam = local @ rig.axes.T  # image axes, face units, relative to origin
 
     gains = TURN_GAIN
