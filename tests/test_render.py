@@ -155,3 +155,12 @@ def test_renderer_uses_current_rig_code_and_the_enrolled_pose(tmp_path):
     rebuilt = prepare_rig(load_profile(copy))
     assert np.array_equal(rebuilt.bases, current.bases)
     assert np.allclose(rebuilt.rest[:3], rest[:3])
+
+
+def test_vertical_gaze_moves_irises_and_lids_the_commanded_way(renderer, judge):
+    rig = renderer.scene.rig
+    down = {}
+    for pitch in (-0.3, 0.3):
+        s = _measure(judge, renderer.render(_with(rig, gazePitch=pitch))).blendshapes
+        down[pitch] = s["eyeLookDownLeft"] + s["eyeLookDownRight"] - s["eyeLookUpLeft"] - s["eyeLookUpRight"]
+    assert down[0.3] > down[-0.3] + 0.3, down
