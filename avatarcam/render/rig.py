@@ -87,10 +87,11 @@ def _lip_geometry(q: np.ndarray) -> dict[str, np.ndarray | float]:
     order = np.argsort(line[:, 0])
     return {
         "line_x": line[order, 0], "line_y": line[order, 1],
+        "upper_y": upper_in[order, 1], "lower_y": lower_in[order, 1],
         "centre": line.mean(axis=0),
         "half_width": float((upper_out[-1, 0] - upper_out[0, 0]) / 2),
-        "upper_thickness": float(np.median(line[:, 1] - upper_out[:, 1])),
-        "lower_thickness": float(np.median(lower_out[:, 1] - line[:, 1])),
+        "upper_thickness": float(np.median(upper_in[:, 1] - upper_out[:, 1])),
+        "lower_thickness": float(np.median(lower_out[:, 1] - lower_in[:, 1])),
     }
 
 
@@ -148,6 +149,21 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     upper_only = np.zeros(n)
     upper_only[upper_lip] = 1.0
     upper_only = np.maximum(upper_only, near_mouth * _bump(y, line - lips["upper_thickness"] / 2, 0.1) * (y < line))
+    # How far out from the lips' meeting line a point sits, as a share of the lip (0 at the line,
+    # 1 at the lip's outer edge), fading out in the skin beyond: presses and rolls thin the lips
+    # by moving their outer edges, not the line where they meet.
+    along = _bump(x, mx, 1.15 * half) * face_pts
+
+    def outerness(depth: np.ndarray, thickness: float) -> np.ndarray:
+        inside = np.clip(depth / max(thickness, 1e-3), 0, 1)
+        return along * np.where(depth <= thickness, inside, 1 - _smoothstep(0.0, 0.15, depth - thickness))
+
+    upper_edge = np.interp(x, lips["line_x"], lips["upper_y"])  # the lips' inner edges (apart in an open mouth)
+    lower_edge = np.interp(x, lips["line_x"], lips["lower_y"])
+    upper_outer_edge = outerness(upper_edge - y, lips["upper_thickness"]) * (y < upper_edge)
+    lower_outer_edge = outerness(y - lower_edge, lips["lower_thickness"]) * (y > lower_edge)
+    upper_outer_edge[lower_lip] = 0.0
+    lower_outer_edge[upper_lip] = 0.0
     # mouthClose: the lips stay together while the jaw drops, i.e. the lower lip gives back the
     # jaw's motion, fading smoothly into the chin (per unit of jawOpen; clamped to it in deform).
     lip_bottom = line + lips["lower_thickness"]
@@ -166,8 +182,8 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         b[f"mouthFrown{side}"] = field(dy=0.08, w=at_corner)
         b[f"mouthDimple{side}"] = field(dx=sign * 0.05, dz=0.04, w=at_corner)
         press = this_side * near_mouth
-        b[f"mouthPress{side}"] = (field(dy=0.7 * lips["upper_thickness"], w=upper_only * press)
-                                  + field(dy=-0.7 * lips["lower_thickness"], w=lower_only * press)
+        b[f"mouthPress{side}"] = (field(dy=0.55 * lips["upper_thickness"], w=upper_outer_edge * press)
+                                  + field(dy=-0.55 * lips["lower_thickness"], w=lower_outer_edge * press)
                                   + field(dx=-sign * 0.04, w=at_corner))
         b[f"mouthUpperUp{side}"] = field(dy=-0.06, w=upper_only * this_side)
         b[f"mouthLowerDown{side}"] = field(dy=0.07, w=lower_only * this_side)
@@ -235,8 +251,8 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
                         + field(dy=0.05, dz=-0.06, w=lower_only)
                         + field(dy=-0.05, w=upper_outer) + field(dy=0.06, w=lower_outer))
     b["mouthPucker"] = field(dx=0.2, w=inward) + field(dz=-0.1, w=upper_only + lower_only)
-    b["mouthRollUpper"] = field(dy=0.95 * lips["upper_thickness"], w=upper_only)
-    b["mouthRollLower"] = field(dy=-0.95 * lips["lower_thickness"], w=lower_only)
+    b["mouthRollUpper"] = field(dy=0.85 * lips["upper_thickness"], w=upper_outer_edge)
+    b["mouthRollLower"] = field(dy=-0.85 * lips["lower_thickness"], w=lower_outer_edge)
     b["mouthShrugUpper"] = field(dy=-0.04, w=upper_only)
     b["mouthShrugLower"] = field(dy=-0.05, w=lower_only + 0.5 * below * _bump(y, 1.0, 0.3))
     b["mouthLeft"] = field(dx=0.08, w=near_mouth)
