@@ -383,9 +383,15 @@ def _cylinder_yaw(p: np.ndarray, angle: float, radius: float) -> np.ndarray:
     u = np.clip(p[:, 0] / radius, -1.0, 1.0)
     phi = np.arcsin(u)
     relief = p[:, 2] + radius * np.cos(phi)  # < 0: in front of the cylinder's surface
-    limit = 0.47 * np.pi
-    turned = np.clip(phi + angle, -limit, limit)
+    turned = _soft_limit(phi + angle, knee=0.3 * np.pi, limit=0.49 * np.pi)
     out = p.copy()
     out[:, 0] = radius * np.sin(turned) - relief * np.sin(angle)
     out[:, 2] = -radius * np.cos(turned) + relief * np.cos(angle)
     return out
+
+
+def _soft_limit(u: np.ndarray, knee: float, limit: float) -> np.ndarray:
+    """u unchanged up to +-knee, then easing toward +-limit without reaching it (no two points
+    of the far side land on the same spot, so the warp stays invertible)."""
+    over = np.maximum(np.abs(u) - knee, 0.0)
+    return np.sign(u) * np.minimum(np.abs(u), knee + (limit - knee) * np.tanh(over / (limit - knee)))
