@@ -120,6 +120,22 @@ class _Tee:
             s.write(frame)
 
 
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    from .daemon import LiveOptions, run_live
+    mic = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
+    options = LiveOptions(
+        profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
+        fps=args.fps or settings.fps, engine=args.engine or settings.engine, seed=args.seed,
+        delay_s=args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
+        virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control)
+    return run_live(options, settings, stats_path=args.stats)
+
+
+def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
+    from .control import main as ctl_main
+    return ctl_main(args.action, args.name, as_json=args.json)
+
+
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from .doctor import report
     ok = report(settings)
@@ -173,6 +189,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)
+
+    lv = sub.add_parser("live", help="run the live avatar: microphone in, virtual camera out",
+                        description="Animate a profile from the microphone and send the frames at a steady rate "
+                                    "to the virtual camera AvatarCam (or a window, a file, nothing). Stop with "
+                                    "Ctrl+C, SIGTERM or `avatarcam ctl quit`.")
+    lv.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
+    lv.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of its name (default: the system's)")
+    lv.add_argument("--camera", metavar="DEVICE", help="virtual camera device (default: the one labelled AvatarCam)")
+    lv.add_argument("--sink", default="camera", metavar="SINK",
+                    help="camera (default), preview (a window), null, or file:OUT.mp4")
+    lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
+    lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
+    lv.add_argument("--fps", type=int, help="frame rate (default 30)")
+    lv.add_argument("--size", help="frame size WxH (default 1280x720)")
+    lv.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
+    lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
+    lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
+    lv.add_argument("--delay-ms", type=float, default=100.0,
+                    help="latency budget: frames and the virtual microphone run this far behind the voice (100)")
+    lv.add_argument("--virtual-mic", choices=("auto", "off", "null"), default="auto",
+                    help="delayed voice into the virtual microphone: auto (when it exists), off, null (no device)")
+    lv.add_argument("--no-control", action="store_true", help="do not open the control socket")
+    lv.add_argument("--stats", type=Path, metavar="FILE", help="write the session's timing figures as JSON")
+    lv.set_defaults(run=cmd_live)
+
+    c = sub.add_parser("ctl", help="control a running `avatarcam live`",
+                       description="Ask the running daemon for its status, switch profile or emotion, pause, "
+                                   "resume or quit.")
+    c.add_argument("action", choices=("status", "profile", "emotion", "pause", "resume", "quit"))
+    c.add_argument("name", nargs="?", help="profile or emotion name")
+    c.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
+    c.set_defaults(run=cmd_ctl)
 
     d = sub.add_parser("doctor", help="report what is installed and usable")
     d.set_defaults(run=cmd_doctor)

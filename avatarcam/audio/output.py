@@ -1,0 +1,193 @@
+"""The delayed voice: the captured audio played into a virtual microphone, as late as the video.
+
+A call hears the voice through the virtual microphone and sees the lips on the virtual camera;
+both must be late by the same amount. The stream timeline (`avatarcam.audio.stream`) says
+sample k stands for `origin + k / rate`; the camera shows frame i at `origin + i / fps + delay`,
+so the output plays sample k at `origin + k / rate + delay`. Each output callback asks "which
+sample should the first one I fill be heard at?" from the device's own playback time and keeps
+reading on from there; only when the answer drifts more than `resync_s` from where it is
+reading (a sound card clock running apart from the system clock, an underrun) does it jump, so
+the voice has no clicks from scheduling jitter and the drift stays bounded.
+
+Linux: the virtual microphone is a PulseAudio/PipeWire null sink named `avatarcam_mic`
+("AvatarCam Microphone"); apps select its monitor as their microphone. PortAudio sees the
+sound server as one ALSA device ("pulse"), and PULSE_SINK routes its output to our sink.
+Windows: a VB-Cable style device ("CABLE Input"). macOS: BlackHole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+
+from avatarcam.audio.capture import PORTAUDIO_FIX, RATE
+from avatarcam.audio.stream import AudioRing
+
+log = logging.getLogger(__name__)
+
+PULSE_SINK = "avatarcam_mic"
+PULSE_DESCRIPTION = "AvatarCam Microphone"
+DEVICE_HINTS = {"win32": ("AvatarCam", "CABLE Input"), "darwin": ("AvatarCam", "BlackHole")}
+SETUP_FIX = {
+    "linux": "create it with `installers/linux/install.sh` (or for this session: pactl load-module "
+             f"module-null-sink sink_name={PULSE_SINK} sink_properties=device.description=AvatarCamMicrophone)",
+    "win32": "install VB-Cable (https://vb-audio.com/Cable/) and run installers/windows/install.ps1",
+    "darwin": "install BlackHole 2ch (brew install blackhole-2ch) and run installers/macos/install.sh",
+}
+
+
+class DelayedOutput:
+    """Reads the stream ring for an output device: `pull(n, play_time)` gives the n samples to be
+    heard from `play_time` on (clock time), delayed by `delay_s` from the stream timeline."""
+
+    def __init__(self, ring: AudioRing, origin: float, delay_s: float, rate: int = RATE, resync_s: float = 0.01) -> None:
+        self.ring, self.origin, self.delay, self.rate = ring, origin, delay_s, rate
+        self.resync = int(round(resync_s * rate))
+        self.position: int | None = None  # next stream sample to play
+        self.resyncs = 0
+        self.last: tuple[float, int] | None = None  # (play time, stream sample) of the latest pull
+
+    def pull(self, n: int, play_time: float) -> np.ndarray:
+        wanted = int(round((play_time - self.delay - self.origin) * self.rate))
+        if self.position is None or abs(wanted - self.position) > self.resync:
+            if self.position is not None:
+                self.resyncs += 1
+            self.position = wanted
+        start = self.position
+        self.position += n
+        self.last = (play_time, start)
+        return self.ring.read(start, n) if start + n > 0 else np.zeros(n, np.float32)
+
+    def offset_s(self) -> float | None:
+        """How far the audio heard now is from the timeline (s; positive = audio late); None before any pull."""
+        if self.last is None:
+            return None
+        play_time, sample = self.last
+        return play_time - (self.origin + self.delay + sample / self.rate)
+
+
+class ClockedOutput:
+    """An output device that plays into nothing at the clock's pace: for --sink null runs and the
+    benchmark, where there is no sound card but the delayed audio's timing is still measured."""
+
+    name = "null (clocked)"
+
+    def __init__(self, block_s: float = 0.01, clock: Callable[[], float] = time.monotonic) -> None:
+        self.block_s, self._clock = block_s, clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples = 0
+
+    def start(self, source: DelayedOutput) -> None:
+        def run() -> None:
+            n = int(round(self.block_s * source.rate))
+            start = self._clock()
+            k = 0
+            while not self._stop.is_set():
+                due = start + k * self.block_s
+                wait = due - self._clock()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                source.pull(n, due)
+                self.samples += n
+                k += 1
+        self._thread = threading.Thread(target=run, name="avatarcam-audio-out", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    status = "ok (no device)"
+
+
+class DeviceOutput:
+    """The delayed voice into a sounddevice output (the virtual microphone)."""
+
+    def __init__(self, device: int | str | None, env: dict[str, str] | None = None, name: str = "",
+                 block_s: float = 0.01, clock: Callable[[], float] = time.monotonic,
+                 backend: ModuleType | None = None) -> None:
+        self.device, self.env, self.name = device, env or {}, name or str(device)
+        self.block_s, self._clock, self._sd = block_s, clock, backend
+        self._stream = None
+        self.status = "not started"
+
+    def start(self, source: DelayedOutput) -> None:
+        os.environ.update(self.env)  # PULSE_SINK: read by PortAudio's pulse device when it opens
+        sd = self._sd or _sounddevice()
+
+        def callback(outdata: np.ndarray, frames: int, time_info, status) -> None:
+            now = self._clock()
+            dac, current = getattr(time_info, "outputBufferDacTime", 0.0), getattr(time_info, "currentTime", 0.0)
+            ahead = dac - current if dac and current else getattr(self._stream, "latency", 0.0)
+            outdata[:, 0] = source.pull(frames, now + max(0.0, ahead))
+
+        self._stream = sd.OutputStream(device=self.device, channels=1, samplerate=source.rate, dtype="float32",
+                                       blocksize=int(round(self.block_s * source.rate)), callback=callback)
+        self._stream.start()
+        self.status = "ok"
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception as exc:
+                log.debug("closing the virtual microphone: %s", exc)
+            self._stream = None
+        self.status = "stopped"
+
+
+def _sounddevice() -> ModuleType:
+    try:
+        import sounddevice
+    except OSError as exc:
+        raise OSError(PORTAUDIO_FIX) from exc
+    return sounddevice
+
+
+def pulse_sink_exists(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
+    """True when the sound server has the `avatarcam_mic` null sink (pactl lists it)."""
+    if shutil.which("pactl") is None:
+        return False
+    try:
+        result = run(["pactl", "list", "short", "sinks"], capture_output=True, text=True, timeout=3)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(line.split("\t")[1:2] == [PULSE_SINK] for line in result.stdout.splitlines())
+
+
+def find_virtual_mic(backend: ModuleType | None = None, platform: str = sys.platform) -> DeviceOutput | str:
+    """The virtual microphone's output, or a line saying why there is none and how to set it up."""
+    key = "linux" if platform.startswith("linux") else platform
+    fix = SETUP_FIX.get(key, "no virtual microphone is known on this system")
+    try:
+        sd = backend or _sounddevice()
+        devices = list(sd.query_devices())
+    except Exception as exc:
+        return f"virtual microphone unavailable: {exc}"
+    outputs = [(i, d["name"]) for i, d in enumerate(devices) if d.get("max_output_channels", 0) > 0]
+    if key == "linux":
+        if not pulse_sink_exists():
+            return f"virtual microphone: no '{PULSE_DESCRIPTION}' sink; {fix}"
+        for wanted in ("pipewire", "pulse"):
+            for i, name in outputs:
+                if name.lower() == wanted:
+                    return DeviceOutput(i, env={"PULSE_SINK": PULSE_SINK}, name=PULSE_DESCRIPTION, backend=backend)
+        return f"virtual microphone: PortAudio sees no 'pulse' device to reach '{PULSE_DESCRIPTION}' through; " \
+               "install the ALSA pulse plugin (Debian/Ubuntu: sudo apt install pipewire-alsa or libasound2-plugins)"
+    for hint in DEVICE_HINTS.get(key, ()):
+        for i, name in outputs:
+            if hint.lower() in name.lower():
+                return DeviceOutput(i, name=name, backend=backend)
+    return f"virtual microphone: none found; {fix}"

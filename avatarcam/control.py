@@ -1,0 +1,225 @@
+"""The control channel: `avatarcam ctl`, the tray and OBS scripts talk to a running daemon.
+
+A Unix socket in the user's runtime directory (directory 0700, socket 0600, and the peer's uid
+checked on every connection where the system reports it), so only the user who started
+AvatarCam can steer it. One request per connection, one JSON object per line each way:
+
+    -> {"command": "profile", "name": "grandma"}
+    <- {"ok": false, "message": "profile 'grandma' failed to load: ...; still showing 'default'", "status": {...}}
+
+Commands: status, profile NAME, emotion NAME, pause, resume, quit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+
+from avatarcam.errors import AvatarCamError
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("status", "profile", "emotion", "pause", "resume", "quit")
+SOCKET_NAME = "control.sock"
+MAX_REQUEST = 64 * 1024
+
+
+class ControlError(AvatarCamError):
+    """No daemon to talk to, or it refused the request."""
+
+
+def runtime_dir() -> Path:
+    """A private directory for the socket: $XDG_RUNTIME_DIR/avatarcam, else one in the temp dir."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and Path(base).is_dir():
+        path = Path(base) / "avatarcam"
+    elif sys.platform.startswith("linux") and Path(platformdirs.user_runtime_dir()).is_dir():
+        path = Path(platformdirs.user_runtime_dir("avatarcam"))
+    else:
+        path = Path(tempfile.gettempdir()) / f"avatarcam-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    return path
+
+
+def socket_path() -> Path:
+    return runtime_dir() / SOCKET_NAME
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ControlError(f"{path} belongs to another user; remove it or set XDG_RUNTIME_DIR to a directory of yours")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class ControlServer:
+    """Serves `handler(request) -> reply` on the socket at `path`, one thread per connection."""
+
+    def __init__(self, handler: Callable[[dict], dict], path: Path | None = None) -> None:
+        self.handler = handler
+        self.path = Path(path) if path is not None else socket_path()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        _private_dir(self.path.parent)
+        if self.path.exists():
+            try:
+                reply = request({"command": "status"}, self.path, timeout=2)
+            except ControlError:
+                self.path.unlink(missing_ok=True)  # left by a daemon that died: nobody answers
+            else:
+                pid = reply.get("status", {}).get("pid", "?")
+                raise ControlError(f"AvatarCam is already running (pid {pid}, control socket {self.path}); "
+                                   "`avatarcam ctl quit` stops it")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is created 0600: no window where others could connect
+        try:
+            sock.bind(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"cannot create the control socket {self.path}: {exc}") from None
+        finally:
+            os.umask(old)
+        sock.listen(8)
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, name="avatarcam-control", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), name="avatarcam-control-request", daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                uid = _peer_uid(conn)
+                if uid is not None and hasattr(os, "getuid") and uid not in (os.getuid(), 0):
+                    reply = {"ok": False, "message": "refused: not the user running AvatarCam"}
+                else:
+                    reply = self._reply(_read_line(conn))
+                conn.sendall((json.dumps(reply) + "\n").encode())
+            except (OSError, ValueError) as exc:
+                log.debug("control connection failed: %s", exc)
+
+    def _reply(self, line: bytes) -> dict:
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict) or req.get("command") not in COMMANDS:
+                raise ValueError(f"expected {{'command': one of {', '.join(COMMANDS)}}}")
+        except ValueError as exc:
+            return {"ok": False, "message": f"bad request: {exc}"}
+        try:
+            return self.handler(req)
+        except AvatarCamError as exc:
+            return {"ok": False, "message": str(exc)}
+        except Exception as exc:  # the daemon must survive a bad request
+            log.exception("control request %s failed", req)
+            return {"ok": False, "message": f"internal error: {exc}"}
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self.path.unlink(missing_ok=True)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        part = conn.recv(4096)
+        if not part:
+            break
+        data += part
+        if len(data) > MAX_REQUEST:
+            raise ValueError("request too long")
+    return data
+
+
+def request(req: dict, path: Path | None = None, timeout: float = 30) -> dict:
+    """Send one request to the daemon and return its reply (ControlError when none is running)."""
+    path = Path(path) if path is not None else socket_path()
+    if not path.exists():
+        raise ControlError(f"AvatarCam is not running (no control socket at {path}); start it with `avatarcam live`")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall((json.dumps(req) + "\n").encode())
+            line = _read_line(sock)
+    except OSError as exc:
+        raise ControlError(f"AvatarCam is not answering on {path} ({exc}); is it running? "
+                           "(`avatarcam live` starts it)") from None
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise ControlError(f"AvatarCam sent an unreadable reply on {path}") from None
+
+
+def main(action: str, name: str | None = None, as_json: bool = False, path: Path | None = None) -> int:
+    """`avatarcam ctl ACTION [NAME]`: print the daemon's answer; 0 when it did what was asked."""
+    if action in ("profile", "emotion") and not name:
+        raise ControlError(f"`avatarcam ctl {action}` needs a name, e.g. `avatarcam ctl {action} "
+                           f"{'default' if action == 'profile' else 'happy'}`")
+    req = {"command": action} | ({"name": name} if name else {})
+    reply = request(req, path, timeout=60 if action == "profile" else 10)
+    if as_json:
+        print(json.dumps(reply, indent=1))
+    elif action == "status":
+        print(describe(reply.get("status", {})))
+    else:
+        print(reply.get("message", ""))
+    return 0 if reply.get("ok") else 1
+
+
+def describe(status: dict) -> str:
+    """`ctl status` for people."""
+    frames, latency = status.get("frames", {}), status.get("latency_ms", {})
+    interval = frames.get("interval_ms", {})
+    lines = [
+        f"state        {status.get('state')} (pid {status.get('pid')}, up {status.get('uptime_s', 0):.0f} s)",
+        f"profile      {status.get('profile')}, emotion {status.get('emotion')}",
+        f"output       {status.get('sink')} {status.get('size', ['?', '?'])[0]}x{status.get('size', ['?', '?'])[1]} "
+        f"at {status.get('fps')} fps",
+        f"microphone   {status.get('microphone')}" + (", speaking" if status.get("speaking") else ""),
+        f"virtual mic  {status.get('virtual_mic')}",
+        f"frames       {frames.get('ticks', 0)} sent, {frames.get('repeats', 0)} repeated, {frames.get('drops', 0)} "
+        f"dropped" + (f", interval p50 {interval['p50']:.1f} ms p99 {interval['p99']:.1f} ms" if interval else ""),
+    ]
+    if latency:
+        lines.append(f"latency      p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms (last 10 s)")
+    if status.get("message"):
+        lines.append(f"note         {status['message']}")
+    for error in status.get("errors", []):
+        lines.append(f"error        {error}")
+    return "\n".join(lines)

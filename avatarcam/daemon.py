@@ -1,0 +1,440 @@
+"""The live daemon: the frame chain driven by the microphone and paced by the clock.
+
+Threads, and what each owns:
+- capture (PortAudio's callback, or a file played at real-time pace): stamps and queues chunks;
+- worker: `chain.run`, the very chain `avatarcam render` runs, fed by the aligned audio stream
+  (`LiveAudio.chunks`) and writing each frame into the pacer's buffer;
+- pacer: hands one frame per tick to the sink (virtual camera, file, preview, null) and owns
+  the sink from the first frame to its close;
+- output (optional): the delayed voice into the virtual microphone;
+- control: the socket `avatarcam ctl` and the tray talk to.
+
+Timeline: sample k of the stream stands for `origin + k/16000`, frame i for `origin + i/fps`;
+frame i is due on the camera at `origin + delay + i/fps`, and the virtual microphone plays
+sample k at `origin + delay + k/16000`. `delay` is the latency budget (lookahead + one chunk +
+render + margin); a frame not ready by its tick is replaced by a repeat, never waited for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avatarcam import chain
+from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
+from avatarcam.audio.features import frame_centres
+from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
+from avatarcam.audio.stream import LiveAudio
+from avatarcam.camera.pacer import Pacer
+from avatarcam.camera.sinks import Sink, open_sink
+from avatarcam.config import Settings
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion.controls import EMOTIONS, ControlledEngine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELAY_S = 0.1  # lookahead 20 ms + chunk 20 ms + render ~10 ms + margin for a busy 2-core machine
+LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4")
+
+
+@dataclass
+class LiveOptions:
+    profile: str = "default"
+    size: tuple[int, int] = (1280, 720)
+    fps: int = 30
+    engine: str = "dsp"
+    seed: int = 0
+    delay_s: float = DEFAULT_DELAY_S
+    sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4
+    camera: str | None = None  # device path (Linux) or name; default: found by the label AvatarCam
+    mic: int | str | None = None  # sounddevice device; default: the system's
+    audio: Path | None = None  # drive from this file at real-time pace instead of the microphone
+    loop: bool = False  # repeat --audio until stopped
+    virtual_mic: str = "auto"  # auto (if the device exists) | off | null (clocked, no device: benchmarks)
+    emotion: str = "neutral"
+    control: bool = True  # serve the control socket
+    socket: Path | None = None  # its path (default: the user's runtime dir)
+
+
+@dataclass
+class Timing:
+    """Per-frame figures the benchmark and `ctl status` read (bounded: memory stays flat)."""
+
+    latency: deque = field(default_factory=lambda: deque(maxlen=36000))  # capture -> handed to the sink (s)
+    ready: deque = field(default_factory=lambda: deque(maxlen=36000))  # capture -> frame rendered (s)
+    av_offset: deque = field(default_factory=lambda: deque(maxlen=36000))  # (clock, video - audio) (s)
+
+    @staticmethod
+    def percentiles(values, scale: float = 1000.0) -> dict[str, float]:
+        a = np.array(values, np.float64) * scale
+        if a.size == 0:
+            return {}
+        return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+                "p99": float(np.percentile(a, 99)), "max": float(a.max()), "n": int(a.size)}
+
+
+class RendererSlot:
+    """The profile and renderer on air, swapped as one between two frames.
+
+    `load` builds the new renderer on the caller's thread (never the worker's, so frames keep
+    coming), then leaves it for the worker to pick up at the start of its next frame.
+    """
+
+    def __init__(self, profile, renderer) -> None:
+        self.profile, self.renderer = profile, renderer
+        self._pending = None
+        self._lock = threading.Lock()
+        self.swaps = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.renderer.size
+
+    def rest(self) -> np.ndarray:
+        """The rest latent for the next frame (chain.run calls this first, once per frame)."""
+        if self._pending is not None:
+            with self._lock:
+                (self.profile, self.renderer), self._pending = self._pending, None
+                self.swaps += 1
+            log.info("now showing profile %r", self.profile.name)
+        return self.renderer.scene.rig.rest
+
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        return self.renderer.render(motion)
+
+    def load(self, name: str, settings: Settings, opener: Callable | None = None) -> None:
+        """Prepare profile `name`; raises AvatarCamError (the old profile stays) when it cannot."""
+        from avatarcam.profiles import load_profile
+        from avatarcam.render import open_renderer
+
+        opener = opener or open_renderer
+        try:
+            profile = load_profile(name, settings)
+            renderer = opener(profile, self.size)
+        except AvatarCamError as exc:
+            raise AvatarCamError(f"profile {name!r} failed to load: {exc}; still showing {self.profile.name!r}") from None
+        except Exception as exc:  # a corrupt rig, a renderer bug: the stream goes on regardless
+            raise AvatarCamError(f"profile {name!r} failed to load ({type(exc).__name__}: {exc}); "
+                                 f"still showing {self.profile.name!r}") from None
+        with self._lock:
+            self._pending = (profile, renderer)
+
+
+class _PacerInput:
+    """The chain's sink in live mode: frames go to the pacer's buffer, tagged with their index."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        d = self.daemon
+        captured = d.audio.capture_time(d.frame_sample(self.count))
+        if captured is not None:
+            d.timing.ready.append(d.clock() - captured)
+        d.pacer.offer(self.count, frame)
+        self.count += 1
+
+
+def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
+                   on_close: Callable[[], None] | None = None) -> Sink:
+    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or file:OUT.mp4."""
+    if spec == "camera":
+        from avatarcam.camera.virtual import VirtualCameraSink
+        return VirtualCameraSink(size, fps, device=camera)
+    if spec == "preview":
+        from avatarcam.camera.preview import PreviewSink
+        return PreviewSink(size, on_close=on_close)
+    try:
+        return open_sink(spec, size, fps)
+    except ValueError as exc:
+        raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
+
+
+class Daemon:
+    """One live session. `run()` blocks until `stop()` (any thread), `ctl quit`, or the end of an
+    --audio file; it returns a summary of the session's timing.
+
+    Everything that touches a device can be handed in (capture, sink, output), which is how the
+    tests and the benchmark run it without a microphone or a camera.
+    """
+
+    def __init__(self, options: LiveOptions, settings: Settings | None = None, *, capture: Capture | None = None,
+                 sink: Sink | None = None, output=None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.options = options
+        self.settings = settings if settings is not None else Settings()
+        self.clock = clock
+        self._capture, self._sink, self._output = capture, sink, output
+        self._stop = threading.Event()
+        self._paused = False
+        self._errors: list[str] = []
+        self.message = ""  # the last thing worth telling the user (a failed profile switch, ...)
+        self.timing = Timing()
+        self.started: float | None = None
+        self.audio: LiveAudio
+        self.pacer: Pacer
+        self.vad = None
+        self.output_status = "off"
+        self.exit_code = 0
+
+    # -- control --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Idle face, silent virtual microphone; the camera keeps its frames coming."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def set_emotion(self, name: str) -> None:
+        self.engine.emotion = name
+
+    def set_profile(self, name: str) -> None:
+        """Switch profiles without closing the camera; AvatarCamError (old one kept) on failure."""
+        try:
+            self.slot.load(name, self.settings)
+        except AvatarCamError as exc:
+            self.message = str(exc)
+            log.warning("%s", exc)
+            raise
+        self.message = f"switched to profile {name!r}"
+
+    def handle(self, req: dict) -> dict:
+        """A control request (see avatarcam.control) -> its reply."""
+        command = req["command"]
+        if command == "profile":
+            self.set_profile(str(req.get("name", "")))
+        elif command == "emotion":
+            self.set_emotion(str(req.get("name", "")))
+        elif command == "pause":
+            self.pause()
+        elif command == "resume":
+            self.resume()
+        elif command == "quit":
+            self.stop()
+        done = {"status": "", "profile": f"profile {req.get('name')!r} is live", "emotion": f"emotion {req.get('name')}",
+                "pause": "paused", "resume": "live", "quit": "stopping"}[command]
+        return {"ok": True, "message": done, "status": self.status()}
+
+    def status(self) -> dict:
+        stats = self.pacer.stats if hasattr(self, "pacer") else None
+        return {
+            "pid": os.getpid(),
+            "state": "stopping" if self._stop.is_set() else "paused" if self._paused else "live",
+            "profile": self.slot.profile.name if hasattr(self, "slot") else None,
+            "emotion": self.engine.emotion if hasattr(self, "engine") else None,
+            "emotions": list(EMOTIONS),
+            "sink": self.options.sink,
+            "size": list(self.options.size),
+            "fps": self.options.fps,
+            "delay_ms": self.options.delay_s * 1000,
+            "microphone": self.capture.status if hasattr(self, "capture") else None,
+            "speaking": bool(self.vad.speaking) if self.vad is not None else None,
+            "virtual_mic": self.output_status,
+            "uptime_s": self.clock() - self.started if self.started is not None else 0.0,
+            "frames": stats.summary() if stats is not None else {},
+            "latency_ms": Timing.percentiles(list(self.timing.latency)[-300:]),
+            "message": self.message,
+            "errors": self._errors[-5:],
+        }
+
+    # -- the session ----------------------------------------------------------------------
+
+    def frame_sample(self, index: int) -> int:
+        """The stream sample frame `index` stands for."""
+        return int(frame_centres(np.array([index]), RATE, self.options.fps)[0])
+
+    def run(self) -> dict:
+        """Open everything, stream until stopped, release everything; returns `summary()`."""
+        opts = self.options
+        from avatarcam.profiles import load_profile
+        from avatarcam.render import open_renderer
+
+        profile = load_profile(opts.profile, self.settings)  # fail before opening any device
+        renderer = open_renderer(profile, opts.size)
+        self.slot = RendererSlot(profile, renderer)
+        self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE),
+                                       emotion=opts.emotion, fps=opts.fps)
+        self.capture = self._capture or self._open_capture()
+        server = None
+        if opts.control:
+            from avatarcam.control import ControlServer
+            server = ControlServer(self.handle, opts.socket)
+            server.start()  # refuses when another AvatarCam is running: before the camera is taken
+        try:
+            sink = self._sink or open_live_sink(opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop)
+        except BaseException:
+            if server is not None:
+                server.stop()
+            raise
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)  # the pacer must not wait 5 ms for the GIL behind the renderer
+        try:
+            self._stream(sink)
+        finally:
+            sys.setswitchinterval(switch)
+            if server is not None:
+                server.stop()
+        return self.summary()
+
+    def _open_capture(self) -> Capture:
+        if self.options.audio is not None:
+            from avatarcam.audio.io import load_audio
+            return FileCapture(load_audio(self.options.audio, RATE), RATE, loop=self.options.loop, clock=self.clock)
+        return MicCapture(self.options.mic, RATE, clock=self.clock)
+
+    def _open_output(self):
+        mode = self.options.virtual_mic
+        if self._output is not None:
+            return self._output
+        if mode == "off":
+            return None
+        if mode == "null":
+            return ClockedOutput(clock=self.clock)
+        found = find_virtual_mic()
+        if isinstance(found, str):
+            self.output_status = found
+            log.info("%s", found)
+            return None
+        return found
+
+    def _stream(self, sink: Sink) -> None:
+        opts = self.options
+        placeholder = self.slot.render(self.slot.rest())
+        try:
+            from avatarcam.audio.vad import VoiceActivity
+            self.vad = VoiceActivity()
+        except ImportError:
+            self.vad = None
+        output = self._open_output()
+        # the timeline starts as the capture does: a file's first chunk belongs exactly there
+        self.started = origin = self.clock()
+        self.audio = LiveAudio(origin, RATE, clock=self.clock)
+        self.pacer = Pacer(sink, opts.fps, start=origin + opts.delay_s, clock=self.clock, placeholder=placeholder,
+                           on_show=self._shown)
+        delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
+        self.delayed = delayed
+        workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True),
+                   threading.Thread(target=self._pace, args=(sink,), name="avatarcam-pacer", daemon=True)]
+        self.capture.start(self.audio.put)
+        try:
+            if output is not None:
+                try:
+                    output.start(delayed)
+                    self.output_status = f"ok: {getattr(output, 'name', 'device')}"
+                except Exception as exc:  # no virtual microphone is no reason to stop the camera
+                    self.output_status = f"virtual microphone failed: {exc}"
+                    log.warning("%s", self.output_status)
+                    output = None
+            for t in workers:
+                t.start()
+            log.info("live: profile %r, %dx%d at %d fps into %s, delay %.0f ms", self.slot.profile.name,
+                     *opts.size, opts.fps, opts.sink, opts.delay_s * 1000)
+            while not self._stop.wait(0.1):
+                if not workers[1].is_alive():  # the pacer ends after the last frame of a file
+                    break
+        finally:
+            self._stop.set()
+            self.capture.stop()
+            if output is not None:
+                output.stop()
+            for t in workers:
+                t.join(timeout=5)
+        if self._errors:
+            self.exit_code = 1
+
+    def _chunks(self):
+        for chunk in self.audio.chunks(self._stop, healthy=lambda: self.capture.healthy, muted=lambda: self._paused):
+            if self.vad is not None:
+                self.vad.push(chunk)
+            yield chunk
+
+    def _work(self) -> None:
+        pacer_input = _PacerInput(self)
+        try:
+            chain.run(self._chunks(), self.engine, self.slot, self.slot.rest, pacer_input)
+        except Exception as exc:
+            log.exception("the frame chain failed")
+            self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")
+            self._stop.set()
+        finally:
+            self.pacer.finish(pacer_input.count - 1)
+
+    def _pace(self, sink: Sink) -> None:
+        try:
+            self.pacer.run(self._stop)
+        except Exception as exc:
+            log.exception("the sink failed")
+            self._errors.append(f"sink: {type(exc).__name__}: {exc}")
+        finally:
+            self._stop.set()
+            try:
+                sink.close()  # on this thread: a preview window must be closed where it was opened
+            except Exception as exc:
+                self._errors.append(f"closing the sink: {exc}")
+
+    def _shown(self, index: int, handed: float, new: bool) -> None:
+        if index < 0:
+            return
+        if new:
+            captured = self.audio.capture_time(self.frame_sample(index))
+            if captured is not None:
+                self.timing.latency.append(handed - captured)
+        # A/V: when the frame showing stream time t is handed over, the virtual microphone should
+        # be playing stream time t too; record how far apart they are (video minus audio)
+        offset = self.delayed.offset_s() if hasattr(self, "delayed") else None
+        if offset is not None:
+            video_offset = handed - (self.audio.origin + self.options.delay_s + index / self.options.fps)
+            self.timing.av_offset.append((handed, video_offset - offset))
+
+    def summary(self) -> dict:
+        stats = self.pacer.stats.summary() if hasattr(self, "pacer") else {}
+        return {
+            "frames": stats,
+            "latency_ms": Timing.percentiles(self.timing.latency),
+            "ready_ms": Timing.percentiles(self.timing.ready),
+            "audio": vars(self.audio.stats) if hasattr(self, "audio") else {},
+            "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
+            "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
+            "errors": list(self._errors),
+        }
+
+
+def run_live(options: LiveOptions, settings: Settings, stats_path: Path | None = None) -> int:
+    """`avatarcam live`: run a daemon until SIGINT/SIGTERM, `ctl quit` or the end of --audio."""
+    import json
+    import signal
+
+    daemon = Daemon(options, settings)
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: daemon.stop()) for sig in handled}
+    try:
+        summary = daemon.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    frames, latency = summary["frames"], summary["latency_ms"]
+    print(f"avatarcam live: {frames.get('ticks', 0)} frames sent, {frames.get('repeats', 0)} repeated, "
+          f"{frames.get('drops', 0)} dropped; latency p50 {latency.get('p50', float('nan')):.0f} ms, "
+          f"p95 {latency.get('p95', float('nan')):.0f} ms", file=sys.stderr)
+    for error in summary["errors"]:
+        print(f"avatarcam live: error: {error}", file=sys.stderr)
+    if stats_path is not None:
+        Path(stats_path).write_text(json.dumps(summary, indent=1) + "\n")
+    return daemon.exit_code
