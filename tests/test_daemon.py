@@ -1,0 +1,223 @@
+"""The live daemon end to end: the same chain as offline, faults, control channel, shutdown.
+
+Runs use a short clip at real-time pace and small frames; assertions are about content (which
+frames, in which order, what the mouth does), never about how fast anything was.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarcam import chain, control
+from avatarcam.audio.capture import FileCapture, MicCapture
+from avatarcam.audio.features import loudness_envelope
+from avatarcam.audio.io import load_audio
+from avatarcam.cli import demo_audio
+from avatarcam.daemon import Daemon, LiveOptions, RendererSlot
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion.controls import ControlledEngine
+from avatarcam.profiles import load_profile
+from avatarcam.render import facemesh as fm
+from avatarcam.render import open_renderer
+from test_live_audio import FakeSoundDevice, wait_for
+
+SIZE = (320, 180)
+CLIP_S = 3.0
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.closed = False
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames.append(frame)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return load_audio(demo_audio())[: int(CLIP_S * 16000)]
+
+
+@pytest.fixture(scope="module")
+def offline(clip):
+    """The offline chain's frames for the clip, as `avatarcam render` makes them."""
+    renderer = open_renderer(load_profile("default"), SIZE)
+    sink = RecordingSink()
+    chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink)
+    return sink.frames, renderer
+
+
+def start(daemon: Daemon) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(daemon.run()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def options(**kw) -> LiveOptions:
+    return LiveOptions(**({"size": SIZE, "sink": "null", "virtual_mic": "off", "control": False} | kw))
+
+
+def mouth_darkness(frames: list[np.ndarray], renderer) -> np.ndarray:
+    """How much darker the mouth box is than at rest: an open mouth shows its cavity."""
+    rest = renderer.scene.rig.rest
+    points = renderer.scene.points(rest)
+    lips = points[list(fm.LIPS_UPPER_OUTER + fm.LIPS_LOWER_OUTER), :2]
+    (x0, y0), (x1, y1) = np.floor(lips.min(0)).astype(int), np.ceil(lips.max(0)).astype(int)
+    y1 += (y1 - y0) // 2  # room for the jaw to drop
+    reference = renderer.render(rest)[y0:y1, x0:x1].mean()
+    return np.array([reference - f[y0:y1, x0:x1].mean() for f in frames])
+
+
+def test_file_driven_live_run_shows_the_offline_frames_in_order_and_the_mouth_follows(clip, offline):
+    frames, renderer = offline
+    index = {f.tobytes(): i for i, f in enumerate(frames)}
+    sink = RecordingSink()
+    daemon = Daemon(options(), capture=FileCapture(clip), sink=sink)
+    summary = daemon.run()  # returns once the file's last frame has been shown
+    assert sink.closed and not summary["errors"]
+    # the placeholder (the rest pose) may lead; every other frame is an offline frame, in order
+    live = [index.get(f.tobytes()) for f in sink.frames]
+    first = next(i for i, v in enumerate(live) if v is not None)
+    assert all(v is not None for v in live[first:]), "a live frame differs from every offline frame"
+    assert live[first:] == sorted(live[first:])
+    assert live[-1] == len(frames) - 1
+    distinct = sorted(set(live[first:]))
+    assert len(distinct) >= 0.5 * len(frames)
+    # the mouth opens with the voice: darkness of the mouth box against the loudness envelope
+    envelope = loudness_envelope(clip)[distinct]
+    darkness = mouth_darkness([frames[i] for i in distinct], renderer)
+    assert np.corrcoef(envelope, darkness)[0, 1] > 0.5
+    assert summary["frames"]["ticks"] == len(sink.frames)
+
+
+def test_failing_microphone_keeps_idle_frames_coming_and_is_reopened():
+    sd = FakeSoundDevice(plugged=False)
+    mic = MicCapture(retry_s=0.05, stall_s=0.3, backend=sd)
+    sink = RecordingSink()
+    daemon = Daemon(options(), capture=mic, sink=sink)
+    thread, _ = start(daemon)
+    try:
+        assert wait_for(lambda: len(sink.frames) >= 45 and mic.attempts >= 3, timeout=30)
+        status = daemon.status()
+        assert status["microphone"].startswith("no microphone") and status["state"] == "live"
+        idle = [f.tobytes() for f in sink.frames[-30:]]
+        assert len(set(idle)) > 1  # idle motion (head, blinks, gaze), not a frozen picture
+        assert daemon.audio.stats.filled_samples > 0
+        sd.plugged = True  # plugged back in
+        assert wait_for(lambda: mic.healthy and daemon.audio.stats.chunks >= 5, timeout=20)
+        assert daemon.status()["microphone"] == "ok"
+        n = len(sink.frames)
+        assert wait_for(lambda: len(sink.frames) > n + 10, timeout=20)
+    finally:
+        daemon.stop()
+        thread.join(20)
+    assert not thread.is_alive() and sink.closed
+
+
+def short_socket() -> Path:
+    # AF_UNIX paths are limited to ~100 bytes; pytest's tmp_path can be longer
+    return Path(tempfile.mkdtemp(prefix="ac-", dir="/tmp")) / "control.sock"
+
+
+def test_control_round_trip_over_the_real_socket(clip):
+    path = short_socket()
+    daemon = Daemon(options(control=True, socket=path), capture=FileCapture(clip, loop=True), sink=RecordingSink())
+    thread, _ = start(daemon)
+    try:
+        assert wait_for(path.exists, timeout=30)
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        reply = control.request({"command": "status"}, path)
+        assert reply["ok"] and reply["status"]["profile"] == "default" and reply["status"]["pid"] == os.getpid()
+        assert control.request({"command": "emotion", "name": "happy"}, path)["status"]["emotion"] == "happy"
+        bad = control.request({"command": "emotion", "name": "furious"}, path)
+        assert not bad["ok"] and "happy" in bad["message"]
+        assert control.request({"command": "pause"}, path)["status"]["state"] == "paused"
+        assert control.request({"command": "resume"}, path)["status"]["state"] == "live"
+        missing = control.request({"command": "profile", "name": "nobody"}, path)
+        assert not missing["ok"] and "still showing 'default'" in missing["message"]
+        assert control.request({"command": "profile", "name": "default"}, path)["ok"]
+        assert not control.request({"command": "reboot"}, path)["ok"]
+        with pytest.raises(control.ControlError, match="already running"):
+            control.ControlServer(lambda r: {}, path).start()
+        assert control.request({"command": "quit"}, path)["ok"]
+        thread.join(20)
+        assert not thread.is_alive()
+    finally:
+        daemon.stop()
+        thread.join(5)
+    assert not path.exists()
+    with pytest.raises(control.ControlError, match="not running"):
+        control.request({"command": "status"}, path)
+
+
+def test_profile_switch_failure_keeps_the_old_profile():
+    profile = load_profile("default")
+    renderer = open_renderer(profile, SIZE)
+    slot = RendererSlot(profile, renderer)
+
+    def broken(profile, size):
+        raise ValueError("rig has no triangles")
+
+    with pytest.raises(AvatarCamError, match="rig has no triangles.*still showing 'default'"):
+        slot.load("default", settings=None, opener=broken)
+    with pytest.raises(AvatarCamError, match="no profile named 'ghost'"):
+        slot.load("ghost", settings=None)
+    assert slot.rest() is renderer.scene.rig.rest and slot.renderer is renderer and slot.swaps == 0
+    slot.load("default", settings=None)  # a good one: swapped at the start of the next frame
+    assert slot.renderer is renderer
+    slot.rest()
+    assert slot.renderer is not renderer and slot.swaps == 1
+
+
+def test_emotion_lies_under_speech_and_neutral_changes_nothing(clip):
+    plain = chain.motion_engine("dsp", seed=0)
+    neutral = ControlledEngine(chain.motion_engine("dsp", seed=0))
+    happy = ControlledEngine(chain.motion_engine("dsp", seed=0), emotion="neutral")
+    happy.emotion = "happy"
+    a = np.concatenate([plain.push(clip), plain.flush()])
+    b = np.concatenate([neutral.push(clip), neutral.flush()])
+    c = np.concatenate([happy.push(clip), happy.flush()])
+    assert np.array_equal(a, b)
+    from avatarcam import latent
+    smile, jaw = latent.index("mouthSmileLeft"), latent.index("jawOpen")
+    assert c[0, smile] < c[30, smile] < c[-1, smile] <= 0.55 + 1e-6  # eases in
+    assert np.array_equal(c[:, jaw], a[:, jaw]) and np.array_equal(c[:, :8], a[:, :8])  # speech and pose untouched
+
+
+def test_sigterm_shuts_down_cleanly_and_finishes_the_output(tmp_path):
+    out = tmp_path / "live.mp4"
+    cmd = [sys.executable, "-m", "avatarcam.cli", "live", "--audio", str(demo_audio()), "--loop",
+           "--sink", f"file:{out}", "--size", "320x180", "--no-control", "--virtual-mic", "off"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "live: profile" in line:
+                break
+        time.sleep(1.0)  # let some frames through
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "frames sent" in rest
+    from avatarcam.video import probe
+    info = probe(out)
+    assert info["frames"] > 0 and (info["width"], info["height"]) == (320, 180)
