@@ -127,7 +127,8 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
         fps=args.fps or settings.fps, engine=args.engine or settings.engine, seed=args.seed,
         delay_s=args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
-        virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control)
+        virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control,
+        realtime=not args.no_realtime)
     return run_live(options, settings, stats_path=args.stats)
 
 
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--virtual-mic", choices=("auto", "off", "null"), default="auto",
                     help="delayed voice into the virtual microphone: auto (when it exists), off, null (no device)")
     lv.add_argument("--no-control", action="store_true", help="do not open the control socket")
+    lv.add_argument("--no-realtime", action="store_true",
+                    help="do not ask for real-time scheduling for the frame pacer")
     lv.add_argument("--stats", type=Path, metavar="FILE", help="write the session's timing figures as JSON")
     lv.set_defaults(run=cmd_live)
 

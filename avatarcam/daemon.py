@@ -34,7 +34,7 @@ from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
 from avatarcam.audio.stream import LiveAudio
-from avatarcam.camera.pacer import Pacer
+from avatarcam.camera.pacer import Pacer, request_realtime
 from avatarcam.camera.sinks import Sink, open_sink
 from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
@@ -61,6 +61,7 @@ class LiveOptions:
     loop: bool = False  # repeat --audio until stopped
     virtual_mic: str = "auto"  # auto (if the device exists) | off | null (clocked, no device: benchmarks)
     emotion: str = "neutral"
+    realtime: bool = True  # ask for real-time scheduling for the pacer thread (steadier frame timing)
     control: bool = True  # serve the control socket
     socket: Path | None = None  # its path (default: the user's runtime dir)
 
@@ -184,6 +185,7 @@ class Daemon:
         self.pacer: Pacer
         self.vad = None
         self.output_status = "off"
+        self.pacer_priority = ""
         self.exit_code = 0
 
     # -- control --------------------------------------------------------------------------
@@ -247,6 +249,7 @@ class Daemon:
             "microphone": self.capture.status if hasattr(self, "capture") else None,
             "speaking": bool(self.vad.speaking) if self.vad is not None else None,
             "virtual_mic": self.output_status,
+            "pacer": self.pacer_priority,
             "uptime_s": self.clock() - self.started if self.started is not None else 0.0,
             "frames": stats.summary() if stats is not None else {},
             "latency_ms": Timing.percentiles(list(self.timing.latency)[-300:]),
@@ -378,6 +381,8 @@ class Daemon:
 
     def _pace(self, sink: Sink) -> None:
         try:
+            self.pacer_priority = request_realtime() if self.options.realtime else "normal priority"
+            log.info("frame pacer: %s", self.pacer_priority)
             self.pacer.run(self._stop)
         except Exception as exc:
             log.exception("the sink failed")
@@ -412,6 +417,7 @@ class Daemon:
             "audio": vars(self.audio.stats) if hasattr(self, "audio") else {},
             "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
             "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
+            "pacer": self.pacer_priority,
             "errors": list(self._errors),
         }
 
