@@ -17,13 +17,10 @@ import logging
 import os
 import socket
 import struct
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-import platformdirs
 
 from avatarcam.errors import AvatarCamError
 
@@ -42,12 +39,10 @@ def runtime_dir() -> Path:
     """A private directory for the socket: $XDG_RUNTIME_DIR/avatarcam, else one in the temp dir."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and Path(base).is_dir():
-        path = Path(base) / "avatarcam"
-    elif sys.platform.startswith("linux") and Path(platformdirs.user_runtime_dir()).is_dir():
-        path = Path(platformdirs.user_runtime_dir("avatarcam"))
-    else:
-        path = Path(tempfile.gettempdir()) / f"avatarcam-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    return path
+        return Path(base) / "avatarcam"
+    # macOS's temp dir is per-user already; elsewhere the uid keeps users apart (and the
+    # directory is checked to be ours and private before use)
+    return Path(tempfile.gettempdir()) / f"avatarcam-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 
 def socket_path() -> Path:

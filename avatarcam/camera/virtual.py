@@ -27,9 +27,9 @@ LABEL = "AvatarCam"
 SYSFS = Path("/sys/class/video4linux")
 MODULE_VERSION = Path("/sys/module/v4l2loopback/version")
 
-LINUX_INSTALL = "sudo installers/linux/install.sh"
+LINUX_INSTALL = "installers/linux/install.sh"
 LINUX_MODPROBE = f"sudo modprobe v4l2loopback card_label={LABEL} exclusive_caps=1 video_nr=10"
-LINUX_RELOAD = (f"sudo installers/linux/install.sh --reload (or: sudo modprobe -r v4l2loopback && {LINUX_MODPROBE})")
+LINUX_RELOAD = (f"installers/linux/install.sh --reload (or: sudo modprobe -r v4l2loopback && {LINUX_MODPROBE})")
 WINDOWS_INSTALL = "installers\\windows\\install.ps1 (run in PowerShell as administrator)"
 MACOS_INSTALL = "install OBS Studio, start its Virtual Camera once, then run installers/macos/install.sh"
 
