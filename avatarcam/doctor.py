@@ -35,4 +35,35 @@ def report(settings: Settings) -> bool:
     _line(model.exists(), "face landmark model",
           f"{model}" if model.exists() else
           "not downloaded yet: `avatarcam enroll` fetches it once (or set AVATARCAM_FACE_MODEL to a copy)")
+    live_report()
     return ok
+
+
+def live_report() -> None:
+    """What `avatarcam live` can use: microphone, virtual camera, virtual microphone (informational:
+    offline rendering needs none of them)."""
+    import sys
+
+    try:
+        import sounddevice
+        inputs = [d["name"] for d in sounddevice.query_devices() if d.get("max_input_channels", 0) > 0]
+        _line(bool(inputs), "microphones", ", ".join(inputs[:4]) if inputs else
+              "none found: `avatarcam live` idles until one appears (or use --audio FILE)")
+    except OSError as exc:
+        from .audio.capture import PORTAUDIO_FIX
+        _line(False, "microphones", f"{PORTAUDIO_FIX} ({exc.__cause__ or exc})")
+    if sys.platform.startswith("linux"):
+        from .camera.virtual import find_device, module_version
+        from .errors import OutputError
+        try:
+            device = find_device()
+            _line(True, "virtual camera", f"{device} labelled AvatarCam (v4l2loopback {module_version() or '?'})")
+        except OutputError as exc:
+            _line(False, "virtual camera", str(exc))
+    else:
+        _line(True, "virtual camera", "Windows: Unity Capture named AvatarCam, else OBS Virtual Camera; "
+                                      "macOS: OBS Virtual Camera (checked when `avatarcam live` starts)")
+    from .audio.output import find_virtual_mic
+    found = find_virtual_mic()
+    _line(not isinstance(found, str), "virtual microphone",
+          found.removeprefix("virtual microphone: ") if isinstance(found, str) else found.name)
