@@ -120,8 +120,8 @@ class _Tee:
             s.write(frame)
 
 
-def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    from .daemon import LiveOptions, run_live
+def _live_options(args: argparse.Namespace, settings: Settings):
+    from .daemon import LiveOptions
     mic = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
     options = LiveOptions(
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
@@ -129,7 +129,21 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         delay_s=args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
         virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control,
         realtime=not args.no_realtime)
-    return run_live(options, settings, stats_path=args.stats)
+    return options
+
+
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    from .daemon import run_live
+    return run_live(_live_options(args, settings), settings, stats_path=args.stats)
+
+
+def cmd_tray(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from .tray import Tray
+    tray = Tray(_live_options(args, settings), settings)
+    signal.signal(signal.SIGTERM, lambda *_: tray.quit())
+    return tray.run()
 
 
 def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,6 +158,30 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------
+
+def _live_arguments(lv: argparse.ArgumentParser) -> None:
+    """Options shared by `live` and `tray`."""
+    lv.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
+    lv.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of its name (default: the system's)")
+    lv.add_argument("--camera", metavar="DEVICE", help="virtual camera device (default: the one labelled AvatarCam)")
+    lv.add_argument("--sink", default="camera", metavar="SINK",
+                    help="camera (default), preview (a window), null, or file:OUT.mp4")
+    lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
+    lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
+    lv.add_argument("--fps", type=int, help="frame rate (default 30)")
+    lv.add_argument("--size", help="frame size WxH (default 1280x720)")
+    lv.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
+    lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
+    lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
+    lv.add_argument("--delay-ms", type=float, default=100.0,
+                    help="latency budget: frames and the virtual microphone run this far behind the voice (100)")
+    lv.add_argument("--virtual-mic", choices=("auto", "off", "null"), default="auto",
+                    help="delayed voice into the virtual microphone: auto (when it exists), off, null (no device)")
+    lv.add_argument("--no-control", action="store_true", help="do not open the control socket")
+    lv.add_argument("--no-realtime", action="store_true",
+                    help="do not ask for real-time scheduling for the frame pacer")
+    lv.add_argument("--stats", type=Path, metavar="FILE", help="write the session's timing figures as JSON")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -195,27 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Animate a profile from the microphone and send the frames at a steady rate "
                                     "to the virtual camera AvatarCam (or a window, a file, nothing). Stop with "
                                     "Ctrl+C, SIGTERM or `avatarcam ctl quit`.")
-    lv.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
-    lv.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of its name (default: the system's)")
-    lv.add_argument("--camera", metavar="DEVICE", help="virtual camera device (default: the one labelled AvatarCam)")
-    lv.add_argument("--sink", default="camera", metavar="SINK",
-                    help="camera (default), preview (a window), null, or file:OUT.mp4")
-    lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
-    lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
-    lv.add_argument("--fps", type=int, help="frame rate (default 30)")
-    lv.add_argument("--size", help="frame size WxH (default 1280x720)")
-    lv.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
-    lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
-    lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
-    lv.add_argument("--delay-ms", type=float, default=100.0,
-                    help="latency budget: frames and the virtual microphone run this far behind the voice (100)")
-    lv.add_argument("--virtual-mic", choices=("auto", "off", "null"), default="auto",
-                    help="delayed voice into the virtual microphone: auto (when it exists), off, null (no device)")
-    lv.add_argument("--no-control", action="store_true", help="do not open the control socket")
-    lv.add_argument("--no-realtime", action="store_true",
-                    help="do not ask for real-time scheduling for the frame pacer")
-    lv.add_argument("--stats", type=Path, metavar="FILE", help="write the session's timing figures as JSON")
+    _live_arguments(lv)
     lv.set_defaults(run=cmd_live)
+
+    t = sub.add_parser("tray", help="run the live avatar with a tray icon and menu",
+                       description="`avatarcam live` with a tray icon: status in the icon, a menu to switch "
+                                   "profile and emotion, pause, show a preview, start at login and quit.")
+    _live_arguments(t)
+    t.set_defaults(run=cmd_tray)
 
     c = sub.add_parser("ctl", help="control a running `avatarcam live`",
                        description="Ask the running daemon for its status, switch profile or emotion, pause, "

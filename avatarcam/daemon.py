@@ -146,6 +146,38 @@ class _PacerInput:
         self.count += 1
 
 
+class _WithPreview:
+    """The session's sink plus, while `daemon.preview_wanted`, a preview window beside it (the
+    tray's "show preview"). Runs on the pacer's thread, where HighGUI wants its window."""
+
+    def __init__(self, sink: Sink, daemon: Daemon) -> None:
+        self.sink, self.daemon = sink, daemon
+        self.preview = None
+
+    def write(self, frame: np.ndarray) -> None:
+        self.sink.write(frame)
+        wanted = self.daemon.preview_wanted
+        if wanted and self.preview is None:
+            from avatarcam.camera.preview import PreviewSink
+            try:
+                self.preview = PreviewSink(self.daemon.options.size, on_close=lambda: self.daemon.show_preview(False))
+            except AvatarCamError as exc:
+                self.daemon.message = str(exc)
+                self.daemon.preview_wanted = False
+                return
+        if self.preview is not None:
+            if wanted:
+                self.preview.write(frame)
+            else:
+                self.preview.close()
+                self.preview = None
+
+    def close(self) -> None:
+        if self.preview is not None:
+            self.preview.close()
+        self.sink.close()
+
+
 def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
                    on_close: Callable[[], None] | None = None) -> Sink:
     """The sink a `--sink` spec names: camera (the virtual camera), preview, null or file:OUT.mp4."""
@@ -186,6 +218,7 @@ class Daemon:
         self.vad = None
         self.output_status = "off"
         self.pacer_priority = ""
+        self.preview_wanted = False
         self.exit_code = 0
 
     # -- control --------------------------------------------------------------------------
@@ -203,6 +236,10 @@ class Daemon:
 
     def resume(self) -> None:
         self._paused = False
+
+    def show_preview(self, on: bool = True) -> None:
+        """Show (or hide) a preview window beside the camera."""
+        self.preview_wanted = on
 
     def set_emotion(self, name: str) -> None:
         self.engine.emotion = name
@@ -329,8 +366,8 @@ class Daemon:
         # the timeline starts as the capture does: a file's first chunk belongs exactly there
         self.started = origin = self.clock()
         self.audio = LiveAudio(origin, RATE, clock=self.clock)
-        self.pacer = Pacer(sink, opts.fps, start=origin + opts.delay_s, clock=self.clock, placeholder=placeholder,
-                           on_show=self._shown)
+        self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
+                           placeholder=placeholder, on_show=self._shown)
         delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
         self.delayed = delayed
         workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True),
@@ -390,7 +427,7 @@ class Daemon:
         finally:
             self._stop.set()
             try:
-                sink.close()  # on this thread: a preview window must be closed where it was opened
+                self.pacer.sink.close()  # on this thread: a preview window must be closed where it was opened
             except Exception as exc:
                 self._errors.append(f"closing the sink: {exc}")
 
