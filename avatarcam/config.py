@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, ValidationError
@@ -37,6 +38,13 @@ class Settings(BaseSettings):
     engine: str = Field("dsp", description="motion engine")
     size: str = Field("1280x720", description="output frame size WxH")
     fps: int = Field(30, ge=1, le=120)
+    # The visible label (avatarcam/provenance/label.py). Its bounds keep it legible at 360 lines and
+    # never transparent; the invisible watermark has no settings at all: it is always on.
+    label_corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
+        "top-left", description="corner of the 'AI AVATAR' label")
+    label_size: float = Field(0.055, ge=0.045, le=0.2,
+                              description="label height as a fraction of the frame height (>= 0.045: legible at 360p)")
+    label_opacity: float = Field(0.7, ge=0.6, le=1.0, description="opacity of the label's dark backing (text is opaque)")
 
     @property
     def profiles_dir(self) -> Path:
