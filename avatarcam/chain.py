@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from . import latent
 from .camera.sinks import Sink
 from .errors import AvatarCamError
+
+if TYPE_CHECKING:
+    from .provenance.stamp import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +68,25 @@ def frames(chunks: Iterable[np.ndarray], engine: MotionEngine) -> Iterator[np.nd
 
 
 def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer,
-        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, on_frame: Callable[[int], None] | None = None) -> int:
+        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, on_frame: Callable[[int], None] | None = None,
+        provenance: Provenance | None = None) -> int:
     """Drive the chain until the audio ends; returns the number of frames written.
 
     `rest` is the portrait's rest latent, or a function giving it per frame: the live daemon
     swaps profile and renderer together between two frames.
+
+    Every frame passes the provenance stage (invisible watermark + visible label) before the sink.
+    `provenance` is that stage (``provenance.stamp.Provenance.for_profile`` names the consent
+    record in the watermark); without one, the chain makes its own, which still marks every frame.
     """
+    from .provenance.stamp import Provenance
+
+    if provenance is not None and not isinstance(provenance, Provenance):
+        raise TypeError(f"provenance must be a provenance.stamp.Provenance, got {type(provenance).__name__}")
+    stamp = provenance if provenance is not None else Provenance.for_renderer(renderer)
     count = 0
     for motion in frames(chunks, engine):
-        sink.write(renderer.render(compose(motion, rest() if callable(rest) else rest)))
+        sink.write(stamp(renderer.render(compose(motion, rest() if callable(rest) else rest))))
         count += 1
         if on_frame is not None:
             on_frame(count)

@@ -77,6 +77,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from .audio.io import AUDIO_RATE, load_audio
     from .camera.sinks import open_sink
     from .profiles import load_profile
+    from .provenance.stamp import Provenance
     from .render import open_renderer
 
     if args.demo:
@@ -102,7 +103,8 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         opened = [stack.enter_context(s) for s in sinks]
         bar = stack.enter_context(tqdm(total=total, unit="frame", desc="rendering", disable=args.quiet))
         chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,
-                  _Tee(opened), on_frame=lambda _: bar.update())
+                  _Tee(opened), on_frame=lambda _: bar.update(),
+                  provenance=Provenance.for_profile(profile, size, settings))
     for target in (args.output, args.frames):
         if target is not None:
             print(f"wrote {target}")

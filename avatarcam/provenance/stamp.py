@@ -1,0 +1,85 @@
+"""The provenance stage of the frame chain: every frame gets the invisible watermark and the label.
+
+`chain.run` passes each rendered frame through a :class:`Provenance` before the sink, offline and
+live alike. There is deliberately no way to switch either part off: no setting, no argument.
+When the chain is given no stage, it makes one that still marks and labels every frame, with the
+payload of the profile on air if the renderer says which one it is (``renderer.profile``, as the
+live daemon's renderer slot does), or as *unattributed* (installation 0, record 0) otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .label import Label, LabelStyle
+from .watermark import UNATTRIBUTED, Payload, Watermarker
+
+log = logging.getLogger(__name__)
+
+
+def payload_for(consent, settings=None) -> Payload:
+    """The payload naming this installation and `consent` (a ConsentRecord)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from avatarcam.config import load_settings
+    from avatarcam.provenance.consent import installation_key
+
+    settings = settings if settings is not None else load_settings()
+    public = installation_key(settings).public_key().public_bytes(serialization.Encoding.Raw,
+                                                                  serialization.PublicFormat.Raw)
+    return Payload.for_record(public.hex(), consent.record_id)
+
+
+class Provenance:
+    """Watermark then label, for frames of one size: ``marked = Provenance(size, payload)(frame)``.
+
+    Returns a new frame; the input is left as it is. `source`, when given, is an object whose
+    ``profile`` attribute names the profile being shown (the daemon's renderer slot): the payload
+    follows it when it changes.
+    """
+
+    def __init__(self, size: tuple[int, int], payload: Payload = UNATTRIBUTED, settings=None,
+                 source: object | None = None) -> None:
+        from avatarcam.config import load_settings
+
+        self.settings = settings if settings is not None else load_settings()
+        self.size = (int(size[0]), int(size[1]))
+        self.watermark = Watermarker(self.size, payload)
+        self.label = Label(self.size, LabelStyle.from_settings(self.settings))
+        self.source = source
+        self._profile = getattr(source, "profile", None) if source is not None else None
+        if self._profile is not None:
+            self.set_payload(payload_for(self._profile.consent, self.settings))
+
+    @classmethod
+    def for_profile(cls, profile, size: tuple[int, int], settings=None) -> Provenance:
+        """The stage for rendering `profile`: its consent record and this installation in the payload."""
+        stage = cls(size, settings=settings)
+        stage.set_payload(payload_for(profile.consent, stage.settings))
+        return stage
+
+    @classmethod
+    def for_renderer(cls, renderer, settings=None) -> Provenance:
+        """The stage `chain.run` makes when it is given none (see the module docstring)."""
+        return cls(renderer.size, settings=settings,
+                   source=renderer if hasattr(renderer, "profile") else None)
+
+    @property
+    def payload(self) -> Payload:
+        return self.watermark.payload
+
+    def set_payload(self, payload: Payload) -> None:
+        """Mark following frames with `payload` (rebuilds the pattern: tens of ms at 720p)."""
+        if payload != self.watermark.payload:
+            self.watermark = Watermarker(self.size, payload)
+            log.debug("watermark payload: %s", payload)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        if self.source is not None:
+            profile = getattr(self.source, "profile", None)
+            if profile is not self._profile and profile is not None:
+                self._profile = profile
+                self.set_payload(payload_for(profile.consent, self.settings))
+        return self.label.draw(self.watermark(frame))
