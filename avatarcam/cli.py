@@ -159,6 +159,32 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit status as grep's: 0 watermark found, 1 not found, 2 error (for every file: the worst)."""
+    from tqdm import tqdm
+
+    from .provenance.verify import describe, to_json, verify_file
+
+    status = None
+    for path in args.files:
+        try:
+            with tqdm(unit="frame", desc=f"verifying {path.name}", disable=args.quiet or None, leave=False) as bar:
+                verdict = verify_file(path, settings, on_frame=bar.update,
+                                      on_total=lambda n: setattr(bar, "total", n) or bar.refresh())
+        except AvatarCamError as exc:
+            print(f"avatarcam: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        except Exception as exc:  # noqa: BLE001 - a script must never read a crash as "not found"
+            print(f"avatarcam: error: verifying {path} failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+            status = 2
+            continue
+        print(to_json(verdict) if args.json else describe(verdict))
+        found = 0 if verdict.found else 1
+        status = found if status is None else max(status, found)
+    return 2 if status is None else status
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def _live_arguments(lv: argparse.ArgumentParser) -> None:
@@ -251,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?", help="profile or emotion name")
     c.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     c.set_defaults(run=cmd_ctl)
+
+    v = sub.add_parser("verify", help="is a video or picture marked by AvatarCam? whose consent?",
+                       description="Look for AvatarCam's invisible watermark in videos (anything FFmpeg reads) "
+                                   "or pictures: report the installation and consent record it names, the "
+                                   "record itself when it is on this machine, and the false-alarm probability. "
+                                   "Exit status: 0 found, 1 not found, 2 error (with several files, the "
+                                   "highest). A 5-second clip is enough.")
+    v.add_argument("files", type=Path, nargs="+", metavar="FILE", help="video or picture")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(run=cmd_verify)
 
     d = sub.add_parser("doctor", help="report what is installed and usable")
     d.set_defaults(run=cmd_doctor)

@@ -1,0 +1,246 @@
+"""`avatarcam verify FILE`: is this video or picture marked by AvatarCam, and with whose consent?
+
+A video is read with PyAV (anything FFmpeg decodes: MP4, WebM, MKV, MOV, ...) one frame at a time,
+only its luma, and averaged over windows of :data:`WINDOW_S` seconds: the watermark is the same in
+every frame, so averaging strengthens it, and a 5-second clip is enough. Each window is searched
+(``watermark.detect``); the first window where the watermark is found ends the reading, so a long
+recording that carries it is answered quickly. A picture (PNG, JPEG, WebP, ...) is one window.
+
+Several windows are several chances for a false alarm, so the allowance is spent as a series: window
+k may use 6/(pi^2 k^2) of it, which sums to at most the whole. However long the file, the
+probability of reporting a watermark in a file that has none stays below
+``watermark.FALSE_ALARM_CLAIM`` (1e-6).
+
+A payload names an installation and a consent record by 24-bit digests. The consent records on
+this machine (every profile, bundled ones included) are searched for the one whose digest matches;
+its signature and portrait are checked before it is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatarcam.errors import AvatarCamError
+
+from . import watermark as wm
+
+WINDOW_S = 10.0
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class RecordMatch:
+    """A consent record on this machine whose digest matches the payload's record bits."""
+
+    profile: str
+    bundled: bool
+    record_id: str
+    subject: str
+    relation: str
+    created: str
+    enrolled_by: int  # installation code of the key that signed the record
+    valid: bool  # signature and portrait check out
+    problem: str = ""
+
+
+@dataclass
+class Verdict:
+    path: Path
+    detection: wm.Detection  # the window where it was found, or the best-scoring one
+    kind: str  # "video" or "image"
+    frames: int = 0
+    seconds: float = 0.0
+    windows: int = 0
+    this_installation: int | None = None  # this machine's installation code
+    matches: list[RecordMatch] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.detection.found
+
+    def to_dict(self) -> dict:
+        d = self.detection
+        return {
+            "file": str(self.path), "found": d.found, "kind": self.kind,
+            "payload": None if d.payload is None else {"installation": f"{d.payload.installation:06x}",
+                                                       "record": f"{d.payload.record:06x}"},
+            "false_alarm_probability": d.false_alarm if d.found else None,
+            "pilot_z": round(d.z, 3), "pilot_p": d.p_pilot, "mirrored": d.flipped, "scale": round(d.scale, 4),
+            "symbol_errors": d.symbol_errors, "frames": self.frames, "seconds": round(self.seconds, 3),
+            "windows": self.windows,
+            "this_installation": None if self.this_installation is None else f"{self.this_installation:06x}",
+            "consent_records": [m.__dict__ for m in self.matches],
+        }
+
+
+def window_share(k: int) -> float:
+    """False-alarm allowance of the k-th window analysed (k = 1, 2, ...): sums to FALSE_ALARM_SHARE."""
+    return wm.FALSE_ALARM_SHARE * 6.0 / (math.pi ** 2 * k * k)
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    data = np.fromfile(str(path), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _video_windows(path: Path, window_s: float, on_frame: Callable[[], None] | None,
+                   on_total: Callable[[int | None], None] | None):
+    """Yield (mean luma, frames, seconds) per window of the first video stream."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise AvatarCamError(f"cannot read {path}: {exc}") from None
+    with container:
+        if not container.streams.video:
+            raise AvatarCamError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if on_total is not None:
+            on_total(stream.frames or None)
+        acc, count, start, last = None, 0, None, 0.0
+        try:
+            for frame in container.decode(stream):
+                y = frame.to_ndarray(format="gray").astype(np.float32)
+                t = float(frame.time) if frame.time is not None else (start or 0.0) + count / 30.0
+                if acc is not None and (y.shape != acc.shape or t - start >= window_s):
+                    yield acc / count, count, last - start
+                    acc = None
+                if acc is None:
+                    acc, count, start = y, 0, t
+                else:
+                    acc += y
+                count += 1
+                last = t + (1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30)
+                if on_frame is not None:
+                    on_frame()
+        except av.FFmpegError as exc:
+            if acc is None:
+                raise AvatarCamError(f"cannot decode {path}: {exc}") from None
+            # a damaged tail: judge what was read
+        if acc is not None:
+            yield acc / count, count, last - start
+
+
+def verify_file(path: str | Path, settings=None, window_s: float = WINDOW_S,
+                on_frame: Callable[[], None] | None = None,
+                on_total: Callable[[int | None], None] | None = None, stop_when_found: bool = True) -> Verdict:
+    """Look for the watermark in a video or picture file and find the consent record it names."""
+    path = Path(path)
+    if not path.exists():
+        raise AvatarCamError(f"{path} does not exist")
+    if path.is_dir():
+        raise AvatarCamError(f"{path} is a directory; give a video or picture file")
+    verdict: Verdict | None = None
+    image = _read_image(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
+    if image is None:
+        try:
+            best, frames, seconds, k = None, 0, 0.0, 0
+            for k, (y, n, span) in enumerate(_video_windows(path, window_s, on_frame, on_total), 1):
+                frames, seconds = frames + n, seconds + span
+                d = wm.detect(y, window_share(k))
+                if best is None or (not best.found and (d.found or d.z > best.z)):
+                    best = d
+                if best.found and stop_when_found:
+                    break
+            if best is not None:
+                verdict = Verdict(path, best, "video", frames, seconds, k)
+        except AvatarCamError:
+            image = _read_image(path)  # a picture with an unusual suffix?
+            if image is None:
+                raise
+    if image is not None:
+        verdict = Verdict(path, wm.detect(wm.luma(image), window_share(1)), "image", 1, 0.0, 1)
+    if verdict is None:
+        raise AvatarCamError(f"{path} holds no video frames")
+    _attribute(verdict, settings)
+    return verdict
+
+
+def _attribute(verdict: Verdict, settings) -> None:
+    """Fill in this installation's code and the matching consent records on this machine."""
+    from cryptography.hazmat.primitives import serialization
+
+    from avatarcam.config import load_settings
+    from avatarcam.profiles import available_profiles
+    from avatarcam.provenance.consent import KEY_FILE, ConsentRecord, verify_record
+
+    settings = settings if settings is not None else load_settings()
+    key_path = Path(settings.data_dir) / KEY_FILE
+    if key_path.exists():  # verify never creates a key: it only looks
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            verdict.this_installation = wm.installation_code(raw.hex())
+        except (ValueError, TypeError, OSError):
+            pass
+    payload = verdict.detection.payload
+    if payload is None:
+        return
+    for entry in available_profiles(settings):
+        try:
+            record = ConsentRecord.from_json((entry.dir / "consent.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if wm.record_code(record.record_id) != payload.record:
+            continue
+        valid, problem = True, ""
+        try:
+            verify_record(record, (entry.dir / "portrait.png").read_bytes())
+        except Exception as exc:  # a broken signature, a changed or missing portrait
+            valid, problem = False, str(exc)
+        verdict.matches.append(RecordMatch(entry.name, entry.bundled, record.record_id, record.subject,
+                                           record.relation, record.created,
+                                           wm.installation_code(record.public_key), valid, problem))
+
+
+def describe(verdict: Verdict) -> str:
+    """The verdict for people, several lines."""
+    d = verdict.detection
+    span = (f"{verdict.frames} frames ({verdict.seconds:.1f} s) in {verdict.windows} window"
+            f"{'s' if verdict.windows != 1 else ''}" if verdict.kind == "video" else "1 picture")
+    if not d.found:
+        return "\n".join([
+            f"{verdict.path}: no AvatarCam watermark found",
+            f"  analysed      {span}; best pilot z = {d.z:.1f} (p = {d.p_pilot:.2g})",
+            "  note          absence is not proof: a very short clip, a small part of a frame or heavy",
+            "                processing can hide a watermark",
+        ])
+    lines = [f"{verdict.path}: AvatarCam watermark found"]
+    if d.payload is None:
+        lines.append("  payload       unreadable (the pattern is there, its bits did not decode)")
+    else:
+        lines.append(f"  payload       {d.payload}")
+        here = verdict.this_installation
+        if d.payload == wm.UNATTRIBUTED:
+            lines.append("  made by       an AvatarCam chain that named no consent record")
+        elif here is not None and here == d.payload.installation:
+            lines.append(f"  made on       this installation ({here:06x})")
+        else:
+            lines.append("  made on       another installation" + (f" (this one is {here:06x})" if here is not None else ""))
+        if not verdict.matches and d.payload != wm.UNATTRIBUTED:
+            lines.append("  consent       the record is not on this machine (it lives with the profile that made the video)")
+        for m in verdict.matches:
+            state = "signature and portrait valid" if m.valid else f"INVALID: {m.problem}"
+            where = "bundled profile" if m.bundled else "profile"
+            lines.append(f"  consent       {where} {m.profile!r}: {m.subject} ({m.relation}), {m.created}, "
+                         f"record {m.record_id}, {state}")
+    lines.append(f"  confidence    false-alarm probability <= {d.false_alarm:.1g} (pilot z = {d.z:.1f}"
+                 + (", CRC-16 valid" if d.payload is not None else "") + ")")
+    lines.append(f"  geometry      {'mirrored' if d.flipped else 'not mirrored'}, scale {d.scale:.2f} "
+                 f"(1.00: as rendered at this height, uncropped)")
+    lines.append(f"  analysed      {span}")
+    return "\n".join(lines)
+
+
+def to_json(verdict: Verdict) -> str:
+    return json.dumps(verdict.to_dict(), indent=2)
