@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     # never transparent; the invisible watermark has no settings at all: it is always on.
     label_corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
         "top-left", description="corner of the 'AI AVATAR' label")
-    label_size: float = Field(0.055, ge=0.045, le=0.2,
-                              description="label height as a fraction of the frame height (>= 0.045: legible at 360p)")
+    label_size: float = Field(0.055, ge=0.05, le=0.2,
+                              description="label height as a fraction of the frame height (>= 0.05: legible at 360p)")
     label_opacity: float = Field(0.7, ge=0.6, le=1.0, description="opacity of the label's dark backing (text is opaque)")
 
     @property

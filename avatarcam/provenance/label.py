@@ -1,9 +1,9 @@
 """The visible label: "AI AVATAR" in a corner of every frame, readable by anyone who sees the video.
 
 The label is white text on a dark, semi-opaque rounded backing, so it reads on any picture: the
-text is always fully opaque and the backing at least 60% opaque (contrast ratio 5:1 or more, the
-WCAG AA level for normal text, even over a white background). Its height is a fraction of the frame
-height, at least :data:`MIN_HEIGHT`: 0.045 x 360 = 16 px of backing and about 9 px of capital
+text is always fully opaque and the backing at least 60% opaque (contrast ratio 5:1 or more, above
+the WCAG AA level of 4.5:1, even over a white background). Its height is a fraction of the frame
+height, at least :data:`MIN_HEIGHT`: 0.05 x 360 = 18 px of backing and about 11 px of capital
 letters at 360 lines, the size a video call's 640x360 stream shows, so it stays legible after that
 downscaling. Settings choose the corner, the size (upwards from the minimum) and the backing's
 opacity (within its bounds); nothing turns it off.
@@ -21,14 +21,14 @@ import numpy as np
 
 TEXT = "AI AVATAR"  # capitals: no lowercase l for the I to be mistaken for
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
-MIN_HEIGHT = 0.045  # of the frame height: legible at 360 lines
+MIN_HEIGHT = 0.05  # of the frame height: legible at 360 lines
 MAX_HEIGHT = 0.2
 DEFAULT_HEIGHT = 0.055
 MIN_OPACITY = 0.6  # of the backing (5:1 contrast on white); the text itself is always opaque
 DEFAULT_OPACITY = 0.7
 MIN_PX = 16  # backing height in px, whatever the frame size
 FONT = cv2.FONT_HERSHEY_DUPLEX
-CAP_SHARE = 0.55  # capital-letter height / backing height
+CAP_SHARE = 0.6  # capital-letter height / backing height
 WHITE = np.array([255.0, 255.0, 255.0], np.float32)
 DARK = np.array([16.0, 16.0, 20.0], np.float32)
 
