@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="speech clip file stem in ../shared/assets/speech")
     parser.add_argument("--name", default="latency", help="results file stem")
     parser.add_argument("--no-realtime", action="store_true", help="pacer at normal priority")
+    parser.add_argument("--switch-every", type=float, default=0.0, metavar="S",
+                        help="switch profile (to the same one, reloaded) every S seconds and measure the gap")
     args = parser.parse_args(argv)
     seconds = 20.0 if args.quick else args.minutes * 60
     cores = pin(args.cores)
@@ -128,11 +130,36 @@ def main(argv: list[str] | None = None) -> int:
                 daemon.stop()
                 return
 
+    ticks: list[tuple[int, float, bool]] = []  # every hand-over: (frame index, clock, new frame?)
+    switches: list[float] = []
+
+    def switcher() -> None:
+        while not done.wait(args.switch_every):
+            if hasattr(daemon, "slot"):
+                switches.append(time.monotonic())
+                daemon.set_profile(daemon.slot.profile.name)
+
+    def record_ticks() -> None:  # wrap the pacer's callback once the daemon has made it
+        while not hasattr(daemon, "pacer"):
+            time.sleep(0.01)
+        shown = daemon.pacer.on_show
+
+        def on_show(index: int, handed: float, new: bool) -> None:
+            ticks.append((index, handed, new))
+            shown(index, handed, new)
+        daemon.pacer.on_show = on_show
+
     watcher = threading.Thread(target=monitor, daemon=True)
     watcher.start()
+    threading.Thread(target=record_ticks, daemon=True).start()
+    if args.switch_every > 0:
+        threading.Thread(target=switcher, daemon=True).start()
     summary = daemon.run()
     done.set()
     results = analyse(daemon, summary, memory, seconds, delay_s, load_start)
+    results["longest_freeze_frames"] = longest_freeze(ticks)
+    if args.switch_every > 0:
+        results["profile_switches"] = switch_gaps(ticks, switches)
     results.update({"pacer": summary["pacer"], "clip": clip.name, "size": args.size, "fps": FPS, "cores": cores, "engine": "dsp",
                     "sink": "RGB->I420 conversion, dropped (the camera's work without a device)",
                     "audio_output": "clocked null output (no sound card)"})
@@ -140,6 +167,27 @@ def main(argv: list[str] | None = None) -> int:
     judge.write_results(args.name, results, markdown)
     print(markdown)
     return 0
+
+
+def longest_freeze(ticks: list[tuple[int, float, bool]]) -> int:
+    """The most consecutive hand-overs of one frame (1 = no repeat): how long the picture stood still."""
+    longest = run = 1
+    for (previous, _, _), (index, _, new) in zip(ticks, ticks[1:]):
+        run = run + 1 if not new and index == previous else 1
+        longest = max(longest, run)
+    return longest
+
+
+def switch_gaps(ticks: list[tuple[int, float, bool]], switches: list[float]) -> dict:
+    """Per profile switch: repeats in the 2 s after the request, and the longest freeze there."""
+    per_switch = []
+    for t in switches:
+        window = [tick for tick in ticks if t <= tick[1] < t + 2.0]
+        per_switch.append({"repeats": sum(1 for _, _, new in window if not new),
+                           "longest_freeze_frames": longest_freeze(window) if window else 0})
+    return {"count": len(switches), "max_repeats_in_2s": max((s["repeats"] for s in per_switch), default=0),
+            "longest_freeze_frames": max((s["longest_freeze_frames"] for s in per_switch), default=0),
+            "per_switch": per_switch}
 
 
 def analyse(daemon, summary: dict, memory: list[tuple[float, float]], seconds: float, delay_s: float,
@@ -228,6 +276,13 @@ def report(r: dict) -> str:
              "## Bars", "",
              judge.table(["bar", "value", "limit", "result"],
                          [[name, b["value"], b["bar"], b["pass"]] for name, b in r["bars"].items()], 3)]
+    lines += ["", f"Longest freeze (one frame handed over this many times in a row): {r['longest_freeze_frames']}."]
+    if "profile_switches" in r:
+        sw = r["profile_switches"]
+        lines += [f"Profile switches: {sw['count']}, each reloading the profile and building a new renderer while "
+                  f"frames go on; in the 2 s after each: at most {sw['max_repeats_in_2s']} repeated frames, longest "
+                  f"freeze {sw['longest_freeze_frames']} hand-overs of one frame (bar: no gap longer than one frame, "
+                  "i.e. at most 2)."]
     if r["errors"]:
         lines += ["", "Errors: " + "; ".join(r["errors"])]
     return "\n".join(lines)
