@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
 from avatarcam.audio.stream import LiveAudio
-from avatarcam.camera.pacer import Pacer, request_realtime
+from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
 from avatarcam.camera.sinks import Sink, open_sink
 from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
@@ -70,9 +69,9 @@ class LiveOptions:
 class Timing:
     """Per-frame figures the benchmark and `ctl status` read (bounded: memory stays flat)."""
 
-    latency: deque = field(default_factory=lambda: deque(maxlen=36000))  # capture -> handed to the sink (s)
-    ready: deque = field(default_factory=lambda: deque(maxlen=36000))  # capture -> frame rendered (s)
-    av_offset: deque = field(default_factory=lambda: deque(maxlen=36000))  # (clock, video - audio) (s)
+    latency: Ring = field(default_factory=lambda: Ring(36000))  # capture -> handed to the sink (s)
+    ready: Ring = field(default_factory=lambda: Ring(36000))  # capture -> frame rendered (s)
+    av_offset: Ring = field(default_factory=lambda: Ring(36000, 2))  # (clock, video - audio) (s)
 
     @staticmethod
     def percentiles(values, scale: float = 1000.0) -> dict[str, float]:
@@ -218,6 +217,7 @@ class Daemon:
         self.vad = None
         self.output_status = "off"
         self.pacer_priority = ""
+        self.worker_priority = "normal priority"
         self.preview_wanted = False
         self.exit_code = 0
 
@@ -289,7 +289,7 @@ class Daemon:
             "pacer": self.pacer_priority,
             "uptime_s": self.clock() - self.started if self.started is not None else 0.0,
             "frames": stats.summary() if stats is not None else {},
-            "latency_ms": Timing.percentiles(list(self.timing.latency)[-300:]),
+            "latency_ms": Timing.percentiles(self.timing.latency.values()[-300:]),
             "message": self.message,
             "errors": self._errors[-5:],
         }
@@ -356,7 +356,11 @@ class Daemon:
 
     def _stream(self, sink: Sink) -> None:
         opts = self.options
-        placeholder = self.slot.render(self.slot.rest())
+        from avatarcam.provenance.stamp import Provenance
+
+        # the frame shown before the first rendered one: the rest pose, marked like every other
+        mark = Provenance.for_profile(self.slot.profile, opts.size, settings=self.settings)
+        placeholder = mark(self.slot.render(self.slot.rest()))
         try:
             from avatarcam.audio.vad import VoiceActivity
             self.vad = VoiceActivity()
@@ -407,6 +411,8 @@ class Daemon:
 
     def _work(self) -> None:
         pacer_input = _PacerInput(self)
+        if self.options.realtime:
+            self.worker_priority = request_priority()
         try:
             chain.run(self._chunks(), self.engine, self.slot, self.slot.rest, pacer_input)
         except Exception as exc:
@@ -443,7 +449,7 @@ class Daemon:
         offset = self.delayed.offset_s() if hasattr(self, "delayed") else None
         if offset is not None:
             video_offset = handed - (self.audio.origin + self.options.delay_s + index / self.options.fps)
-            self.timing.av_offset.append((handed, video_offset - offset))
+            self.timing.av_offset.append(handed, video_offset - offset)
 
     def summary(self) -> dict:
         stats = self.pacer.stats.summary() if hasattr(self, "pacer") else {}
@@ -455,6 +461,7 @@ class Daemon:
             "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
             "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
             "pacer": self.pacer_priority,
+            "worker": self.worker_priority,
             "errors": list(self._errors),
         }
 

@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     results["longest_freeze_frames"] = longest_freeze(ticks)
     if args.switch_every > 0:
         results["profile_switches"] = switch_gaps(ticks, switches)
-    results.update({"pacer": summary["pacer"], "clip": clip.name, "size": args.size, "fps": FPS, "cores": cores, "engine": "dsp",
+    results.update({"pacer": summary["pacer"], "worker": summary["worker"], "clip": clip.name, "size": args.size,
+                    "fps": FPS, "cores": cores, "engine": "dsp",
                     "sink": "RGB->I420 conversion, dropped (the camera's work without a device)",
                     "audio_output": "clocked null output (no sound card)"})
     markdown = report(results)
@@ -251,7 +252,8 @@ def report(r: dict) -> str:
     lines = ["# Live latency and steadiness", "",
              f"`avatarcam.daemon.Daemon` driven by {r['clip']} at real-time pace (looped) for {r['seconds'] / 60:.1f} "
              f"min: {r['size']} at {r['fps']} fps, dsp engine, delay budget {r['delay_ms']:.0f} ms, pinned to "
-             f"core(s) {r['cores']}; frame pacer at {r['pacer']}. Sink: {r['sink']}; delayed audio: {r['audio_output']}. Load average (1 min) "
+             f"core(s) {r['cores']}; frame pacer at {r['pacer']}, renderer thread at {r['worker']}. "
+             f"Sink: {r['sink']}; delayed audio: {r['audio_output']}. Load average (1 min) "
              f"{r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "
              "(a shared 2-core machine).", "",
              "## Latency: capture stamp of the sound -> frame showing it handed to the sink (ms)", "",

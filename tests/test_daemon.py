@@ -52,12 +52,16 @@ def clip() -> np.ndarray:
     return load_audio(demo_audio())[: int(CLIP_S * 16000)]
 
 
-@pytest.fixture(scope="module")
-def offline(clip):
+@pytest.fixture  # per test: after conftest has isolated the user dirs (the watermark names this
+def offline(clip):  # installation's key, which lives there)
     """The offline chain's frames for the clip, as `avatarcam render` makes them."""
-    renderer = open_renderer(load_profile("default"), SIZE)
+    from avatarcam.provenance.stamp import Provenance
+
+    profile = load_profile("default")
+    renderer = open_renderer(profile, SIZE)
     sink = RecordingSink()
-    chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink)
+    chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink,
+              provenance=Provenance.for_profile(profile, SIZE))  # as `avatarcam render` marks them
     return sink.frames, renderer
 
 

@@ -1,8 +1,9 @@
 """Voice activity (webrtcvad): is the user speaking right now?
 
 The daemon reports it (`avatarcam ctl status`, the tray). The mouth itself follows the motion
-engine, which has its own noise floor, so live and offline frames stay the same. webrtcvad judges 10, 20 or 30 ms frames of 16-bit audio; a short
-hangover keeps the flag up through the stops and gaps inside a sentence.
+engine, which has its own noise floor, so live and offline frames stay the same. webrtcvad
+judges 10, 20 or 30 ms frames of 16-bit audio; a short hangover keeps the flag up through the
+stops and gaps inside a sentence.
 """
 
 from __future__ import annotations

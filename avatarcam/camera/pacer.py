@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +44,48 @@ def request_realtime(priority: int = 10) -> str:
     return f"real-time priority (SCHED_FIFO {priority})"
 
 
+def request_priority(nice: int = -5) -> str:
+    """Ask for a higher (lower `nice`) CPU priority for the calling thread (Linux; privileged).
+
+    The renderer's thread gets it so that other busy programs on the machine delay its frames
+    less; unlike real-time scheduling it can never starve them.
+    """
+    if not (hasattr(os, "setpriority") and hasattr(threading, "get_native_id")) or not os.uname().sysname == "Linux":
+        return "normal priority"
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # a thread id: this thread only
+    except OSError as exc:
+        return f"normal priority (nice {nice} refused: {exc.strerror or exc})"
+    return f"nice {nice}"
+
+
+class Ring:
+    """The last `size` values of a series in memory allocated (and touched) up front, so a daemon
+    that runs for days keeps a flat memory footprint. `width` > 1 stores rows of that many."""
+
+    def __init__(self, size: int, width: int = 1) -> None:
+        self._data = np.full((size, width), np.nan)
+        self._count = 0
+
+    def append(self, *values: float) -> None:
+        self._data[self._count % len(self._data)] = values
+        self._count += 1
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._data))
+
+    def values(self) -> np.ndarray:
+        """Oldest first; 1-D when width is 1."""
+        n, size = len(self), len(self._data)
+        start = self._count % size if self._count > size else 0
+        out = np.roll(self._data, -start, axis=0)[:n]
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self.values()
+        return values if dtype is None else values.astype(dtype)
+
+
 @dataclass
 class PacerStats:
     ticks: int = 0  # frames handed to the sink (one per tick)
@@ -54,10 +95,10 @@ class PacerStats:
     drops: int = 0  # stream frames never shown
     missed: int = 0  # ticks skipped because the pacer woke more than a frame late
     waiting: int = 0  # ticks before the first frame existed (placeholder shown)
-    intervals: deque = field(default_factory=lambda: deque(maxlen=36000))  # s between hand-overs
+    intervals: Ring = field(default_factory=lambda: Ring(36000))  # s between hand-overs (the last 20 min)
 
     def summary(self) -> dict:
-        intervals = np.array(self.intervals) * 1000
+        intervals = self.intervals.values() * 1000
         out = {k: getattr(self, k) for k in ("ticks", "shown", "repeats", "late", "drops", "missed", "waiting")}
         if intervals.size:
             out["interval_ms"] = {q: float(np.percentile(intervals, p)) for q, p in
