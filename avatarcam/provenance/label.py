@@ -92,6 +92,9 @@ class Label:
         w, h = self.size
         height_px = max(MIN_PX, int(round(self.style.height * h)))
         colour, alpha = render_stamp(height_px, self.style.opacity)
+        if alpha.shape[1] > 0.9 * w or alpha.shape[0] > 0.5 * h:  # a tiny frame: as large as fits
+            fit = min(0.9 * w / alpha.shape[1], 0.5 * h / alpha.shape[0])
+            colour, alpha = render_stamp(max(6, int(height_px * fit)), self.style.opacity)
         lh, lw = alpha.shape
         if lw > w or lh > h:
             raise ValueError(f"a {w}x{h} frame is too small for the label ({lw}x{lh} px)")

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -275,6 +275,7 @@ class Watermarker:
         self.step = max(1, self.cell // 2)  # texture is measured at 2 samples per cell
         self.small_size = (max(1, w // self.step), max(1, h // self.step))
         self.band_rows = -(-h // BANDS)
+        self.bands = -(-h // self.band_rows)  # BANDS, or fewer for a frame of very few rows
         self._next_band = 0
         self._ready = False
         self.strength = None  # the last strength map, small size (for inspection and tests)
@@ -326,7 +327,7 @@ class Watermarker:
         else:
             r0 = self._next_band * self.band_rows
             self._refresh(strength, r0, min(h, r0 + self.band_rows))
-            self._next_band = (self._next_band + 1) % BANDS
+            self._next_band = (self._next_band + 1) % self.bands
         out = np.empty_like(frame)
         cv2.add(frame, self.plus, dst=out)
         cv2.subtract(out, self.minus, dst=out)
@@ -352,6 +353,8 @@ class Detection:
     scale: float = 0.0  # relative to a frame rendered at this picture's height (1.0: unscaled, uncropped)
     symbol_errors: int = -1  # code symbols whose sign disagrees with the decoded payload (-1: none decoded)
     tests: int = 0  # geometries x shifts tried (the union bound's count)
+    soft: np.ndarray | None = field(default=None, repr=False)  # code symbols as read (before decoding)
+    bits: np.ndarray | None = field(default=None, repr=False)  # the 48 payload bits decoded, CRC valid or not
 
     @property
     def summary(self) -> str:
@@ -467,7 +470,7 @@ def _pilot_search(folded: np.ndarray, period: float) -> list[_Geometry]:
     return out
 
 
-def _decode(g: _Geometry) -> tuple[Payload | None, int]:
+def _decode(g: _Geometry) -> tuple[Payload | None, int, np.ndarray, np.ndarray]:
     lay = layout()
     side = CELLS * SAMPLES
     rows, cols = lay.data_cells.T
@@ -482,8 +485,8 @@ def _decode(g: _Geometry) -> tuple[Payload | None, int]:
     bits = bits ^ lay.scramble
     payload_bits, crc = bits[:PAYLOAD_BITS], bits[PAYLOAD_BITS:]
     if not np.array_equal(fec.crc16(payload_bits), crc):
-        return None, errors
-    return Payload.from_bits(payload_bits), errors
+        return None, errors, soft, payload_bits
+    return Payload.from_bits(payload_bits), errors, soft, payload_bits
 
 
 def _p_value(z: float, tests: int) -> float:
@@ -531,14 +534,14 @@ def detect(y: np.ndarray, share: float = FALSE_ALARM_SHARE) -> Detection:
                for t in tried):
             continue
         tried.append(g)
-        payload, errors = _decode(g)
+        payload, errors, soft, bits = _decode(g)
         p_g = _p_value(g.z, tests)
         bound = p_g * DECODE_TRIES * 2.0 ** -fec.CRC_BITS
         if payload is not None and bound <= share:
             return Detection(True, payload, g.z, p_g, bound, g.flipped, g.period * w / ww, nominal / g.period,
-                             errors, tests)
+                             errors, tests, soft, bits)
         if g is best:
-            result.symbol_errors = errors
+            result.symbol_errors, result.soft, result.bits = errors, soft, bits
     if p_pilot <= share:  # the pilot alone is conclusive, even though the payload did not decode
         result.found, result.false_alarm = True, p_pilot
     return result
