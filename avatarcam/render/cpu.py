@@ -155,7 +155,7 @@ class CpuRenderer:
         x0, y0, x1, y1 = box
         off = np.array([x0, y0], np.float32)
         shape = (y1 - y0, x1 - x0)
-        cavity, teeth, tongue, _ = s.mouth_colours
+        cavity, teeth, tongue = s.mouth_colours
         upper = points[list(fm.LIPS_UPPER_INNER)]
         mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
         layer = np.empty((*shape, 3), np.float32)

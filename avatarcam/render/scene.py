@@ -31,7 +31,6 @@ class EyeLayer:
 
     texture: np.ndarray  # (h, w, 3) uint8, centred on the iris
     alpha: np.ndarray    # (h, w) float32 soft disc
-    radius: float        # iris radius in output pixels
 
 
 @dataclass
@@ -48,7 +47,7 @@ class Scene:
     grid_shape: tuple[int, int]    # (gh, gw)
     grid: int                      # output pixels per grid step
     eyes: tuple[EyeLayer, EyeLayer]
-    mouth_colours: np.ndarray      # (4, 3) cavity, teeth, tongue, lip shadow (RGB)
+    mouth_colours: np.ndarray      # (3, 3) cavity, teeth, tongue (RGB)
     eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): lid skin, lash line, white (RGB)
     rig: Rig
 
@@ -109,7 +108,7 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
-        layers.append(EyeLayer(texture=texture, alpha=alpha, radius=float(r)))
+        layers.append(EyeLayer(texture=texture, alpha=alpha))
     return source, layers
 
 
@@ -147,7 +146,7 @@ def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
 
 
 def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Cavity, teeth, tongue and lip-shadow colours that match the portrait's light."""
+    """Cavity, teeth and tongue colours that match the portrait's light."""
     lips = np.zeros(image.shape[:2], np.uint8)
     outer = np.concatenate([points[list(fm.LIPS_UPPER_OUTER), :2], points[list(fm.LIPS_LOWER_OUTER[::-1]), :2]])
     cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 255)
@@ -164,8 +163,7 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     teeth = np.clip(0.5 * white + 0.5 * ivory, 0, 255)
     cavity = lip * 0.18 + np.array([10, 2, 2])
     tongue = lip * 0.8 + np.array([20, 0, 0])
-    shadow = lip * 0.45
-    return np.clip(np.stack([cavity, teeth, tongue, shadow]), 0, 255)
+    return np.clip(np.stack([cavity, teeth, tongue]), 0, 255)
 
 
 def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.ndarray:
