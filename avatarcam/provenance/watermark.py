@@ -30,10 +30,13 @@ untouched. Why this shape:
   when needed to keep the frame's PSNR above 40.5 dB.
 
 Embedding costs one saturating add and one subtract over the frame (``cv2.add``/``cv2.subtract``
-of precomputed ±delta images) plus a little bookkeeping: the texture map is measured on an
-eighth-size copy of each frame, and 1/12 of the delta images' rows is refreshed per frame,
-so the strength follows the picture with a lag of at most 12 frames and no frame ever pays for
-a full rebuild (about 0.6 ms per 1280x720 frame on one core; ``bench/watermark.py`` measures it).
+of precomputed ±delta images) plus a little bookkeeping: every other frame the texture is
+measured on a copy averaged down to 2 samples per cell (160x90 at 720p), and each frame 1/24 of the
+delta images' rows are refreshed from the latest measure, so the strength follows the picture with
+a lag of at most 24 frames and no frame ever pays for a full rebuild (``bench/watermark.py``
+measures the cost). The price of this economy is that a frame's marking depends on the frames
+before it (by at most a grey level): the watermark is deterministic for a given sequence of frames,
+not frame by frame.
 
 How it is found
 ---------------
@@ -93,8 +96,8 @@ CODED = fec.coded_length(INFO_BITS)  # 210 code symbols
 
 # strength (grey levels) = min(FLAT + TEXTURE_GAIN * local contrast, MAX), then capped by PSNR
 FLAT = 0.6
-TEXTURE_GAIN = 0.4
-MAX = 3.0
+TEXTURE_GAIN = 0.6
+MAX = 4.0
 PSNR_TARGET = 40.5  # dB, with rounding noise included: the bar is 40
 BANDS = 24  # rows of the delta images refreshed per frame: 1/BANDS of them
 
@@ -255,9 +258,10 @@ class Watermarker:
     """Adds the watermark to RGB frames of one size: ``marked = Watermarker(size, payload)(frame)``.
 
     Keeps precomputed +delta and -delta images (uint8, three channels) so that marking a frame is
-    one saturating add and one saturating subtract; each call also measures the frame's texture on
-    an eighth-size copy and refreshes 1/BANDS of the delta rows from it. The first call builds all
-    rows. Frames must be HxWx3 uint8 RGB of the size given; the input is never modified.
+    one saturating add and one saturating subtract; every other call also measures the frame's
+    texture on a small averaged copy, and each call refreshes 1/BANDS of the delta rows from the
+    latest measure. The first call builds all rows. Frames must be HxWx3 uint8 RGB of the size
+    given; the input is never modified.
     """
 
     def __init__(self, size: tuple[int, int], payload: Payload = UNATTRIBUTED) -> None:
@@ -279,14 +283,23 @@ class Watermarker:
         self._next_band = 0
         self._ready = False
         self.strength = None  # the last strength map, small size (for inspection and tests)
+        self._calls = 0
 
     def strength_map(self, frame: np.ndarray) -> np.ndarray:
         """Watermark strength in grey levels at the small size, from the frame's local contrast."""
-        small = cv2.resize(frame, self.small_size, interpolation=cv2.INTER_NEAREST)
+        # Averaged, not sampled: fine grain (sensor noise, film grain) must not read as texture, since
+        # it hides fine detail but not a cell-sized pattern. Bilinear to 4 samples per cell averages
+        # 2x2 pixels, the area step to 2 samples per cell averages those: 1/4 of the grain's amplitude.
+        w, h = self.size
+        mid = cv2.resize(frame, (max(1, w * 2 // self.step), max(1, h * 2 // self.step)), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(mid, self.small_size, interpolation=cv2.INTER_AREA)
         y = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         c = self.cell / self.step  # cell size at the small size (2)
         detail = y - cv2.GaussianBlur(y, (0, 0), 0.7 * c)
-        contrast = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 1.0 * c))
+        contrast = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 0.5 * c))
+        # Texture hides the pattern only where it is all around: the minimum over 2.5 cells keeps
+        # hair, fabric and foliage but drops the lone edge and the smooth skin beside it
+        contrast = cv2.erode(contrast, np.ones((5, 5), np.uint8))
         strength = np.minimum(FLAT + TEXTURE_GAIN * contrast, MAX)
         strength = cv2.GaussianBlur(strength, (0, 0), 0.5 * c)
         # keep the expected squared error (strength^2 on a unit-RMS pattern, plus about 1/6 from
@@ -319,8 +332,10 @@ class Watermarker:
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"the watermark expects {w}x{h} RGB uint8 frames, got {frame.shape} {frame.dtype}")
-        strength = self.strength_map(frame)
-        self.strength = strength
+        if self.strength is None or self._calls % 2 == 0:  # every other frame: a 1-frame lag is nothing
+            self.strength = self.strength_map(frame)
+        self._calls += 1
+        strength = self.strength
         if not self._ready:
             self._refresh(strength, 0, h)
             self._ready = True
@@ -509,8 +524,8 @@ def detect(y: np.ndarray, share: float = FALSE_ALARM_SHARE) -> Detection:
     white = whiten(y, cell)
     wh, ww = white.shape
     nominal = CELLS * cell
-    hi = min(1.6 * nominal, 0.75 * max(wh, ww))
-    lo = max(0.6 * nominal, CELLS * 3.0)  # below 3 px per cell nothing survives anyway
+    hi = min(2.6 * nominal, 0.75 * max(wh, ww))  # up to crops keeping ~40% of the height
+    lo = max(0.5 * nominal, CELLS * 3.0)  # below 3 px per cell nothing survives anyway
     side = CELLS * SAMPLES
     periods = period_candidates(white, lo, hi) if hi > lo else []
     geometries: list[_Geometry] = []
