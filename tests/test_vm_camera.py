@@ -4,7 +4,8 @@
 
 Needs root and ../shared/tools/vm (build-vm.sh builds the VM once, ~2 min, cached in
 /tmp/vm). Frames are rendered here by the offline chain; inside the VM, AvatarCam's own
-`VirtualCameraSink` (device found by its label) and `Pacer` send them at 30 fps to the device
+`VirtualCameraSink` (device found by its label) and `Pacer` send them (at 10 fps: the VM is
+emulated) to the device
 labelled AvatarCam, ffmpeg reads them back and each is matched to a sent frame; a second
 producer without a module reload must get the v4l2loopback 0.12 explanation; headless
 Chromium must list AvatarCam in enumerateDevices(). See tests/vm/camera_check.sh.
@@ -43,18 +44,19 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
     share = Path(os.environ.get("AVATARCAM_VM_SHARE", "/tmp/avatarcam-vm-share"))
     shutil.rmtree(share, ignore_errors=True)
     share.mkdir(parents=True)
-    renderer = open_renderer(load_profile("default"), (640, 360))
+    renderer = open_renderer(load_profile("default"), (320, 180))  # small: the VM is emulated
     frames = []
 
     class Keep:
         def write(self, frame):
             frames.append(frame)
 
-    chain.run(chain.file_chunks(load_audio(demo_audio())[:16000 * 2]), chain.motion_engine("dsp"), renderer,
+    speech = load_audio(demo_audio())[16000:16000 * 3]  # two seconds of talking: every frame differs
+    chain.run(chain.file_chunks(speech), chain.motion_engine("dsp"), renderer,
               renderer.scene.rig.rest, Keep())
     np.save(share / "frames.npy", np.stack(frames))
     shutil.copytree(PACKAGE, share / "avatarcam", ignore=shutil.ignore_patterns("__pycache__", "data"))
-    for name in ("camera_check.sh", "send.py", "check.py", "browser.html"):
+    for name in ("camera_check.sh", "send.py", "check.py", "browser.py"):
         shutil.copy(HERE / "vm" / name, share / name)
     wheels = Path("/tmp/vm/avatarcam-wheels")
     if not list(wheels.glob("pyvirtualcam-*.whl")):

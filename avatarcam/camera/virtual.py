@@ -14,6 +14,7 @@ module is reloaded. That error is recognised and explained.
 from __future__ import annotations
 
 import errno
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -47,10 +48,17 @@ def v4l2loopback_devices(sysfs: Path = SYSFS) -> dict[str, str]:
 
 
 def module_version(path: Path = MODULE_VERSION) -> str | None:
+    """The v4l2loopback version: the loaded module's, else what modinfo says is installed."""
     try:
         return path.read_text().strip()
     except OSError:
+        pass
+    try:  # 0.12 does not publish its version in /sys
+        found = subprocess.run(["modinfo", "-F", "version", "v4l2loopback"], capture_output=True, text=True,
+                               timeout=3).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return None
+    return found or None
 
 
 def find_device(label: str = LABEL, sysfs: Path = SYSFS) -> str:

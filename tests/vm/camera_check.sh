@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
 # Runs inside the v4l2loopback VM (../shared/tools/vm) from tests/test_vm_camera.py, in the shared
 # directory that holds: avatarcam/ (the package source), frames.npy (frames rendered on the host),
-# wheels/ (pyvirtualcam, numpy), send.py, check.py, browser.html.
+# wheels/ (pyvirtualcam, numpy), send.py, check.py, browser.py.
 # Prints one "RESULT name=value" line per finding; exits non-zero when a check fails.
 set -u
 cd "$(dirname "$0")" || exit 3
 rc=0
 result() { echo "RESULT $1=$2"; }
+# start_sender LOG ARGS...: start send.py in the background (output to LOG) and wait (up to 120 s:
+# the VM is emulated) until it has opened the device and written its first frame; sets $sender
+start_sender() {
+  local log=$1
+  shift
+  rm -f sender.ready
+  $PY send.py "$@" > "$log" 2>&1 &
+  sender=$!
+  for _ in $(seq 1200); do
+    [ -e sender.ready ] && return 0
+    kill -0 "$sender" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
 
 python3 -m venv /root/venv && /root/venv/bin/pip install -q --no-index --find-links wheels pyvirtualcam numpy || exit 3
 PY=/root/venv/bin/python
-result module_version "$(cat /sys/module/v4l2loopback/version 2>/dev/null)"
+result module_version "$(cat /sys/module/v4l2loopback/version 2>/dev/null || modinfo -F version v4l2loopback)"
 
 echo "--- 1. AvatarCam's sink (found by label) + pacer -> the device, read back by ffmpeg"
-$PY send.py > send1.log 2>&1 & sender=$!
-sleep 2
+start_sender send1.log --frames 100 --fps 10
 ffmpeg -hide_banner -loglevel error -f v4l2 -i /dev/video10 -frames:v 30 -f rawvideo -pix_fmt rgb24 cap.rgb
 result ffmpeg_rc $?
-wait $sender; result sender_rc $?
+wait "$sender"; result sender_rc $?
 cat send1.log
 $PY check.py || rc=1
 
@@ -35,13 +49,11 @@ result after_reload_rc $?
 if command -v chromium >/dev/null; then
   echo "--- 4. a browser lists AvatarCam (enumerateDevices) while frames are sent"
   v4l2loopback-reload
-  $PY send.py --frames 600 > send4.log 2>&1 & sender=$!
-  sleep 2
-  timeout 90 chromium --headless=new --no-sandbox --disable-gpu --use-fake-ui-for-media-stream \
-    --virtual-time-budget=8000 --dump-dom "file://$PWD/browser.html" 2>/dev/null > dom.html
-  kill $sender 2>/dev/null; wait $sender 2>/dev/null
-  sed -n 's/.*<pre id="out">\(.*\)<\/pre>.*/\1/p' dom.html | head -c 2000; echo
-  if grep -q 'videoinput:AvatarCam' dom.html; then
+  start_sender send4.log --frames 3000
+  timeout 240 python3 browser.py > browser.log 2>&1
+  kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null
+  cat browser.log
+  if grep -q 'videoinput:AvatarCam' browser.log; then
     result browser_lists_avatarcam yes
   else
     result browser_lists_avatarcam no

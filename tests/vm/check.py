@@ -19,6 +19,6 @@ print(f"RESULT worst_mean_abs_error={max(error):.2f}")
 print(f"RESULT distinct_frames={len(set(best))}")
 print(f"RESULT matched_indices={best[:12]}...")
 wraps = sum(1 for a, b in zip(best, best[1:]) if b < a)  # the sender loops the clip
-ok = n >= 30 and max(error) <= 6.0 and len(set(best)) >= 10 and wraps <= 1
+ok = n >= 30 and max(error) <= 6.0 and len(set(best)) >= 5 and wraps <= 1
 print(f"RESULT frames_match={'yes' if ok else 'no'}")
 sys.exit(0 if ok else 1)

@@ -1,4 +1,4 @@
-"""In the VM: send frames.npy through AvatarCam's own virtual camera sink and pacer at 30 fps."""
+"""In the VM: send frames.npy through AvatarCam's own virtual camera sink and frame pacer."""
 
 import argparse
 import sys
@@ -12,18 +12,22 @@ from avatarcam.camera.virtual import VirtualCameraSink
 from avatarcam.errors import AvatarCamError
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--frames", type=int, default=0, help="how many (default: all, looped to 5 s)")
+parser.add_argument("--frames", type=int, default=150, help="how many to send (the clip loops)")
+parser.add_argument("--fps", type=float, default=30, help="rate (the emulated VM cannot convert 30 fps)")
 args = parser.parse_args()
 frames = np.load("frames.npy")
-n = args.frames or 150
+n = args.frames
 h, w = frames.shape[1:3]
 try:
-    sink = VirtualCameraSink((w, h), 30)  # found by its label, AvatarCam
+    sink = VirtualCameraSink((w, h), args.fps)  # found by its label, AvatarCam
 except AvatarCamError as exc:
     print(f"avatarcam: error: {exc}", flush=True)
     sys.exit(2)
 print(f"sending {n} frames of {w}x{h} to {sink.device}", flush=True)
-pacer = Pacer(sink, 30, start=time.monotonic() + 0.1)
+sink.write(frames[0])  # a format is set once a frame is written: only then do readers see a capture device
+open("sender.ready", "w").close()
+# every frame is offered up front, so the buffer must hold them all (the daemon offers them as made)
+pacer = Pacer(sink, args.fps, start=time.monotonic() + 0.1, buffer_s=n / args.fps + 1)
 for i in range(n):
     pacer.offer(i, frames[i % len(frames)])
 pacer.finish(n - 1)
