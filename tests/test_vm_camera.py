@@ -64,9 +64,9 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
                        capture_output=True)
     shutil.copytree(wheels, share / "wheels")
     subprocess.run([str(VM_TOOLS / "build-vm.sh")], check=True, capture_output=True, timeout=1800)
-    run = subprocess.run([str(VM_TOOLS / "run-in-vm.sh"), "-s", str(share), "-t", "900", "--",
+    run = subprocess.run([str(VM_TOOLS / "run-in-vm.sh"), "-s", str(share), "-t", "1500", "--",
                           "PYTHONPATH=/mnt/host bash /mnt/host/camera_check.sh"],
-                         capture_output=True, text=True, timeout=1000)
+                         capture_output=True, text=True, timeout=1600)
     out = run.stdout + run.stderr
     (tmp_path / "vm.log").write_text(out)
     print(out)

@@ -49,7 +49,7 @@ browser = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--dis
                             "--use-fake-ui-for-media-stream", "--user-data-dir=/tmp/chromium-profile", url],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
-    done.wait(200)
+    done.wait(420)  # Chromium starts slowly in the emulated VM
 finally:
     browser.kill()
 print(json.dumps(result, indent=1))

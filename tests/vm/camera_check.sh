@@ -49,8 +49,8 @@ result after_reload_rc $?
 if command -v chromium >/dev/null; then
   echo "--- 4. a browser lists AvatarCam (enumerateDevices) while frames are sent"
   v4l2loopback-reload
-  start_sender send4.log --frames 3000
-  timeout 240 python3 browser.py > browser.log 2>&1
+  start_sender send4.log --frames 5000 --fps 10
+  timeout 450 python3 browser.py > browser.log 2>&1
   kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null
   cat browser.log
   if grep -q 'videoinput:AvatarCam' browser.log; then
