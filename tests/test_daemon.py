@@ -65,6 +65,24 @@ def offline(clip):  # installation's key, which lives there)
     return sink.frames, renderer
 
 
+def match_offline(offline: list[np.ndarray], shown: list[np.ndarray]) -> list[int | None]:
+    """For each shown frame, the offline frame it is (None if none is).
+
+    The invisible watermark carries state from frame to frame (its texture map is refreshed in
+    turns), so a live stream that starts with a few extra frames is marked a little differently
+    from the offline render. Everything else must be identical: frames are compared on their
+    full-resolution difference with the watermark's amplitude as the only tolerance.
+    """
+    stack = np.stack(offline).astype(np.int16)
+    out: list[int | None] = []
+    for frame in shown:
+        diff = np.abs(stack - frame.astype(np.int16))
+        worst = diff.reshape(len(stack), -1).mean(axis=1)
+        best = int(worst.argmin())
+        out.append(best if worst[best] < 0.5 and diff[best].max() <= 8 else None)
+    return out
+
+
 def start(daemon: Daemon) -> tuple[threading.Thread, dict]:
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(daemon.run()), daemon=True)
@@ -89,13 +107,12 @@ def mouth_darkness(frames: list[np.ndarray], renderer) -> np.ndarray:
 
 def test_file_driven_live_run_shows_the_offline_frames_in_order_and_the_mouth_follows(clip, offline):
     frames, renderer = offline
-    index = {f.tobytes(): i for i, f in enumerate(frames)}
     sink = RecordingSink()
     daemon = Daemon(options(), capture=FileCapture(clip), sink=sink)
     summary = daemon.run()  # returns once the file's last frame has been shown
     assert sink.closed and not summary["errors"]
     # the placeholder (the rest pose) may lead; every other frame is an offline frame, in order
-    live = [index.get(f.tobytes()) for f in sink.frames]
+    live = match_offline(frames, sink.frames)
     first = next(i for i, v in enumerate(live) if v is not None)
     assert all(v is not None for v in live[first:]), "a live frame differs from every offline frame"
     assert live[first:] == sorted(live[first:])
