@@ -197,9 +197,11 @@ def test_profile_switch_failure_keeps_the_old_profile():
     with pytest.raises(AvatarCamError, match="rig has no triangles.*still showing 'default'"):
         slot.load("default", settings=None, opener=broken)
     with pytest.raises(AvatarCamError, match="no profile named 'ghost'"):
-        slot.load("ghost", settings=None)
+        slot.load("ghost", settings=None, opener=open_renderer)
     assert slot.rest() is renderer.scene.rig.rest and slot.renderer is renderer and slot.swaps == 0
-    slot.load("default", settings=None)  # a good one: swapped at the start of the next frame
+    # a good one is swapped in at the start of the next frame (the helper-process build is used
+    # in the control test)
+    slot.load("default", settings=None, opener=open_renderer)
     assert slot.renderer is renderer
     slot.rest()
     assert slot.renderer is not renderer and slot.swaps == 1
