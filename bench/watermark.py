@@ -307,10 +307,18 @@ def run_pan_video(job: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Cost on one core, and pictures to look at
 
-def timing(frames: list[np.ndarray]) -> dict:
-    """Per-frame milliseconds on one pinned core: watermark, label, the whole provenance stage."""
+def timing() -> dict:
+    """Per-frame milliseconds on one pinned core, as the chain pays them.
+
+    The bundled profile is rendered at 1280x720 (a 5 s clip) and each freshly rendered frame is
+    marked in place, once, exactly as `chain.run` does: the frame comes cold from the renderer, so
+    this is the honest cost, not the cache-warm best case. Three passes: the watermark alone, the
+    label alone, the whole provenance stage.
+    """
     import cv2
 
+    from avatarcam import chain
+    from avatarcam.audio.io import load_audio
     from avatarcam.config import Settings
     from avatarcam.provenance import watermark as wm
     from avatarcam.provenance.stamp import Provenance
@@ -318,21 +326,23 @@ def timing(frames: list[np.ndarray]) -> dict:
     cv2.setNumThreads(1)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-    stage = Provenance(SIZE, wm.Payload(0x123456, 0x654321), settings=Settings())
-    stage(frames[0])  # the first call builds every row; the steady state is what a stream pays
-    results = {}
-    for name, fn in (("watermark", stage.watermark), ("label", lambda f: stage.label.draw(f.copy())),
-                     ("stage", stage), ("copy (reference: one frame copy)", lambda f: f.copy())):
+    renderer = renderer_for("default")
+    samples = load_audio(str(judge.SPEECH / "en_ljspeech_LJ001-0001.wav"), 16000)[:int(CLIP_S * 16000)]
+    results = {"load_average_before": [round(v, 2) for v in os.getloadavg()]}
+    for name in ("watermark", "label", "stage"):
+        stage = Provenance(SIZE, wm.Payload(0x123456, 0x654321), settings=Settings())
+        step = {"watermark": lambda f: stage.watermark(f, in_place=True), "label": stage.label.draw,
+                "stage": lambda f: stage(f, in_place=True)}[name]
         ms = []
-        for _ in range(3):
-            for frame in frames:
-                t = time.perf_counter()
-                fn(frame)
-                ms.append(1000 * (time.perf_counter() - t))
-        a = np.array(ms)
+        for motion in chain.frames(chain.file_chunks(samples), chain.motion_engine("dsp")):
+            frame = renderer.render(chain.compose(motion, renderer.scene.rig.rest))
+            t = time.perf_counter()
+            step(frame)
+            ms.append(1000 * (time.perf_counter() - t))
+        a = np.array(ms[1:])  # the first call builds every row: a stream pays it once
         results[name] = {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-                         "n": len(a)}
-    results["label_includes_copy"] = True
+                         "max": float(a.max()), "frames": len(a)}
+    results["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     return results
 
 
@@ -370,7 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one segment per speech clip, fewer false-alarm items")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--portraits", help="comma-separated subset (default: default + every shared portrait)")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="re-measure embedding time and redraw the look image; keep the saved attack results")
     args = ap.parse_args(argv)
+    if args.cost_only:
+        import json
+        saved = json.loads((judge.RESULTS / "watermark.json").read_text())
+        keep = ("quick", "clip_seconds", "size", "portraits", "clips", "unmarked_pictures", "unmarked_pans", "run_seconds")
+        return finish({k: saved[k] for k in keep})
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is not installed: apt-get install -y ffmpeg (the attacks are ffmpeg's)")
     os.environ.setdefault("AVATARCAM_FACE_MODEL", str(judge.face_model()))
@@ -410,11 +427,20 @@ def main(argv: list[str] | None = None) -> int:
         for f in pan_futures:
             pan_items.append(f.result())
 
-    frames, _ = render_clip("default", str(judge.SPEECH / "en_ljspeech_LJ001-0001.wav"), 0.0, 0)
-    cost = timing(frames)
-    look_path = look(frames)
+    data = {"quick": args.quick, "clip_seconds": CLIP_S, "size": SIZE, "portraits": portraits, "clips": clips,
+            "unmarked_pictures": picture_items, "unmarked_pans": pan_items, "run_seconds": time.time() - started}
+    return finish(data)
 
+
+def finish(data: dict) -> int:
+    """Measure cost and draw the look image, then write the tables (also for --cost-only)."""
     from avatarcam.provenance import watermark as wm
+
+    cost = timing()
+    frames, _ = render_clip("default", str(judge.SPEECH / "en_ljspeech_LJ001-0001.wav"), 0.0, 0)
+    look_path = look(frames)
+    clips, portraits = data["clips"], data["portraits"]
+    picture_items, pan_items = data["unmarked_pictures"], data["unmarked_pans"]
 
     rows, per_attack = [], {}
     for name, (_, _, what) in ATTACKS.items():
@@ -477,10 +503,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- PSNR of the watermark against the unmarked frame, every frame of every clip: min {psnr_min:.2f} dB, "
         f"mean {psnr_mean:.2f} dB (**bar >= 40 dB: {'pass' if psnr_min >= 40 else 'FAIL'}**).",
-        f"- Embedding per 1280x720 frame, one pinned core, steady state: watermark mean {wm_ms['mean']:.3f} ms, "
-        f"p50 {wm_ms['p50']:.3f}, p95 {wm_ms['p95']:.3f} (**bar <= 1 ms: {'pass' if wm_ms['mean'] <= 1 else 'FAIL'}**); "
-        f"label {cost['label']['mean']:.3f} ms (including a frame copy of {cost['copy (reference: one frame copy)']['mean']:.3f} ms); "
-        f"whole provenance stage {cost['stage']['mean']:.3f} ms.",
+        f"- Embedding per 1280x720 frame on one pinned core, in place on each freshly rendered frame as the "
+        f"chain does (load average {cost['load_average_before'][0]:.1f} on {os.cpu_count()} cores): watermark mean "
+        f"{wm_ms['mean']:.3f} ms, p50 {wm_ms['p50']:.3f}, p95 {wm_ms['p95']:.3f}, max {wm_ms['max']:.3f} "
+        f"(**bar <= 1 ms: {'pass' if wm_ms['mean'] <= 1 else 'FAIL'}**); label {cost['label']['mean']:.3f} ms; "
+        f"whole provenance stage {cost['stage']['mean']:.3f} ms (p95 {cost['stage']['p95']:.3f}).",
         f"- `{look_path.name}`: a flat background area and the face: unmarked | marked | difference x20.",
         "",
         "## False alarms",
@@ -492,16 +519,14 @@ def main(argv: list[str] | None = None) -> int:
         f"<= {wm.FALSE_ALARM_CLAIM:g} (Hoeffding bound on the keyed pilot with a union bound over every geometry "
         f"tried, times the CRC-16's 2^-16 per decoded geometry; see avatarcam/provenance/watermark.py).",
         "",
-        f"Run time {time.time() - started:.0f} s.",
+        f"Run time {data['run_seconds']:.0f} s (attacks, detection and false alarms).",
     ]
     markdown = "\n".join(md)
     print(markdown)
-    data = {"quick": args.quick, "clip_seconds": CLIP_S, "size": SIZE, "attacks": per_attack,
-            "psnr_min": psnr_min, "psnr_mean": psnr_mean, "embed_ms": cost,
-            "false_alarms": {"items": fa_total, "detected": fa_found, "claimed_probability": wm.FALSE_ALARM_CLAIM,
-                             "sets": {k: {"count": len(v), "detected": sum(i["found"] for i in v),
-                                          "z_max": max(i["z"] for i in v)} for k, v in fa_sets.items()}},
-            "clips": clips, "unmarked_pictures": picture_items, "unmarked_pans": pan_items}
+    data.update({"attacks": per_attack, "psnr_min": psnr_min, "psnr_mean": psnr_mean, "embed_ms": cost,
+                 "false_alarms": {"items": fa_total, "detected": fa_found, "claimed_probability": wm.FALSE_ALARM_CLAIM,
+                                  "sets": {k: {"count": len(v), "detected": sum(i["found"] for i in v),
+                                               "z_max": max(i["z"] for i in v)} for k, v in fa_sets.items()}}})
     judge.write_results("watermark", data, markdown)
     return 0
 

@@ -35,7 +35,8 @@ def payload_for(consent, settings=None) -> Payload:
 class Provenance:
     """Watermark then label, for frames of one size: ``marked = Provenance(size, payload)(frame)``.
 
-    Returns a new frame; the input is left as it is. `source`, when given, is an object whose
+    Returns a new frame (the input is left as it is) unless called with ``in_place=True``, as the
+    chain does with the renderer's fresh frames. `source`, when given, is an object whose
     ``profile`` attribute names the profile being shown (the daemon's renderer slot): the payload
     follows it when it changes.
     """
@@ -76,10 +77,11 @@ class Provenance:
             self.watermark = Watermarker(self.size, payload)
             log.debug("watermark payload: %s", payload)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """The frame watermarked and labelled: a new array, or `frame` itself when `in_place`."""
         if self.source is not None:
             profile = getattr(self.source, "profile", None)
             if profile is not self._profile and profile is not None:
                 self._profile = profile
                 self.set_payload(payload_for(profile.consent, self.settings))
-        return self.label.draw(self.watermark(frame))
+        return self.label.draw(self.watermark(frame, in_place=in_place))

@@ -30,13 +30,13 @@ untouched. Why this shape:
   when needed to keep the frame's PSNR above 40.5 dB.
 
 Embedding costs one saturating add and one subtract over the frame (``cv2.add``/``cv2.subtract``
-of precomputed ±delta images) plus a little bookkeeping: every other frame the texture is
-measured on a copy averaged down to 2 samples per cell (160x90 at 720p), and each frame 1/24 of the
-delta images' rows are refreshed from the latest measure, so the strength follows the picture with
-a lag of at most 24 frames and no frame ever pays for a full rebuild (``bench/watermark.py``
-measures the cost). The price of this economy is that a frame's marking depends on the frames
-before it (by at most a grey level): the watermark is deterministic for a given sequence of frames,
-not frame by frame.
+of precomputed ±delta images, in place on the renderer's fresh frame) plus a little bookkeeping:
+every fourth frame the texture is measured on a copy averaged down to 2 samples per cell (160x90
+at 720p), and every other frame 1/24 of the delta images' rows are refreshed from the latest
+measure. The strength thus follows the picture with a lag of at most 52 frames (under 2 s), and
+no frame pays for a full rebuild (``bench/watermark.py`` measures the cost). The price of this
+economy is that a frame's marking depends on the frames before it (by at most a grey level or so):
+the watermark is deterministic for a given sequence of frames, not frame by frame.
 
 How it is found
 ---------------
@@ -100,6 +100,7 @@ TEXTURE_GAIN = 0.6
 MAX = 4.0
 PSNR_TARGET = 40.5  # dB, with rounding noise included: the bar is 40
 BANDS = 24  # rows of the delta images refreshed per frame: 1/BANDS of them
+STRENGTH_EVERY = 4  # frames between texture measurements (each band uses the latest)
 
 # detection
 WORK_CELL = 8.0  # px per cell at the working size, if the video was only rescaled
@@ -258,9 +259,9 @@ class Watermarker:
     """Adds the watermark to RGB frames of one size: ``marked = Watermarker(size, payload)(frame)``.
 
     Keeps precomputed +delta and -delta images (uint8, three channels) so that marking a frame is
-    one saturating add and one saturating subtract; every other call also measures the frame's
-    texture on a small averaged copy, and each call refreshes 1/BANDS of the delta rows from the
-    latest measure. The first call builds all rows. Frames must be HxWx3 uint8 RGB of the size
+    one saturating add and one saturating subtract; every STRENGTH_EVERY-th call also measures the
+    frame's texture on a small averaged copy, and every other call refreshes 1/BANDS of the delta
+    rows from the latest measure. The first call builds all rows. Frames must be HxWx3 uint8 RGB of the size
     given; the input is never modified.
     """
 
@@ -328,22 +329,25 @@ class Watermarker:
         cv2.merge([plus, plus, plus], dst=self.plus[r0:r1])
         cv2.merge([minus, minus, minus], dst=self.minus[r0:r1])
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """The marked frame: a new array, or `frame` itself changed when `in_place` (no allocation:
+        a fresh 2.7 MB array costs a few hundred page faults, a third of the budget at 720p)."""
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"the watermark expects {w}x{h} RGB uint8 frames, got {frame.shape} {frame.dtype}")
-        if self.strength is None or self._calls % 2 == 0:  # every other frame: a 1-frame lag is nothing
+        # The bookkeeping is spread so that no frame pays for both parts: the texture is measured
+        # on every STRENGTH_EVERY-th frame, a band is refreshed on every odd one.
+        calls, self._calls = self._calls, self._calls + 1
+        if self.strength is None or calls % STRENGTH_EVERY == 0:
             self.strength = self.strength_map(frame)
-        self._calls += 1
-        strength = self.strength
         if not self._ready:
-            self._refresh(strength, 0, h)
+            self._refresh(self.strength, 0, h)
             self._ready = True
-        else:
+        elif calls % 2 == 1:
             r0 = self._next_band * self.band_rows
-            self._refresh(strength, r0, min(h, r0 + self.band_rows))
+            self._refresh(self.strength, r0, min(h, r0 + self.band_rows))
             self._next_band = (self._next_band + 1) % self.bands
-        out = np.empty_like(frame)
+        out = frame if in_place else np.empty_like(frame)
         cv2.add(frame, self.plus, dst=out)
         cv2.subtract(out, self.minus, dst=out)
         return out
