@@ -225,8 +225,8 @@ def real_pictures() -> list[tuple[str, np.ndarray]]:
     from avatarcam.profiles import BUNDLED_DIR
 
     paths = judge.portrait_paths() + [BUNDLED_DIR / "default" / "portrait.png", BUNDLED_DIR / "default" / "plate.png"]
-    return [(p.stem if p.parent == judge.PORTRAITS else f"bundled_{p.stem}", cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB))
-            for p in paths]
+    return [(p.stem if p.parent == judge.PORTRAITS else f"bundled_{p.stem}",
+             cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)) for p in paths]
 
 
 def picture_variants(name: str, image: np.ndarray, count: int, seed: int) -> list[tuple[str, np.ndarray]]:
@@ -281,7 +281,8 @@ def run_pan_video(job: dict) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="wm-pan-"))
     try:
         path = workdir / "pan.mp4"
-        proc = subprocess.Popen(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+        proc = subprocess.Popen(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo",
+                                 "-pix_fmt", "rgb24",
                                  "-s", f"{out_w}x{out_h}", "-r", "30", "-i", "-", "-c:v", "libx264", "-crf", "28",
                                  "-pix_fmt", "yuv420p", str(path)], stdin=subprocess.PIPE)
         for i in range(120):
@@ -340,7 +341,8 @@ def timing() -> dict:
             step(frame)
             ms.append(1000 * (time.perf_counter() - t))
         a = np.array(ms[1:])  # the first call builds every row: a stream pays it once
-        results[name] = {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
+        results[name] = {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
+                         "p95": float(np.percentile(a, 95)),
                          "max": float(a.max()), "frames": len(a)}
     results["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     return results
@@ -386,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cost_only:
         import json
         saved = json.loads((judge.RESULTS / "watermark.json").read_text())
-        keep = ("quick", "clip_seconds", "size", "portraits", "clips", "unmarked_pictures", "unmarked_pans", "run_seconds")
+        keep = ("quick", "clip_seconds", "size", "portraits", "clips", "unmarked_pictures", "unmarked_pans",
+                "run_seconds")
         return finish({k: saved[k] for k in keep})
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is not installed: apt-get install -y ffmpeg (the attacks are ffmpeg's)")
@@ -454,7 +457,8 @@ def finish(data: dict) -> int:
                             "bit_accuracy_min": float(np.min(bits)) if bits else None,
                             "symbol_accuracy_mean": float(np.mean(symbols)) if symbols else None,
                             "symbol_accuracy_min": float(np.min(symbols)) if symbols else None,
-                            "z_min": float(min(v["z"] for v in vals)), "z_median": float(np.median([v["z"] for v in vals])),
+                            "z_min": float(min(v["z"] for v in vals)),
+                            "z_median": float(np.median([v["z"] for v in vals])),
                             "worst_false_alarm_bound": max((v["false_alarm"] or 0.0) for v in vals)}
         rows.append([name, what, len(vals), f"{100 * det:.1f}%", per_attack[name]["bit_accuracy_mean"],
                      per_attack[name]["symbol_accuracy_mean"], per_attack[name]["symbol_accuracy_min"],
@@ -462,7 +466,8 @@ def finish(data: dict) -> int:
     by_portrait = []
     for portrait in portraits:
         mine = [c for c in clips if c["portrait"] == portrait]
-        by_portrait.append([portrait, len(mine), f"{100 * rate([v['correct'] for c in mine for v in c['attacks'].values()]):.1f}%",
+        detected = rate([v["correct"] for c in mine for v in c["attacks"].values()])
+        by_portrait.append([portrait, len(mine), f"{100 * detected:.1f}%",
                             min(c["psnr_min"] for c in mine), float(np.mean([c["psnr_mean"] for c in mine])),
                             min(min(v["symbol_accuracy"] or 0 for v in c["attacks"].values()) for c in mine)])
 
@@ -484,7 +489,8 @@ def finish(data: dict) -> int:
     md = [
         "# Watermark: survival, cost, false alarms",
         "",
-        f"{len(clips)} marked 5-second clips at 1280x720 ({len(portraits)} portraits x {len(clips) // max(1, len(portraits))} "
+        f"{len(clips)} marked 5-second clips at 1280x720 ({len(portraits)} portraits x "
+        f"{len(clips) // max(1, len(portraits))} "
         "speech segments, a random payload each), attacked with ffmpeg, detected on the average luma of the decoded "
         "frames (`avatarcam verify`'s method). Detection = found with the correct 48-bit payload. Bit accuracy: "
         "the 48 payload bits as decoded at the best geometry (also when the CRC fails); symbol accuracy: the share of "
@@ -512,7 +518,8 @@ def finish(data: dict) -> int:
         "",
         "## False alarms",
         "",
-        judge.table(["unmarked items", "count", "detected", "CRC valid", "pilot z max", "pilot p min"], fa_rows, digits=3),
+        judge.table(["unmarked items", "count", "detected", "CRC valid", "pilot z max", "pilot p min"], fa_rows,
+                    digits=3),
         "",
         f"{fa_found} detections in {fa_total} unmarked items (**bar: 0 in >= 500: "
         f"{'pass' if fa_found == 0 and fa_total >= 500 else 'FAIL'}**). Claimed false-alarm probability per file: "

@@ -226,9 +226,11 @@ def describe(verdict: Verdict) -> str:
         elif here is not None and here == d.payload.installation:
             lines.append(f"  made on       this installation ({here:06x})")
         else:
-            lines.append("  made on       another installation" + (f" (this one is {here:06x})" if here is not None else ""))
+            this = f" (this one is {here:06x})" if here is not None else ""
+            lines.append("  made on       another installation" + this)
         if not verdict.matches and d.payload != wm.UNATTRIBUTED:
-            lines.append("  consent       the record is not on this machine (it lives with the profile that made the video)")
+            lines.append("  consent       the record is not on this machine "
+                         "(it lives with the profile that made the video)")
         for m in verdict.matches:
             state = "signature and portrait valid" if m.valid else f"INVALID: {m.problem}"
             where = "bundled profile" if m.bundled else "profile"

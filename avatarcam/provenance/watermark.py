@@ -292,7 +292,8 @@ class Watermarker:
         # it hides fine detail but not a cell-sized pattern. Bilinear to 4 samples per cell averages
         # 2x2 pixels, the area step to 2 samples per cell averages those: 1/4 of the grain's amplitude.
         w, h = self.size
-        mid = cv2.resize(frame, (max(1, w * 2 // self.step), max(1, h * 2 // self.step)), interpolation=cv2.INTER_LINEAR)
+        mid_size = (max(1, w * 2 // self.step), max(1, h * 2 // self.step))
+        mid = cv2.resize(frame, mid_size, interpolation=cv2.INTER_LINEAR)
         small = cv2.resize(mid, self.small_size, interpolation=cv2.INTER_AREA)
         y = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         c = self.cell / self.step  # cell size at the small size (2)
