@@ -167,6 +167,41 @@ def _build_elsewhere(name: str, settings: Settings, size: tuple[int, int], timeo
         return pool.submit(_build, name, settings.model_dump(), size).result(timeout=timeout_s)
 
 
+class _CatchUp:
+    """The renderer as the live chain sees it: frames already too late for their tick are not
+    rendered (the previous picture stands in, and the pacer drops it).
+
+    Motion still advances through every frame, so after a stall (a busy machine, a swap storm)
+    the stream is back on time within a few frames instead of working through seconds of
+    backlog at render speed; a machine too slow for the frame rate shows fewer frames rather
+    than ever-growing latency.
+    """
+
+    def __init__(self, slot: RendererSlot, daemon: Daemon) -> None:
+        self.slot, self.daemon = slot, daemon
+        self.index = 0
+        self.skipped = 0
+        self._last: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.slot.size
+
+    @property
+    def profile(self):  # the provenance stage names the profile on air
+        return self.slot.profile
+
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        d, index = self.daemon, self.index
+        self.index += 1
+        late = d.clock() - d.pacer.due(index)
+        if self._last is not None and late > 1.0 / d.options.fps:
+            self.skipped += 1
+            return self._last
+        self._last = self.slot.render(motion)
+        return self._last
+
+
 class _PacerInput:
     """The chain's sink in live mode: frames go to the pacer's buffer, tagged with their index."""
 
@@ -452,7 +487,8 @@ class Daemon:
         if self.options.realtime:
             self.worker_priority = request_priority()
         try:
-            chain.run(self._chunks(), self.engine, self.slot, self.slot.rest, pacer_input)
+            self.catch_up = _CatchUp(self.slot, self)
+            chain.run(self._chunks(), self.engine, self.catch_up, self.slot.rest, pacer_input)
         except Exception as exc:
             log.exception("the frame chain failed")
             self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")
@@ -498,6 +534,7 @@ class Daemon:
             "audio": vars(self.audio.stats) if hasattr(self, "audio") else {},
             "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
             "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
+            "skipped_renders": self.catch_up.skipped if hasattr(self, "catch_up") else 0,
             "pacer": self.pacer_priority,
             "worker": self.worker_priority,
             "errors": list(self._errors),

@@ -218,6 +218,7 @@ def analyse(daemon, summary: dict, memory: list[tuple[float, float]], seconds: f
         "av_offset_start_ms": av_start, "av_offset_end_ms": av_end,
         "av_drift_ms": None if av_start is None else av_end - av_start,
         "audio_resyncs": summary["audio_resyncs"], "audio_stream": summary["audio"],
+        "skipped_renders": summary.get("skipped_renders", 0),
         "rss_mb": {"first": float(mem[0, 1]) if len(mem) else None, "last": float(mem[-1, 1]) if len(mem) else None,
                    "max": float(mem[:, 1].max()) if len(mem) else None, "slope_mb_per_min_after_30s": slope},
     }
@@ -278,7 +279,9 @@ def report(r: dict) -> str:
              "## Bars", "",
              judge.table(["bar", "value", "limit", "result"],
                          [[name, b["value"], b["bar"], b["pass"]] for name, b in r["bars"].items()], 3)]
-    lines += ["", f"Longest freeze (one frame handed over this many times in a row): {r['longest_freeze_frames']}."]
+    lines += ["", f"Longest freeze (one frame handed over this many times in a row): {r['longest_freeze_frames']}. "
+              f"Frames not rendered because they were already late (catch-up after a stall): "
+              f"{s['skipped_renders']}."]
     if "profile_switches" in r:
         sw = r["profile_switches"]
         lines += [f"Profile switches: {sw['count']}, each reloading the profile and building a new renderer while "

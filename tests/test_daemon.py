@@ -244,3 +244,22 @@ def test_sigterm_shuts_down_cleanly_and_finishes_the_output(tmp_path):
     from avatarcam.video import probe
     info = probe(out)
     assert info["frames"] > 0 and (info["width"], info["height"]) == (320, 180)
+
+
+def test_frames_already_late_are_not_rendered():
+    """After a stall the chain skips rendering frames past their tick (motion still advances)."""
+    from types import SimpleNamespace
+
+    from avatarcam.daemon import _CatchUp
+
+    clock = [0.0]
+    daemon = SimpleNamespace(clock=lambda: clock[0], options=SimpleNamespace(fps=30),
+                             pacer=SimpleNamespace(due=lambda i: 0.1 + i / 30))
+    rendered = []
+    slot = SimpleNamespace(size=(4, 4), profile="p", render=lambda m: rendered.append(m) or np.full((1,), m))
+    catch_up = _CatchUp(slot, daemon)
+    assert [int(catch_up.render(i)[0]) for i in range(3)] == [0, 1, 2]  # on time
+    clock[0] = 0.1 + 10 / 30  # a stall: it is now frame 10's tick
+    shown = [int(catch_up.render(i)[0]) for i in range(3, 12)]
+    assert shown == [2] * 6 + [9, 10, 11]  # 3..8 skipped; 9 is within a frame of its tick
+    assert rendered == [0, 1, 2, 9, 10, 11] and catch_up.skipped == 6 and catch_up.profile == "p"
