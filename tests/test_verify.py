@@ -31,17 +31,32 @@ def speech(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def rendered_once(tmp_path_factory, speech):
+    """A 5 s render through the CLI at 640x360, frames kept too, with provenance 'switched off'.
+
+    Made once for the module in its own user dirs; `rendered` puts each test in those dirs, so that
+    `verify` sees the same installation key and profiles as the render did.
+    """
+    home = tmp_path_factory.mktemp("user")
+    env = {var: str(home / var.lower()) for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    (home / "xdg_config_home" / "avatarcam").mkdir(parents=True)
+    (home / "xdg_config_home" / "avatarcam" / "config.toml").write_text("watermark = false\nlabel = false\n")
+    out, frames = home / "out.mp4", home / "frames"
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {**env, **DISABLE_ATTEMPTS}.items():
+            mp.setenv(name, value)
+        assert cli.main(["render", "--audio", str(speech), "-o", str(out), "--frames", str(frames),
+                         "--size", "640x360", "-q"]) == 0
+    return out, sorted(frames.glob("*.png")), env
+
+
 @pytest.fixture
-def rendered(tmp_path, speech, monkeypatch):
-    """A 5 s render through the CLI at 640x360, frames kept too, with provenance 'switched off'."""
-    for name, value in DISABLE_ATTEMPTS.items():
+def rendered(rendered_once, monkeypatch):
+    out, frames, env = rendered_once
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
-    (tmp_path / "xdg_config_home" / "avatarcam").mkdir(parents=True)
-    (tmp_path / "xdg_config_home" / "avatarcam" / "config.toml").write_text("watermark = false\nlabel = false\n")
-    out, frames = tmp_path / "out.mp4", tmp_path / "frames"
-    assert cli.main(["render", "--audio", str(speech), "-o", str(out), "--frames", str(frames),
-                     "--size", "640x360", "-q"]) == 0
-    return out, sorted(frames.glob("*.png"))
+    return out, frames
 
 
 def test_render_is_marked_and_labelled_whatever_the_settings(rendered, capsys):
