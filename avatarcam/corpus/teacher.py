@@ -22,11 +22,9 @@ from scipy.signal import lfilter
 from avatarcam import latent
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import PARAMETERS, REST, articulations, is_bilabial
-from avatarcam.motion.controls import EMOTIONS
+from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 
 FPS = latent.FPS
-STYLES = ("neutral", "happy", "sad", "angry", "surprised")
-CONTROL_DIM = len(STYLES) + 4  # emotion one-hot, gaze yaw/pitch target, head distance, liveliness
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
 
 # how each style moves: (head motion gain, jaw gain, nod gain, brow raise chance, head pitch offset rad)
@@ -50,10 +48,7 @@ class Controls:
     liveliness: float = 1.0  # head, gaze and brow motion gain
 
     def vector(self) -> np.ndarray:
-        out = np.zeros(CONTROL_DIM, np.float32)
-        out[STYLES.index(self.emotion)] = 1.0
-        out[len(STYLES):] = (*self.gaze, self.distance, self.liveliness)
-        return out
+        return control_vector(self.emotion, self.gaze, self.distance, self.liveliness)
 
 
 def sample_controls(rng: np.random.Generator) -> Controls:

@@ -34,6 +34,21 @@ EMOTIONS: dict[str, dict[str, float]] = {
 }
 
 
+# What the motion model is conditioned on: one of these styles, a gaze target (yaw, pitch in
+# radians), a head distance (headLogScale) and a liveliness gain; CONTROL_DIM numbers in all.
+STYLES = ("neutral", "happy", "sad", "angry", "surprised")
+CONTROL_DIM = len(STYLES) + 4
+
+
+def control_vector(emotion: str, gaze: tuple[float, float] = (0.0, 0.0), distance: float = 0.0,
+                   liveliness: float = 1.0) -> np.ndarray:
+    """The motion model's conditioning: emotion one-hot, gaze target, distance, liveliness."""
+    out = np.zeros(CONTROL_DIM, np.float32)
+    out[STYLES.index(emotion)] = 1.0
+    out[len(STYLES):] = (*gaze, distance, liveliness)
+    return out
+
+
 def emotion_vector(name: str) -> np.ndarray:
     """The expression offsets of an emotion as a full latent vector (zeros elsewhere)."""
     if name not in EMOTIONS:

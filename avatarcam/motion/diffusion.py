@@ -1,0 +1,158 @@
+"""The diffusion motion engine: speech to facial motion, chunk by chunk, with a few-step sampler.
+
+Each chunk of `chunk` frames is sampled from noise in `steps` DDIM steps of the denoiser
+(`avatarcam.motion.network`), conditioned on the frames already generated (continuity across
+chunks), the audio up to `lookahead_s` past the chunk's last frame, and the controls. Every step
+evaluates the network once on a batch of three: with audio and controls, with audio only, and
+with neither; classifier-free guidance mixes them with separate scales for audio and controls.
+So a chunk costs `steps` network calls (2 by default), guidance included.
+
+Live and offline share this class: offline is the same stream with longer chunks (the network
+was trained on chunks of 1 to 32 frames), so the lips agree between the two.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.audio.features import frame_count
+from avatarcam.motion.controls import STYLES, control_vector
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion.network import Network, schedule
+
+DEFAULT_MODEL = "motion.safetensors"  # inside avatarcam/data/
+AUDIO_SCALE, CONTROL_SCALE = 1.5, 1.5
+
+
+def default_network() -> Network:
+    with resources.as_file(resources.files("avatarcam") / "data" / DEFAULT_MODEL) as path:
+        return Network.load(Path(path))
+
+
+def _mel_rows(frames) -> np.ndarray:
+    return (2 * np.asarray(frames) * mel.MEL_RATE + latent.FPS) // (2 * latent.FPS)
+
+
+class DiffusionEngine:
+    """Streaming motion from 16 kHz audio: `push` samples, get the frames they complete."""
+
+    styles = STYLES
+
+    def __init__(self, network: Network | None = None, seed: int = 0, chunk: int = 2, lookahead_s: float = 0.08,
+                 steps: int = 2, emotion: str = "neutral", gaze: tuple[float, float] = (0.0, 0.0),
+                 distance: float = 0.0, liveliness: float = 1.0, audio_scale: float = AUDIO_SCALE,
+                 control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
+        self.net = network or default_network()
+        c = self.net.config
+        if rate != mel.RATE:
+            raise AvatarCamError(f"the diffusion engine takes {mel.RATE} Hz audio, not {rate} Hz")
+        if not 1 <= chunk <= c.max_chunk:
+            raise AvatarCamError(f"chunk must be 1..{c.max_chunk} frames, not {chunk}")
+        self.chunk, self.steps = chunk, steps
+        self.lookahead = int(np.clip(round(lookahead_s * mel.MEL_RATE), 0, c.mel_future))
+        self.scales = (audio_scale, control_scale)
+        self.emotion, self.gaze, self.distance, self.liveliness = emotion, gaze, distance, liveliness
+        self._rng = np.random.default_rng(seed)
+        self._stream = mel.MelStream()
+        self._rows = np.zeros((0, mel.BANDS), np.float32)  # mel rows from `_row0` on
+        self._row0 = 0
+        self._done = 0  # frames generated so far
+        self._samples = 0
+        stats = self.net.stats
+        self._mean, self._std = stats["motion_mean"], stats["motion_std"]
+        self._past = np.tile((-self._mean / self._std)[None], (c.past, 1)).astype(np.float32)  # at rest
+
+    @property
+    def emotion(self) -> str:
+        return self._emotion
+
+    @emotion.setter
+    def emotion(self, name: str) -> None:
+        if name not in STYLES:
+            raise AvatarCamError(f"the motion model knows the emotions {', '.join(STYLES)}, not {name!r}")
+        self._emotion = name
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        self._samples += len(samples)
+        self._append(self._stream.push(samples))
+        return self._generate(final=False)
+
+    def flush(self) -> np.ndarray:
+        self._append(self._stream.flush())
+        return self._generate(final=True)
+
+    def _append(self, rows: np.ndarray) -> None:
+        self._rows = np.concatenate([self._rows, rows]) if len(rows) else self._rows
+
+    def _generate(self, final: bool) -> np.ndarray:
+        c = self.net.config
+        total = frame_count(self._samples, mel.RATE, latent.FPS)
+        available = self._row0 + len(self._rows)
+        out = []
+        while True:
+            size = min(self.chunk, total - self._done) if final else self.chunk
+            if size <= 0:
+                break
+            last = self._done + size - 1
+            if not final and _mel_rows(last) + self.lookahead >= available:
+                break
+            out.append(self._sample(size, available))
+        keep = _mel_rows(max(self._done - c.past, 0)) - c.mel_past  # rows any later window can reach
+        if keep > self._row0:
+            self._rows, self._row0 = self._rows[keep - self._row0:], keep
+        return np.concatenate(out) if out else latent.zeros(0)
+
+    def _windows(self, frames: np.ndarray, limit: int) -> np.ndarray:
+        c = self.net.config
+        index = _mel_rows(frames)[:, None] + np.arange(-c.mel_past, c.mel_future + 1)[None, :]
+        valid = (index >= self._row0) & (index < self._row0 + len(self._rows)) & (index <= limit) & (index >= 0)
+        rows = self._rows[np.clip(index - self._row0, 0, max(len(self._rows) - 1, 0))] if len(self._rows) else \
+            np.zeros((*index.shape, mel.BANDS), np.float32)
+        return np.where(valid[..., None], rows, mel.FLOOR_DB)
+
+    def _sample(self, size: int, available: int) -> np.ndarray:
+        c = self.net.config
+        frames = np.arange(self._done - c.past, self._done + size)
+        limit = min(_mel_rows(frames[-1]) + self.lookahead, available - 1)
+        audio = self.net.audio_tokens(self._windows(frames, limit)).astype(np.float32)
+        audio3 = np.repeat(audio[None], 3, axis=0)
+        controls = control_vector(self._emotion, self.gaze, self.distance, self.liveliness)
+        conds = np.stack([np.append(controls, 1.0), np.zeros(len(controls) + 1), np.zeros(len(controls) + 1)])
+        conds = conds.astype(np.float32)
+        audio_on = np.array([1.0, 1.0, 0.0], np.float32)
+        past3 = np.repeat(self._past[None], 3, axis=0)
+        x = self._rng.standard_normal((size, latent.DIM)).astype(np.float32)
+        times = np.linspace(1.0, 0.0, self.steps + 1)
+        sa, sc = self.scales
+        for t, t_next in zip(times[:-1], times[1:]):
+            pred = self.net(np.repeat(x[None], 3, axis=0), past3, audio3, conds, np.full(3, t, np.float32), audio_on)
+            full, audio_only, neither = pred
+            x0 = neither + sa * (audio_only - neither) + sc * (full - audio_only)
+            a, s = schedule(t)
+            a_next, s_next = schedule(t_next)
+            if t_next <= 0.0:
+                x = x0
+                break
+            # ancestral DDIM step (eta = 1): fresh noise keeps head and gaze motion varied
+            eps = (x - a * x0) / max(s, 1e-6)
+            alpha_bar, alpha_bar_next = a * a, a_next * a_next
+            sigma = s_next / s * np.sqrt(max(1.0 - alpha_bar / max(alpha_bar_next, 1e-12), 0.0))
+            x = a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps + \
+                sigma * self._rng.standard_normal(x.shape).astype(np.float32)
+        motion = latent.clip(x * self._std + self._mean)
+        self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
+        self._done += size
+        return motion
+
+
+def generate(samples: np.ndarray, seed: int = 0, network: Network | None = None, chunk: int = 32, **kwargs) -> np.ndarray:
+    """Motion for a whole clip: the streaming engine with long chunks."""
+    engine = DiffusionEngine(network, seed=seed, chunk=chunk, **kwargs)
+    out = [engine.push(samples), engine.flush()]
+    return np.concatenate(out)

@@ -1,0 +1,148 @@
+"""The motion denoiser's architecture and its numpy forward pass.
+
+A window of motion frames (PAST clean frames already shown, then the chunk being generated,
+noisy) becomes tokens: each frame's motion, its audio (an MLP over the log-mel around the frame,
+MEL_PAST frames back and MEL_FUTURE ahead: the lookahead), the noise level and the controls.
+A small pre-norm transformer mixes them; the output is the clean motion of the chunk.
+
+Training (`avatarcam.training.model`) builds the same network in PyTorch with the same
+parameter names; the product runs it here in numpy, which needs no PyTorch and, for a network
+this small, is faster on one CPU core.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.errors import AvatarCamError
+
+
+@dataclass(frozen=True)
+class Config:
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    hidden: int = 256
+    audio_hidden: int = 256
+    past: int = 16  # clean frames of context before each chunk
+    max_chunk: int = 32
+    mel_past: int = 24  # mel frames (10 ms) before a frame's time that its audio token sees
+    mel_future: int = 8  # ... and after: 80 ms of lookahead at most
+    controls: int = 9
+
+    @property
+    def mel_window(self) -> int:
+        return self.mel_past + 1 + self.mel_future
+
+    @property
+    def audio_inputs(self) -> int:
+        return self.mel_window * mel.BANDS
+
+
+def time_features(t: np.ndarray, size: int = 64) -> np.ndarray:
+    """Sinusoidal features of the noise level t in [0, 1]."""
+    freqs = np.exp(np.linspace(0.0, np.log(1000.0), size // 2))
+    angle = np.asarray(t, np.float32)[..., None] * freqs
+    return np.concatenate([np.sin(angle), np.cos(angle)], axis=-1).astype(np.float32)
+
+
+def schedule(t):
+    """Signal and noise scales at noise level t (cosine schedule): x_t = a x0 + s eps."""
+    return np.cos(np.pi / 2 * t), np.sin(np.pi / 2 * t)
+
+
+def _layer_norm(x, g, b):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * g + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+
+
+class Network:
+    """Numpy forward pass over weights saved by training."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: Config, stats: dict[str, np.ndarray]) -> None:
+        self.w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+        self.config = config
+        self.stats = {k: np.asarray(v, np.float32) for k, v in stats.items()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Network:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise AvatarCamError(f"motion model {path} not found")
+        try:
+            with safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            config = Config(**json.loads(meta["config"]))
+        except Exception as e:  # noqa: BLE001 - any corruption is the same problem for the user
+            raise AvatarCamError(f"motion model {path} is unreadable ({e}); reinstall AvatarCam or retrain") from None
+        stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}
+        weights = {k: v for k, v in tensors.items() if not k.startswith("stats.")}
+        return cls(weights, config, stats)
+
+    def _linear(self, x, name):
+        return x @ self.w[name + ".weight"].T + self.w[name + ".bias"]
+
+    def audio_tokens(self, windows: np.ndarray) -> np.ndarray:
+        """(..., mel_window, BANDS) dB mel windows -> (..., width) audio embeddings."""
+        x = (windows - self.stats["mel_mean"]) / self.stats["mel_std"]
+        x = x.reshape(*x.shape[:-2], -1)
+        return self._linear(_gelu(self._linear(x, "audio.0")), "audio.2")
+
+    def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,
+                 t: np.ndarray, audio_on: np.ndarray) -> np.ndarray:
+        """Clean-motion estimate of the chunk.
+
+        noisy (B, C, DIM) and past (B, P, DIM) in normalised units; audio (B, P + C, width) from
+        `audio_tokens`; controls (B, controls + 1) (last entry: 1 = controls given); t (B,);
+        audio_on (B,) 0 replaces the audio with the learned "no audio" token (guidance).
+        """
+        c = self.config
+        b, chunk = noisy.shape[:2]
+        p = past.shape[1]
+        w = self.w
+        audio = audio * audio_on[:, None, None] + w["null_audio"] * (1.0 - audio_on[:, None, None])
+        motion = np.concatenate([past, noisy], axis=1)
+        x = self._linear(motion, "motion_in") + audio
+        x[:, :p] += w["past_flag"]
+        x += w["position"][c.past - p: c.past + chunk]
+        cond = self._linear(_gelu(self._linear(time_features(t), "time.0")), "time.2") + self._linear(controls, "control")
+        x += cond[:, None, :]
+        heads, dh = c.heads, c.width // c.heads
+        for i in range(c.layers):
+            pre = f"blocks.{i}."
+            h = _layer_norm(x, w[pre + "norm1.weight"], w[pre + "norm1.bias"])
+            qkv = self._linear(h, pre + "qkv").reshape(b, p + chunk, 3, heads, dh).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
+            att = np.exp(att - att.max(-1, keepdims=True))
+            att /= att.sum(-1, keepdims=True)
+            h = (att @ v).transpose(0, 2, 1, 3).reshape(b, p + chunk, c.width)
+            x = x + self._linear(h, pre + "out")
+            h = _layer_norm(x, w[pre + "norm2.weight"], w[pre + "norm2.bias"])
+            x = x + self._linear(_gelu(self._linear(h, pre + "ff.0")), pre + "ff.2")
+        x = _layer_norm(x[:, p:], w["norm.weight"], w["norm.bias"])
+        return self._linear(x, "head")
+
+
+def save(path: str | Path, weights: dict[str, np.ndarray], config: Config, stats: dict[str, np.ndarray],
+         extra: dict[str, str] | None = None) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+    tensors.update({"stats." + k: np.ascontiguousarray(v, np.float32) for k, v in stats.items()})
+    meta = {"config": json.dumps(asdict(config)), "channels": ",".join(latent.CHANNELS), **(extra or {})}
+    save_file(tensors, str(path), metadata=meta)

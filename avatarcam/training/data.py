@@ -1,0 +1,84 @@
+"""Training windows cut from the corpus shards, normalised as the network expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion.network import Config
+
+STD_FLOOR = 0.02  # channels that barely move are not blown up into noise by normalisation
+CHUNKS = (1, 2, 4, 8, 16, 32)
+
+
+def mel_rows(frames: np.ndarray) -> np.ndarray:
+    """The mel frame nearest each video frame's time: round(f * MEL_RATE / FPS)."""
+    return (2 * np.asarray(frames) * mel.MEL_RATE + latent.FPS) // (2 * latent.FPS)
+
+
+class Corpus:
+    """Every shard of a split in memory (float16: ten hours are about 0.5 GB)."""
+
+    def __init__(self, directory: Path, split: str = "train") -> None:
+        paths = sorted(Path(directory).glob(f"{split}-*.npz"))
+        if not paths:
+            raise AvatarCamError(f"no {split} shards in {directory}: build them with `avatarcam corpus`")
+        mels, motions, controls, mel_lengths, frame_lengths = [], [], [], [], []
+        for path in paths:
+            with np.load(path) as shard:
+                mels.append(shard["mel"])
+                motions.append(shard["motion"])
+                controls.append(shard["controls"])
+                mel_lengths.append(np.diff(shard["mel_offsets"]))
+                frame_lengths.append(np.diff(shard["frame_offsets"]))
+        self.mel = np.concatenate(mels)
+        self.motion = np.concatenate(motions)
+        self.controls = np.concatenate(controls).astype(np.float32)
+        self.mel_length = np.concatenate(mel_lengths)
+        self.frames = np.concatenate(frame_lengths)
+        self.mel_start = np.concatenate([[0], np.cumsum(self.mel_length)[:-1]])
+        self.frame_start = np.concatenate([[0], np.cumsum(self.frames)[:-1]])
+        self.paths = paths
+
+    @property
+    def hours(self) -> float:
+        return float(self.frames.sum()) / latent.FPS / 3600
+
+    def stats(self) -> dict[str, np.ndarray]:
+        sample = self.mel[:: max(1, len(self.mel) // 200000)].astype(np.float32)
+        motion = self.motion.astype(np.float32)
+        return {"mel_mean": sample.mean(0), "mel_std": sample.std(0) + 1e-3,
+                "motion_mean": motion.mean(0), "motion_std": np.maximum(motion.std(0), STD_FLOOR)}
+
+    def batch(self, rng: np.random.Generator, size: int, chunk: int, config: Config, stats: dict[str, np.ndarray],
+              lookahead: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """`size` windows of `config.past` context frames and `chunk` frames to generate."""
+        p = config.past
+        eligible = np.flatnonzero(self.frames >= chunk)
+        weights = self.frames[eligible].astype(np.float64)
+        utterance = eligible[rng.choice(len(eligible), size=size, p=weights / weights.sum())]
+        start = (rng.random(size) * (self.frames[utterance] - chunk + 1)).astype(np.int64)
+        frames = start[:, None] + np.arange(-p, chunk)[None, :]  # (B, P + C)
+        rows = np.clip(frames, 0, None) + self.frame_start[utterance][:, None]
+        motion = self.motion[rows].astype(np.float32)
+        motion[frames < 0] = 0.0  # before the utterance: the portrait at rest
+        fresh = rng.random(size) < 0.1  # a stream that just started: nothing shown yet
+        motion[fresh, :p] = 0.0
+        motion = (motion - stats["motion_mean"]) / stats["motion_std"]
+
+        centre = mel_rows(frames)
+        mel_index = centre[..., None] + np.arange(-config.mel_past, config.mel_future + 1)  # (B, P + C, W)
+        if lookahead is None:
+            lookahead = np.full(size, config.mel_future)
+        last = centre[:, -1] + lookahead
+        valid = (mel_index >= 0) & (mel_index < self.mel_length[utterance][:, None, None]) & \
+            (mel_index <= last[:, None, None])
+        gathered = self.mel[np.clip(mel_index, 0, None) + self.mel_start[utterance][:, None, None]]
+        gathered = np.where(valid[..., None], gathered.astype(np.float32), mel.FLOOR_DB)
+        windows = ((gathered - stats["mel_mean"]) / stats["mel_std"]).reshape(size, p + chunk, -1)
+        return {"past": motion[:, :p], "target": motion[:, p:], "mel": windows.astype(np.float32),
+                "controls": self.controls[utterance]}

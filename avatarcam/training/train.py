@@ -1,0 +1,107 @@
+"""`avatarcam train`: fit the motion denoiser to the corpus on the CPU, resumably.
+
+x0-prediction diffusion with a cosine schedule. Each step draws windows with a random chunk
+length (the streaming default of 2 frames up to the offline 32), a random lookahead (so the
+lookahead can be set lower than the trained maximum), and drops the audio and the controls now
+and then so the sampler can guide on each separately. A checkpoint is written every
+`checkpoint_every` steps; a stopped run continues from the last one with the same data order.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatarcam import latent
+from avatarcam.motion import network
+from avatarcam.motion.network import Config
+from avatarcam.training.data import CHUNKS, Corpus
+from avatarcam.training.model import Denoiser
+
+log = logging.getLogger(__name__)
+
+AUDIO_DROP, CONTROL_DROP = 0.1, 0.15
+_MOUTH = [i for i, name in enumerate(latent.CHANNELS) if name.startswith(("mouth", "jaw"))]
+CHANNEL_WEIGHT = np.ones(latent.DIM, np.float32)
+CHANNEL_WEIGHT[_MOUTH] = 2.0
+CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
+
+
+def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator) -> torch.Tensor:
+    target = torch.from_numpy(batch["target"])
+    size = len(target)
+    t = torch.from_numpy(rng.random(size).astype(np.float32))
+    a, s = torch.cos(math.pi / 2 * t)[:, None, None], torch.sin(math.pi / 2 * t)[:, None, None]
+    noisy = a * target + s * torch.randn(target.shape, generator=None)
+    past = torch.from_numpy(batch["past"]) + 0.05 * torch.randn(batch["past"].shape)  # generated pasts are imperfect
+    present = (rng.random(size) >= CONTROL_DROP).astype(np.float32)
+    controls = np.concatenate([batch["controls"] * present[:, None], present[:, None]], axis=1)
+    audio_on = torch.from_numpy((rng.random(size) >= AUDIO_DROP).astype(np.float32))
+    predicted = model(noisy, past, torch.from_numpy(batch["mel"]), torch.from_numpy(controls), t, audio_on)
+    return (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
+
+
+def train(corpus_dir: Path, out_dir: Path, steps: int = 20000, batch_size: int = 64, lr: float = 1e-3,
+          seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True) -> Path:
+    """Train (or resume) and export `out_dir/motion.safetensors`; returns its path."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = Corpus(corpus_dir, "train")
+    log.info("training on %.1f h of corpus from %s", corpus.hours, corpus_dir)
+    checkpoint = out_dir / "checkpoint.pt"
+    model = Denoiser(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    step, stats = 0, corpus.stats()
+    if checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, stats = state["step"], state["stats"]
+        log.info("resuming from step %d", step)
+    warmup = min(500, steps // 10 + 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) * (
+        0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)) * 0.95 + 0.05))
+    schedule.last_epoch = step - 1
+    losses = out_dir / "losses.csv"
+    bar = tqdm(total=steps, initial=step, unit="step", disable=not progress)
+    running, started = None, time.perf_counter()
+    while step < steps:
+        rng = np.random.default_rng([seed, step])  # data order is a function of the step: resumable
+        torch.manual_seed(seed * 1_000_003 + step)
+        chunk = int(rng.choice(CHUNKS))
+        lookahead = np.where(rng.random(batch_size) < 0.5, config.mel_future,
+                             rng.integers(0, config.mel_future + 1, batch_size))
+        batch = corpus.batch(rng, batch_size, chunk, config, stats, lookahead)
+        loss = loss_on(model, batch, rng)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update()
+        bar.set_postfix(loss=f"{running:.4f}")
+        if step % 50 == 0:
+            with losses.open("a", newline="") as f:
+                csv.writer(f).writerow([step, f"{running:.5f}", f"{time.perf_counter() - started:.1f}"])
+        if step % checkpoint_every == 0 or step == steps:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "stats": stats}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    bar.close()
+    return export(model, stats, out_dir / "motion.safetensors", {"steps": str(step), "corpus_hours": f"{corpus.hours:.2f}"})
+
+
+def export(model: Denoiser, stats: dict[str, np.ndarray], path: Path, extra: dict[str, str]) -> Path:
+    weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    network.save(path, weights, model.config, stats, extra)
+    return path
