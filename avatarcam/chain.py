@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("dsp",)
+ENGINES = ("diffusion", "dsp")
+OFFLINE_CHUNK = 32  # frames per diffusion chunk when a whole file is at hand
 CHUNK_S = 0.02  # audio pushed per step: what a live microphone callback delivers
 
 _POSE_AND_GAZE = slice(0, len(latent.POSE) + len(latent.GAZE))
@@ -38,8 +39,14 @@ class FrameRenderer(Protocol):
     def render(self, frame: np.ndarray) -> np.ndarray: ...
 
 
-def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000) -> MotionEngine:
-    """A streaming motion generator by name."""
+def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 2,
+                  lookahead_s: float = 0.08, steps: int = 2) -> MotionEngine:
+    """A streaming motion generator by name; `chunk`, `lookahead_s` and `steps` tune the diffusion model."""
+    if fps != latent.FPS:
+        raise AvatarCamError(f"motion is generated at {latent.FPS} fps, not {fps}")
+    if name == "diffusion":
+        from .motion.diffusion import DiffusionEngine
+        return DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate)
     if name == "dsp":
         from .motion.dsp import DspDriver
         return DspDriver(seed=seed, fps=fps, rate=rate)

@@ -9,7 +9,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from . import __version__
+from . import __version__, chain
 from .config import Settings, load_settings, parse_size
 from .errors import AvatarCamError
 
@@ -72,7 +72,6 @@ def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from . import chain
     from .audio.features import frame_count
     from .audio.io import AUDIO_RATE, load_audio
     from .camera.sinks import open_sink
@@ -96,7 +95,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         sinks.append(open_sink(str(args.output), size, settings.fps, audio=samples, audio_rate=AUDIO_RATE))
     if args.frames is not None:
         sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
-    engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE)
+    engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE,
+                                 chunk=chain.OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
+                                 steps=settings.diffusion_steps)
     renderer = open_renderer(profile, size)
     total = frame_count(len(samples), AUDIO_RATE, settings.fps)
     with contextlib.ExitStack() as stack:
@@ -120,6 +121,30 @@ class _Tee:
     def write(self, frame) -> None:
         for s in self.sinks:
             s.write(frame)
+
+
+def cmd_corpus(args: argparse.Namespace, settings: Settings) -> int:
+    from .corpus.build import build
+    out = args.out or settings.cache_dir / "corpus"
+    build(out, hours=args.hours, test_hours=args.test_hours, jobs=args.jobs, seed=args.seed, progress=not args.quiet)
+    print(f"corpus in {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    import shutil
+
+    try:
+        from .training.train import train
+    except ImportError:
+        raise AvatarCamError("training needs PyTorch and the training extras: pip install 'avatarcam[train]'") from None
+    weights = train(args.corpus or settings.cache_dir / "corpus", args.out or settings.cache_dir / "training",
+                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet)
+    if args.export:
+        shutil.copyfile(weights, args.export)
+        weights = args.export
+    print(f"wrote {weights}")
+    return 0
 
 
 def _live_options(args: argparse.Namespace, settings: Settings):
@@ -198,7 +223,8 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
     lv.add_argument("--fps", type=int, help="frame rate (default 30)")
     lv.add_argument("--size", help="frame size WxH (default 1280x720)")
-    lv.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
+    lv.add_argument("--engine", choices=chain.ENGINES,
+                   help="motion engine: diffusion (the learned model, default) or dsp (no model, least latency)")
     lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
     lv.add_argument("--delay-ms", type=float, default=100.0,
@@ -252,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, help="output .mp4")
     r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
     r.add_argument("--size", help="output size WxH (default 1280x720)")
-    r.add_argument("--engine", choices=("dsp",), help="motion engine (default dsp)")
+    r.add_argument("--engine", choices=chain.ENGINES,
+                   help="motion engine: diffusion (the learned model, default) or dsp (no model, least latency)")
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)
@@ -288,6 +315,31 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     v.set_defaults(run=cmd_verify)
+
+    co = sub.add_parser("corpus", help="synthesise the motion model's training corpus (resumable)",
+                        description="Speak random sentences and songs in many languages with espeak-ng, make the "
+                                    "teacher motion for each and degrade the audio like real microphones. Stops "
+                                    "and resumes shard by shard.")
+    co.add_argument("--out", type=Path, help="corpus directory (default: <cache>/corpus)")
+    co.add_argument("--hours", type=float, default=10.0, help="hours of training speech (default 10)")
+    co.add_argument("--test-hours", type=float, default=0.5, help="hours of held-out speech (default 0.5)")
+    co.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    co.set_defaults(run=cmd_corpus)
+
+    tr = sub.add_parser("train", help="train the motion model on the corpus (CPU, resumable)",
+                        description="Train the diffusion motion model from `avatarcam corpus` output; continues "
+                                    "from the last checkpoint. The shipped model: avatarcam corpus && avatarcam "
+                                    "train --export avatarcam/data/motion.safetensors")
+    tr.add_argument("--corpus", type=Path, help="corpus directory (default: <cache>/corpus)")
+    tr.add_argument("--out", type=Path, help="checkpoints and weights (default: <cache>/training)")
+    tr.add_argument("--steps", type=int, default=16000, help="optimizer steps (default 16000)")
+    tr.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(run=cmd_train)
 
     d = sub.add_parser("doctor", help="report what is installed and usable")
     d.set_defaults(run=cmd_doctor)

@@ -50,7 +50,7 @@ class LiveOptions:
     profile: str = "default"
     size: tuple[int, int] = (1280, 720)
     fps: int = 30
-    engine: str = "dsp"
+    engine: str = "diffusion"
     seed: int = 0
     delay_s: float = DEFAULT_DELAY_S
     sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4
@@ -382,7 +382,10 @@ class Daemon:
         profile = load_profile(opts.profile, self.settings)  # fail before opening any device
         renderer = open_renderer(profile, opts.size)
         self.slot = RendererSlot(profile, renderer)
-        self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE),
+        s = self.settings
+        self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,
+                                                           chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
+                                                           steps=s.diffusion_steps),
                                        emotion=opts.emotion, fps=opts.fps)
         self.capture = self._capture or self._open_capture()
         server = None

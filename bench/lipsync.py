@@ -1,7 +1,7 @@
 """Lip sync on real speech: does the rendered mouth follow the voice, and stay shut in silence?
 
-For every clip in ../shared/assets/speech: DSP motion (seed 0) placed on the portrait's rest,
-rendered at 512x512, encoded to H.264 as `avatarcam render` would, decoded and measured by the
+For every clip in ../shared/assets/speech and each motion engine (the diffusion model and the DSP
+driver, seed 0): the motion placed on the portrait's rest, rendered at 512x512, encoded to H.264 as `avatarcam render` would, decoded and measured by the
 judge in video mode. Reported per clip:
 - r between the judge's jawOpen and the loudness envelope (audio.features.loudness_envelope, dB),
   at lag 0 and at the best lag in [-5, 5] frames (bars: r ≥ 0.6, best lag within ±1; a positive
@@ -9,9 +9,12 @@ judge in video mode. Reported per clip:
 - the share of silent frames (audio.features.silent_frames) where the judge's jawOpen < 0.1
   (bar ≥ 90%);
 - for diagnosis: the same r for the commanded jawOpen (the driver alone) and r between commanded
-  and measured jawOpen (the renderer alone).
+  and measured jawOpen (the renderer alone);
+- whether the face looks alive, as the judge sees it: head yaw standard deviation over speaking
+  frames (bar 2-8 degrees), blinks per minute (eyeBlink crossing 0.5; bar 10-25), and jitter: the
+  median absolute second difference of jawOpen and of the head angles from frame to frame.
 
-    python -m bench.lipsync [--quick] [--portrait grace_hopper] [--clips a b] [--no-encode]
+    python -m bench.lipsync [--quick] [--engines diffusion dsp] [--portrait grace_hopper] [--clips a b] [--no-encode]
 """
 
 from __future__ import annotations
@@ -73,17 +76,36 @@ def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judg
     return seen, timing
 
 
-def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool) -> dict:
+def generate(engine: str, samples: np.ndarray) -> np.ndarray:
+    from avatarcam import chain
+
+    return np.stack(list(chain.frames(chain.file_chunks(samples, 16000),
+                                      chain.motion_engine(engine, seed=0, chunk=chain.OFFLINE_CHUNK))))
+
+
+def alive(seen: judge.Measurements, silent: np.ndarray) -> dict:
+    """Head motion, blinks and jitter as the judge sees them."""
+    yaw = np.degrees(seen.pose[:, 0])
+    speaking = ~silent[: len(yaw)] & np.isfinite(yaw)
+    blink = (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
+    blinks = int(np.sum((blink[1:] > 0.5) & (blink[:-1] <= 0.5)))
+    second = lambda x: float(np.nanmedian(np.abs(np.diff(x, 2))))  # noqa: E731
+    return {"head_yaw_std_deg": float(np.nanstd(yaw[speaking])) if speaking.any() else float("nan"),
+            "blinks_per_min": blinks / (len(blink) / latent.FPS / 60),
+            "jitter_jaw": second(seen.channel("jawOpen")),
+            "jitter_head_deg": float(np.mean([second(np.degrees(seen.pose[:, k])) for k in range(3)]))}
+
+
+def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str) -> dict:
     from avatarcam.audio.features import loudness_envelope, silent_frames, speech_loudness
     from avatarcam.audio.io import load_audio
-    from avatarcam.motion.dsp import generate
 
     rate = 16000
     samples = load_audio(path, rate=rate)
     full_seconds = len(samples) / rate
     if quick and full_seconds > QUICK_SECONDS:
         samples = samples[: int(QUICK_SECONDS * rate)]
-    motion = generate(samples, seed=0, fps=latent.FPS, rate=rate)
+    motion = generate(engine, samples)
     frames = judge.compose(motion, portrait.rig.rest)
     envelope = loudness_envelope(samples, rate, latent.FPS)
     silent = silent_frames(samples, rate, latent.FPS)
@@ -109,35 +131,50 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
         "commanded_vs_measured_gain": judge.gain(jaw_cmd, jaw_seen)[0],
         "pass_r": bool(np.isfinite(r_best) and r_best >= R_BAR), "pass_lag": abs(lag) <= LAG_BAR,
         "pass_closed": bool(np.isfinite(closed_share) and closed_share >= CLOSED_BAR),
-        "timing": timing,
+        "timing": timing, **alive(seen, silent),
     }
 
 
 def report(results: dict, portrait: str, rest_jaw: float, encode: bool, quick: bool) -> str:
     lines = ["# Lip sync on real speech", "",
-             f"Portrait {portrait} at 512x512, DSP motion (seed 0) composed with the portrait's rest, "
+             f"Portrait {portrait} at 512x512, motion (seed 0) composed with the portrait's rest, "
              + ("encoded to H.264 and decoded, " if encode else "not encoded, ")
              + "judged by the Face Landmarker in video mode. Envelope: audio.features.loudness_envelope (dB). "
              f"Bars: r ≥ {R_BAR} (at the best lag), best lag within ±{LAG_BAR} frame in [-{MAX_LAG}, {MAX_LAG}] "
              f"(positive: mouth after sound), judge jawOpen < {CLOSED_BELOW} in ≥ {CLOSED_BAR:.0%} of silent frames."
              + (f" Quick run: clips cut to the first {QUICK_SECONDS:.0f} s." if quick else ""), "",
              f"The judge reads jawOpen {rest_jaw:.3f} on the rest frame.", ""]
-    rows = []
-    for name, c in results.items():
-        rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], c["r_best"], c["pass_r"], c["best_lag"], c["pass_lag"],
-                     f"{c['closed_in_silence']:.1%} of {c['silent_frames']}", c["pass_closed"],
-                     c["commanded_r_lag0"], c["commanded_best_lag"], c["commanded_vs_measured_r"],
-                     c["commanded_vs_measured_gain"], f"{c['faces_found']}/{c['frames']}"])
-    lines.append(judge.table(["clip", "s", "r lag0", "r best", "r bar", "lag", "lag bar", "closed in silence",
-                              "silence bar", "cmd r", "cmd lag", "cmd~seen r", "cmd~seen gain", "faces"], rows))
-    lines += ["", "cmd r / cmd lag: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
-              "cmd~seen: commanded against judged jawOpen (the renderer and judge alone)."]
+    for engine, clips in results.items():
+        rows = []
+        for name, c in clips.items():
+            rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], c["r_best"], c["pass_r"], c["best_lag"],
+                         c["pass_lag"], f"{c['closed_in_silence']:.1%} of {c['silent_frames']}", c["pass_closed"],
+                         c["commanded_r_lag0"], c["commanded_vs_measured_r"], c["head_yaw_std_deg"],
+                         c["blinks_per_min"], c["jitter_jaw"], c["jitter_head_deg"], f"{c['faces_found']}/{c['frames']}"])
+        lines += [f"## Engine: {engine}", "",
+                  judge.table(["clip", "s", "r lag0", "r best", "r bar", "lag", "lag bar", "closed in silence",
+                               "silence bar", "cmd r", "cmd~seen r", "yaw std °", "blinks/min", "jitter jaw",
+                               "jitter head °", "faces"], rows, 3), ""]
+    if {"diffusion", "dsp"} <= set(results):
+        model, dsp = results["diffusion"], results["dsp"]
+        rows = [[name, dsp[name]["r_best"], model[name]["r_best"], model[name]["r_best"] >= dsp[name]["r_best"],
+                 dsp[name]["best_lag"], model[name]["best_lag"], dsp[name]["closed_in_silence"],
+                 model[name]["closed_in_silence"]] for name in model if name in dsp]
+        mean = lambda e: float(np.mean([e[n]["r_best"] for n in model if n in dsp]))  # noqa: E731
+        lines += ["## Diffusion model against the DSP driver", "",
+                  judge.table(["clip", "DSP r", "model r", "model ≥ DSP", "DSP lag", "model lag", "DSP closed",
+                               "model closed"], rows, 3), "",
+                  f"Mean r: DSP {mean(dsp):.3f}, model {mean(model):.3f}.", ""]
+    lines += ["cmd r: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
+              "cmd~seen: commanded against judged jawOpen (the renderer and judge alone). Jitter: median "
+              "|second difference| per frame of the judge's jawOpen and head angles (mean of yaw, pitch, roll)."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"cut long clips to {QUICK_SECONDS:.0f} s")
+    parser.add_argument("--engines", nargs="+", default=["diffusion", "dsp"], help="motion engines to compare")
     parser.add_argument("--portrait", default=judge.DEFAULT_PORTRAIT, help="portrait file stem (default grace_hopper)")
     parser.add_argument("--clips", nargs="+", help="clip file stems (default: all)")
     parser.add_argument("--no-encode", action="store_true", help="judge the rendered frames directly, skipping H.264")
@@ -146,18 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     portrait = judge.load_portrait(args.portrait)
     renderer = judge.make_renderer(portrait, SIZE)
     rest_jaw = float(judge.measure_frames([renderer.render(portrait.rig.rest)]).channel("jawOpen")[0])
-    results = {}
-    for path in clip_paths(args.clips):
-        start = time.perf_counter()
-        results[path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode)
-        c = results[path.stem]
-        print(f"{path.stem}: r {c['r_best']:.2f} at lag {c['best_lag']}, closed in silence "
-              f"{c['closed_in_silence']:.0%} ({time.perf_counter() - start:.0f} s)", flush=True)
+    results: dict[str, dict] = {}
+    for engine in args.engines:
+        results[engine] = {}
+        for path in clip_paths(args.clips):
+            start = time.perf_counter()
+            c = results[engine][path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode, engine)
+            print(f"{engine} {path.stem}: r {c['r_best']:.2f} at lag {c['best_lag']}, closed in silence "
+                  f"{c['closed_in_silence']:.0%}, yaw std {c['head_yaw_std_deg']:.1f}°, "
+                  f"{c['blinks_per_min']:.0f} blinks/min ({time.perf_counter() - start:.0f} s)", flush=True)
     markdown = report(results, portrait.name, rest_jaw, not args.no_encode, args.quick)
     judge.write_results(args.name, {"portrait": portrait.name, "enrolled_by": portrait.how, "size": SIZE,
                                     "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
                                     "bars": {"r": R_BAR, "lag": LAG_BAR, "closed_in_silence": CLOSED_BAR},
-                                    "product_compose": judge.uses_product_compose(), "clips": results}, markdown)
+                                    "product_compose": judge.uses_product_compose(), "engines": results}, markdown)
     print(markdown)
     return 0
 

@@ -11,6 +11,7 @@ and one language the model never hears in training.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +21,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from avatarcam.audio import mel
-from avatarcam.audio.features import frame_count
+from avatarcam.audio.features import frame_count, loudness_envelope
 from avatarcam.corpus import augment, teacher, text
 from avatarcam.corpus.espeak import Phone, Synthesizer
 
@@ -74,24 +75,32 @@ def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, 
     words = [w * stretch for w in speech.words]
     duration = len(clean) / mel.RATE
     frames = frame_count(len(clean), mel.RATE, teacher.FPS)
-    motion = teacher.track(phones, words, duration, frames, pitch_track(clean, frames), controls, rng)
+    motion = teacher.track(phones, words, duration, frames, pitch_track(clean, frames),
+                           loudness_envelope(clean, mel.RATE, teacher.FPS), controls, rng)
     heard = augment.degrade(clean, rng, babble)
     return dict(mel=mel.log_mel(heard), motion=motion, controls=controls.vector(), phones=phones, sung=sung,
-                language=language, voice=voice, clean=clean)
+                language=language, voice=voice, clean=clean, heard=heard)
 
 
-def build_shard(path: Path, split: str, index: int, seed: int) -> Path:
-    """Write one shard (atomically: a stopped build leaves no half shard behind)."""
+def build_shard(path: Path, split: str, index: int, seed: int, seconds: float = SHARD_S) -> Path:
+    """Write one shard of about `seconds` of speech (atomically: a stopped build leaves no half
+    shard behind)."""
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    ctypes.CDLL(None).srand(index)  # espeak-ng draws noise from the C library's rand()
     languages = TRAIN_LANGUAGES if split == "train" else TRAIN_LANGUAGES + (TEST_LANGUAGE,) * 3
     voices = TRAIN_VOICES if split == "train" else TEST_VOICES
     synth = Synthesizer()
-    items, seconds, babble = [], 0.0, None
-    while seconds < SHARD_S:
+    items, babble = [], None
+    spoken = 0.0
+    while spoken < seconds:
         item = _utterance(synth, rng, languages, voices, babble)
         babble = item.pop("clean")
         items.append(item)
-        seconds += len(babble) / mel.RATE
+        spoken += len(babble) / mel.RATE
+    # the held-out split keeps its (degraded) audio: evaluation runs the engine on it end to end
+    audio = {} if split == "train" else {
+        "audio": np.concatenate([np.round(it["heard"] * 32767) for it in items]).astype(np.int16),
+        "audio_offsets": np.cumsum([0] + [len(it["heard"]) for it in items])}
     np_phones = [(i, p.name, p.start, p.end) for i, item in enumerate(items) for p in item["phones"]]
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp,
@@ -105,24 +114,28 @@ def build_shard(path: Path, split: str, index: int, seed: int) -> Path:
              voice=np.array([it["voice"] for it in items]),
              phone_utterance=np.array([p[0] for p in np_phones], np.int32),
              phone_name=np.array([p[1] for p in np_phones]),
-             phone_span=np.array([(p[2], p[3]) for p in np_phones], np.float32).reshape(-1, 2))
+             phone_span=np.array([(p[2], p[3]) for p in np_phones], np.float32).reshape(-1, 2), **audio)
     os.replace(tmp, path)
     return path
 
 
 def build(out: Path, hours: float = 10.0, test_hours: float = 0.5, jobs: int = 2, seed: int = 0,
-          progress: bool = True) -> list[Path]:
-    """Build (or finish building) the corpus in `out`; returns every shard path."""
+          progress: bool = True, shard_seconds: float = SHARD_S) -> list[Path]:
+    """Build (or finish building) the corpus in `out`; returns every shard path.
+
+    Each shard is made in a fresh process: espeak-ng keeps synthesis state from one utterance to
+    the next, so only a shard that starts from a fresh library is the same on every build.
+    """
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
     plan = [(out / f"{split}-{i:05d}.npz", split, i) for split, h in (("train", hours), ("test", test_hours))
-            for i in range(int(np.ceil(h * 3600 / SHARD_S)))]
+            for i in range(int(np.ceil(h * 3600 / shard_seconds)))]
     todo = [p for p in plan if not p[0].exists()]
-    log.info("corpus: %d shards of %.0f s in %s, %d to build", len(plan), SHARD_S, out, len(todo))
-    with ProcessPoolExecutor(max_workers=jobs) as pool, \
+    log.info("corpus: %d shards of %.0f s in %s, %d to build", len(plan), shard_seconds, out, len(todo))
+    with ProcessPoolExecutor(max_workers=jobs, max_tasks_per_child=1) as pool, \
             tqdm(total=len(plan), initial=len(plan) - len(todo), unit="shard", disable=not progress) as bar:
-        for future in [pool.submit(build_shard, path, split, i, seed) for path, split, i in todo]:
+        for future in [pool.submit(build_shard, path, split, i, seed, shard_seconds) for path, split, i in todo]:
             future.result()
             bar.update()
     return [p for p, _, _ in plan]

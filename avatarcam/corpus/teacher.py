@@ -26,6 +26,8 @@ from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 
 FPS = latent.FPS
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
+JAW_MAX = 0.62  # jawOpen of a loud open vowel
+LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
 
 # how each style moves: (head motion gain, jaw gain, nod gain, brow raise chance, head pitch offset rad)
 _STYLE_MOTION = {
@@ -139,9 +141,19 @@ def pitch_accents(f0: np.ndarray, words: list[float], speaking: np.ndarray) -> l
     return out
 
 
+def speech_level(loudness_db: np.ndarray) -> np.ndarray:
+    """0..1 per frame: the clean voice's loudness over the 30 dB below its loud syllables."""
+    voiced = loudness_db[loudness_db > -60]
+    if len(voiced) == 0:
+        return np.zeros(len(loudness_db))
+    top = np.percentile(voiced, 95)
+    return np.clip((loudness_db - (top - LEVEL_RANGE_DB)) / LEVEL_RANGE_DB, 0.0, 1.0)
+
+
 def track(phones: list[Phone], words: list[float], duration: float, frames: int, f0: np.ndarray,
-          controls: Controls, rng: np.random.Generator) -> np.ndarray:
-    """The (frames, latent.DIM) teacher motion of one utterance."""
+          loudness_db: np.ndarray, controls: Controls, rng: np.random.Generator) -> np.ndarray:
+    """The (frames, latent.DIM) teacher motion of one utterance; `loudness_db` is the clean
+    voice's loudness envelope (`avatarcam.audio.features.loudness_envelope`)."""
     out = latent.zeros(frames)
     head_gain, jaw_gain, nod_gain, brow_chance, pitch_offset = _STYLE_MOTION[controls.emotion]
     life = controls.liveliness
@@ -155,7 +167,13 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     for start, end in zip(bounds[:-1], bounds[1:]):
         emphasis[max(start, 0):end] = rng.uniform(0.8, 1.2)
     emphasis = lfilter([0.3], [1, -0.7], emphasis)
-    jaw = np.clip(art[:, _P["jaw"]] * emphasis * jaw_gain * rng.uniform(0.85, 1.15), 0, 1)
+    # the jaw opens with the voice's loudness, shaped by the phoneme: an open /a/ wider than a
+    # loud /i/, a bilabial shut whatever its loudness (set in articulation_track)
+    level = speech_level(np.resize(loudness_db, frames)) ** 0.8
+    shape = 0.5 + 0.5 * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
+    jaw = np.clip(JAW_MAX * level * shape * emphasis * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
+    shut = art[:, _P["close"]] >= 0.999  # the frames articulation_track closed outright
+    jaw[shut] = np.minimum(jaw[shut], art[shut, _P["jaw"]])
     rnd, spread = art[:, _P["round"]], art[:, _P["spread"]]
 
     def put(name, values):

@@ -64,11 +64,11 @@ class ControlledEngine:
 
     def __init__(self, engine, emotion: str = "neutral", fps: int = latent.FPS) -> None:
         self.engine = engine
-        self._target = emotion_vector(emotion)
-        self._emotion = emotion
-        self._state = self._target.copy()
-        self._rate = 1.0 - float(np.exp(-1.0 / (TRANSITION_S * fps)))
         self._lock = threading.Lock()
+        self._rate = 1.0 - float(np.exp(-1.0 / (TRANSITION_S * fps)))
+        self._target = self._state = latent.zeros(1)[0]
+        self.emotion = emotion
+        self._state = self._target.copy()
 
     @property
     def emotion(self) -> str:
@@ -78,6 +78,13 @@ class ControlledEngine:
     def emotion(self, name: str) -> None:
         target = emotion_vector(name)
         with self._lock:
+            # an engine conditioned on emotion (the motion model) plays it itself, voice and all;
+            # the preset is laid under engines without, and under emotions the model does not know
+            if name in getattr(self.engine, "styles", ()):
+                self.engine.emotion = name
+                target = latent.zeros(1)[0]
+            elif hasattr(self.engine, "styles"):
+                self.engine.emotion = "neutral"
             self._target, self._emotion = target, name
 
     def push(self, samples: np.ndarray) -> np.ndarray:

@@ -63,6 +63,7 @@ class DiffusionEngine:
         self._row0 = 0
         self._done = 0  # frames generated so far
         self._samples = 0
+        self._tokens: dict[int, np.ndarray] = {}  # audio tokens of frames, by frame index
         stats = self.net.stats
         self._mean, self._std = stats["motion_mean"], stats["motion_std"]
         self._past = np.tile((-self._mean / self._std)[None], (c.past, 1)).astype(np.float32)  # at rest
@@ -116,35 +117,54 @@ class DiffusionEngine:
             np.zeros((*index.shape, mel.BANDS), np.float32)
         return np.where(valid[..., None], rows, mel.FLOOR_DB)
 
+    def _audio(self, frames: np.ndarray, limit: int) -> np.ndarray:
+        """Audio tokens of `frames`; a token whose whole window was heard is kept for later chunks."""
+        frames = [int(f) for f in frames]
+        missing = [f for f in frames if f not in self._tokens]
+        fresh = {}
+        if missing:
+            tokens = self.net.audio_tokens(self._windows(np.array(missing), limit)).astype(np.float32)
+            fresh = dict(zip(missing, tokens))
+            heard = _mel_rows(np.array(missing)) + self.net.config.mel_future <= limit
+            self._tokens.update((f, t) for f, t, h in zip(missing, tokens, heard) if h)
+        out = np.stack([self._tokens[f] if f in self._tokens else fresh[f] for f in frames])
+        self._tokens = {f: t for f, t in self._tokens.items() if f >= frames[0]}
+        return out
+
     def _sample(self, size: int, available: int) -> np.ndarray:
         c = self.net.config
         frames = np.arange(self._done - c.past, self._done + size)
         limit = min(_mel_rows(frames[-1]) + self.lookahead, available - 1)
-        audio = self.net.audio_tokens(self._windows(frames, limit)).astype(np.float32)
-        audio3 = np.repeat(audio[None], 3, axis=0)
-        controls = control_vector(self._emotion, self.gaze, self.distance, self.liveliness)
-        conds = np.stack([np.append(controls, 1.0), np.zeros(len(controls) + 1), np.zeros(len(controls) + 1)])
-        conds = conds.astype(np.float32)
-        audio_on = np.array([1.0, 1.0, 0.0], np.float32)
-        past3 = np.repeat(self._past[None], 3, axis=0)
+        audio = self._audio(frames, limit)
+        sa, sc = self.scales
+        # guidance needs the audio-only branch unless both scales are 1, and the bare one unless sa is 1
+        variants = [(1.0, True)] + ([(1.0, False)] if (sa, sc) != (1.0, 1.0) else []) + \
+            ([(0.0, False)] if sa != 1.0 else [])
+        n = len(variants)
+        controls = np.append(control_vector(self._emotion, self.gaze, self.distance, self.liveliness), 1.0)
+        conds = np.stack([controls if given else np.zeros_like(controls) for _, given in variants]).astype(np.float32)
+        audio_on = np.array([on for on, _ in variants], np.float32)
+        audio_n = np.repeat(audio[None], n, axis=0)
+        past_n = np.repeat(self._past[None], n, axis=0)
         x = self._rng.standard_normal((size, latent.DIM)).astype(np.float32)
         times = np.linspace(1.0, 0.0, self.steps + 1)
-        sa, sc = self.scales
         for t, t_next in zip(times[:-1], times[1:]):
-            pred = self.net(np.repeat(x[None], 3, axis=0), past3, audio3, conds, np.full(3, t, np.float32), audio_on)
-            full, audio_only, neither = pred
-            x0 = neither + sa * (audio_only - neither) + sc * (full - audio_only)
-            a, s = schedule(t)
-            a_next, s_next = schedule(t_next)
+            pred = self.net(np.repeat(x[None], n, axis=0), past_n, audio_n, conds, np.full(n, t, np.float32), audio_on)
+            x0 = pred[0]
+            if n >= 2:
+                x0 = pred[1] + sc * (pred[0] - pred[1])
+            if n == 3:
+                x0 = x0 + (sa - 1.0) * (pred[1] - pred[2])
+            a, s = (float(v) for v in schedule(t))
+            a_next, s_next = (float(v) for v in schedule(t_next))
             if t_next <= 0.0:
                 x = x0
                 break
             # ancestral DDIM step (eta = 1): fresh noise keeps head and gaze motion varied
             eps = (x - a * x0) / max(s, 1e-6)
-            alpha_bar, alpha_bar_next = a * a, a_next * a_next
-            sigma = s_next / s * np.sqrt(max(1.0 - alpha_bar / max(alpha_bar_next, 1e-12), 0.0))
-            x = a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps + \
-                sigma * self._rng.standard_normal(x.shape).astype(np.float32)
+            sigma = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
+            x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
+                 + sigma * self._rng.standard_normal(x.shape)).astype(np.float32)
         motion = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
         self._done += size

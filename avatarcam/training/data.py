@@ -77,7 +77,8 @@ class Corpus:
         last = centre[:, -1] + lookahead
         valid = (mel_index >= 0) & (mel_index < self.mel_length[utterance][:, None, None]) & \
             (mel_index <= last[:, None, None])
-        gathered = self.mel[np.clip(mel_index, 0, None) + self.mel_start[utterance][:, None, None]]
+        inside = np.clip(mel_index, 0, self.mel_length[utterance][:, None, None] - 1)
+        gathered = self.mel[inside + self.mel_start[utterance][:, None, None]]
         gathered = np.where(valid[..., None], gathered.astype(np.float32), mel.FLOOR_DB)
         windows = ((gathered - stats["mel_mean"]) / stats["mel_std"]).reshape(size, p + chunk, -1)
         return {"past": motion[:, :p], "target": motion[:, p:], "mel": windows.astype(np.float32),

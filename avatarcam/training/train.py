@@ -66,11 +66,14 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 20000, batch_size: int =
         optimizer.load_state_dict(state["optimizer"])
         step, stats = state["step"], state["stats"]
         log.info("resuming from step %d", step)
+    losses = out_dir / "losses.csv"
+    if losses.exists():  # rows written after the checkpoint will be written again
+        rows = [r for r in losses.read_text().splitlines() if int(r.split(",")[0]) <= step]
+        losses.write_text("".join(r + "\n" for r in rows))
     warmup = min(500, steps // 10 + 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) * (
         0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)) * 0.95 + 0.05))
     schedule.last_epoch = step - 1
-    losses = out_dir / "losses.csv"
     bar = tqdm(total=steps, initial=step, unit="step", disable=not progress)
     running, started = None, time.perf_counter()
     while step < steps:
@@ -90,7 +93,7 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 20000, batch_size: int =
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.update()
         bar.set_postfix(loss=f"{running:.4f}")
-        if step % 50 == 0:
+        if step % min(50, checkpoint_every) == 0:
             with losses.open("a", newline="") as f:
                 csv.writer(f).writerow([step, f"{running:.5f}", f"{time.perf_counter() - started:.1f}"])
         if step % checkpoint_every == 0 or step == steps:

@@ -1,0 +1,161 @@
+"""The training corpus: espeak-ng timings, the coarticulation teacher, degradation, shards."""
+
+from __future__ import annotations
+
+import ctypes.util
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.audio.features import frame_count, loudness_envelope
+from avatarcam.corpus import augment, teacher
+from avatarcam.corpus.espeak import Phone
+from avatarcam.corpus.phonemes import articulations, is_bilabial, is_rounded
+
+espeak = pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None,
+                            reason="espeak-ng is not installed (apt-get install espeak-ng)")
+JAW, CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
+LIPS = [latent.index("mouthFunnel"), latent.index("mouthPucker")]
+
+
+@pytest.fixture(scope="module")
+def synth():
+    if ctypes.util.find_library("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    from avatarcam.corpus.espeak import Synthesizer
+    return Synthesizer()
+
+
+def _track(phones, seconds, controls=teacher.Controls(), seed=0, f0=None):
+    frames = int(np.ceil(seconds * latent.FPS))
+    f0 = np.zeros(frames) if f0 is None else f0
+    # a voice as loud as its phonemes: vowels loudest, consonants quieter, silence between
+    loudness = np.full(frames, -100.0)
+    for p in phones:
+        loudness[int(p.start * latent.FPS):int(np.ceil(p.end * latent.FPS))] = \
+            -12.0 if articulations(p.name)[0].kind == "vowel" else -25.0
+    return teacher.track(phones, [p.start for p in phones[::3]], seconds, frames, f0, loudness, controls,
+                         np.random.default_rng(seed))
+
+
+def test_espeak_times_phonemes_where_they_sound(synth):
+    speech = synth.speak("Mama, papa.", "en+m3")
+    names = [p.name for p in speech.phones]
+    assert sum(is_bilabial(n) for n in names) == 4, names
+    starts = [p.start for p in speech.phones]
+    assert starts == sorted(starts) and speech.phones[-1].end <= len(speech.samples) / speech.rate + 1e-6
+    # the audio is quiet where espeak says nothing is spoken and loud inside its vowels
+    env = loudness_envelope(resample_poly(speech.samples, 320, 441).astype(np.float32), 16000, latent.FPS)
+    vowels = [p for p in speech.phones if p.name.startswith(("a", "ɑ", "ɐ", "ə"))]
+    assert vowels
+    for vowel in vowels:
+        i = int((vowel.start + vowel.end) / 2 * latent.FPS)
+        assert env[i] > env.max() - 25, (vowel, env[i], env.max())
+    # the comma's pause: the longest gap between phonemes, and quiet
+    gaps = [(b.start - a.end, a.end, b.start) for a, b in zip(speech.phones, speech.phones[1:])]
+    length, start, end = max(gaps)
+    assert length > 0.1
+    assert env[int(start * latent.FPS) + 2:int(end * latent.FPS) - 1].max() < env.max() - 30
+
+
+def test_espeak_speaks_every_corpus_language_and_voice(synth):
+    from avatarcam.corpus.build import TEST_LANGUAGE, TEST_VOICES, TRAIN_LANGUAGES, TRAIN_VOICES
+    for language in (*TRAIN_LANGUAGES, TEST_LANGUAGE):
+        assert synth.speak("Amo", f"{language}+m1").phones, language
+    for voice in (*TRAIN_VOICES, *TEST_VOICES):
+        assert len(synth.speak("Hello", f"en+{voice}").samples) > 1000, voice
+
+
+def test_bilabials_close_the_lips_and_vowels_open_them():
+    phones = [Phone("a", 0.2, 0.4), Phone("m", 0.4, 0.47), Phone("a", 0.47, 0.65), Phone("b", 0.65, 0.7),
+              Phone("a", 0.7, 0.9)]
+    track = _track(phones, 1.4)
+    for phone in phones:
+        i = int(round((phone.start + phone.end) / 2 * latent.FPS))
+        gap = track[i, JAW] - track[i, CLOSE]
+        if is_bilabial(phone.name):
+            assert gap < 0.05, (phone, gap)
+        else:
+            assert track[i, JAW] > 0.25, (phone, track[i, JAW])
+    # silence after the speech: the mouth rests shut
+    assert track[int(1.2 * latent.FPS):, JAW].max() < 0.02
+
+
+def test_rounding_starts_before_the_rounded_vowel():
+    # "s t u": the lips round during the consonants that lead into /u/, not at its onset
+    plain = [Phone("s", 0.3, 0.4), Phone("t", 0.4, 0.45), Phone("i", 0.45, 0.7)]
+    rounded = [Phone("s", 0.3, 0.4), Phone("t", 0.4, 0.45), Phone("u", 0.45, 0.7)]
+    assert is_rounded("u") and not is_rounded("i")
+    a, b = _track(plain, 1.0), _track(rounded, 1.0)
+    during_t = int(0.42 * latent.FPS)
+    assert b[during_t, LIPS].sum() > a[during_t, LIPS].sum() + 0.15
+    assert b[int(0.58 * latent.FPS), LIPS].sum() > 0.8  # well rounded on the vowel itself
+
+
+def test_teacher_behaviour_blinks_moves_and_styles():
+    rng = np.random.default_rng(3)
+    phones, t = [], 0.0
+    while t < 60:  # a minute of syllables with a pause every 3 s
+        phones.append(Phone("p", t, t + 0.06))
+        phones.append(Phone("a", t + 0.06, t + 0.25))
+        t += 0.25 + (0.6 if int(t) % 3 == 0 and t % 1 < 0.25 else 0.0)
+    f0 = 120 + 20 * rng.random(int(np.ceil(t * latent.FPS)))
+    track = _track(phones, t, f0=f0)
+    blink = track[:, latent.index("eyeBlinkLeft")]
+    blinks = int(((blink[1:] > 0.5) & (blink[:-1] <= 0.5)).sum())
+    assert 8 <= blinks / (t / 60) <= 30, blinks
+    yaw_deg = np.degrees(track[:, latent.index("headYaw")])
+    assert 1.5 < yaw_deg.std() < 8
+    assert np.abs(np.diff(yaw_deg)).max() < 1.0  # smooth: no jumps
+    happy = _track(phones, t, teacher.Controls("happy"), f0=f0)
+    smile = [latent.index("mouthSmileLeft"), latent.index("mouthSmileRight")]
+    assert happy[:, smile].mean() - track[:, smile].mean() >= 0.25
+    # the same rng gives the same track
+    np.testing.assert_array_equal(track, _track(phones, t, f0=f0))
+
+
+def test_degradation_keeps_the_speech_and_changes_the_sound():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    voice = (np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32) * 0.5
+    for seed in range(6):
+        out = augment.degrade(voice, np.random.default_rng(seed), babble=voice)
+        assert out.shape == voice.shape and np.abs(out).max() <= 1.0
+        env_in = loudness_envelope(voice, 16000, 30)
+        env_out = loudness_envelope(out, 16000, 30)
+        assert np.corrcoef(env_in, env_out)[0, 1] > 0.5  # syllables still where they were
+    assert not np.allclose(augment.codec(voice.astype(np.float64), rng), voice, atol=1e-3)
+
+
+@espeak
+def test_a_shard_end_to_end(tmp_path):
+    from avatarcam.corpus.build import build
+    from avatarcam.training.evaluate import closures, load_split
+
+    paths = [build(tmp_path / name, hours=0, test_hours=8 / 3600, jobs=1, seed=5, progress=False, shard_seconds=8.0)
+             for name in ("a", "b")]
+    assert [p.name for p in paths[0]] == ["test-00000.npz"]
+    with np.load(paths[0][0]) as a, np.load(paths[1][0]) as b:
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)  # seeded: the same shard twice
+        assert set(a["voice"]) <= {"m6", "f4", "Michael"}
+        frames = np.diff(a["frame_offsets"])
+        assert (np.diff(a["mel_offsets"]) == [mel.frame_count(n) for n in np.diff(a["audio_offsets"])]).all()
+        assert (frames == [frame_count(n, 16000, 30) for n in np.diff(a["audio_offsets"])]).all()
+    utterances = load_split(tmp_path / "a", "test")
+    assert sum(len(u.audio) for u in utterances) / 16000 >= 8.0
+    for u in utterances:
+        shut, total = closures(u.teacher, u.phones)
+        assert shut == total
+        # the timings fit the (degraded) audio: louder at vowel middles than in the pauses
+        env = loudness_envelope(u.audio, 16000, 30)
+        vowels = [int((p.start + p.end) / 2 * latent.FPS) for p in u.phones
+                  if articulations(p.name)[0].kind == "vowel"]
+        pauses = [i for a, b in zip([None, *u.phones], u.phones) for i in
+                  range(int((a.end if a else 0.0) * latent.FPS) + 2, int(b.start * latent.FPS) - 1)
+                  if b.start - (a.end if a else 0.0) > 0.2]
+        if vowels and pauses:
+            assert env[vowels].mean() > env[pauses].mean() + 3, (u.language, u.voice)

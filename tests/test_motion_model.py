@@ -1,0 +1,225 @@
+"""The diffusion motion model: network, training, sampler, the shipped weights on real speech."""
+
+from __future__ import annotations
+
+import ctypes.util
+
+import numpy as np
+import pytest
+
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.audio.features import loudness_envelope, silent_frames
+from avatarcam.audio.io import load_audio
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion import diffusion
+from avatarcam.motion.network import Config, Network
+
+JAW, YAW = latent.index("jawOpen"), latent.index("headYaw")
+SMILE = [latent.index("mouthSmileLeft"), latent.index("mouthSmileRight")]
+TINY = Config(width=32, layers=1, heads=2, hidden=64, audio_hidden=32)
+
+
+@pytest.fixture(scope="module")
+def net() -> Network:
+    return diffusion.default_network()
+
+
+@pytest.fixture(scope="module")
+def demo() -> np.ndarray:
+    from avatarcam.cli import demo_audio
+    return load_audio(demo_audio(), 16000)
+
+
+def _r(a, b) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _stream(engine, samples, step=320):
+    parts = [engine.push(samples[i:i + step]) for i in range(0, len(samples), step)]
+    return np.concatenate(parts + [engine.flush()])
+
+
+def test_mel_stream_matches_the_whole_clip():
+    x = np.random.default_rng(0).standard_normal(16000 * 2 + 77).astype(np.float32) * 0.1
+    stream = mel.MelStream()
+    sizes = np.random.default_rng(1).integers(1, 3000, 40)
+    parts, i = [], 0
+    for n in sizes:
+        parts.append(stream.push(x[i:i + n]))
+        i += n
+    parts += [stream.push(x[i:]), stream.flush()]
+    np.testing.assert_allclose(np.concatenate(parts), mel.log_mel(x), atol=1e-3)
+    assert len(mel.log_mel(x)) == mel.frame_count(len(x))
+
+
+def test_numpy_network_matches_the_torch_one():
+    torch = pytest.importorskip("torch")
+    from avatarcam.training.model import Denoiser
+
+    torch.manual_seed(0)
+    model = Denoiser(TINY)
+    for p in model.parameters():  # trained-looking weights, not the zero-initialised ones
+        torch.nn.init.normal_(p, std=0.2)
+    stats = {"mel_mean": np.zeros(mel.BANDS), "mel_std": np.ones(mel.BANDS),
+             "motion_mean": np.zeros(latent.DIM), "motion_std": np.ones(latent.DIM)}
+    net = Network({k: v.detach().numpy() for k, v in model.state_dict().items()}, TINY, stats)
+    rng = np.random.default_rng(0)
+    b, p, c = 3, TINY.past, 5
+    noisy, past = rng.standard_normal((b, c, latent.DIM)), rng.standard_normal((b, p, latent.DIM))
+    windows = rng.standard_normal((b, p + c, TINY.mel_window, mel.BANDS)) * 10
+    controls, t, on = rng.standard_normal((b, TINY.controls + 1)), np.array([0.1, 0.5, 1.0]), np.array([1.0, 0.0, 1.0])
+    f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        expected = model(f(noisy), f(past), f(windows.reshape(b, p + c, -1)), f(controls), f(t), f(on)).numpy()
+    got = net(noisy.astype(np.float32), past.astype(np.float32), net.audio_tokens(windows.astype(np.float32)),
+              controls.astype(np.float32), t.astype(np.float32), on.astype(np.float32))
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
+
+
+@pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_training_lowers_the_loss_resumes_and_exports(tmp_path):
+    torch = pytest.importorskip("torch")
+    from avatarcam.corpus.build import build
+    from avatarcam.training.data import Corpus
+    from avatarcam.training.model import Denoiser
+    from avatarcam.training.train import loss_on, train
+
+    build(tmp_path / "corpus", hours=30 / 3600, test_hours=0, jobs=1, progress=False, shard_seconds=30)
+    corpus = Corpus(tmp_path / "corpus")
+    stats = corpus.stats()
+    torch.manual_seed(0)
+    model = Denoiser(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    held = corpus.batch(np.random.default_rng(99), 64, 4, TINY, stats)
+
+    def held_loss():
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return loss_on(model, held, np.random.default_rng(5)).item()
+
+    before = held_loss()
+    for step in range(120):
+        rng = np.random.default_rng(step)
+        loss = loss_on(model, corpus.batch(rng, 32, int(rng.choice([2, 8])), TINY, stats), rng)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert held_loss() < 0.6 * before
+
+    out = tmp_path / "training"
+    train(tmp_path / "corpus", out, steps=20, batch_size=8, config=TINY, checkpoint_every=10, progress=False)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 20
+    weights = train(tmp_path / "corpus", out, steps=30, batch_size=8, config=TINY, checkpoint_every=10, progress=False)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 30  # resumed, not restarted
+    steps_logged = [int(r.split(",")[0]) for r in (out / "losses.csv").read_text().splitlines()]
+    assert steps_logged == sorted(set(steps_logged))
+    trained = Network.load(weights)
+    assert trained.config == TINY
+    motion = diffusion.generate(np.zeros(16000, np.float32), network=trained)
+    assert motion.shape == (30, latent.DIM) and np.isfinite(motion).all()
+
+
+def test_the_sampler_is_deterministic_under_a_seed(net, demo):
+    clip = demo[: 16000 * 4]
+    a, b = diffusion.generate(clip, seed=3, network=net), diffusion.generate(clip, seed=3, network=net)
+    np.testing.assert_array_equal(a, b)
+    c = diffusion.generate(clip, seed=4, network=net)
+    assert not np.allclose(a[:, YAW], c[:, YAW], atol=1e-3)
+
+
+def test_two_seeds_move_the_head_differently_but_say_the_same(net, demo):
+    a, b = (diffusion.generate(demo, seed=s, network=net) for s in (1, 2))
+    assert _r(a[:, JAW], b[:, JAW]) > 0.85
+    assert _r(a[:, YAW], b[:, YAW]) < 0.6
+
+
+def test_streaming_and_offline_agree_on_the_lips(net, demo):
+    offline = diffusion.generate(demo, seed=0, network=net)
+    live = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), demo)
+    assert live.shape == offline.shape == (len(loudness_envelope(demo)), latent.DIM)
+    assert _r(live[:, JAW], offline[:, JAW]) > 0.9
+
+
+def test_the_chunking_of_the_input_does_not_matter(net, demo):
+    clip = demo[: 16000 * 3]
+    a = _stream(diffusion.DiffusionEngine(net, seed=0), clip, step=320)
+    b = _stream(diffusion.DiffusionEngine(net, seed=0), clip, step=1234)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _follows_speech(motion, samples):
+    envelope = loudness_envelope(samples)
+    silent = silent_frames(samples)
+    n = min(len(motion), len(envelope))
+    return _r(motion[:n, JAW], envelope[:n]), float((motion[:n, JAW][silent[:n]] < 0.1).mean())
+
+
+def test_the_shipped_model_follows_the_bundled_clip(net, demo):
+    r, closed = _follows_speech(diffusion.generate(demo, network=net), demo)
+    assert r > 0.6
+    assert closed > 0.85
+
+
+def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
+    for path in sorted(speech_dir.glob("*.flac"))[:3] + sorted(speech_dir.glob("*.wav"))[:1]:
+        samples = load_audio(path, 16000)[: 16000 * 20]
+        r, closed = _follows_speech(diffusion.generate(samples, network=net), samples)
+        assert r > 0.5, path.name
+        assert closed > 0.8, path.name
+
+
+def test_silence_keeps_the_face_alive_with_the_mouth_shut(net):
+    quiet = (np.random.default_rng(0).standard_normal(16000 * 8) * 1e-4).astype(np.float32)
+    motion = _stream(diffusion.DiffusionEngine(net, seed=0), quiet)
+    assert motion[:, JAW].max() < 0.08
+    blink = motion[:, latent.index("eyeBlinkLeft")]
+    assert ((blink[1:] > 0.5) & (blink[:-1] <= 0.5)).sum() >= 1
+    assert np.degrees(motion[:, YAW]).std() > 0.2
+
+
+def test_speech_after_silence_opens_the_mouth_on_time(net, demo):
+    onset = 16000 * 2 + 5000  # mid-chunk on purpose
+    clip = np.concatenate([np.zeros(onset, np.float32), demo[: 16000 * 3]])
+    motion = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), clip)
+    envelope = loudness_envelope(clip)
+    first = int(np.argmax(envelope > envelope.max() - 25))  # first loud frame
+    assert motion[: first - 3, JAW].max() < 0.08
+    assert motion[first: first + 4, JAW].max() > 0.15
+
+
+def test_controls_steer_the_motion(net, demo):
+    clip = demo[: 16000 * 4]
+    neutral = diffusion.generate(clip, network=net)
+    happy = diffusion.generate(clip, network=net, emotion="happy")
+    assert happy[:, SMILE].mean() - neutral[:, SMILE].mean() >= 0.2
+    right = diffusion.generate(clip, network=net, gaze=(0.2, 0.0))
+    assert right[:, latent.index("gazeYaw")].mean() > neutral[:, latent.index("gazeYaw")].mean() + 0.1
+    near = diffusion.generate(clip, network=net, distance=0.2)
+    assert near[:, latent.index("headLogScale")].mean() > neutral[:, latent.index("headLogScale")].mean() + 0.1
+
+
+def test_emotion_goes_to_the_model_and_unknown_ones_to_the_preset(net):
+    from avatarcam.motion.controls import ControlledEngine
+
+    engine = diffusion.DiffusionEngine(net)
+    controlled = ControlledEngine(engine, emotion="happy")
+    assert engine.emotion == "happy"
+    assert not controlled._target.any()  # the model smiles itself: no preset laid under it
+    controlled.emotion = "thinking"  # not a style the model knows: neutral model, preset on top
+    assert engine.emotion == "neutral" and controlled._target.any()
+
+
+def test_bad_settings_and_files_get_clear_errors(net, tmp_path):
+    with pytest.raises(AvatarCamError, match="chunk"):
+        diffusion.DiffusionEngine(net, chunk=0)
+    with pytest.raises(AvatarCamError, match="16000 Hz"):
+        diffusion.DiffusionEngine(net, rate=48000)
+    with pytest.raises(AvatarCamError, match="emotions"):
+        diffusion.DiffusionEngine(net, emotion="bored")
+    broken = tmp_path / "motion.safetensors"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(AvatarCamError, match="unreadable"):
+        Network.load(broken)
+    with pytest.raises(AvatarCamError, match="not found"):
+        Network.load(tmp_path / "absent.safetensors")
