@@ -153,7 +153,7 @@ def _live_options(args: argparse.Namespace, settings: Settings):
     options = LiveOptions(
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
         fps=args.fps or settings.fps, engine=args.engine or settings.engine, seed=args.seed,
-        delay_s=args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
+        delay_s=None if args.delay_ms is None else args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
         virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control,
         realtime=not args.no_realtime)
     return options
@@ -227,8 +227,9 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
                    help="motion engine: diffusion (the learned model, default) or dsp (no model, least latency)")
     lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
-    lv.add_argument("--delay-ms", type=float, default=100.0,
-                    help="latency budget: frames and the virtual microphone run this far behind the voice (100)")
+    lv.add_argument("--delay-ms", type=float, default=None,
+                    help="latency budget: frames and the virtual microphone run this far behind the voice "
+                         "(default: what the engine needs + 80 ms; dsp: 100, diffusion: 206)")
     lv.add_argument("--virtual-mic", choices=("auto", "off", "null"), default="auto",
                     help="delayed voice into the virtual microphone: auto (when it exists), off, null (no device)")
     lv.add_argument("--no-control", action="store_true", help="do not open the control socket")

@@ -41,7 +41,7 @@ from avatarcam.motion.controls import EMOTIONS, ControlledEngine
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DELAY_S = 0.1  # lookahead 20 ms + chunk 20 ms + render ~10 ms + margin for a busy 2-core machine
+DELAY_MARGIN_S = 0.08  # on top of the engine's own latency: chunk 20 ms + render ~10 ms + margin for a busy 2-core machine
 LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4")
 
 
@@ -52,7 +52,7 @@ class LiveOptions:
     fps: int = 30
     engine: str = "diffusion"
     seed: int = 0
-    delay_s: float = DEFAULT_DELAY_S
+    delay_s: float | None = None  # None: the engine's latency + DELAY_MARGIN_S
     sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4
     camera: str | None = None  # device path (Linux) or name; default: found by the label AvatarCam
     mic: int | str | None = None  # sounddevice device; default: the system's
@@ -387,6 +387,11 @@ class Daemon:
                                                            chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
                                                            steps=s.diffusion_steps),
                                        emotion=opts.emotion, fps=opts.fps)
+        if opts.delay_s is None:  # what the engine must hear before a frame, plus the chain's margin
+            opts.delay_s = self.engine.engine.latency_s + DELAY_MARGIN_S
+        elif opts.delay_s < self.engine.engine.latency_s:
+            log.warning("delay %.0f ms is shorter than the %s engine's %.0f ms lookahead: frames will repeat",
+                        opts.delay_s * 1000, opts.engine, self.engine.engine.latency_s * 1000)
         self.capture = self._capture or self._open_capture()
         server = None
         if opts.control:

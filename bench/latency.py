@@ -3,7 +3,7 @@
 One live session of the product's daemon (`avatarcam.daemon.Daemon`, the same object
 `avatarcam live` runs), pinned to one CPU core, with:
 - audio: a speech clip through `FileCapture`, the microphone's interface, looped for --minutes;
-- video: 1280x720 at 30 fps, the default (dsp) engine, into a sink that does the camera's
+- video: 1280x720 at 30 fps, the default (diffusion) engine or --engine dsp, into a sink that does the camera's
   pixel-format work (RGB -> I420, as pyvirtualcam does for v4l2loopback) and drops the result;
 - the delayed voice into a clocked null output (no sound card here), so A/V timing is measured.
 
@@ -16,7 +16,7 @@ Figures:
   (bar <= 0.1% of frames), missed ticks, A/V offset at the start and the end (bar: drift within
   +-20 ms), resident memory over time (bar: flat).
 
-    python -m bench.latency [--minutes 1] [--quick] [--delay-ms 100] [--cores 1] [--clip NAME]
+    python -m bench.latency [--minutes 1] [--quick] [--engine dsp] [--delay-ms 100] [--cores 1] [--clip NAME]
 
 The issue's steadiness bar is for a 10-minute run: `python -m bench.latency --minutes 10`.
 """
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="session length (10 for the steadiness bar)")
     parser.add_argument("--quick", action="store_true", help="a 20-second session")
     parser.add_argument("--delay-ms", type=float, default=None, help="latency budget (default: the daemon's)")
+    parser.add_argument("--engine", default="diffusion", help="motion engine (default: the product's, diffusion)")
     parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to (the bar: 1)")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="speech clip file stem in ../shared/assets/speech")
@@ -98,19 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     from avatarcam.audio.capture import FileCapture
     from avatarcam.audio.io import load_audio
     from avatarcam.config import parse_size
-    from avatarcam.daemon import DEFAULT_DELAY_S, Daemon, LiveOptions
+    from avatarcam.daemon import Daemon, LiveOptions
 
     clip = next((p for p in judge.SPEECH.iterdir() if p.stem == args.clip), None) if judge.SPEECH.is_dir() else None
     if clip is None:
         from avatarcam.cli import demo_audio
         clip = demo_audio()
     samples = load_audio(clip)
-    delay_s = DEFAULT_DELAY_S if args.delay_ms is None else args.delay_ms / 1000
-    options = LiveOptions(size=parse_size(args.size), fps=FPS, delay_s=delay_s, sink="i420", virtual_mic="null",
-                          control=False, realtime=not args.no_realtime)
+    delay_s = None if args.delay_ms is None else args.delay_ms / 1000
+    options = LiveOptions(size=parse_size(args.size), fps=FPS, engine=args.engine, delay_s=delay_s, sink="i420",
+                          virtual_mic="null", control=False, realtime=not args.no_realtime)
     daemon = Daemon(options, capture=FileCapture(samples, loop=True), sink=I420Sink())
     load_start = os.getloadavg()
-    print(f"{clip.name} looped for {seconds / 60:.1f} min, {args.size} at {FPS} fps, delay {delay_s * 1000:.0f} ms, "
+    print(f"{clip.name} looped for {seconds / 60:.1f} min, {args.size} at {FPS} fps, {args.engine} engine, "
           f"pinned to cores {cores}; load average {load_start[0]:.1f}", flush=True)
 
     memory: list[tuple[float, float]] = []
@@ -156,12 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=switcher, daemon=True).start()
     summary = daemon.run()
     done.set()
-    results = analyse(daemon, summary, memory, seconds, delay_s, load_start)
+    results = analyse(daemon, summary, memory, seconds, daemon.options.delay_s, load_start)
     results["longest_freeze_frames"] = longest_freeze(ticks)
     if args.switch_every > 0:
         results["profile_switches"] = switch_gaps(ticks, switches)
     results.update({"pacer": summary["pacer"], "worker": summary["worker"], "clip": clip.name, "size": args.size,
-                    "fps": FPS, "cores": cores, "engine": "dsp",
+                    "fps": FPS, "cores": cores, "engine": args.engine,
                     "sink": "RGB->I420 conversion, dropped (the camera's work without a device)",
                     "audio_output": "clocked null output (no sound card)"})
     markdown = report(results)
@@ -252,7 +253,7 @@ def report(r: dict) -> str:
     iv, mem = s["interval_ms"], s["rss_mb"]
     lines = ["# Live latency and steadiness", "",
              f"`avatarcam.daemon.Daemon` driven by {r['clip']} at real-time pace (looped) for {r['seconds'] / 60:.1f} "
-             f"min: {r['size']} at {r['fps']} fps, dsp engine, delay budget {r['delay_ms']:.0f} ms, pinned to "
+             f"min: {r['size']} at {r['fps']} fps, {r['engine']} engine, delay budget {r['delay_ms']:.0f} ms, pinned to "
              f"core(s) {r['cores']}; frame pacer at {r['pacer']}, renderer thread at {r['worker']}. "
              f"Sink: {r['sink']}; delayed audio: {r['audio_output']}. Load average (1 min) "
              f"{r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "

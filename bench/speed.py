@@ -4,12 +4,14 @@ Threads are pinned to one (OMP/MKL/OpenBLAS, OpenCV) and the process to one core
 numeric is imported. Stages, over a real speech clip and the motion the DSP driver makes for it
 (not the rest frame, which the renderer short-cuts):
 - audio features per frame (audio.features.frame_features over the clip);
-- motion per frame (dsp.generate, features included; and the streaming driver fed 20 ms chunks);
+- motion per frame: the diffusion model offline (chunks of 32) and streaming (the live defaults:
+  chunks of 2 frames fed 20 ms of audio at a time), and the DSP driver both ways;
 - renderer per frame at 512x512 and 1280x720 (mean, p50, p95);
 - watermark per frame, when avatarcam.provenance has one;
 - sink encode per frame (Mp4Sink: H.264 + AAC), apart from everything else;
-- offline generation fps (the product's chain: streaming motion + compose + render (+ watermark)
-  into a null sink, no encoding) and its ratio to VASA-1's 45 fps on an RTX 4090.
+- offline generation fps (the product's chain, as `avatarcam render` runs it: motion + compose +
+  render + watermark into a null sink, no encoding), with the default diffusion engine and with
+  the DSP driver, and the ratio to VASA-1's 45 fps on an RTX 4090.
 
     python -m bench.speed [--quick] [--portrait grace_hopper] [--clip NAME]
 """
@@ -143,17 +145,17 @@ def time_sink(size: tuple[int, int], frames: list[np.ndarray], samples: np.ndarr
     return out
 
 
-def time_offline(portrait: judge.Portrait, renderer, samples: np.ndarray) -> dict[str, float]:
-    """The product's chain end to end, no encoding: streaming DSP motion, compose, render and the
-    provenance stage (watermark + label), which chain.run applies to every frame itself."""
+def time_offline(portrait: judge.Portrait, renderer, samples: np.ndarray, engine: str) -> dict[str, float]:
+    """The product's chain end to end, no encoding: motion as `avatarcam render` makes it, compose,
+    render and the provenance stage (watermark + label), which chain.run applies to every frame."""
     from avatarcam import chain
     from avatarcam.camera.sinks import NullSink
 
     best = float("inf")
     for _ in range(2):  # best of two: a shared machine only ever adds time
         start = time.perf_counter()
-        engine = chain.motion_engine("dsp", seed=0)
-        count = chain.run(chain.file_chunks(samples), engine, renderer, portrait.rig.rest, NullSink())
+        motion = chain.motion_engine(engine, seed=0, chunk=chain.OFFLINE_CHUNK)
+        count = chain.run(chain.file_chunks(samples), motion, renderer, portrait.rig.rest, NullSink())
         best = min(best, time.perf_counter() - start)
     return {"frames": count, "seconds": best, "fps": count / best, "ms_per_frame": best / count * 1000}
 
@@ -194,6 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         driver.flush()
 
     stages["motion_dsp_streaming"] = {"mean_ms": per_frame(streaming, n)}
+
+    from avatarcam.motion import diffusion
+    network = diffusion.default_network()
+    stages["motion_diffusion"] = {"mean_ms": per_frame(lambda: diffusion.generate(samples, network=network), n)}
+
+    def streaming_model() -> None:
+        engine = diffusion.DiffusionEngine(network, seed=0)
+        for start in range(0, len(samples), 320):
+            engine.push(samples[start:start + 320])
+        engine.flush()
+
+    stages["motion_diffusion_streaming"] = {"mean_ms": per_frame(streaming_model, n)}
     renderers, frames = {}, {}
     for key, size in SIZES.items():
         renderers[key] = judge.make_renderer(portrait, size)
@@ -211,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, size in SIZES.items():
         stages[f"sink_mp4_{key}"] = time_sink(size, frames[key], samples)
 
-    offline = {key: time_offline(portrait, renderers[key], samples) for key in SIZES}
-    motion_ms = stages["motion_dsp"]["mean_ms"]
+    offline = {f"{key} {engine}": time_offline(portrait, renderers[key], samples, engine)
+               for key in SIZES for engine in ("diffusion", "dsp")}
+    motion_ms = stages["motion_diffusion"]["mean_ms"]
     watermark_ms = stages["watermark_512"].get("mean_ms", 0.0)
     summed_fps = 1000 / (motion_ms + stages["render_512"]["mean_ms"] + watermark_ms)
     bars = {
@@ -220,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                           "pass": stages["render_512"]["mean_ms"] <= BARS_MS["render_512"]},
         "render_720_ms": {"value": stages["render_720"]["mean_ms"], "bar": BARS_MS["render_720"],
                           "pass": stages["render_720"]["mean_ms"] <= BARS_MS["render_720"]},
-        "offline_fps_512": {"value": offline["512"]["fps"], "bar": OFFLINE_FPS_BAR,
-                            "pass": offline["512"]["fps"] >= OFFLINE_FPS_BAR},
+        "offline_fps_512": {"value": offline["512 diffusion"]["fps"], "bar": OFFLINE_FPS_BAR,
+                            "pass": offline["512 diffusion"]["fps"] >= OFFLINE_FPS_BAR},
     }
     markdown = report(clip.name, n, portrait.name, stages, offline, summed_fps, bars, watermark_note, core)
     judge.write_results(args.name, {"clip": clip.name, "frames": n, "portrait": portrait.name, "core": core,
                                     "quick": args.quick, "stages": stages, "offline": offline,
                                     "offline_fps_512_from_stages": summed_fps, "vasa1_fps": VASA1_FPS,
-                                    "ratio_to_vasa1": offline["512"]["fps"] / VASA1_FPS,
+                                    "ratio_to_vasa1": offline["512 diffusion"]["fps"] / VASA1_FPS,
                                     "watermark": watermark_note if watermark is None else "timed",
                                     "bars": bars}, markdown)
     print(markdown)
@@ -237,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(clip: str, n: int, portrait: str, stages: dict, offline: dict, summed_fps: float, bars: dict,
            watermark_note: str, core: int | None) -> str:
     lines = ["# Speed, one CPU core", "",
-             f"{clip}, {n} frames of DSP motion on {portrait}; one thread, pinned to core {core}. "
+             f"{clip}, {n} frames of DSP motion on {portrait} (renderer and watermark stages); one thread, pinned to core {core}. "
              "Per-frame times in ms. Renderer: each frame's fastest of 3 runs (the machine is shared; "
              "'mean all' is the plain mean over all runs); other stages: best of 3 whole-clip runs; "
              f"offline: best of 2. Load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}.", ""]
@@ -250,11 +265,11 @@ def report(clip: str, n: int, portrait: str, stages: dict, offline: dict, summed
             rows.append([name, None, None, None, None, None, None, s.get("note", "")])
     lines += [judge.table(["stage", "mean", "p50", "p95", "max", "mean all", "amortised (incl. close)", "note"],
                           rows), ""]
-    rows = [[f"{key}", o["frames"], o["fps"], o["ms_per_frame"], o["fps"] / VASA1_FPS] for key, o in offline.items()]
+    rows = [[key, o["frames"], o["fps"], o["ms_per_frame"], o["fps"] / VASA1_FPS] for key, o in offline.items()]
     lines += ["## Offline generation (chain.run into a null sink: streaming motion + compose + render"
               + (" + watermark" if "mean_ms" in stages.get("watermark_512", {}) else "") + ", no encoding)", "",
-              judge.table(["size", "frames", "fps", "ms/frame", "x VASA-1 (45 fps)"], rows), "",
-              f"From the stage means (motion + render 512 + watermark): {summed_fps:.0f} fps.", ""]
+              judge.table(["size, engine", "frames", "fps", "ms/frame", "x VASA-1 (45 fps)"], rows), "",
+              f"From the stage means (diffusion motion + render 512 + watermark): {summed_fps:.0f} fps.", ""]
     rows = [[name, b["value"], b["bar"], b["pass"]] for name, b in bars.items()]
     lines += ["## Bars", "", judge.table(["bar", "value", "limit", "result"], rows)]
     return "\n".join(lines)

@@ -21,8 +21,8 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count
-from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.errors import AvatarCamError
+from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.motion.network import Network, schedule
 
 DEFAULT_MODEL = "motion.safetensors"  # inside avatarcam/data/
@@ -87,6 +87,12 @@ class DiffusionEngine:
     def flush(self) -> np.ndarray:
         self._append(self._stream.flush())
         return self._generate(final=True)
+
+    @property
+    def latency_s(self) -> float:
+        """Audio needed past a frame's instant before that frame exists: the rest of its chunk,
+        the lookahead and half a mel window."""
+        return (self.chunk - 1) / latent.FPS + self.lookahead / mel.MEL_RATE + mel.WINDOW / 2 / mel.RATE
 
     def _append(self, rows: np.ndarray) -> None:
         self._rows = np.concatenate([self._rows, rows]) if len(rows) else self._rows

@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from avatarcam import latent
-from avatarcam.audio.features import FLOOR_DB, SILENCE_DBFS, SPEECH_MARGIN_DB, FrameAnalyzer, FrameFeatures
+from avatarcam.audio.features import FLOOR_DB, LOOKAHEAD_S, SILENCE_DBFS, SPEECH_MARGIN_DB, FrameAnalyzer, FrameFeatures
 from avatarcam.motion.procedural import Behaviour
 
 JAW_MAX = 0.62  # jawOpen at the loudest recent syllable: wide but not a scream
@@ -162,6 +162,8 @@ class DspDriver:
     `push` returns the frames whose audio, including `lookahead_s` after the frame's time, has
     arrived; `flush` returns the rest at the end of input. A driver serves one stream.
     """
+
+    latency_s = LOOKAHEAD_S  # audio it needs past a frame's instant before it can make the frame
 
     def __init__(self, seed: int = 0, fps: int = latent.FPS, rate: int = 16000) -> None:
         self.fps, self.rate = fps, rate
