@@ -35,7 +35,27 @@ def report(settings: Settings) -> bool:
     _line(model.exists(), "face landmark model",
           f"{model}" if model.exists() else
           "not downloaded yet: `avatarcam enroll` fetches it once (or set AVATARCAM_FACE_MODEL to a copy)")
+    ok &= motion_report()
     live_report()
+    return ok
+
+
+def motion_report() -> bool:
+    """The shipped motion model loads; whether this machine could rebuild it (informational)."""
+    import ctypes.util
+
+    from .errors import AvatarCamError
+    from .motion.diffusion import default_network
+
+    try:
+        net = default_network()
+        params = sum(v.size for k, v in net.w.items())
+        ok = _line(True, "motion model", f"diffusion, {params / 1e6:.2f} M parameters")
+    except AvatarCamError as exc:
+        ok = _line(False, "motion model", f"{exc} (`--engine dsp` works without it)")
+    espeak = ctypes.util.find_library("espeak-ng") is not None
+    _line(espeak, "training corpus voices", "espeak-ng present" if espeak else
+          "espeak-ng absent: only needed to retrain the motion model (apt-get install espeak-ng)")
     return ok
 
 

@@ -52,6 +52,11 @@ def _frames_db(padded: np.ndarray, count: int) -> np.ndarray:
     return np.maximum(10.0 * np.log10(power @ _BANK.T + 1e-10), FLOOR_DB).astype(np.float32)
 
 
+def nearest_rows(video_frames, fps: int = 30) -> np.ndarray:
+    """The mel frame nearest each video frame's instant i / fps: round(i * MEL_RATE / fps)."""
+    return (2 * np.asarray(video_frames, np.int64) * MEL_RATE + fps) // (2 * fps)
+
+
 def frame_count(n_samples: int) -> int:
     """Mel frames whose instants lie inside `n_samples` of audio."""
     return -(-int(n_samples) // HOP)

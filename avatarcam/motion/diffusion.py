@@ -13,6 +13,7 @@ was trained on chunks of 1 to 32 frames), so the lips agree between the two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -32,10 +33,6 @@ AUDIO_SCALE, CONTROL_SCALE = 1.5, 1.5
 def default_network() -> Network:
     with resources.as_file(resources.files("avatarcam") / "data" / DEFAULT_MODEL) as path:
         return Network.load(Path(path))
-
-
-def _mel_rows(frames) -> np.ndarray:
-    return (2 * np.asarray(frames) * mel.MEL_RATE + latent.FPS) // (2 * latent.FPS)
 
 
 class DiffusionEngine:
@@ -107,17 +104,17 @@ class DiffusionEngine:
             if size <= 0:
                 break
             last = self._done + size - 1
-            if not final and _mel_rows(last) + self.lookahead >= available:
+            if not final and mel.nearest_rows(last) + self.lookahead >= available:
                 break
             out.append(self._sample(size, available))
-        keep = _mel_rows(max(self._done - c.past, 0)) - c.mel_past  # rows any later window can reach
+        keep = mel.nearest_rows(max(self._done - c.past, 0)) - c.mel_past  # rows any later window can reach
         if keep > self._row0:
             self._rows, self._row0 = self._rows[keep - self._row0:], keep
         return np.concatenate(out) if out else latent.zeros(0)
 
     def _windows(self, frames: np.ndarray, limit: int) -> np.ndarray:
         c = self.net.config
-        index = _mel_rows(frames)[:, None] + np.arange(-c.mel_past, c.mel_future + 1)[None, :]
+        index = mel.nearest_rows(frames)[:, None] + np.arange(-c.mel_past, c.mel_future + 1)[None, :]
         valid = (index >= self._row0) & (index < self._row0 + len(self._rows)) & (index <= limit) & (index >= 0)
         rows = self._rows[np.clip(index - self._row0, 0, max(len(self._rows) - 1, 0))] if len(self._rows) else \
             np.zeros((*index.shape, mel.BANDS), np.float32)
@@ -131,7 +128,7 @@ class DiffusionEngine:
         if missing:
             tokens = self.net.audio_tokens(self._windows(np.array(missing), limit)).astype(np.float32)
             fresh = dict(zip(missing, tokens))
-            heard = _mel_rows(np.array(missing)) + self.net.config.mel_future <= limit
+            heard = mel.nearest_rows(np.array(missing)) + self.net.config.mel_future <= limit
             self._tokens.update((f, t) for f, t, h in zip(missing, tokens, heard) if h)
         out = np.stack([self._tokens[f] if f in self._tokens else fresh[f] for f in frames])
         self._tokens = {f: t for f, t in self._tokens.items() if f >= frames[0]}
@@ -140,41 +137,54 @@ class DiffusionEngine:
     def _sample(self, size: int, available: int) -> np.ndarray:
         c = self.net.config
         frames = np.arange(self._done - c.past, self._done + size)
-        limit = min(_mel_rows(frames[-1]) + self.lookahead, available - 1)
-        audio = self._audio(frames, limit)
-        sa, sc = self.scales
-        # guidance needs the audio-only branch unless both scales are 1, and the bare one unless sa is 1
-        variants = [(1.0, True)] + ([(1.0, False)] if (sa, sc) != (1.0, 1.0) else []) + \
-            ([(0.0, False)] if sa != 1.0 else [])
-        n = len(variants)
-        controls = np.append(control_vector(self._emotion, self.gaze, self.distance, self.liveliness), 1.0)
-        conds = np.stack([controls if given else np.zeros_like(controls) for _, given in variants]).astype(np.float32)
-        audio_on = np.array([on for on, _ in variants], np.float32)
-        audio_n = np.repeat(audio[None], n, axis=0)
-        past_n = np.repeat(self._past[None], n, axis=0)
-        x = self._rng.standard_normal((size, latent.DIM)).astype(np.float32)
-        times = np.linspace(1.0, 0.0, self.steps + 1)
-        for t, t_next in zip(times[:-1], times[1:]):
-            pred = self.net(np.repeat(x[None], n, axis=0), past_n, audio_n, conds, np.full(n, t, np.float32), audio_on)
-            x0 = pred[0]
-            if n >= 2:
-                x0 = pred[1] + sc * (pred[0] - pred[1])
-            if n == 3:
-                x0 = x0 + (sa - 1.0) * (pred[1] - pred[2])
-            a, s = (float(v) for v in schedule(t))
-            a_next, s_next = (float(v) for v in schedule(t_next))
-            if t_next <= 0.0:
-                x = x0
-                break
-            # ancestral DDIM step (eta = 1): fresh noise keeps head and gaze motion varied
-            eps = (x - a * x0) / max(s, 1e-6)
-            sigma = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
-            x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
-                 + sigma * self._rng.standard_normal(x.shape)).astype(np.float32)
+        limit = min(mel.nearest_rows(frames[-1]) + self.lookahead, available - 1)
+        controls = control_vector(self._emotion, self.gaze, self.distance, self.liveliness)
+        denoise = guided(self.net, self._past, self._audio(frames, limit), controls, *self.scales)
+        x = sample(denoise, self._rng.standard_normal((size, latent.DIM)).astype(np.float32), self.steps, self._rng)
         motion = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
         self._done += size
         return motion
+
+
+def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarray, audio_scale: float,
+           control_scale: float) -> Callable[[np.ndarray, float], np.ndarray]:
+    """The denoiser of one chunk with classifier-free guidance: x0 = bare + sa (audio - bare) +
+    sc (full - audio), all branches in one network call; branches a scale of 1 cancels are skipped."""
+    given = np.append(controls, 1.0).astype(np.float32)
+    none = np.zeros_like(given)
+    # (audio on, controls) for: full, audio only, bare
+    branches = [(1.0, given)] + [(1.0, none)] * ((audio_scale, control_scale) != (1.0, 1.0)) + \
+        [(0.0, none)] * (audio_scale != 1.0)
+    n = len(branches)
+    conds = np.stack([c for _, c in branches])
+    audio_on = np.array([on for on, _ in branches], np.float32)
+    audio_n, past_n = np.repeat(audio[None], n, axis=0), np.repeat(past[None], n, axis=0)
+
+    def denoise(x: np.ndarray, t: float) -> np.ndarray:
+        pred = net(np.repeat(x[None], n, axis=0), past_n, audio_n, conds, np.full(n, t, np.float32), audio_on)
+        x0 = pred[0] if n == 1 else pred[1] + control_scale * (pred[0] - pred[1])
+        return x0 + (audio_scale - 1.0) * (pred[1] - pred[2]) if n == 3 else x0
+
+    return denoise
+
+
+def sample(denoise: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray, steps: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """Clean motion from noise `x` in `steps` ancestral DDIM steps (eta = 1) on the cosine schedule;
+    `denoise(x_t, t)` estimates x0. The fresh noise of each step keeps head and gaze motion varied."""
+    times = np.linspace(1.0, 0.0, steps + 1)
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        x0 = denoise(x, float(t))
+        if t_next <= 0.0:
+            return x0
+        a, s = (float(v) for v in schedule(t))
+        a_next, s_next = (float(v) for v in schedule(t_next))
+        eps = (x - a * x0) / max(s, 1e-6)
+        sigma = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
+        x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
+             + sigma * rng.standard_normal(x.shape)).astype(np.float32)
+    return x
 
 
 def generate(samples: np.ndarray, seed: int = 0, network: Network | None = None, chunk: int = 32, **kwargs) -> np.ndarray:

@@ -15,11 +15,6 @@ STD_FLOOR = 0.02  # channels that barely move are not blown up into noise by nor
 CHUNKS = (1, 2, 4, 8, 16, 32)
 
 
-def mel_rows(frames: np.ndarray) -> np.ndarray:
-    """The mel frame nearest each video frame's time: round(f * MEL_RATE / FPS)."""
-    return (2 * np.asarray(frames) * mel.MEL_RATE + latent.FPS) // (2 * latent.FPS)
-
-
 class Corpus:
     """Every shard of a split in memory (float16: ten hours are about 0.5 GB)."""
 
@@ -70,7 +65,7 @@ class Corpus:
         motion[fresh, :p] = 0.0
         motion = (motion - stats["motion_mean"]) / stats["motion_std"]
 
-        centre = mel_rows(frames)
+        centre = mel.nearest_rows(frames, latent.FPS)
         mel_index = centre[..., None] + np.arange(-config.mel_past, config.mel_future + 1)  # (B, P + C, W)
         if lookahead is None:
             lookahead = np.full(size, config.mel_future)
