@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "train --export avatarcam/data/motion.safetensors")
     tr.add_argument("--corpus", type=Path, help="corpus directory (default: <cache>/corpus)")
     tr.add_argument("--out", type=Path, help="checkpoints and weights (default: <cache>/training)")
-    tr.add_argument("--steps", type=int, default=16000, help="optimizer steps (default 16000)")
+    tr.add_argument("--steps", type=int, default=12000, help="optimizer steps (default 12000)")
     tr.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")

@@ -161,17 +161,12 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     speaking = art[:, _P["jaw"]] > 0.02
     speaking_smooth = lfilter([0.1], [1, -0.9], speaking.astype(float))
 
-    # lips: per-word emphasis varies how wide the jaw goes
-    emphasis = np.ones(frames)
-    bounds = [int(w * FPS) for w in words] + [frames]
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        emphasis[max(start, 0):end] = rng.uniform(0.8, 1.2)
-    emphasis = lfilter([0.3], [1, -0.7], emphasis)
     # the jaw opens with the voice's loudness, shaped by the phoneme: an open /a/ wider than a
     # loud /i/, a bilabial shut whatever its loudness (set in articulation_track)
+    # (stress needs no rule of its own: a stressed syllable is louder)
     level = speech_level(np.resize(loudness_db, frames)) ** 0.8
-    shape = 0.5 + 0.5 * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
-    jaw = np.clip(JAW_MAX * level * shape * emphasis * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
+    shape = 0.7 + 0.3 * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
+    jaw = np.clip(JAW_MAX * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
     shut = art[:, _P["close"]] >= 0.999  # the frames articulation_track closed outright
     jaw[shut] = np.minimum(jaw[shut], art[shut, _P["jaw"]])
     rnd, spread = art[:, _P["round"]], art[:, _P["spread"]]
@@ -179,8 +174,13 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     def put(name, values):
         out[:, latent.index(name)] = values
 
+    # lips sealed through every bilabial (an /m/ is long and loud: the jaw may stay open)
+    close = art[:, _P["close"]].copy()
+    for phone in phones:
+        if is_bilabial(phone.name):
+            close[int(np.ceil(phone.start * FPS)):int(np.floor(phone.end * FPS)) + 1] = 1.0
     put("jawOpen", jaw)
-    put("mouthClose", art[:, _P["close"]] * jaw)
+    put("mouthClose", close * jaw)
     put("mouthPucker", rnd * np.clip(1 - 2 * jaw, 0, 1))
     put("mouthFunnel", rnd * np.clip(0.3 + 1.2 * jaw, 0, 1))
     for side in ("Left", "Right"):

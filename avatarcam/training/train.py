@@ -47,7 +47,7 @@ def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Genera
     return (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
 
 
-def train(corpus_dir: Path, out_dir: Path, steps: int = 20000, batch_size: int = 64, lr: float = 1e-3,
+def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int = 64, lr: float = 1e-3,
           seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True) -> Path:
     """Train (or resume) and export `out_dir/motion.safetensors`; returns its path."""
     from tqdm import tqdm
