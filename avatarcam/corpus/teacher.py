@@ -181,7 +181,7 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
             close[int(np.ceil(phone.start * FPS)):int(np.floor(phone.end * FPS)) + 1] = 1.0
     put("jawOpen", jaw)
     put("mouthClose", close * jaw)
-    put("mouthPucker", rnd * np.clip(1 - 2 * jaw, 0, 1))
+    put("mouthPucker", rnd * 0.8 * (1 - jaw))
     put("mouthFunnel", rnd * np.clip(0.3 + 1.2 * jaw, 0, 1))
     for side in ("Left", "Right"):
         put(f"mouthStretch{side}", spread * 0.6)
