@@ -40,13 +40,15 @@ class FrameRenderer(Protocol):
 
 
 def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 2,
-                  lookahead_s: float = 0.08, steps: int = 2) -> MotionEngine:
-    """A streaming motion generator by name; `chunk`, `lookahead_s` and `steps` tune the diffusion model."""
+                  lookahead_s: float = 0.08, steps: int = 2, guidance: tuple[float, float] = (1.0, 1.0)) -> MotionEngine:
+    """A streaming motion generator by name; `chunk`, `lookahead_s`, `steps` and `guidance` (audio,
+    controls) tune the diffusion model."""
     if fps != latent.FPS:
         raise AvatarCamError(f"motion is generated at {latent.FPS} fps, not {fps}")
     if name == "diffusion":
         from .motion.diffusion import DiffusionEngine
-        return DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate)
+        return DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate,
+                               audio_scale=guidance[0], control_scale=guidance[1])
     if name == "dsp":
         from .motion.dsp import DspDriver
         return DspDriver(seed=seed, fps=fps, rate=rate)

@@ -97,7 +97,8 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
     engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE,
                                  chunk=chain.OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
-                                 steps=settings.diffusion_steps)
+                                 steps=settings.diffusion_steps,
+                                 guidance=(settings.audio_guidance, settings.control_guidance))
     renderer = open_renderer(profile, size)
     total = frame_count(len(samples), AUDIO_RATE, settings.fps)
     with contextlib.ExitStack() as stack:

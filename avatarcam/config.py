@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     chunk_frames: int = Field(2, ge=1, le=32, description="frames the live diffusion engine makes per step")
     lookahead_ms: int = Field(80, ge=0, le=80, description="audio the live diffusion engine waits for past a frame")
     diffusion_steps: int = Field(2, ge=1, le=4, description="sampler steps per chunk (network calls, guidance included)")
+    audio_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the audio")
+    control_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the controls")
     size: str = Field("1280x720", description="output frame size WxH")
     fps: int = Field(30, ge=1, le=120)
     # The visible label (avatarcam/provenance/label.py). Its bounds keep it legible at 360 lines and
