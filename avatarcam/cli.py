@@ -225,7 +225,8 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--fps", type=int, help="frame rate (default 30)")
     lv.add_argument("--size", help="frame size WxH (default 1280x720)")
     lv.add_argument("--engine", choices=chain.ENGINES,
-                   help="motion engine: diffusion (the learned model, default) or dsp (no model, least latency)")
+                   help="motion engine: dsp (no model, least latency; the default) or diffusion (the learned "
+                        "model: better lips, but it does not blink and barely moves the head yet)")
     lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
     lv.add_argument("--delay-ms", type=float, default=None,
@@ -281,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
     r.add_argument("--size", help="output size WxH (default 1280x720)")
     r.add_argument("--engine", choices=chain.ENGINES,
-                   help="motion engine: diffusion (the learned model, default) or dsp (no model, least latency)")
+                   help="motion engine: dsp (no model, least latency; the default) or diffusion (the learned "
+                        "model: better lips, but it does not blink and barely moves the head yet)")
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)

@@ -50,7 +50,7 @@ class LiveOptions:
     profile: str = "default"
     size: tuple[int, int] = (1280, 720)
     fps: int = 30
-    engine: str = "diffusion"
+    engine: str = "dsp"
     seed: int = 0
     delay_s: float | None = None  # None: the engine's latency + DELAY_MARGIN_S
     sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4

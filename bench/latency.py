@@ -3,7 +3,7 @@
 One live session of the product's daemon (`avatarcam.daemon.Daemon`, the same object
 `avatarcam live` runs), pinned to one CPU core, with:
 - audio: a speech clip through `FileCapture`, the microphone's interface, looped for --minutes;
-- video: 1280x720 at 30 fps, the default (diffusion) engine or --engine dsp, into a sink that does the camera's
+- video: 1280x720 at 30 fps, the default (dsp) engine or --engine diffusion, into a sink that does the camera's
   pixel-format work (RGB -> I420, as pyvirtualcam does for v4l2loopback) and drops the result;
 - the delayed voice into a clocked null output (no sound card here), so A/V timing is measured.
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="session length (10 for the steadiness bar)")
     parser.add_argument("--quick", action="store_true", help="a 20-second session")
     parser.add_argument("--delay-ms", type=float, default=None, help="latency budget (default: the daemon's)")
-    parser.add_argument("--engine", default="diffusion", help="motion engine (default: the product's, diffusion)")
+    parser.add_argument("--engine", default="dsp", help="motion engine (default: the product's, dsp)")
     parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to (the bar: 1)")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--clip", default=DEFAULT_CLIP, help="speech clip file stem in ../shared/assets/speech")

@@ -8,6 +8,8 @@
   jawOpen r against the teacher; bilabial closures (lips shut, jawOpen - mouthClose < 0.08,
   within ±1 frame of the middle of each /p b m/); mouthFunnel + mouthPucker on rounded phonemes
   against unrounded vowels; streaming (chunk 2) against offline jawOpen r.
+- Alive: head yaw standard deviation over speaking frames and blinks per minute, in the motion
+  (the judge's view of them on real speech is in lipsync.md).
 - Seeds: two seeds on the same audio: head yaw r (should differ, r < 0.5) and jawOpen r (> 0.9).
 - Controls in the motion: happy against neutral mean mouthSmile, a gaze target, a head distance;
   then rendered on the default profile and read back by the Face Landmarker.
@@ -70,18 +72,28 @@ def speed(net) -> dict:
     from avatarcam.motion import diffusion, dsp
 
     samples = demo_samples()
-    out = {}
-    start = time.process_time()
-    frames = len(stream(net, samples))
-    out["stream_ms_per_frame"] = 1000 * (time.process_time() - start) / frames
-    start = time.process_time()
-    frames = len(diffusion.generate(samples, network=net))
-    out["offline_fps"] = frames / (time.process_time() - start)
-    start = time.process_time()
-    frames = len(dsp.generate(samples))
-    out["dsp_ms_per_frame"] = 1000 * (time.process_time() - start) / frames
+
+    def cpu_seconds(run) -> tuple[float, int]:  # best of three: a shared machine only ever adds time
+        best, frames = float("inf"), 0
+        for _ in range(3):
+            start = time.process_time()
+            frames = len(run())
+            best = min(best, time.process_time() - start)
+        return best, frames
+
+    seconds, frames = cpu_seconds(lambda: stream(net, samples))
+    out = {"stream_ms_per_frame": 1000 * seconds / frames}
+    seconds, frames = cpu_seconds(lambda: diffusion.generate(samples, network=net))
+    out["offline_fps"] = frames / seconds
+    seconds, frames = cpu_seconds(lambda: dsp.generate(samples))
+    out["dsp_ms_per_frame"] = 1000 * seconds / frames
     out["frames"], out["network_calls_per_chunk"] = frames, diffusion.DiffusionEngine(net).steps
     return out
+
+
+def blink_count(track: np.ndarray) -> int:
+    blink = track[:, latent.index("eyeBlinkLeft")]
+    return int(np.sum((blink[1:] > 0.5) & (blink[:-1] <= 0.5)))
 
 
 def lips(net, utterances, stream_count: int) -> dict:
@@ -91,7 +103,8 @@ def lips(net, utterances, stream_count: int) -> dict:
     gen, teach, langs = [], [], []
     shut = total = 0
     rounded, spread, t_rounded, t_spread = [], [], [], []
-    stream_r = []
+    stream_r, live_jaw, offline_jaw = [], [], []
+    yaw_std, teacher_yaw_std, blinks, teacher_blinks = [], [], 0, 0
     for k, u in enumerate(judge.progress(utterances, "held-out lips")):
         kwargs = engine_kwargs(u.controls)
         track = diffusion.generate(u.audio, seed=k, network=net, **kwargs)
@@ -101,6 +114,12 @@ def lips(net, utterances, stream_count: int) -> dict:
         langs += [u.language] * n
         h, t = ev.closures(track, u.phones)
         shut, total = shut + h, total + t
+        speaking = u.teacher[:n, J] > 0.02
+        if speaking.sum() > 30:
+            yaw_std.append(float(np.degrees(track[:n, YAW][speaking]).std()))
+            teacher_yaw_std.append(float(np.degrees(u.teacher[:n, YAW][speaking]).std()))
+        blinks += blink_count(track)
+        teacher_blinks += blink_count(u.teacher)
         r, s = ev.rounding(track, u.phones)
         rounded += r
         spread += s
@@ -110,14 +129,20 @@ def lips(net, utterances, stream_count: int) -> dict:
         if k < stream_count:
             live = stream(net, u.audio, seed=k, **kwargs)
             stream_r.append(ev.pearson(live[:n, J], track[:n, J]))
+            live_jaw.append(live[:n, J])
+            offline_jaw.append(track[:n, J])
     gen, teach, langs = np.concatenate(gen), np.concatenate(teach), np.array(langs)
+    minutes = len(gen) / latent.FPS / 60
     return {"utterances": len(utterances), "frames": len(gen), "jaw_r": ev.pearson(gen, teach),
             "jaw_r_by_language": {lang: ev.pearson(gen[langs == lang], teach[langs == lang]) for lang in sorted(set(langs))},
             "closures": shut / max(total, 1), "closure_count": total,
             "rounded_lips": float(np.mean(rounded)), "unrounded_lips": float(np.mean(spread)),
             "teacher_rounded_lips": float(np.mean(t_rounded)), "teacher_unrounded_lips": float(np.mean(t_spread)),
             "rounded_count": len(rounded), "stream_vs_offline_jaw_r": float(np.mean(stream_r)),
-            "stream_vs_offline_min": float(np.min(stream_r)), "stream_count": len(stream_r)}
+            "stream_vs_offline_min": float(np.min(stream_r)), "stream_count": len(stream_r),
+            "stream_vs_offline_pooled_r": ev.pearson(np.concatenate(live_jaw), np.concatenate(offline_jaw)),
+            "head_yaw_std_deg": float(np.median(yaw_std)), "teacher_head_yaw_std_deg": float(np.median(teacher_yaw_std)),
+            "blinks_per_min": blinks / minutes, "teacher_blinks_per_min": teacher_blinks / minutes}
 
 
 def seeds(net, utterances) -> dict:
@@ -198,8 +223,14 @@ def report(r: dict) -> str:
         ["funnel+pucker: rounded / unrounded", f"{lp['rounded_lips']:.2f} / {lp['unrounded_lips']:.2f} "
          f"(teacher {lp['teacher_rounded_lips']:.2f} / {lp['teacher_unrounded_lips']:.2f})", "rounded up",
          ok(lp["rounded_lips"] - lp["unrounded_lips"] >= 0.5 * (lp["teacher_rounded_lips"] - lp["teacher_unrounded_lips"]))],
-        ["streaming vs offline jawOpen r", f"{lp['stream_vs_offline_jaw_r']:.3f} (min {lp['stream_vs_offline_min']:.2f})",
-         f"≥ {STREAM_BAR}", ok(lp["stream_vs_offline_jaw_r"] >= STREAM_BAR)],
+        ["streaming vs offline jawOpen r, mean per clip", f"{lp['stream_vs_offline_jaw_r']:.3f} "
+         f"(min {lp['stream_vs_offline_min']:.2f})", f"≥ {STREAM_BAR}", ok(lp["stream_vs_offline_jaw_r"] >= STREAM_BAR)],
+        ["  pooled over the clips", f"{lp['stream_vs_offline_pooled_r']:.3f}", f"≥ {STREAM_BAR}",
+         ok(lp["stream_vs_offline_pooled_r"] >= STREAM_BAR)],
+        ["head yaw std while speaking (median per clip)", f"{lp['head_yaw_std_deg']:.2f}° "
+         f"(teacher {lp['teacher_head_yaw_std_deg']:.2f}°)", "2-8°", ok(2 <= lp["head_yaw_std_deg"] <= 8)],
+        ["blinks per minute", f"{lp['blinks_per_min']:.1f} (teacher {lp['teacher_blinks_per_min']:.1f})", "10-25",
+         ok(10 <= lp["blinks_per_min"] <= 25)],
         ["two seeds: head yaw r", f"{sd['head_yaw_r']:.2f}", f"< {SEED_HEAD_BAR}", ok(sd["head_yaw_r"] < SEED_HEAD_BAR)],
         ["two seeds: jawOpen r", f"{sd['jaw_r']:.3f}", f"> {SEED_JAW_BAR}", ok(sd["jaw_r"] > SEED_JAW_BAR)],
         ["happy - neutral mouthSmile", f"{c['smile_raise']:.2f}", f"≥ {SMILE_BAR}", ok(c["smile_raise"] >= SMILE_BAR)],

@@ -10,8 +10,8 @@ numeric is imported. Stages, over a real speech clip and the motion the DSP driv
 - watermark per frame, when avatarcam.provenance has one;
 - sink encode per frame (Mp4Sink: H.264 + AAC), apart from everything else;
 - offline generation fps (the product's chain, as `avatarcam render` runs it: motion + compose +
-  render + watermark into a null sink, no encoding), with the default diffusion engine and with
-  the DSP driver, and the ratio to VASA-1's 45 fps on an RTX 4090.
+  render + watermark into a null sink, no encoding), with the diffusion model and with the
+  DSP driver (the default), and the ratio to VASA-1's 45 fps on an RTX 4090.
 
     python -m bench.speed [--quick] [--portrait grace_hopper] [--clip NAME]
 """

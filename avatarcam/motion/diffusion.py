@@ -173,7 +173,7 @@ def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarr
 
 
 def sample(denoise: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray, steps: int,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, eta: float = 1.0) -> np.ndarray:
     """Clean motion from noise `x` in `steps` ancestral DDIM steps (eta = 1) on the cosine schedule;
     `denoise(x_t, t)` estimates x0. The fresh noise of each step keeps head and gaze motion varied."""
     times = np.linspace(1.0, 0.0, steps + 1)
@@ -184,7 +184,7 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray, st
         a, s = (float(v) for v in schedule(t))
         a_next, s_next = (float(v) for v in schedule(t_next))
         eps = (x - a * x0) / max(s, 1e-6)
-        sigma = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
+        sigma = eta * s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
         x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
              + sigma * rng.standard_normal(x.shape)).astype(np.float32)
     return x
