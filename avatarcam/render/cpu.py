@@ -38,7 +38,10 @@ class CpuRenderer:
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._mouth_channels = [latent.index(n) for n in latent.EXPRESSION if n.startswith(("jaw", "mouth"))]
+        self._scale = latent.index("headLogScale")
+        # How far the portrait's own lips part (inner lower lip to `mouth_top`), at rest
+        rest = scene.rest_points
+        self._rest_gap = np.linalg.norm(rest[list(fm.LIPS_LOWER_INNER)] - rest[scene.rig.mouth_top], axis=1)
         self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                                        for side in ("Right", "Left")])
 
@@ -140,11 +143,10 @@ class CpuRenderer:
         """
         s = self.scene
         top, lower = points[s.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
-        still = frame.copy()
-        still[self._mouth_channels] = s.rig.rest[self._mouth_channels]
-        still_points = s.points(still) - origin
         gap = np.linalg.norm(lower - top, axis=1)
-        still_gap = np.linalg.norm(still_points[list(fm.LIPS_LOWER_INNER)] - still_points[s.rig.mouth_top], axis=1)
+        # the portrait's own parting at this head distance (the pose's foreshortening of a gap of
+        # a few pixels is far below the threshold: not worth a second deformation of the rig)
+        still_gap = self._rest_gap * float(np.exp(frame[self._scale] - s.rig.rest[self._scale]))
         opening = float((gap - still_gap)[3:8].max())
         if opening < 0.6:
             return  # lips together as in the portrait: nothing to reveal
