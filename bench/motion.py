@@ -61,11 +61,11 @@ def engine_kwargs(controls: np.ndarray) -> dict:
 
 
 def stream(net, samples: np.ndarray, seed: int = 0, **kwargs) -> np.ndarray:
+    from avatarcam import chain
     from avatarcam.motion.diffusion import DiffusionEngine
 
-    engine = DiffusionEngine(net, seed=seed, chunk=2, **kwargs)
-    parts = [engine.push(samples[i:i + 320]) for i in range(0, len(samples), 320)]  # 20 ms, as a microphone
-    return np.concatenate(parts + [engine.flush()])
+    engine = DiffusionEngine(net, seed=seed, chunk=2, **kwargs)  # fed 20 ms at a time, as from a microphone
+    return np.array(list(chain.frames(chain.file_chunks(samples), engine)))
 
 
 def speed(net) -> dict:

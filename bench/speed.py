@@ -189,25 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     stages["audio_features"] = {"mean_ms": per_frame(lambda: frame_features(samples), n)}
     stages["motion_dsp"] = {"mean_ms": per_frame(lambda: generate(samples, seed=0), n)}
 
-    def streaming() -> None:
-        driver = DspDriver(seed=0)
-        for start in range(0, len(samples), 320):
-            driver.push(samples[start:start + 320])
-        driver.flush()
+    from avatarcam import chain
 
-    stages["motion_dsp_streaming"] = {"mean_ms": per_frame(streaming, n)}
+    def streaming(engine) -> None:  # fed 20 ms at a time, as from a microphone
+        for _ in chain.frames(chain.file_chunks(samples), engine):
+            pass
+
+    stages["motion_dsp_streaming"] = {"mean_ms": per_frame(lambda: streaming(DspDriver(seed=0)), n)}
 
     from avatarcam.motion import diffusion
     network = diffusion.default_network()
     stages["motion_diffusion"] = {"mean_ms": per_frame(lambda: diffusion.generate(samples, network=network), n)}
-
-    def streaming_model() -> None:
-        engine = diffusion.DiffusionEngine(network, seed=0)
-        for start in range(0, len(samples), 320):
-            engine.push(samples[start:start + 320])
-        engine.flush()
-
-    stages["motion_diffusion_streaming"] = {"mean_ms": per_frame(streaming_model, n)}
+    stages["motion_diffusion_streaming"] = {
+        "mean_ms": per_frame(lambda: streaming(diffusion.DiffusionEngine(network, seed=0)), n)}
     renderers, frames = {}, {}
     for key, size in SIZES.items():
         renderers[key] = judge.make_renderer(portrait, size)

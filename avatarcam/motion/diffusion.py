@@ -117,7 +117,7 @@ class DiffusionEngine:
 
     def _windows(self, frames: np.ndarray, limit: int) -> np.ndarray:
         c = self.net.config
-        index = mel.nearest_rows(frames)[:, None] + np.arange(-c.mel_past, c.mel_future + 1)[None, :]
+        index = c.window_rows(frames)
         valid = (index >= self._row0) & (index < self._row0 + len(self._rows)) & (index <= limit) & (index >= 0)
         rows = self._rows[np.clip(index - self._row0, 0, max(len(self._rows) - 1, 0))] if len(self._rows) else \
             np.zeros((*index.shape, mel.BANDS), np.float32)

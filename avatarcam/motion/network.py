@@ -44,6 +44,11 @@ class Config:
     def audio_inputs(self) -> int:
         return self.mel_window * mel.BANDS
 
+    def window_rows(self, frames) -> np.ndarray:
+        """The mel rows each video frame's audio token sees: (..., mel_window), around its instant.
+        Training and the engine both cut windows here, so they cannot disagree on the lookahead."""
+        return mel.nearest_rows(frames, latent.FPS)[..., None] + np.arange(-self.mel_past, self.mel_future + 1)
+
 
 def time_features(t: np.ndarray, size: int = 64) -> np.ndarray:
     """Sinusoidal features of the noise level t in [0, 1]."""

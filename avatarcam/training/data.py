@@ -65,11 +65,10 @@ class Corpus:
         motion[fresh, :p] = 0.0
         motion = (motion - stats["motion_mean"]) / stats["motion_std"]
 
-        centre = mel.nearest_rows(frames, latent.FPS)
-        mel_index = centre[..., None] + np.arange(-config.mel_past, config.mel_future + 1)  # (B, P + C, W)
+        mel_index = config.window_rows(frames)  # (B, P + C, W)
         if lookahead is None:
             lookahead = np.full(size, config.mel_future)
-        last = centre[:, -1] + lookahead
+        last = mel.nearest_rows(frames[:, -1], latent.FPS) + lookahead
         valid = (mel_index >= 0) & (mel_index < self.mel_length[utterance][:, None, None]) & \
             (mel_index <= last[:, None, None])
         inside = np.clip(mel_index, 0, self.mel_length[utterance][:, None, None] - 1)
