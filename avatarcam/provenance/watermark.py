@@ -31,10 +31,10 @@ untouched. Why this shape:
 
 Embedding costs one saturating add and one subtract over the frame (``cv2.add``/``cv2.subtract``
 of precomputed ±delta images, in place on the renderer's fresh frame) plus a little bookkeeping:
-every fourth frame the texture is measured on a copy averaged down to 2 samples per cell (160x90
-at 720p), and every other frame 1/24 of the delta images' rows are refreshed from the latest
-measure. The strength thus follows the picture with a lag of at most 52 frames (under 2 s), and
-no frame pays for a full rebuild (``bench/watermark.py`` measures the cost). The price of this
+every frame averages a quarter of its rows down to 4 samples per cell, every fourth frame
+measures the texture on those strips (at 2 samples per cell: 160x90 at 720p), and the other
+frames refresh 1/36 of the delta images' rows each from the latest measure. The strength thus
+follows the picture with a lag of at most 56 frames (under 2 s), and no frame pays for a full rebuild (``bench/watermark.py`` measures the cost). The price of this
 economy is that a frame's marking depends on the frames before it (by at most a grey level or so):
 the watermark is deterministic for a given sequence of frames, not frame by frame.
 
@@ -99,7 +99,7 @@ FLAT = 0.6
 TEXTURE_GAIN = 0.6
 MAX = 4.0
 PSNR_TARGET = 40.5  # dB, with rounding noise included: the bar is 40
-BANDS = 24  # rows of the delta images refreshed per frame: 1/BANDS of them
+BANDS = 36  # rows of the delta images refreshed per frame: 1/BANDS of them
 STRENGTH_EVERY = 4  # frames between texture measurements (each band uses the latest)
 
 # detection
@@ -259,10 +259,10 @@ class Watermarker:
     """Adds the watermark to RGB frames of one size: ``marked = Watermarker(size, payload)(frame)``.
 
     Keeps precomputed +delta and -delta images (uint8, three channels) so that marking a frame is
-    one saturating add and one saturating subtract; every STRENGTH_EVERY-th call also measures the
-    frame's texture on a small averaged copy, and every other call refreshes 1/BANDS of the delta
-    rows from the latest measure. The first call builds all rows. Frames must be HxWx3 uint8 RGB of the size
-    given; the input is never modified.
+    one saturating add and one saturating subtract; each call also averages a strip of the frame
+    down, every STRENGTH_EVERY-th call measures the texture of the strips, and the other calls
+    refresh 1/BANDS of the delta rows each from the latest measure. The first call builds all rows.
+    Frames must be HxWx3 uint8 RGB of the size given; the input is never modified.
     """
 
     def __init__(self, size: tuple[int, int], payload: Payload = UNATTRIBUTED) -> None:
@@ -279,22 +279,33 @@ class Watermarker:
         self.minus = np.zeros((h, w, 3), np.uint8)
         self.step = max(1, self.cell // 2)  # texture is measured at 2 samples per cell
         self.small_size = (max(1, w // self.step), max(1, h // self.step))
+        # the frame averaged down to 4 samples per cell, assembled one strip of rows per call
+        self.mid = np.zeros((2 * self.small_size[1], 2 * self.small_size[0], 3), np.uint8)
+        strip = -(-self.small_size[1] // STRENGTH_EVERY)
+        self.strips = [(r, min(self.small_size[1], r + strip)) for r in range(0, self.small_size[1], strip)]
         self.band_rows = -(-h // BANDS)
         self.bands = -(-h // self.band_rows)  # BANDS, or fewer for a frame of very few rows
         self._next_band = 0
-        self._ready = False
         self.strength = None  # the last strength map, small size (for inspection and tests)
         self._calls = 0
 
-    def strength_map(self, frame: np.ndarray) -> np.ndarray:
-        """Watermark strength in grey levels at the small size, from the frame's local contrast."""
+    def _average_down(self, frame: np.ndarray, rows: tuple[int, int]) -> None:
+        """Average the frame rows that make small-map rows `rows` into the matching rows of `mid`."""
         # Averaged, not sampled: fine grain (sensor noise, film grain) must not read as texture, since
         # it hides fine detail but not a cell-sized pattern. Bilinear to 4 samples per cell averages
-        # 2x2 pixels, the area step to 2 samples per cell averages those: 1/4 of the grain's amplitude.
-        w, h = self.size
-        mid_size = (max(1, w * 2 // self.step), max(1, h * 2 // self.step))
-        mid = cv2.resize(frame, mid_size, interpolation=cv2.INTER_LINEAR)
-        small = cv2.resize(mid, self.small_size, interpolation=cv2.INTER_AREA)
+        # 2x2 pixels, the area step to 2 samples per cell (in strength_map) averages those.
+        a, b = rows
+        s, (sw, _) = self.step, self.small_size
+        cv2.resize(frame[a * s:b * s, :sw * s], (2 * sw, 2 * (b - a)),
+                   dst=self.mid[2 * a:2 * b], interpolation=cv2.INTER_LINEAR)
+
+    def strength_map(self, frame: np.ndarray | None = None) -> np.ndarray:
+        """Watermark strength in grey levels at the small size, from the local contrast of `frame`,
+        or of the strips assembled in `mid` over the last calls when no frame is given."""
+        if frame is not None:
+            for rows in self.strips:
+                self._average_down(frame, rows)
+        small = cv2.resize(self.mid, self.small_size, interpolation=cv2.INTER_AREA)
         y = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         c = self.cell / self.step  # cell size at the small size (2)
         detail = y - cv2.GaussianBlur(y, (0, 0), 0.7 * c)
@@ -336,18 +347,21 @@ class Watermarker:
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"the watermark expects {w}x{h} RGB uint8 frames, got {frame.shape} {frame.dtype}")
-        # The bookkeeping is spread so that no frame pays for both parts: the texture is measured
-        # on every STRENGTH_EVERY-th frame, a band is refreshed on every odd one.
+        # The bookkeeping is spread so that no frame pays for much of it: every call averages one
+        # strip of the frame down; every STRENGTH_EVERY-th call turns the strips of the calls
+        # before into a new strength map, the others refresh a band of the delta images each.
         calls, self._calls = self._calls, self._calls + 1
-        if self.strength is None or calls % STRENGTH_EVERY == 0:
+        if self.strength is None:  # the first frame: everything at once
             self.strength = self.strength_map(frame)
-        if not self._ready:
             self._refresh(self.strength, 0, h)
-            self._ready = True
-        elif calls % 2 == 1:
-            r0 = self._next_band * self.band_rows
-            self._refresh(self.strength, r0, min(h, r0 + self.band_rows))
-            self._next_band = (self._next_band + 1) % self.bands
+        else:
+            if calls % STRENGTH_EVERY == 0:
+                self.strength = self.strength_map()
+            else:
+                r0 = self._next_band * self.band_rows
+                self._refresh(self.strength, r0, min(h, r0 + self.band_rows))
+                self._next_band = (self._next_band + 1) % self.bands
+            self._average_down(frame, self.strips[calls % len(self.strips)])
         out = frame if in_place else np.empty_like(frame)
         cv2.add(frame, self.plus, dst=out)
         cv2.subtract(out, self.minus, dst=out)
