@@ -219,7 +219,7 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of its name (default: the system's)")
     lv.add_argument("--camera", metavar="DEVICE", help="virtual camera device (default: the one labelled AvatarCam)")
     lv.add_argument("--sink", default="camera", metavar="SINK",
-                    help="camera (default), preview (a window), null, or file:OUT.mp4")
+                    help="camera (default), preview (a window), null, or file:OUT.mp4 (frames and the voice, as the call gets them)")
     lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
     lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
     lv.add_argument("--fps", type=int, help="frame rate (default 30)")

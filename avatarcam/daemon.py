@@ -32,7 +32,7 @@ from avatarcam import chain
 from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
-from avatarcam.audio.stream import LiveAudio
+from avatarcam.audio.stream import AudioRing, LiveAudio
 from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
 from avatarcam.camera.sinks import Sink, open_sink
 from avatarcam.config import Settings
@@ -251,8 +251,9 @@ class _WithPreview:
 
 
 def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
-                   on_close: Callable[[], None] | None = None) -> Sink:
-    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or file:OUT.mp4."""
+                   on_close: Callable[[], None] | None = None, audio: AudioRing | None = None) -> Sink:
+    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or file:OUT.mp4;
+    a file records the stream's audio from `audio` beside the frames, as the call would hear it."""
     if spec == "camera":
         from avatarcam.camera.virtual import VirtualCameraSink
         return VirtualCameraSink(size, fps, device=camera)
@@ -260,6 +261,8 @@ def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | Non
         from avatarcam.camera.preview import PreviewSink
         return PreviewSink(size, on_close=on_close)
     try:
+        if spec.startswith("file:") or spec.lower().endswith(".mp4"):
+            return open_sink(spec, size, fps, audio=audio, audio_rate=RATE)
         return open_sink(spec, size, fps)
     except ValueError as exc:
         raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
@@ -399,8 +402,10 @@ class Daemon:
             from avatarcam.control import ControlServer
             server = ControlServer(self.handle, opts.socket)
             server.start()  # refuses when another AvatarCam is running: before the camera is taken
+        self.ring = AudioRing(rate=RATE)  # the stream's recent audio: for the virtual microphone and a file sink
         try:
-            sink = self._sink or open_live_sink(opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop)
+            sink = self._sink or open_live_sink(opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop,
+                                                audio=self.ring)
         except BaseException:
             if server is not None:
                 server.stop()
@@ -451,7 +456,7 @@ class Daemon:
         output = self._open_output()
         # the timeline starts as the capture does: a file's first chunk belongs exactly there
         self.started = origin = self.clock()
-        self.audio = LiveAudio(origin, RATE, clock=self.clock)
+        self.audio = LiveAudio(origin, RATE, clock=self.clock, ring=self.ring)
         self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
                            placeholder=placeholder, on_show=self._shown)
         delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)

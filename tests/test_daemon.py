@@ -126,6 +126,26 @@ def test_file_driven_live_run_shows_the_offline_frames_in_order_and_the_mouth_fo
     assert summary["frames"]["ticks"] == len(sink.frames)
 
 
+def test_live_file_sink_records_the_voice_in_step_with_the_frames(clip, tmp_path):
+    from avatarcam.video import probe, read_video
+
+    out = tmp_path / "live.mp4"
+    daemon = Daemon(options(sink=f"file:{out}"), capture=FileCapture(clip))
+    summary = daemon.run()
+    assert not summary["errors"]
+    info = probe(out)
+    assert info["audio_codec"] == "aac" and abs(info["audio_duration"] - info["duration"]) < 1 / 30
+    _, _, audio, _ = read_video(out, audio_rate=16000)
+    # frame i of the file shows stream time i/fps and the stream starts with the clip: the voice
+    # in the file is the clip at lag 0 (the loudness envelopes, 10 ms steps, peak within 20 ms)
+    k = min(len(audio), len(clip))
+    env = [np.sqrt(np.convolve(x[:k] ** 2, np.ones(160) / 160, "same"))[::160] for x in (audio, clip)]
+    lags = range(-10, 11)
+    r = [np.corrcoef(np.roll(env[0], lag)[10:-10], env[1][10:-10])[0, 1] for lag in lags]
+    assert max(r) > 0.9, f"the recorded voice does not match the clip (r {max(r):.2f})"
+    assert abs(lags[int(np.argmax(r))]) <= 2, f"voice off by {lags[int(np.argmax(r))] * 10} ms"
+
+
 def test_failing_microphone_keeps_idle_frames_coming_and_is_reopened():
     sd = FakeSoundDevice(plugged=False)
     mic = MicCapture(retry_s=0.05, stall_s=0.3, backend=sd)

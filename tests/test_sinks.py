@@ -86,6 +86,30 @@ def test_mp4_round_trip(tmp_path: Path, speech: np.ndarray, size: tuple[int, int
     assert corr > 0.9, f"decoded audio does not match the speech written (correlation {corr:.2f})"
 
 
+def test_live_audio_arriving_behind_the_frames_is_all_recorded(tmp_path: Path, speech: np.ndarray) -> None:
+    """A live stream's audio comes in chunks that can trail the frames; none of it may be lost."""
+    from avatarcam.audio.stream import AudioRing
+
+    ring = AudioRing(rate=RATE)
+    n = 2 * FPS
+    out = tmp_path / "live.mp4"
+    lag = 5  # the audio for a frame arrives 5 frames after it
+    per_frame = RATE // FPS
+    with Mp4Sink(out, size=(64, 64), fps=FPS, audio=ring, audio_rate=RATE) as sink:
+        for i in range(n):
+            if i >= lag:
+                ring.write(speech[(i - lag) * per_frame:(i - lag + 1) * per_frame])
+            sink.write(smooth_frame(64, 64, i))
+        for i in range(n - lag, n):  # the last chunks come in before the stream closes
+            ring.write(speech[i * per_frame:(i + 1) * per_frame])
+    info = probe(out)
+    assert abs(info["audio_duration"] - info["duration"]) < 1 / FPS
+    _, _, audio, _ = read_video(out, audio_rate=RATE)
+    k = min(len(audio), len(speech))
+    corr = np.corrcoef(audio[:k], speech[:k])[0, 1]
+    assert corr > 0.9, f"the recorded audio does not match the stream (correlation {corr:.2f})"
+
+
 def test_audio_and_video_stay_in_sync(tmp_path: Path) -> None:
     """A white flash at t=1 s and a click at t=1 s decode within one frame of each other."""
     size, n = (256, 144), 2 * FPS

@@ -79,7 +79,8 @@ class LiveAudio:
 
     def __init__(self, origin: float, rate: int = RATE, block_s: float = BLOCK_S,
                  clock: Callable[[], float] = time.monotonic, tolerance_s: float = 0.03, gap_s: float = 0.1,
-                 window_s: float = 1.0, stall_s: float = 0.5, history_s: float = 10.0) -> None:
+                 window_s: float = 1.0, stall_s: float = 0.5, history_s: float = 10.0,
+                 ring: AudioRing | None = None) -> None:
         self.origin, self.rate = origin, rate
         self.block = max(1, int(round(block_s * rate)))
         self._clock = clock
@@ -87,7 +88,7 @@ class LiveAudio:
                                                               (tolerance_s, gap_s, window_s, stall_s))
         self._queue: queue.Queue = queue.Queue(maxsize=int(10 / block_s))  # 10 s: never grows without bound
         self.position = 0  # samples in the stream so far
-        self.ring = AudioRing(rate=rate)
+        self.ring = ring if ring is not None else AudioRing(rate=rate)  # what the delayed outputs read
         self.stats = StreamStats()
         self._lateness: deque[tuple[int, int]] = deque()  # (stream position, lateness in samples)
         # where each stretch of the stream came from: (start, end, capture stamp of end or None for silence)

@@ -10,14 +10,19 @@ Choices and why:
   gets both streams in step and interleaves them closely (players keep sync and memory stays
   flat). The audio track is cut or padded with silence to the video's length: the two end
   together.
+- The audio is a whole clip (offline) or a live stream still being captured (an `AudioRing`
+  from the live daemon): then each frame takes what has arrived of its audio and the rest
+  follows with later frames, so the sound is never cut short by a frame that came early.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
@@ -31,17 +36,44 @@ AAC_RATE = 48_000  # what video tools and browsers expect; speech at 16 kHz is r
 AAC_BIT_RATE = 128_000
 
 
+class AudioStream(Protocol):
+    """Audio still arriving, by absolute sample index (avatarcam.audio.stream.AudioRing)."""
+
+    end: int  # one past the newest sample
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """Samples [start, start + n), zeros where there are none."""
+
+
+class _Clip:
+    """A whole clip as an AudioStream: everything has arrived, silence after its end."""
+
+    end = sys.maxsize  # all of it is known: the clip, then silence
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = samples
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        chunk = self.samples[start:start + n]
+        return chunk if len(chunk) == n else np.concatenate([chunk, np.zeros(n - len(chunk), np.float32)])
+
+
 class Mp4Sink(SinkBase):
-    """Writes frames (and optional audio) to an MP4, atomically: it appears complete or not at all."""
+    """Writes frames (and optional audio) to an MP4, atomically: it appears complete or not at all.
+
+    `audio` is a whole clip of mono float samples, or an AudioStream being filled as frames come.
+    """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
-                 fps: float | Fraction = 30, audio: np.ndarray | None = None, audio_rate: int = 16000,
-                 crf: int = 20, preset: str = "veryfast", aac_rate: int = AAC_RATE) -> None:
+                 fps: float | Fraction = 30, audio: np.ndarray | AudioStream | None = None,
+                 audio_rate: int = 16000, crf: int = 20, preset: str = "veryfast", aac_rate: int = AAC_RATE) -> None:
         self.path = Path(path)
         self.size = check_size(size)
         self.fps = as_rate(fps)
         self.frames = 0
-        self._audio = check_audio(audio, audio_rate) if audio is not None else None
+        if audio is not None and not hasattr(audio, "read"):
+            audio = _Clip(check_audio(audio, audio_rate))
+        self._audio: AudioStream | None = audio
         self.audio_rate = int(audio_rate)
         if self.path.is_dir():
             raise OutputError(f"cannot write {self.path}: it is a directory; give a file name "
@@ -90,16 +122,14 @@ class Mp4Sink(SinkBase):
         self._mux(self._video.encode(yuv))
         self.frames += 1
         if self._audio is not None:
-            self._feed_audio(samples_at(self.frames, self.fps, self.audio_rate))
+            self._feed_audio(min(samples_at(self.frames, self.fps, self.audio_rate), self._audio.end))
 
     def _feed_audio(self, end: int) -> None:
         """Encode input samples up to ``end``, padding with silence past the end of the audio."""
         start = self._audio_fed
         if end <= start:
             return
-        chunk = self._audio[start:end]
-        if len(chunk) < end - start:
-            chunk = np.concatenate([chunk, np.zeros(end - start - len(chunk), np.float32)])
+        chunk = self._audio.read(start, end - start)
         frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
         frame.sample_rate = self.audio_rate
         frame.time_base = Fraction(1, self.audio_rate)
@@ -124,6 +154,7 @@ class Mp4Sink(SinkBase):
         try:
             self._mux(self._video.encode(None))
             if self._audio_stream is not None:
+                self._feed_audio(samples_at(self.frames, self.fps, self.audio_rate))
                 for resampled in self._resampler.resample(None):
                     self._mux(self._audio_stream.encode(resampled))
                 self._mux(self._audio_stream.encode(None))
