@@ -1,8 +1,14 @@
 """The control channel: `avatarcam ctl`, the tray and OBS scripts talk to a running daemon.
 
-A Unix socket in the user's runtime directory (directory 0700, socket 0600, and the peer's uid
-checked on every connection where the system reports it), so only the user who started
-AvatarCam can steer it. One request per connection, one JSON object per line each way:
+Only the user who started AvatarCam may steer it. Two transports, one protocol:
+- a Unix socket in the user's runtime directory (directory 0700, socket 0600, and the peer's uid
+  checked on every connection where the system reports it): Linux and macOS;
+- a loopback TCP port with a secret token (Windows, whose Python has no Unix sockets): the
+  daemon listens on 127.0.0.1 and writes the port and a fresh random token to `control.json` in
+  the user's private runtime directory; a request without that token is refused, so another
+  user on the machine can reach the port but not steer the daemon.
+The address is the socket's path or the port file's (`.json`). One request per connection, one
+JSON object per line each way:
 
     -> {"command": "profile", "name": "grandma"}
     <- {"ok": false, "message": "profile 'grandma' failed to load: ...; still showing 'default'", "status": {...}}
@@ -12,9 +18,11 @@ Commands: status, profile NAME, emotion NAME, pause, resume, quit.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
 import struct
 import tempfile
@@ -28,6 +36,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = ("status", "profile", "emotion", "pause", "resume", "quit")
 SOCKET_NAME = "control.sock"
+PORT_FILE = "control.json"  # the loopback transport's address: {"port", "token", "pid"}
 MAX_REQUEST = 64 * 1024
 
 
@@ -46,7 +55,21 @@ def runtime_dir() -> Path:
 
 
 def socket_path() -> Path:
-    return runtime_dir() / SOCKET_NAME
+    """The default address: the Unix socket where the system has them, else the port file."""
+    return runtime_dir() / (SOCKET_NAME if hasattr(socket, "AF_UNIX") else PORT_FILE)
+
+
+def _is_loopback(path: Path) -> bool:
+    return path.suffix == ".json"
+
+
+def _read_port_file(path: Path) -> tuple[int, str]:
+    try:
+        data = json.loads(path.read_text())
+        return int(data["port"]), str(data["token"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ControlError(f"AvatarCam's port file {path} is unreadable ({exc}); if AvatarCam is not running, "
+                           "delete it") from None
 
 
 def _private_dir(path: Path) -> None:
@@ -74,6 +97,7 @@ class ControlServer:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._token: str | None = None  # the loopback transport's secret
 
     def start(self) -> None:
         _private_dir(self.path.parent)
@@ -86,6 +110,14 @@ class ControlServer:
                 pid = reply.get("status", {}).get("pid", "?")
                 raise ControlError(f"AvatarCam is already running (pid {pid}, control socket {self.path}); "
                                    "`avatarcam ctl quit` stops it")
+        sock = self._listen_loopback() if _is_loopback(self.path) else self._listen_unix()
+        sock.listen(8)
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, name="avatarcam-control", daemon=True)
+        self._thread.start()
+
+    def _listen_unix(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # the socket is created 0600: no window where others could connect
         try:
@@ -95,11 +127,25 @@ class ControlServer:
             raise ControlError(f"cannot create the control socket {self.path}: {exc}") from None
         finally:
             os.umask(old)
-        sock.listen(8)
-        sock.settimeout(0.2)
-        self._sock = sock
-        self._thread = threading.Thread(target=self._serve, name="avatarcam-control", daemon=True)
-        self._thread.start()
+        return sock
+
+    def _listen_loopback(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows: no other process may bind the port too
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._token = secrets.token_hex(16)
+        data = json.dumps({"port": sock.getsockname()[1], "token": self._token, "pid": os.getpid()})
+        tmp = self.path.with_suffix(".tmp")
+        try:  # written private and renamed: a client never reads half a file or another user's token
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"cannot write the control port file {self.path}: {exc}") from None
+        return sock
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -115,18 +161,30 @@ class ControlServer:
         with conn:
             conn.settimeout(10)
             try:
-                uid = _peer_uid(conn)
-                if uid is not None and hasattr(os, "getuid") and uid not in (os.getuid(), 0):
-                    reply = {"ok": False, "message": "refused: not the user running AvatarCam"}
+                line = _read_line(conn)
+                if self._allowed(conn, line):
+                    reply = self._reply(line)
                 else:
-                    reply = self._reply(_read_line(conn))
+                    reply = {"ok": False, "message": "refused: not the user running AvatarCam"}
                 conn.sendall((json.dumps(reply) + "\n").encode())
             except (OSError, ValueError) as exc:
                 log.debug("control connection failed: %s", exc)
 
+    def _allowed(self, conn: socket.socket, line: bytes) -> bool:
+        if self._token is None:  # Unix socket: the file's mode, and the peer's uid where known
+            uid = _peer_uid(conn)
+            return uid is None or not hasattr(os, "getuid") or uid in (os.getuid(), 0)
+        try:
+            token = json.loads(line).get("token", "")
+        except (ValueError, AttributeError):
+            return False
+        return isinstance(token, str) and hmac.compare_digest(token, self._token)
+
     def _reply(self, line: bytes) -> dict:
         try:
             req = json.loads(line)
+            if isinstance(req, dict):
+                req.pop("token", None)  # the handler never sees (nor could echo) the secret
             if not isinstance(req, dict) or req.get("command") not in COMMANDS:
                 raise ValueError(f"expected {{'command': one of {', '.join(COMMANDS)}}}")
         except ValueError as exc:
@@ -165,11 +223,17 @@ def request(req: dict, path: Path | None = None, timeout: float = 30) -> dict:
     """Send one request to the daemon and return its reply (ControlError when none is running)."""
     path = Path(path) if path is not None else socket_path()
     if not path.exists():
-        raise ControlError(f"AvatarCam is not running (no control socket at {path}); start it with `avatarcam live`")
+        raise ControlError(f"AvatarCam is not running (no control {'port file' if _is_loopback(path) else 'socket'} "
+                           f"at {path}); start it with `avatarcam live`")
+    if _is_loopback(path):
+        port, token = _read_port_file(path)
+        family, address, req = socket.AF_INET, ("127.0.0.1", port), req | {"token": token}
+    else:
+        family, address = socket.AF_UNIX, str(path)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(str(path))
+            sock.connect(address)
             sock.sendall((json.dumps(req) + "\n").encode())
             line = _read_line(sock)
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 Load it in OBS (Tools > Scripts > +), then bind the keys in Settings > Hotkeys ("AvatarCam: ...").
 It talks to the running `avatarcam live` (or `avatarcam tray`) over the same control channel as
-`avatarcam ctl`: one JSON line per request on the user's Unix socket. Profiles for the
+`avatarcam ctl`: one JSON line per request on the user's Unix socket (on Windows, the
+loopback port and token that AvatarCam writes to control.json). Profiles for the
 "next profile" key are listed in the script's settings.
 """
 
@@ -20,22 +21,31 @@ _profiles = ["default"]
 _next = 0
 
 
-def socket_path():
-    """Where avatarcam.control puts the socket ($XDG_RUNTIME_DIR/avatarcam, else the temp dir)."""
+def control_address():
+    """Where avatarcam.control listens: its Unix socket, or on Windows the port file
+    ($XDG_RUNTIME_DIR/avatarcam, else avatarcam-<uid> in the temp dir)."""
+    name = "control.sock" if hasattr(socket, "AF_UNIX") else "control.json"
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and Path(base).is_dir():
-        return Path(base) / "avatarcam" / "control.sock"
-    return Path(tempfile.gettempdir()) / f"avatarcam-{os.getuid()}" / "control.sock"
+        return Path(base) / "avatarcam" / name
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"avatarcam-{user}" / name
 
 
 def send(request):
+    address = control_address()
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        if address.suffix == ".json":  # loopback port and the daemon's secret token
+            info = json.loads(address.read_text())
+            family, target, request = socket.AF_INET, ("127.0.0.1", int(info["port"])), dict(request, token=info["token"])
+        else:
+            family, target = socket.AF_UNIX, str(address)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
-            sock.connect(str(socket_path()))
+            sock.connect(target)
             sock.sendall((json.dumps(request) + "\n").encode())
             reply = json.loads(sock.makefile().readline() or "{}")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         print(f"AvatarCam: not reachable ({exc}); is `avatarcam live` running?")
         return
     print(f"AvatarCam: {reply.get('message', '')}")
