@@ -174,12 +174,14 @@ class Tray:
     def _run_daemon(self) -> None:
         try:
             self.daemon.run()
-        except AvatarCamError as exc:
+        except AvatarCamError as exc:  # it never went live: the icon stays, red, and says why
             self.failure = str(exc)
             log.error("%s", exc)
             self.notify(str(exc))
-        finally:
             self.refresh()
+        else:  # it ran and stopped (`avatarcam ctl quit`, the end of --audio): so does the tray
+            if self.icon is not None:
+                self.icon.stop()
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
@@ -199,11 +201,19 @@ class Tray:
 
         def setup(icon) -> None:
             icon.visible = True
+            if not getattr(icon, "HAS_MENU", True):
+                log.warning("this tray backend (%s) shows no menu: install PyGObject (python3-gi) for one; "
+                            "`avatarcam ctl` steers AvatarCam meanwhile", type(icon).__module__)
             worker.start()
             watcher.start()
 
         try:
             self.icon.run(setup=setup)  # the main thread: macOS requires it
+        except Exception as exc:  # the desktop's tray or notification services, not ours
+            if not worker.is_alive() and self.daemon.started is None:
+                raise AvatarCamError(f"the tray icon could not start ({type(exc).__name__}: {exc}); is a desktop "
+                                     "session with a system tray running? `avatarcam live` runs without one") from None
+            log.warning("the tray icon ended with an error (%s: %s)", type(exc).__name__, exc)
         finally:
             stop.set()
             self.daemon.stop()
