@@ -8,7 +8,9 @@ with neither) that classifier-free guidance mixes with separate scales for audio
 So a chunk costs `steps` network calls (2 by default), guidance included.
 
 Live and offline share this class: offline is the same stream with longer chunks (the network
-was trained on chunks of 1 to 32 frames), so the lips agree between the two.
+was trained on chunks of 1 to 32 frames), so the lips agree between the two. The sampler's noise
+belongs to frames, not to calls: frame i always gets the same noise for a seed (`FrameNoise`), so
+how the stream is cut into chunks changes the motion only through what each chunk sees.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class DiffusionEngine:
         self.lookahead = int(np.clip(round(lookahead_s * mel.MEL_RATE), 0, c.mel_future))
         self.scales = (audio_scale, control_scale)
         self.emotion, self.gaze, self.distance, self.liveliness = emotion, gaze, distance, liveliness
-        self._rng = np.random.default_rng(seed)
+        self._noise = FrameNoise(seed, steps)
         self._stream = mel.MelStream()
         self._rows = np.zeros((0, mel.BANDS), np.float32)  # mel rows from `_row0` on
         self._row0 = 0
@@ -143,7 +145,7 @@ class DiffusionEngine:
         limit = min(mel.nearest_rows(frames[-1]) + self.lookahead, available - 1)
         controls = control_vector(self._emotion, self.gaze, self.distance, self.liveliness)
         denoise = guided(self.net, self._past, self._audio(frames, limit), controls, *self.scales)
-        x = sample(denoise, self._rng.standard_normal((size, latent.DIM)).astype(np.float32), self.steps, self._rng)
+        x = sample(denoise, self._noise(self._done, size))
         motion = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
         self._done += size
@@ -172,12 +174,38 @@ def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarr
     return denoise
 
 
-def sample(denoise: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray, steps: int,
-           rng: np.random.Generator, eta: float = 1.0) -> np.ndarray:
-    """Clean motion from noise `x` in `steps` ancestral DDIM steps (eta = 1) on the cosine schedule;
-    `denoise(x_t, t)` estimates x0. The fresh noise of each step keeps head and gaze motion varied."""
+class FrameNoise:
+    """The sampler's noise for frames i..i+n: (steps, n, DIM) standard normals, a function of the
+    seed and the frame index only. Drawn in blocks of BLOCK frames from a counter-based generator
+    (Philox keyed by the seed, counter at the block), so any frame's noise is at hand cheaply."""
+
+    BLOCK = 256
+
+    def __init__(self, seed: int, steps: int) -> None:
+        self.seed, self.steps = int(seed), steps
+        self._block, self._values = -1, np.zeros(0, np.float32)
+
+    def _load(self, block: int) -> np.ndarray:
+        if block != self._block:
+            bits = np.random.Philox(key=self.seed, counter=block)
+            self._values = np.random.Generator(bits).standard_normal(
+                (self.BLOCK, self.steps, latent.DIM), dtype=np.float32)
+            self._block = block
+        return self._values
+
+    def __call__(self, first: int, n: int) -> np.ndarray:
+        rows = [self._load(f // self.BLOCK)[f % self.BLOCK] for f in range(first, first + n)]
+        return np.stack(rows, axis=1)
+
+
+def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray, eta: float = 1.0) -> np.ndarray:
+    """Clean motion in `len(noise)` ancestral DDIM steps (eta = 1) on the cosine schedule: the
+    chunk starts as noise[0], step k adds noise[k]; `denoise(x_t, t)` estimates x0. The fresh
+    noise of each step keeps head and gaze motion varied."""
+    steps = len(noise)
+    x = noise[0]
     times = np.linspace(1.0, 0.0, steps + 1)
-    for t, t_next in zip(times[:-1], times[1:], strict=True):
+    for k, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
         x0 = denoise(x, float(t))
         if t_next <= 0.0:
             return x0
@@ -186,7 +214,7 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray, st
         eps = (x - a * x0) / max(s, 1e-6)
         sigma = eta * s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
         x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
-             + sigma * rng.standard_normal(x.shape)).astype(np.float32)
+             + sigma * noise[k + 1]).astype(np.float32)
     return x
 
 
