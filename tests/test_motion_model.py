@@ -69,12 +69,16 @@ def test_numpy_network_matches_the_torch_one():
     noisy, past = rng.standard_normal((b, c, latent.DIM)), rng.standard_normal((b, p, latent.DIM))
     windows = rng.standard_normal((b, p + c, TINY.mel_window, mel.BANDS)) * 10
     controls, t, on = rng.standard_normal((b, TINY.controls + 1)), np.array([0.1, 0.5, 1.0]), np.array([1.0, 0.0, 1.0])
+    cues = rng.standard_normal((b, p + c, TINY.cues))
     f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    with torch.no_grad():
-        expected = model(f(noisy), f(past), f(windows.reshape(b, p + c, -1)), f(controls), f(t), f(on)).numpy()
-    got = net(noisy.astype(np.float32), past.astype(np.float32), net.audio_tokens(windows.astype(np.float32)),
-              controls.astype(np.float32), t.astype(np.float32), on.astype(np.float32))
-    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
+    args = (noisy, past, windows.reshape(b, p + c, -1), controls, t, on)
+    for given in (cues, None):  # with cues, and without (zeros)
+        with torch.no_grad():
+            expected = model(*map(f, args), None if given is None else f(given)).numpy()
+        got = net(noisy.astype(np.float32), past.astype(np.float32), net.audio_tokens(windows.astype(np.float32)),
+                  controls.astype(np.float32), t.astype(np.float32), on.astype(np.float32),
+                  None if given is None else given.astype(np.float32))
+        np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
 
 
 @pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")

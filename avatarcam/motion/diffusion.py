@@ -26,6 +26,7 @@ from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import STYLES, control_vector
+from avatarcam.motion.cues import CueStream
 from avatarcam.motion.network import Network, schedule
 
 DEFAULT_MODEL = "motion.safetensors"  # inside avatarcam/data/
@@ -60,6 +61,7 @@ class DiffusionEngine:
         self.scales = (audio_scale, control_scale)
         self.emotion, self.gaze, self.distance, self.liveliness = emotion, gaze, distance, liveliness
         self._noise = FrameNoise(seed, steps)
+        self._cues = CueStream(seed, rate=rate) if c.cues else None  # when to blink, where the head heads
         self._stream = mel.MelStream()
         self._rows = np.zeros((0, mel.BANDS), np.float32)  # mel rows from `_row0` on
         self._row0 = 0
@@ -84,10 +86,14 @@ class DiffusionEngine:
         samples = np.asarray(samples, np.float32).reshape(-1)
         self._samples += len(samples)
         self._append(self._stream.push(samples))
+        if self._cues is not None:
+            self._cues.push(samples)
         return self._generate(final=False)
 
     def flush(self) -> np.ndarray:
         self._append(self._stream.flush())
+        if self._cues is not None:
+            self._cues.flush()
         return self._generate(final=True)
 
     @property
@@ -144,7 +150,8 @@ class DiffusionEngine:
         frames = np.arange(self._done - c.past, self._done + size)
         limit = min(mel.nearest_rows(frames[-1]) + self.lookahead, available - 1)
         controls = control_vector(self._emotion, self.gaze, self.distance, self.liveliness)
-        denoise = guided(self.net, self._past, self._audio(frames, limit), controls, *self.scales)
+        cues = self._cues.rows(frames) if self._cues is not None else None
+        denoise = guided(self.net, self._past, self._audio(frames, limit), controls, *self.scales, cues=cues)
         x = sample(denoise, self._noise(self._done, size))
         motion = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
@@ -153,9 +160,10 @@ class DiffusionEngine:
 
 
 def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarray, audio_scale: float,
-           control_scale: float) -> Callable[[np.ndarray, float], np.ndarray]:
+           control_scale: float, cues: np.ndarray | None = None) -> Callable[[np.ndarray, float], np.ndarray]:
     """The denoiser of one chunk with classifier-free guidance: x0 = bare + sa (audio - bare) +
-    sc (full - audio), all branches in one network call; branches a scale of 1 cancels are skipped."""
+    sc (full - audio), all branches in one network call; branches a scale of 1 cancels are skipped.
+    The behaviour cues, when given, are the same in every branch."""
     given = np.append(controls, 1.0).astype(np.float32)
     none = np.zeros_like(given)
     # (audio on, controls) for: full, audio only, bare
@@ -165,9 +173,11 @@ def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarr
     conds = np.stack([c for _, c in branches])
     audio_on = np.array([on for on, _ in branches], np.float32)
     audio_n, past_n = np.repeat(audio[None], n, axis=0), np.repeat(past[None], n, axis=0)
+    cues_n = np.repeat(cues[None], n, axis=0) if cues is not None else None
 
     def denoise(x: np.ndarray, t: float) -> np.ndarray:
-        pred = net(np.repeat(x[None], n, axis=0), past_n, audio_n, conds, np.full(n, t, np.float32), audio_on)
+        pred = net(np.repeat(x[None], n, axis=0), past_n, audio_n, conds, np.full(n, t, np.float32), audio_on,
+                   cues_n)
         x0 = pred[0] if n == 1 else pred[1] + control_scale * (pred[0] - pred[1])
         return x0 + (audio_scale - 1.0) * (pred[1] - pred[2]) if n == 3 else x0
 

@@ -35,6 +35,7 @@ class Config:
     mel_past: int = 24  # mel frames (10 ms) before a frame's time that its audio token sees
     mel_future: int = 8  # ... and after: 80 ms of lookahead at most
     controls: int = 9
+    cues: int = 4  # per-frame behaviour cues (avatarcam.motion.cues); 0 in models made before them
 
     @property
     def mel_window(self) -> int:
@@ -93,7 +94,7 @@ class Network:
             with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-            config = Config(**json.loads(meta["config"]))
+            config = Config(**({"cues": 0} | json.loads(meta["config"])))
         except Exception as e:  # noqa: BLE001 - any corruption is the same problem for the user
             raise AvatarCamError(f"motion model {path} is unreadable ({e}); reinstall AvatarCam or retrain") from None
         stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}
@@ -110,12 +111,13 @@ class Network:
         return self._linear(_gelu(self._linear(x, "audio.0")), "audio.2")
 
     def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,
-                 t: np.ndarray, audio_on: np.ndarray) -> np.ndarray:
+                 t: np.ndarray, audio_on: np.ndarray, cues: np.ndarray | None = None) -> np.ndarray:
         """Clean-motion estimate of the chunk.
 
         noisy (B, C, DIM) and past (B, P, DIM) in normalised units; audio (B, P + C, width) from
         `audio_tokens`; controls (B, controls + 1) (last entry: 1 = controls given); t (B,);
-        audio_on (B,) 0 replaces the audio with the learned "no audio" token (guidance).
+        audio_on (B,) 0 replaces the audio with the learned "no audio" token (guidance); cues
+        (B, P + C, cues) per frame, for a model that takes them (all zeros: none given).
         """
         c = self.config
         b, chunk = noisy.shape[:2]
@@ -124,6 +126,8 @@ class Network:
         audio = audio * audio_on[:, None, None] + w["null_audio"] * (1.0 - audio_on[:, None, None])
         motion = np.concatenate([past, noisy], axis=1)
         x = self._linear(motion, "motion_in") + audio
+        if c.cues:
+            x += self._linear(cues if cues is not None else np.zeros((b, p + chunk, c.cues), np.float32), "cue")
         x[:, :p] += w["past_flag"]
         x += w["position"][c.past - p: c.past + chunk]
         cond = self._linear(_gelu(self._linear(time_features(t), "time.0")), "time.2") + self._linear(controls, "control")

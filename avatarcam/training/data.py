@@ -9,6 +9,7 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.errors import AvatarCamError
+from avatarcam.motion.cues import CUES, teacher_cues
 from avatarcam.motion.network import Config
 
 STD_FLOOR = 0.02  # channels that barely move are not blown up into noise by normalisation
@@ -37,6 +38,8 @@ class Corpus:
         self.frames = np.concatenate(frame_lengths)
         self.mel_start = np.concatenate([[0], np.cumsum(self.mel_length)[:-1]])
         self.frame_start = np.concatenate([[0], np.cumsum(self.frames)[:-1]])
+        self.cues = np.concatenate([teacher_cues(self.motion[a:a + n].astype(np.float32))
+                                    for a, n in zip(self.frame_start, self.frames)])
         self.paths = paths
 
     @property
@@ -64,6 +67,8 @@ class Corpus:
         fresh = rng.random(size) < 0.1  # a stream that just started: nothing shown yet
         motion[fresh, :p] = 0.0
         motion = (motion - stats["motion_mean"]) / stats["motion_std"]
+        cues = self.cues[rows]
+        cues[frames < 0] = np.eye(CUES, dtype=np.float32)[-1]  # before the utterance: at rest, cues given
 
         mel_index = config.window_rows(frames)  # (B, P + C, W)
         if lookahead is None:
@@ -76,4 +81,4 @@ class Corpus:
         gathered = np.where(valid[..., None], gathered.astype(np.float32), mel.FLOOR_DB)
         windows = ((gathered - stats["mel_mean"]) / stats["mel_std"]).reshape(size, p + chunk, -1)
         return {"past": motion[:, :p], "target": motion[:, p:], "mel": windows.astype(np.float32),
-                "controls": self.controls[utterance]}
+                "controls": self.controls[utterance], "cues": cues}

@@ -46,11 +46,12 @@ class Denoiser(nn.Module):
         self.position = nn.Parameter(torch.randn(c.past + c.max_chunk, c.width) * 0.02)
         self.time = nn.Sequential(nn.Linear(64, c.width), nn.GELU(approximate="tanh"), nn.Linear(c.width, c.width))
         self.control = nn.Linear(c.controls + 1, c.width)
+        self.cue = nn.Linear(c.cues, c.width) if c.cues else None
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, latent.DIM)
 
-    def forward(self, noisy, past, mel_windows, controls, t, audio_on):
+    def forward(self, noisy, past, mel_windows, controls, t, audio_on, cues=None):
         """As `Network.__call__`, but taking normalised mel windows (B, P + C, mel_window * BANDS)."""
         p = past.shape[1]
         chunk = noisy.shape[1]
@@ -58,6 +59,8 @@ class Denoiser(nn.Module):
         on = audio_on[:, None, None]
         audio = audio * on + self.null_audio * (1 - on)
         x = self.motion_in(torch.cat([past, noisy], dim=1)) + audio
+        if self.cue is not None:  # no cues given: all zeros, as the numpy network takes them
+            x = x + self.cue(cues if cues is not None else x.new_zeros(*x.shape[:2], self.config.cues))
         x = torch.cat([x[:, :p] + self.past_flag, x[:, p:]], dim=1)
         x = x + self.position[self.config.past - p: self.config.past + chunk]
         x = x + (self.time(time_features(t)) + self.control(controls))[:, None, :]

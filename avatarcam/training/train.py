@@ -3,7 +3,8 @@
 x0-prediction diffusion with a cosine schedule. Each step draws windows with a random chunk
 length (the streaming default of 2 frames up to the offline 32), a random lookahead (so the
 lookahead can be set lower than the trained maximum), and drops the audio and the controls now
-and then so the sampler can guide on each separately. A checkpoint is written every
+and then so the sampler can guide on each separately, and the behaviour cues so the model also
+knows what to do without them. A checkpoint is written every
 `checkpoint_every` steps; a stopped run continues from the last one with the same data order.
 """
 
@@ -26,7 +27,7 @@ from avatarcam.training.model import Denoiser
 
 log = logging.getLogger(__name__)
 
-AUDIO_DROP, CONTROL_DROP = 0.1, 0.15
+AUDIO_DROP, CONTROL_DROP, CUE_DROP = 0.1, 0.15, 0.15
 _MOUTH = [i for i, name in enumerate(latent.CHANNELS) if name.startswith(("mouth", "jaw"))]
 CHANNEL_WEIGHT = np.ones(latent.DIM, np.float32)
 CHANNEL_WEIGHT[_MOUTH] = 2.0
@@ -43,7 +44,9 @@ def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Genera
     present = (rng.random(size) >= CONTROL_DROP).astype(np.float32)
     controls = np.concatenate([batch["controls"] * present[:, None], present[:, None]], axis=1)
     audio_on = torch.from_numpy((rng.random(size) >= AUDIO_DROP).astype(np.float32))
-    predicted = model(noisy, past, torch.from_numpy(batch["mel"]), torch.from_numpy(controls), t, audio_on)
+    cues = batch["cues"] * (rng.random(size) >= CUE_DROP).astype(np.float32)[:, None, None]
+    predicted = model(noisy, past, torch.from_numpy(batch["mel"]), torch.from_numpy(controls), t, audio_on,
+                      torch.from_numpy(cues))
     return (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
 
 

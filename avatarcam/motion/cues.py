@@ -1,0 +1,99 @@
+"""Behaviour cues: when to blink and where the head is heading, per frame, for the motion model.
+
+When a person blinks, or which way their head drifts, is hardly decided by the words: it is
+chance, shaped by pauses and emphasis. A diffusion model asked for it in two sampler steps
+returns the average of all the blinks it might make, which is no blink at all (the 2-step
+sampler's collapse, see bench/results/motion.md). So, as VASA-1 conditions on gaze and head
+controls, the model is told per frame: a blink starts here (a pulse), and the head's slow target
+(yaw, pitch). It learns how a blink and a head movement look and how they sit with the speech;
+the cues themselves are drawn at run time by the seeded, speech-aware behaviour process of
+`avatarcam.motion.procedural` (blinks more often at pauses, livelier head while talking).
+
+Training reads the same cues off the teacher's tracks (`track_cues` on a head low-passed over
+HEAD_SMOOTH_S, so the model adds the fast part, nods, itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avatarcam import latent
+from avatarcam.audio.features import FrameAnalyzer
+from avatarcam.motion.dsp import Mouth
+from avatarcam.motion.procedural import Behaviour
+
+CUES = 4  # blink onset, head yaw target, head pitch target, "cues given" flag
+BLINK_ONSET = 0.05  # a blink starts where the lid channel rises through this
+HEAD_SCALE = 1.0 / np.radians(3.0)  # cue units: 1 = 3 degrees
+HEAD_SMOOTH_S = 0.3  # the teacher's head is low-passed this much (Gaussian sigma) to make its cue
+_BLINK = latent.index("eyeBlinkLeft")
+_HEAD = [latent.index("headYaw"), latent.index("headPitch")]
+
+
+def track_cues(track: np.ndarray, blink_before: float = 0.0) -> np.ndarray:
+    """(n, CUES) cues of a motion track: blink onsets, its head yaw and pitch, the flag.
+    `blink_before`: the lid value of the frame before the first (streams come in pieces)."""
+    blink = track[:, _BLINK]
+    previous = np.concatenate([[blink_before], blink[:-1]])
+    out = np.zeros((len(track), CUES), np.float32)
+    out[:, 0] = (blink > BLINK_ONSET) & (previous <= BLINK_ONSET)
+    out[:, 1:3] = track[:, _HEAD] * HEAD_SCALE
+    out[:, 3] = 1.0
+    return out
+
+
+def teacher_cues(track: np.ndarray) -> np.ndarray:
+    """Training cues of a whole teacher track: its blink onsets and its head, low-passed."""
+    from scipy.ndimage import gaussian_filter1d
+
+    smooth = track.astype(np.float32).copy()
+    smooth[:, _HEAD] = gaussian_filter1d(smooth[:, _HEAD], HEAD_SMOOTH_S * latent.FPS, axis=0, mode="nearest")
+    return track_cues(smooth)
+
+
+class CueStream:
+    """Cues drawn live from the audio: push samples as they come, read the cues of any frame
+    made so far. The DSP driver's loudness feeds the seeded behaviour process; its blinks and
+    head become the cues. Needs less lookahead than the model, so a frame's cue is always ready
+    before the model needs it."""
+
+    def __init__(self, seed: int = 0, fps: int = latent.FPS, rate: int = 16000) -> None:
+        self._analyzer = FrameAnalyzer(rate, fps)
+        self._mouth = Mouth(fps)
+        self._behaviour = Behaviour(seed, fps)
+        self._blink = 0.0
+        self._rows = np.zeros((0, CUES), np.float32)
+        self._first = 0  # frame index of _rows[0]
+
+    def push(self, samples: np.ndarray) -> None:
+        self._add(self._analyzer.push(samples))
+
+    def flush(self) -> None:
+        self._add(self._analyzer.flush())
+
+    def _add(self, features) -> None:
+        if not len(features):
+            return
+        track = latent.zeros(len(features))
+        loudness = self._mouth.animate(features, track)
+        track[:] = 0.0  # only the behaviour, not the DSP mouth, makes cues
+        self._behaviour.animate(loudness, track)
+        cues = track_cues(track, self._blink)
+        self._blink = float(track[-1, _BLINK])
+        self._rows = np.concatenate([self._rows, cues])
+
+    def rows(self, frames: np.ndarray) -> np.ndarray:
+        """Cues of frame indices `frames` (before the stream: no blink, head ahead; past what has
+        been heard: the last cue held). Frames before `frames[0]` are then forgotten."""
+        frames = np.asarray(frames)
+        out = np.zeros((len(frames), CUES), np.float32)
+        out[:, 3] = 1.0
+        index = frames - self._first
+        known = (index >= 0) & (index < len(self._rows))
+        out[known] = self._rows[index[known]]
+        later = index >= len(self._rows)
+        if later.any() and len(self._rows):
+            out[later] = self._rows[-1] * np.array([0, 1, 1, 1], np.float32)
+        drop = int(np.clip(frames.min() - self._first, 0, len(self._rows)))
+        self._rows, self._first = self._rows[drop:], self._first + drop
+        return out
