@@ -162,8 +162,10 @@ def _build_elsewhere(name: str, settings: Settings, size: tuple[int, int], timeo
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn, not fork: forking a process with running threads (audio, pacer) is unsafe
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # spawn, not fork: forking a process with running threads (audio, pacer) is unsafe; niced, so
+    # on a machine with few cores the live frames win every contest for the CPU
+    nice = {"initializer": os.nice, "initargs": (5,)} if hasattr(os, "nice") else {}
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"), **nice) as pool:
         return pool.submit(_build, name, settings.model_dump(), size).result(timeout=timeout_s)
 
 
@@ -392,10 +394,10 @@ class Daemon:
                                                            guidance=(s.audio_guidance, s.control_guidance)),
                                        emotion=opts.emotion, fps=opts.fps)
         if opts.delay_s is None:  # what the engine must hear before a frame, plus the chain's margin
-            opts.delay_s = self.engine.engine.latency_s + DELAY_MARGIN_S
-        elif opts.delay_s < self.engine.engine.latency_s:
+            opts.delay_s = self.engine.latency_s + DELAY_MARGIN_S
+        elif opts.delay_s < self.engine.latency_s:
             log.warning("delay %.0f ms is shorter than the %s engine's %.0f ms lookahead: frames will repeat",
-                        opts.delay_s * 1000, opts.engine, self.engine.engine.latency_s * 1000)
+                        opts.delay_s * 1000, opts.engine, self.engine.latency_s * 1000)
         self.capture = self._capture or self._open_capture()
         server = None
         if opts.control:

@@ -87,6 +87,11 @@ class ControlledEngine:
                 self.engine.emotion = "neutral"
             self._target, self._emotion = target, name
 
+    @property
+    def latency_s(self) -> float:
+        """The wrapped engine's: the emotion adds none."""
+        return self.engine.latency_s
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         return self._apply(self.engine.push(samples))
 
