@@ -274,3 +274,23 @@ def test_voice_activity_on_speech_and_silence(speech_dir):
     assert any(flags)
     quiet = VoiceActivity()
     assert not any(quiet.push(np.zeros(BLOCK, np.float32)) for _ in range(50))
+
+
+def test_speech_gate_passes_speech_and_shuts_out_steady_noise(speech_dir):
+    from avatarcam.audio.features import loudness_envelope
+    from avatarcam.audio.io import load_audio
+    from avatarcam.audio.vad import SpeechGate
+
+    clip = load_audio(speech_dir / "en_ljspeech_LJ001-0001.wav")[:RATE * 6]
+    gate = SpeechGate()
+    decisions = np.concatenate([gate.push(clip[i:i + 1234]) for i in range(0, len(clip), 1234)] + [gate.flush()])
+    assert len(decisions) == -(-len(clip) // 160)  # one per 10 ms, the last partial one included
+    whole = SpeechGate()
+    np.testing.assert_array_equal(np.concatenate([whole.push(clip), whole.flush()]), decisions)  # causal, chunk-free
+    # the loud tenth of the clip (syllable nuclei) all passes
+    level = loudness_envelope(clip, RATE, 100)[:len(decisions)]
+    assert decisions[level > np.percentile(level, 90)].all()
+    rng = np.random.default_rng(0)
+    for noise in (1e-4 * rng.standard_normal(RATE * 6), 1e-2 * rng.standard_normal(RATE * 6)):  # -80, -40 dBFS hiss
+        shut = SpeechGate().push(noise.astype(np.float32))
+        assert shut[100:].mean() < 0.05, "steady hiss passed as speech"

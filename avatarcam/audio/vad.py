@@ -1,9 +1,10 @@
 """Voice activity (webrtcvad): is the user speaking right now?
 
-The daemon reports it (`avatarcam ctl status`, the tray). The mouth itself follows the motion
-engine, which has its own noise floor, so live and offline frames stay the same. webrtcvad
-judges 10, 20 or 30 ms frames of 16-bit audio; a short hangover keeps the flag up through the
-stops and gaps inside a sentence.
+`VoiceActivity`: the daemon reports it (`avatarcam ctl status`, the tray). `SpeechGate`: the
+diffusion motion engine hears what is not speech as silence (the DSP driver has its own noise
+floor); it runs inside the engine, so live and offline frames stay the same. webrtcvad judges
+10, 20 or 30 ms frames of 16-bit audio; a short hangover keeps the flag up through the stops and
+gaps inside a sentence.
 """
 
 from __future__ import annotations
@@ -43,3 +44,50 @@ class VoiceActivity:
     @property
     def speaking(self) -> bool:
         return self._since_voice <= self._hangover
+
+
+class SpeechGate:
+    """Which 10 ms frames of a stream are speech, decided causally as the samples arrive.
+
+    For the motion model: it learned silence as silence, and hears steady room noise or hiss as a
+    voice (its mouth would hang half open). Frames the gate calls not-speech are shown to it as
+    silence. A frame is speech when webrtcvad calls NEED of the last OF frames voiced (a lone
+    voiced frame in the noise is not speech), and stays so for `hangover_s` (the stops and gaps
+    inside a phrase). Frame k covers samples [k * 160, (k + 1) * 160) at 16 kHz, so frame k is
+    decided once those samples are in: the gate adds no latency.
+    """
+
+    FRAME = 160  # 10 ms at 16 kHz
+    NEED, OF = 2, 3
+
+    def __init__(self, aggressiveness: int = 2, rate: int = 16000, hangover_s: float = 0.2) -> None:
+        import webrtcvad
+
+        if rate != 16000:
+            raise ValueError(f"the speech gate takes 16 kHz audio, not {rate} Hz")
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._pending = np.zeros(0, np.int16)
+        self._recent = [False] * self.OF
+        self._hangover = int(round(hangover_s / 0.01))
+        self._since_speech = self._hangover + 1
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Decisions (bool per 10 ms frame) for the frames these samples complete."""
+        pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+        data = np.concatenate([self._pending, pcm])
+        whole = len(data) // self.FRAME * self.FRAME
+        self._pending = data[whole:]
+        return np.array([self._decide(data[i:i + self.FRAME]) for i in range(0, whole, self.FRAME)], bool)
+
+    def flush(self) -> np.ndarray:
+        """The last, partial frame (padded with silence), if any."""
+        if not len(self._pending):
+            return np.zeros(0, bool)
+        frame = np.concatenate([self._pending, np.zeros(self.FRAME - len(self._pending), np.int16)])
+        self._pending = np.zeros(0, np.int16)
+        return np.array([self._decide(frame)], bool)
+
+    def _decide(self, frame: np.ndarray) -> bool:
+        self._recent = self._recent[1:] + [self._vad.is_speech(frame.tobytes(), 16000)]
+        self._since_speech = 0 if sum(self._recent) >= self.NEED else self._since_speech + 1
+        return self._since_speech <= self._hangover
