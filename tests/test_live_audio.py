@@ -294,3 +294,22 @@ def test_speech_gate_passes_speech_and_shuts_out_steady_noise(speech_dir):
     for noise in (1e-4 * rng.standard_normal(RATE * 6), 1e-2 * rng.standard_normal(RATE * 6)):  # -80, -40 dBFS hiss
         shut = SpeechGate().push(noise.astype(np.float32))
         assert shut[100:].mean() < 0.05, "steady hiss passed as speech"
+
+
+def test_gated_mel_is_the_mel_where_there_is_speech_and_silence_elsewhere(speech_dir):
+    from avatarcam.audio import mel
+    from avatarcam.audio.io import load_audio
+    from avatarcam.audio.vad import GatedMelStream
+
+    voice = load_audio(speech_dir / "en_ljspeech_LJ001-0001.wav")[:RATE * 4]
+    # a room with steady hiss at -40 dBFS: under the voice, then alone
+    clip = np.concatenate([voice, np.zeros(RATE * 2, np.float32)])
+    clip += 1e-2 * np.random.default_rng(0).standard_normal(len(clip)).astype(np.float32)
+    gated = GatedMelStream()
+    rows = np.concatenate([gated.push(clip[i:i + 999]) for i in range(0, len(clip), 999)] + [gated.flush()])
+    plain = mel.log_mel(clip)
+    assert rows.shape == plain.shape
+    kept = (rows != mel.FLOOR_DB).any(axis=1)
+    np.testing.assert_allclose(rows[kept], plain[kept], atol=1e-3)
+    assert kept[:400].mean() > 0.8  # the sentence
+    assert kept[-100:].mean() < 0.05  # the hiss alone, a second after the voice stopped

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from avatarcam.audio import mel
+
 FRAME_S = 0.02  # webrtcvad's frame: 10, 20 or 30 ms
 HANGOVER_S = 0.3  # speech stays "on" this long after the last voiced frame
 
@@ -91,3 +93,35 @@ class SpeechGate:
         self._recent = self._recent[1:] + [self._vad.is_speech(frame.tobytes(), 16000)]
         self._since_speech = 0 if sum(self._recent) >= self.NEED else self._since_speech + 1
         return self._since_speech <= self._hangover
+
+
+class GatedMelStream:
+    """`mel.MelStream` whose rows outside speech (`SpeechGate`) are silence (FLOOR_DB)."""
+
+    def __init__(self) -> None:
+        self._mel = mel.MelStream()
+        self._gate = SpeechGate()
+        self._speech = np.zeros(0, bool)  # the gate's decisions, per 10 ms from frame `_first` on
+        self._first = 0
+        self._rows = 0  # mel rows made so far
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self._speech = np.concatenate([self._speech, self._gate.push(samples)])
+        return self._gated(self._mel.push(samples))
+
+    def flush(self) -> np.ndarray:
+        self._speech = np.concatenate([self._speech, self._gate.flush()])
+        return self._gated(self._mel.flush())
+
+    def _gated(self, rows: np.ndarray) -> np.ndarray:
+        # mel row r is centred on sample 160 r (its window reaches 10 ms frames r - 1 to r + 1);
+        # it is speech if frame r - 1 or r is, both decided by the time the row is complete
+        index = np.arange(self._rows, self._rows + len(rows)) - self._first
+        speech = np.zeros(len(rows), bool)
+        for k in (index - 1, index):
+            inside = (k >= 0) & (k < len(self._speech))
+            speech[inside] |= self._speech[k[inside]]
+        self._rows += len(rows)
+        drop = int(np.clip(self._rows - 1 - self._first, 0, len(self._speech)))  # no later row needs them
+        self._speech, self._first = self._speech[drop:], self._first + drop
+        return np.where(speech[:, None], rows, mel.FLOOR_DB).astype(np.float32)

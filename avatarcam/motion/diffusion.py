@@ -28,7 +28,7 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count
-from avatarcam.audio.vad import SpeechGate
+from avatarcam.audio.vad import GatedMelStream
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.motion.cues import CueStream
@@ -67,11 +67,7 @@ class DiffusionEngine:
         self.emotion, self.gaze, self.distance, self.liveliness = emotion, gaze, distance, liveliness
         self._noise = FrameNoise(seed, steps)
         self._cues = CueStream(seed, rate=rate) if c.cues else None  # when to blink, where the head heads
-        self._stream = mel.MelStream()
-        self._gate = SpeechGate()  # what is not speech, the model hears as silence
-        self._speech = np.zeros(0, bool)  # the gate's decisions, per 10 ms from frame `_speech0` on
-        self._speech0 = 0
-        self._rows_seen = 0  # mel rows made so far
+        self._stream = GatedMelStream()  # what is not speech, the model hears as silence
         self._rows = np.zeros((0, mel.BANDS), np.float32)  # mel rows from `_row0` on
         self._row0 = 0
         self._done = 0  # frames generated so far
@@ -94,14 +90,12 @@ class DiffusionEngine:
     def push(self, samples: np.ndarray) -> np.ndarray:
         samples = np.asarray(samples, np.float32).reshape(-1)
         self._samples += len(samples)
-        self._speech = np.concatenate([self._speech, self._gate.push(samples)])
         self._append(self._stream.push(samples))
         if self._cues is not None:
             self._cues.push(samples)
         return self._generate(final=False)
 
     def flush(self) -> np.ndarray:
-        self._speech = np.concatenate([self._speech, self._gate.flush()])
         self._append(self._stream.flush())
         if self._cues is not None:
             self._cues.flush()
@@ -114,19 +108,7 @@ class DiffusionEngine:
         return (self.chunk - 1) / latent.FPS + self.lookahead / mel.MEL_RATE + mel.WINDOW / 2 / mel.RATE
 
     def _append(self, rows: np.ndarray) -> None:
-        if not len(rows):
-            return
-        # mel row r is centred on sample 160 r: it hears speech if 10 ms frame r - 1 or r is speech
-        index = np.arange(self._rows_seen, self._rows_seen + len(rows)) - self._speech0
-        speech = np.zeros(len(rows), bool)
-        for k in (index - 1, index):
-            inside = (k >= 0) & (k < len(self._speech))
-            speech[inside] |= self._speech[k[inside]]
-        rows = np.where(speech[:, None], rows, mel.FLOOR_DB).astype(np.float32)
-        self._rows_seen += len(rows)
-        drop = max(0, self._rows_seen - 1 - self._speech0)  # decisions no later row looks at
-        self._speech, self._speech0 = self._speech[drop:], self._speech0 + drop
-        self._rows = np.concatenate([self._rows, rows])
+        self._rows = np.concatenate([self._rows, rows]) if len(rows) else self._rows
 
     def _generate(self, final: bool) -> np.ndarray:
         c = self.net.config
