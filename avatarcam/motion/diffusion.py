@@ -72,6 +72,7 @@ class DiffusionEngine:
         self._row0 = 0
         self._done = 0  # frames generated so far
         self._samples = 0
+        self._pending: list[np.ndarray] = []  # audio not yet analysed: kept until a chunk can be made
         self._tokens: dict[int, np.ndarray] = {}  # audio tokens of frames, by frame index
         stats = self.net.stats
         self._mean, self._std = stats["motion_mean"], stats["motion_std"]
@@ -90,12 +91,18 @@ class DiffusionEngine:
     def push(self, samples: np.ndarray) -> np.ndarray:
         samples = np.asarray(samples, np.float32).reshape(-1)
         self._samples += len(samples)
-        self._append(self._stream.push(samples))
-        if self._cues is not None:
-            self._cues.push(samples)
+        self._pending.append(samples)
+        # Analysing audio costs per call: 20 ms pieces are gathered until the next chunk's last
+        # mel row (the lookahead's end) can be made, then analysed at once; the frames come out
+        # exactly when they would have.
+        last_row = mel.nearest_rows(self._done + self.chunk - 1) + self.lookahead
+        if self._samples < mel.WINDOW // 2 + last_row * mel.HOP:
+            return latent.zeros(0)
+        self._analyse()
         return self._generate(final=False)
 
     def flush(self) -> np.ndarray:
+        self._analyse()
         self._append(self._stream.flush())
         if self._cues is not None:
             self._cues.flush()
@@ -106,6 +113,15 @@ class DiffusionEngine:
         """Audio needed past a frame's instant before that frame exists: the rest of its chunk,
         the lookahead and half a mel window."""
         return (self.chunk - 1) / latent.FPS + self.lookahead / mel.MEL_RATE + mel.WINDOW / 2 / mel.RATE
+
+    def _analyse(self) -> None:
+        if not self._pending:
+            return
+        samples = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        self._append(self._stream.push(samples))
+        if self._cues is not None:
+            self._cues.push(samples)
 
     def _append(self, rows: np.ndarray) -> None:
         self._rows = np.concatenate([self._rows, rows]) if len(rows) else self._rows
