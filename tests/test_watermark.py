@@ -194,3 +194,15 @@ def test_survives_attack(marked_mp4, attack):
     result = wm.detect_frames(frames)
     assert result.found and result.payload == PAYLOAD, f"{attack}: {result}"
     assert result.flipped == ("mirror" in attack)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (640, 360), (1920, 1080), (64, 48)])
+def test_every_band_refresh_works_at_other_sizes(size):
+    """Frame heights that the bands do not divide evenly (512 lines: the last band starts past the
+    last texture row) still refresh every row."""
+    w, h = size
+    mark = wm.Watermarker(size)
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for _ in range(2 * wm.BANDS):  # every band refreshed at least once
+        out = mark(frame)
+    assert out.shape == frame.shape and np.abs(out.astype(int) - frame).max() <= 5

@@ -332,9 +332,8 @@ class Watermarker:
         # resize only the small rows that cover r0..r1; the margin row each side keeps the
         # interpolation identical to resizing the whole map
         rows = cv2.resize(strength[a:b], (w, (b - a) * s), interpolation=cv2.INTER_LINEAR)
-        rows = rows[r0 - a * s:r1 - a * s]
-        if rows.shape[0] < r1 - r0:  # the last small row does not reach the frame's bottom
-            rows = np.concatenate([rows, np.repeat(rows[-1:], r1 - r0 - rows.shape[0], 0)])
+        # the last small row may not reach the frame's bottom: rows past it repeat it
+        rows = rows[np.clip(np.arange(r0, r1) - a * s, 0, len(rows) - 1)]
         delta = np.floor(self.pattern[r0:r1] * rows + self.dither[r0:r1])
         plus = np.clip(delta, 0, 255).astype(np.uint8)
         minus = np.clip(-delta, 0, 255).astype(np.uint8)
