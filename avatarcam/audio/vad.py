@@ -17,6 +17,29 @@ FRAME_S = 0.02  # webrtcvad's frame: 10, 20 or 30 ms
 HANGOVER_S = 0.3  # speech stays "on" this long after the last voiced frame
 
 
+class _PcmFrames:
+    """Float audio in any pieces -> whole 16-bit frames of `size` samples, as webrtcvad takes them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pending = np.zeros(0, np.int16)
+
+    def push(self, samples: np.ndarray) -> list[bytes]:
+        pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+        data = np.concatenate([self._pending, pcm])
+        whole = len(data) // self.size * self.size
+        self._pending = data[whole:]
+        return [data[i:i + self.size].tobytes() for i in range(0, whole, self.size)]
+
+    def flush(self) -> list[bytes]:
+        """The last, partial frame padded with silence, if any."""
+        if not len(self._pending):
+            return []
+        frame = np.concatenate([self._pending, np.zeros(self.size - len(self._pending), np.int16)])
+        self._pending = np.zeros(0, np.int16)
+        return [frame.tobytes()]
+
+
 class VoiceActivity:
     """Feed any chunks of 16 kHz mono float audio; `speaking` follows the voice."""
 
@@ -25,22 +48,17 @@ class VoiceActivity:
 
         self._vad = webrtcvad.Vad(aggressiveness)
         self.rate = rate
-        self._frame = int(FRAME_S * rate)
-        self._pending = np.zeros(0, np.int16)
+        self._frames = _PcmFrames(int(FRAME_S * rate))
         self._hangover = int(round(HANGOVER_S / FRAME_S))
         self._since_voice = self._hangover + 1
         self.voiced_frames = self.frames = 0
 
     def push(self, samples: np.ndarray) -> bool:
-        pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
-        data = np.concatenate([self._pending, pcm])
-        whole = len(data) // self._frame * self._frame
-        for start in range(0, whole, self._frame):
-            voiced = self._vad.is_speech(data[start:start + self._frame].tobytes(), self.rate)
+        for frame in self._frames.push(samples):
+            voiced = self._vad.is_speech(frame, self.rate)
             self.frames += 1
             self.voiced_frames += voiced
             self._since_voice = 0 if voiced else self._since_voice + 1
-        self._pending = data[whole:]
         return self.speaking
 
     @property
@@ -68,29 +86,21 @@ class SpeechGate:
         if rate != 16000:
             raise ValueError(f"the speech gate takes 16 kHz audio, not {rate} Hz")
         self._vad = webrtcvad.Vad(aggressiveness)
-        self._pending = np.zeros(0, np.int16)
+        self._frames = _PcmFrames(self.FRAME)
         self._recent = [False] * self.OF
         self._hangover = int(round(hangover_s / 0.01))
         self._since_speech = self._hangover + 1
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Decisions (bool per 10 ms frame) for the frames these samples complete."""
-        pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
-        data = np.concatenate([self._pending, pcm])
-        whole = len(data) // self.FRAME * self.FRAME
-        self._pending = data[whole:]
-        return np.array([self._decide(data[i:i + self.FRAME]) for i in range(0, whole, self.FRAME)], bool)
+        return np.array([self._decide(f) for f in self._frames.push(samples)], bool)
 
     def flush(self) -> np.ndarray:
         """The last, partial frame (padded with silence), if any."""
-        if not len(self._pending):
-            return np.zeros(0, bool)
-        frame = np.concatenate([self._pending, np.zeros(self.FRAME - len(self._pending), np.int16)])
-        self._pending = np.zeros(0, np.int16)
-        return np.array([self._decide(frame)], bool)
+        return np.array([self._decide(f) for f in self._frames.flush()], bool)
 
-    def _decide(self, frame: np.ndarray) -> bool:
-        self._recent = self._recent[1:] + [self._vad.is_speech(frame.tobytes(), 16000)]
+    def _decide(self, frame: bytes) -> bool:
+        self._recent = self._recent[1:] + [self._vad.is_speech(frame, 16000)]
         self._since_speech = 0 if sum(self._recent) >= self.NEED else self._since_speech + 1
         return self._since_speech <= self._hangover
 
