@@ -71,14 +71,20 @@ class SpeechGate:
 
     For the motion model: it learned silence as silence, and hears steady room noise or hiss as a
     voice (its mouth would hang half open). Frames the gate calls not-speech are shown to it as
-    silence. A frame is speech when webrtcvad calls NEED of the last OF frames voiced (a lone
-    voiced frame in the noise is not speech), and stays so for `hangover_s` (the stops and gaps
-    inside a phrase). Frame k covers samples [k * 160, (k + 1) * 160) at 16 kHz, so frame k is
-    decided once those samples are in: the gate adds no latency.
+    silence. A frame is voiced when webrtcvad says so and it stands MARGIN_DB above the room's
+    noise floor (webrtcvad alone lets a burst of steady hiss through now and then); it is speech
+    when NEED of the last OF frames are voiced (a lone voiced frame is not speech), and stays so
+    for `hangover_s` (the stops and gaps inside a phrase). Frame k covers samples
+    [k * 160, (k + 1) * 160) at 16 kHz, so frame k is decided once those samples are in: the gate
+    adds no latency.
     """
 
     FRAME = 160  # 10 ms at 16 kHz
     NEED, OF = 2, 3
+    MARGIN_DB = 6.0
+    # The floor follows the quietest frames at once and creeps up 3 dB a second, so a louder room
+    # is learnt in seconds while a sentence (with its pauses and closures) never lifts it far.
+    FLOOR_RISE_DB = 0.03
 
     def __init__(self, aggressiveness: int = 2, rate: int = 16000, hangover_s: float = 0.2) -> None:
         import webrtcvad
@@ -90,6 +96,7 @@ class SpeechGate:
         self._recent = [False] * self.OF
         self._hangover = int(round(hangover_s / 0.01))
         self._since_speech = self._hangover + 1
+        self._floor_db = np.inf
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Decisions (bool per 10 ms frame) for the frames these samples complete."""
@@ -100,7 +107,11 @@ class SpeechGate:
         return np.array([self._decide(f) for f in self._frames.flush()], bool)
 
     def _decide(self, frame: bytes) -> bool:
-        self._recent = self._recent[1:] + [self._vad.is_speech(frame, 16000)]
+        pcm = np.frombuffer(frame, np.int16).astype(np.float32)
+        level_db = 10 * np.log10(float(pcm @ pcm) / len(pcm) + 1.0)  # +1: digital silence is 0 dB
+        self._floor_db = min(self._floor_db + self.FLOOR_RISE_DB, level_db)
+        voiced = level_db > self._floor_db + self.MARGIN_DB and self._vad.is_speech(frame, 16000)
+        self._recent = self._recent[1:] + [voiced]
         self._since_speech = 0 if sum(self._recent) >= self.NEED else self._since_speech + 1
         return self._since_speech <= self._hangover
 
