@@ -55,7 +55,10 @@ class DiffusionEngine:
                  steps: int = 2, emotion: str = "neutral", gaze: tuple[float, float] = (0.0, 0.0),
                  distance: float = 0.0, liveliness: float = 1.0, audio_scale: float = AUDIO_SCALE,
                  control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
-        self.net = network or default_network()
+        if network is None:  # on TensorRT where an engine was built for this GPU, else numpy (one log line)
+            from avatarcam.motion.engines import best_network
+            network = best_network()
+        self.net = network
         c = self.net.config
         if rate != mel.RATE:
             raise AvatarCamError(f"the diffusion engine takes {mel.RATE} Hz audio, not {rate} Hz")
