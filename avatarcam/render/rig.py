@@ -243,13 +243,13 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     b["browInnerUp"] = b.pop("_browInner")
     inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.35)  # toward the mouth centre, 1 at the corners
     # Funnel: corners in, lips flared out (their red shows more) around a small round opening.
-    upper_outer = np.zeros(n)
-    upper_outer[list(fm.LIPS_UPPER_OUTER[1:-1])] = 1.0
-    lower_outer = np.zeros(n)
-    lower_outer[list(fm.LIPS_LOWER_OUTER[1:-1])] = 1.0
+    # The flare moves the lips' outer edges away from the meeting line, the opposite of a roll,
+    # through the same smooth falloff into the skin: moving the outer contour points alone
+    # folded the skin beside them and the warp tore there.
     b["mouthFunnel"] = (field(dx=0.1, w=inward) + field(dy=-0.03, dz=-0.06, w=upper_only)
                         + field(dy=0.05, dz=-0.06, w=lower_only)
-                        + field(dy=-0.05, w=upper_outer) + field(dy=0.06, w=lower_outer))
+                        + field(dy=-0.5 * lips["upper_thickness"], w=upper_outer_edge)
+                        + field(dy=0.5 * lips["lower_thickness"], w=lower_outer_edge))
     b["mouthPucker"] = field(dx=0.2, w=inward) + field(dz=-0.1, w=upper_only + lower_only)
     b["mouthRollUpper"] = field(dy=0.85 * lips["upper_thickness"], w=upper_outer_edge)
     b["mouthRollLower"] = field(dy=-0.85 * lips["lower_thickness"], w=lower_outer_edge)
