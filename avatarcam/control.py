@@ -162,33 +162,33 @@ class ControlServer:
             conn.settimeout(10)
             try:
                 line = _read_line(conn)
-                if self._allowed(conn, line):
-                    reply = self._reply(line)
+                try:
+                    req = json.loads(line)
+                except ValueError as exc:
+                    req = exc
+                if self._allowed(conn, req):
+                    reply = self._reply(req)
                 else:
                     reply = {"ok": False, "message": "refused: not the user running AvatarCam"}
                 conn.sendall((json.dumps(reply) + "\n").encode())
             except (OSError, ValueError) as exc:
                 log.debug("control connection failed: %s", exc)
 
-    def _allowed(self, conn: socket.socket, line: bytes) -> bool:
+    def _allowed(self, conn: socket.socket, req: object) -> bool:
         if self._token is None:  # Unix socket: the file's mode, and the peer's uid where known
             uid = _peer_uid(conn)
             return uid is None or not hasattr(os, "getuid") or uid in (os.getuid(), 0)
-        try:
-            token = json.loads(line).get("token", "")
-        except (ValueError, AttributeError):
-            return False
-        return isinstance(token, str) and hmac.compare_digest(token, self._token)
+        token = req.get("token", "") if isinstance(req, dict) else ""
+        return isinstance(token, str) and hmac.compare_digest(token.encode(), self._token.encode())  # any text
 
-    def _reply(self, line: bytes) -> dict:
-        try:
-            req = json.loads(line)
-            if isinstance(req, dict):
-                req.pop("token", None)  # the handler never sees (nor could echo) the secret
-            if not isinstance(req, dict) or req.get("command") not in COMMANDS:
-                raise ValueError(f"expected {{'command': one of {', '.join(COMMANDS)}}}")
-        except ValueError as exc:
-            return {"ok": False, "message": f"bad request: {exc}"}
+    def _reply(self, req: object) -> dict:
+        """The handler's answer to a parsed request (or the ValueError that parsing raised)."""
+        if isinstance(req, dict):
+            req.pop("token", None)  # the handler never sees (nor could echo) the secret
+        if isinstance(req, ValueError):
+            return {"ok": False, "message": f"bad request: {req}"}
+        if not isinstance(req, dict) or req.get("command") not in COMMANDS:
+            return {"ok": False, "message": f"bad request: expected {{'command': one of {', '.join(COMMANDS)}}}"}
         try:
             return self.handler(req)
         except AvatarCamError as exc:

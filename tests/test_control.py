@@ -48,7 +48,8 @@ def test_loopback_refuses_requests_without_the_token(tmp_path):
     try:
         port, token = json.loads(address.read_text())["port"], json.loads(address.read_text())["token"]
         assert len(token) == 32
-        for req in ({"command": "quit"}, {"command": "quit", "token": "0" * 32}, {"command": "quit", "token": 7}):
+        for req in ({"command": "quit"}, {"command": "quit", "token": "0" * 32}, {"command": "quit", "token": 7},
+                    {"command": "quit", "token": "é" * 32}):  # non-ASCII: refused, not a dropped connection
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall((json.dumps(req) + "\n").encode())
                 reply = json.loads(sock.makefile().readline())
