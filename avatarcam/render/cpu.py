@@ -113,7 +113,7 @@ class CpuRenderer:
                 (x0, y0, x1, y1), off = box, np.array(box[:2], np.float32)
                 shape = (y1 - y0, x1 - x0)
                 was_m, now_m = _mask(was - off, shape), _mask(now - off, shape)
-                skin, lash, white = s.eye_colours[eye]
+                _, lash, white = s.eye_colours[eye]  # the lid is covered with the skin around it instead
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 revealed = now_m * (1 - was_m)
                 sub += revealed[..., None] * (white - sub)
@@ -122,11 +122,21 @@ class CpuRenderer:
             centre = points[centre_idx] + r * (d_yaw * ex + d_pitch * ey)
             _paste_clipped(roi, layer.texture, layer.alpha, centre, now)
             if moved and box is not None:
-                # The warp stretches the lid skin down over the eye; cover the squeezed white and
-                # iris it leaves, keeping some of the warped texture showing.
-                covered = cv2.GaussianBlur(was_m * (1 - now_m), (0, 0), 0.7) * 0.8
+                # The warp stretches the lid skin down over the eye, squeezing the white, iris and
+                # lashes into streaks. Cover them with the skin around the eye, spread inward
+                # (a normalised blur of everything outside the open eye), so the closed lid takes
+                # the colour and shading of the lid above and the cheek below.
+                # The open eye's outline, a pixel or two wider: its rim of lashes and lid edge
+                # is squeezed too and must neither show nor colour the skin spread over it.
+                rim = 2 * round(0.03 * width) + 1
+                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim, rim)))
+                covered = cv2.GaussianBlur(was_wide * (1 - now_m), (0, 0), max(0.7, rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
-                sub += covered[..., None] * (skin - sub)
+                outside = 1 - was_wide
+                spread = max(1.0, 0.2 * width)
+                skin_around = cv2.GaussianBlur(sub * outside[..., None], (0, 0), spread)
+                skin_around /= np.maximum(cv2.GaussianBlur(outside, (0, 0), spread), 1e-3)[..., None]
+                sub += covered[..., None] * (skin_around - sub)
                 lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
                 line = np.zeros(shape, np.uint8)
                 cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
