@@ -160,37 +160,40 @@ class CpuRenderer:
         opening = float((gap - still_gap)[3:8].max())
         if opening < 0.6:
             return  # lips together as in the portrait: nothing to reveal
+        upper = points[list(fm.LIPS_UPPER_INNER)]
+        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
+        feather = max(0.6, 0.015 * mouth_w)
         polygon = np.concatenate([top, lower[::-1]])
-        box = _box(polygon, roi.shape, margin=2)
+        box = _box(polygon, roi.shape, margin=2 + int(np.ceil(3 * feather)))
         if box is None:
             return
         x0, y0, x1, y1 = box
         off = np.array([x0, y0], np.float32)
         shape = (y1 - y0, x1 - x0)
         cavity, teeth, tongue = s.mouth_colours
-        upper = points[list(fm.LIPS_UPPER_INNER)]
-        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
+        alpha = _mask(polygon - off, shape)
+        # Depth: the middle of the opening is the back of the mouth, darker than near the lips.
+        depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * mouth_w))
         layer = np.empty((*shape, 3), np.float32)
         layer[:] = cavity
-        tooth_h = 0.06 * mouth_w
-        # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a
-        # smile): upper ones hang from the upper lip unless the portrait already shows its own,
-        # lower ones rise from the lower lip.
-        if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
-            _fill(layer, np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.92)
-        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.72)
+        layer *= (1.0 - 0.4 * depth)[..., None]
         centre = lower[5] - off - (0, 0.1 * mouth_w)
         tongue_mask = np.zeros(shape, np.uint8)
         cv2.ellipse(tongue_mask, (int(centre[0] * 16), int(centre[1] * 16)),
                     (int(0.28 * mouth_w * 16), int(max(1.0, 0.18 * mouth_w) * 16)), 0, 180, 360, 255, -1,
                     cv2.LINE_AA, _SHIFT)
-        layer += (tongue_mask.astype(np.float32) / 255)[..., None] * (tongue - layer)
-        alpha = _mask(polygon - off, shape) * min(1.0, opening / 2.0)
-        # Depth: the middle of the opening is the back of the mouth, darker than near the lips;
-        # a slight blur keeps the drawn parts from looking cut out.
-        depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * mouth_w))
-        layer *= (1.0 - 0.4 * depth)[..., None]
+        layer += (tongue_mask.astype(np.float32) / 255 * (1.0 - 0.3 * depth))[..., None] * (tongue - layer)
+        # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a
+        # smile): upper ones hang from the upper lip unless the portrait already shows its own,
+        # lower ones rise from the lower lip. They sit at the front, out of the depth's shadow.
+        tooth_h = 0.06 * mouth_w
+        if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
+            _fill(layer, np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
+        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.75)
+        # A slight blur keeps the drawn parts from looking cut out; the opening's edge is feathered
+        # so the lips' inner rims fall into the mouth's shadow instead of ending on a cut line.
         layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * mouth_w))
+        alpha = cv2.GaussianBlur(alpha, (0, 0), feather) * min(1.0, opening / 2.0)
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
 
