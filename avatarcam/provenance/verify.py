@@ -9,7 +9,7 @@ recording that carries it is answered quickly. A picture (PNG, JPEG, WebP, ...) 
 Several windows are several chances for a false alarm, so the allowance is spent as a series: window
 k may use 6/(pi^2 k^2) of it, which sums to at most the whole. However long the file, the
 probability of reporting a watermark in a file that has none stays below
-``watermark.FALSE_ALARM_CLAIM`` (1e-6).
+``watermark.FALSE_ALARM_CLAIM`` (8e-7).
 
 A payload names an installation and a consent record by 24-bit digests. The consent records on
 this machine (every profile, bundled ones included) are searched for the one whose digest matches;

@@ -66,8 +66,8 @@ the decoded 64 bits are uniformly random and pass the CRC with probability 2^-16
 geometry. A detection is declared when the CRC passes at one of the :data:`DECODE_TRIES` best
 geometries and ``p_pilot * DECODE_TRIES * 2^-16 <= FALSE_ALARM_SHARE``, or, without a valid CRC
 (payload damaged), when ``p_pilot <= FALSE_ALARM_SHARE`` on its own. Each route contributes at most
-``FALSE_ALARM_SHARE`` (5e-7), so a picture without the watermark is reported as watermarked with
-probability below 1e-6. The probability is over the key; the assumption is that natural pictures
+``FALSE_ALARM_SHARE`` (4e-7), so a picture without the watermark is reported as watermarked with
+probability at most 8e-7, below 1e-6. The probability is over the key; the assumption is that natural pictures
 are independent of it. ``bench/watermark.py`` checks it on hundreds of unmarked clips and photos.
 
 What it does not promise: see README.md ("Labels and watermarks").
@@ -108,7 +108,7 @@ SAMPLES = 4  # samples per cell when folded
 REFINE = tuple(np.linspace(-0.024, 0.024, 13))  # relative steps around each period candidate
 PERIOD_PEAKS = 5  # autocorrelation peaks whose periods (and halves) are tried
 DECODE_TRIES = 4
-FALSE_ALARM_SHARE = 5e-7
+FALSE_ALARM_SHARE = 4e-7
 FALSE_ALARM_CLAIM = 2 * FALSE_ALARM_SHARE  # what a "found" can at worst be, per analysed window
 
 
