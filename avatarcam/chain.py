@@ -95,8 +95,10 @@ def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRende
     stamp = provenance if provenance is not None else Provenance.for_renderer(renderer)
     count = 0
     for motion in frames(chunks, engine):
+        placed = compose(motion, rest() if callable(rest) else rest)
+        stamped = getattr(renderer, "render_stamped", None)  # the GPU renderer marks inside its kernel
         # marked in place: a renderer hands over a new frame each call (CpuRenderer: a fresh copy)
-        sink.write(stamp(renderer.render(compose(motion, rest() if callable(rest) else rest)), in_place=True))
+        sink.write(stamped(placed, stamp) if stamped is not None else stamp(renderer.render(placed), in_place=True))
         count += 1
         if on_frame is not None:
             on_frame(count)

@@ -107,6 +107,12 @@ class Label:
         self._add = np.round(256 * colour + 128).astype(np.uint32)
         self.alpha = alpha
 
+    @property
+    def fixed_point(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keep, add) such that a pixel becomes min((pixel * keep + add) >> 8, 255): for renderers
+        that draw the label themselves (the GPU kernel)."""
+        return self._keep, self._add
+
     def draw(self, frame: np.ndarray) -> np.ndarray:
         """Blend the label into `frame` (HxWx3 uint8 RGB of this size), in place; returns it."""
         x, y, lw, lh = self.box

@@ -79,9 +79,14 @@ class Provenance:
 
     def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray:
         """The frame watermarked and labelled: a new array, or `frame` itself when `in_place`."""
+        self.follow()
+        return self.label.draw(self.watermark(frame, in_place=in_place))
+
+    def follow(self) -> None:
+        """Switch the payload if the source now shows another profile (done for every frame; a
+        renderer that marks frames itself calls it before each one)."""
         if self.source is not None:
             profile = getattr(self.source, "profile", None)
             if profile is not self._profile and profile is not None:
                 self._profile = profile
                 self.set_payload(payload_for(profile.consent, self.settings))
-        return self.label.draw(self.watermark(frame, in_place=in_place))

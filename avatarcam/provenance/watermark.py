@@ -346,27 +346,52 @@ class Watermarker:
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"the watermark expects {w}x{h} RGB uint8 frames, got {frame.shape} {frame.dtype}")
-        # The bookkeeping is spread so that no frame pays for much of it: every call averages one
-        # strip of the frame down; every STRENGTH_EVERY-th call turns the strips of the calls
-        # before into a new strength map, the others refresh a band of the delta images each.
-        calls, self._calls = self._calls, self._calls + 1
-        if self.strength is None:  # the first frame: everything at once
-            self.strength = self.strength_map(frame)
-            self._refresh(self.strength, 0, h)
-        else:
-            if calls % STRENGTH_EVERY == 0:
-                self.strength = self.strength_map()
-            else:
-                r0 = self._next_band * self.band_rows
-                self._refresh(self.strength, r0, min(h, r0 + self.band_rows))
-                self._next_band = (self._next_band + 1) % self.bands
-            self._average_down(frame, self.strips[calls % len(self.strips)])
+        self.refresh()
+        self.observe(frame)
         out = frame if in_place else np.empty_like(frame)
         cv2.add(frame, self.plus, dst=out)
         cv2.subtract(out, self.minus, dst=out)
         return out
 
     mark = __call__
+
+    # The bookkeeping is spread so that no frame pays for much of it: every call averages one strip
+    # of the frame down; every STRENGTH_EVERY-th call turns the strips of the calls before into a
+    # new strength map, the others refresh a band of the delta images each. It is split in two so
+    # that a renderer that marks frames itself (the GPU kernel) can keep its copy of the deltas in
+    # step: `refresh` before marking a frame, `observe` with the frame as it was before marking.
+
+    def refresh(self) -> tuple[int, int]:
+        """The bookkeeping due before marking the next frame; returns the rows of `plus`/`minus`
+        it changed (none on the first frame, whose `observe` builds them all)."""
+        if self.strength is None:
+            return 0, 0
+        if self._calls % STRENGTH_EVERY == 0:
+            self.strength = self.strength_map()
+            return 0, 0
+        r0 = self._next_band * self.band_rows
+        r1 = min(self.size[1], r0 + self.band_rows)
+        self._refresh(self.strength, r0, r1)
+        self._next_band = (self._next_band + 1) % self.bands
+        return r0, r1
+
+    def observe(self, frame: np.ndarray) -> tuple[int, int]:
+        """Take in the frame being marked (unmarked): the first one builds the strength map and
+        every delta row (returned as changed), later ones average their strip down."""
+        calls, self._calls = self._calls, self._calls + 1
+        if self.strength is None:  # the first frame: everything at once
+            self.strength = self.strength_map(frame)
+            self._refresh(self.strength, 0, self.size[1])
+            return 0, self.size[1]
+        self._average_down(frame, self.strips[calls % len(self.strips)])
+        return 0, 0
+
+    def observed_rows(self) -> tuple[int, int]:
+        """The frame rows the next `observe` reads (all of them on the first frame)."""
+        if self.strength is None:
+            return 0, self.size[1]
+        a, b = self.strips[self._calls % len(self.strips)]
+        return a * self.step, b * self.step
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import AvatarCamError
 from .cpu import CpuRenderer
 from .rig import Rig, build_rig
 from .scene import build_scene
 
 RIG_FILE = "rig.npz"
+
+log = logging.getLogger(__name__)
 
 
 def prepare_rig(profile) -> Rig:
@@ -28,7 +32,26 @@ def prepare_rig(profile) -> Rig:
     return build_rig(profile.face.points, pose, profile.face.blendshapes)
 
 
-def open_renderer(profile, size: tuple[int, int]) -> CpuRenderer:
-    """A CPU renderer of `profile` at output `size` (width, height)."""
+def open_renderer(profile, size: tuple[int, int], device: str = "auto"):
+    """A renderer of `profile` at output `size` (width, height): see `renderer_for`."""
     rig = prepare_rig(profile)
-    return CpuRenderer(build_scene(profile.image, profile.matte, profile.plate, rig, size))
+    return renderer_for(build_scene(profile.image, profile.matte, profile.plate, rig, size), device)
+
+
+def renderer_for(scene, device: str = "auto"):
+    """The GPU renderer when CuPy finds a CUDA device ("auto", or "gpu" to insist), else the CPU
+    renderer; one log line says which, and why not the GPU. The GPU renderer itself falls back to
+    the CPU if the GPU fails mid-stream."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"renderer device must be auto, cpu or gpu, not {device!r}")
+    if device != "cpu":
+        from .gpu import GpuRenderer, gpu_unavailable
+
+        why = gpu_unavailable()
+        if why is None:
+            log.info("renderer: GPU (CUDA kernels through CuPy)")
+            return GpuRenderer(scene)
+        if device == "gpu":
+            raise AvatarCamError(f"the GPU renderer cannot run here: {why}")
+        log.info("renderer: CPU (%s)", why)
+    return CpuRenderer(scene)
