@@ -1,0 +1,304 @@
+"""The GPU renderer's kernels, checked on machines without a GPU.
+
+render.h holds every per-pixel step of the CUDA kernels; host.cpp loops the same functions on the
+CPU. Compiled here with g++ into a small library (ctypes) and driven by the GPU renderer's own
+host code (`gpu.KernelRunner`), it must draw what the CPU renderer draws: real motion of the
+bundled default profile (the DSP driver on the bundled speech) and frames that open the mouth,
+close and widen the eyes, move the gaze and turn the head, at 1280x720 and an odd size. Every
+.cu file must also compile with nvcc. The same checks on a real GPU are in test_gpu.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from avatarcam import chain, latent
+from avatarcam.audio.io import load_audio
+from avatarcam.config import Settings
+from avatarcam.errors import AvatarCamError
+from avatarcam.motion import dsp
+from avatarcam.profiles import load_profile
+from avatarcam.provenance.stamp import Provenance
+from avatarcam.provenance.watermark import Payload, detect_frames
+from avatarcam.render import gpu, prepare_rig, renderer_for
+from avatarcam.render.cpu import CpuRenderer
+from avatarcam.render.scene import build_scene
+
+BAR = 0.999  # share of pixels within 2/255 of the CPU renderer (issue 7)
+# The kernels do the CPU renderer's arithmetic step for step, so on the CPU build nearly every pixel
+# is identical: this catches a systematic off-by-one (a rounding, a layer's shade) that the
+# issue's 2/255 would let through. What may differ is float noise at a truncation's edge.
+EXACT = 0.999
+
+
+@pytest.fixture(scope="session")
+def kernels_lib(tmp_path_factory):
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed: the kernels' CPU build needs it (apt install g++)")
+    out = tmp_path_factory.mktemp("kernels") / "libavatarcam_kernels.so"
+    # -ffp-contract=off: no fused multiply-adds the numpy/OpenCV reference does not do either
+    cmd = [gxx, "-std=c++14", "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+           "-o", str(out), str(gpu.KERNELS / "host.cpp")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lib = ctypes.CDLL(str(out))
+    lib.ac_host_frame_size.restype = ctypes.c_long
+    return lib
+
+
+def host_runner(lib):
+    class HostRunner(gpu.KernelRunner):
+        """The kernels looped on the CPU: numpy arrays for device memory."""
+
+        def launch(self, kernel, frame, grid, block):
+            getattr(lib, "ac_host_" + kernel[len("ac_"):])(ctypes.c_void_p(self.pointer(frame)))
+
+    return HostRunner
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile("default", Settings())
+
+
+def _scene(profile, size):
+    return build_scene(profile.image, profile.matte, profile.plate, prepare_rig(profile), size)
+
+
+@pytest.fixture(scope="module")
+def hd(profile):
+    return _scene(profile, (1280, 720))
+
+
+@pytest.fixture(scope="module")
+def small(profile):
+    return _scene(profile, (640, 360))
+
+
+def _with(rest: np.ndarray, **channels: float) -> np.ndarray:
+    frame = rest.copy()
+    for name, value in channels.items():
+        frame[latent.index(name)] = value
+    return frame
+
+
+def designed_frames(rest: np.ndarray) -> dict[str, np.ndarray]:
+    """Frames that each bring one of the renderer's layers into play."""
+    yaw, scale = rest[latent.index("headYaw")], rest[latent.index("headLogScale")]
+    return {
+        "mouth open": _with(rest, jawOpen=0.7),
+        "smile, lips parted": _with(rest, mouthSmileLeft=0.8, mouthSmileRight=0.8, jawOpen=0.25),
+        "blink": _with(rest, eyeBlinkLeft=1.0, eyeBlinkRight=0.7),
+        "eyes wide": _with(rest, eyeWideLeft=0.9, eyeWideRight=0.5, browInnerUp=0.6),
+        "gaze": _with(rest, gazeYaw=0.3, gazePitch=-0.2),
+        "head turned, talking": _with(rest, headYaw=yaw + 0.3, headLogScale=scale + 0.1, jawOpen=0.4),
+        "rest": rest.copy(),
+    }
+
+
+@pytest.fixture(scope="module")
+def speech_motion(hd) -> np.ndarray:
+    """Real motion: the DSP driver on 2 s of the bundled speech, on the portrait's rest."""
+    from avatarcam.cli import demo_audio
+
+    samples = load_audio(demo_audio(), 16000)[16000:16000 * 3]
+    return chain.compose(dsp.generate(samples, seed=0), hd.rig.rest)[::3]
+
+
+def _within(a: np.ndarray, b: np.ndarray, levels: int = 2) -> float:
+    """Share of pixels whose channels all differ by at most `levels` grey levels."""
+    return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1) <= levels))
+
+
+def test_the_struct_layout_matches_the_compilers(kernels_lib):
+    dtype = gpu.frame_dtype()
+    offsets = (ctypes.c_long * 256)()
+    n = kernels_lib.ac_host_field_offsets(offsets)
+    assert n == len(dtype.names)
+    assert list(offsets[:n]) == [dtype.fields[name][1] for name in dtype.names]
+    assert kernels_lib.ac_host_frame_size() == dtype.itemsize
+
+
+def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion):
+    cpu, plan = CpuRenderer(hd), gpu.KernelPlan(hd)
+    runner = host_runner(kernels_lib)(plan)
+    used = {"warp": 0, "mouth": 0, "lids": 0, "iris": 0}
+    layer_frames = designed_frames(hd.rig.rest)
+    frames = list(layer_frames.items()) + [(f"speech {i}", f) for i, f in enumerate(speech_motion)]
+    for name, frame in frames:
+        job = plan.frame(frame)
+        used["warp"] += job.ints["warp"]
+        used["mouth"] += job.ints.get("mouth_on", 0)
+        used["lids"] += sum(job.ints["lid_on"])
+        used["iris"] += sum(job.ints["iris_on"])
+        expected, got = cpu.render(frame), runner.run(job, "rgb", None)
+        assert got.shape == expected.shape == (720, 1280, 3) and got.dtype == np.uint8
+        share, exact = _within(got, expected), _within(got, expected, 0)
+        assert share >= BAR, f"{name}: only {share:.5f} of the pixels within 2/255 of the CPU renderer"
+        assert exact >= EXACT, f"{name}: only {exact:.5f} of the pixels identical to the CPU renderer's"
+        if name != "rest" and name in layer_frames:  # the layer's own pixels, where a mistake would hide in the whole frame
+            changed = np.abs(expected.astype(np.int16) - hd.scene).max(axis=-1) > 0
+            region = np.abs(got.astype(np.int16) - expected).max(axis=-1)[changed]
+            assert np.mean(region == 0) >= EXACT, f"{name}: the moving pixels differ from the CPU renderer's"
+    # every layer was drawn, by the speech and the designed frames alike
+    assert used["warp"] >= len(frames) - 1 and used["mouth"] >= 5 and used["lids"] >= 3 and used["iris"] >= 10
+
+
+def test_an_odd_frame_size(kernels_lib, profile):
+    scene = _scene(profile, (641, 361))
+    frame = designed_frames(scene.rig.rest)["head turned, talking"]
+    plan = gpu.KernelPlan(scene)
+    got = host_runner(kernels_lib)(plan).run(plan.frame(frame), "rgb", None)
+    assert _within(got, CpuRenderer(scene).render(frame)) >= BAR
+    with pytest.raises(ValueError, match="even frame size"):
+        gpu.output_shape("nv12", (641, 361))
+
+
+def test_pixel_formats(kernels_lib, small):
+    import cv2
+
+    plan = gpu.KernelPlan(small)
+    runner = host_runner(kernels_lib)(plan)
+    frame = designed_frames(small.rig.rest)["mouth open"]
+    rgb = runner.run(plan.frame(frame), "rgb", None)
+    w, h = small.size
+    for fmt, shape in (("i420", (h * 3 // 2, w)), ("nv12", (h * 3 // 2, w)), ("yuyv", (h, 2 * w))):
+        got = runner.run(plan.frame(frame), fmt, None)
+        assert got.shape == shape
+        np.testing.assert_allclose(got.astype(int), gpu.convert(rgb, fmt).astype(int), atol=1)
+    # the luma is the standard's (BT.601, studio range), as OpenCV computes it
+    i420 = runner.run(plan.frame(frame), "i420", None)
+    np.testing.assert_allclose(i420[:h].astype(int), cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)[:h].astype(int), atol=1)
+    # the chroma planes are each 2x2 block's mean: a flat colour comes out exactly
+    flat = np.zeros((4, 4, 3), np.uint8)
+    flat[:] = (200, 40, 90)
+    y = gpu.convert(flat, "i420")
+    assert abs(int(y[0, 0]) - 0.256788 * 200 - 0.504129 * 40 - 0.097906 * 90 - 16) < 1
+    assert np.all(y[4:5] == y[4, 0]) and np.all(y[5:] == y[5, 0])
+
+
+def test_watermark_and_label_in_the_kernel_are_the_cpu_stages(kernels_lib, small, speech_motion):
+    """A Provenance stage run inside the kernel marks exactly as the CPU stage marks the same
+    picture, over enough frames to cross the first frame, new strength maps and band refreshes;
+    and the watermark reads back."""
+    plan = gpu.KernelPlan(small)
+    runner = host_runner(kernels_lib)(plan)
+    payload = Payload(0x123456, 0x654321)
+    in_kernel, on_cpu = Provenance(small.size, payload, Settings()), Provenance(small.size, payload, Settings())
+    marked = []
+    for frame in np.concatenate([speech_motion, speech_motion]):
+        got = runner.run(plan.frame(frame), "rgb", in_kernel)
+        plain = runner.run(plan.frame(frame), "rgb", None)
+        np.testing.assert_array_equal(got, on_cpu(plain, in_place=True))
+        marked.append(got)
+    assert in_kernel.watermark._calls == len(marked)
+    found = detect_frames(marked)
+    assert found.found and found.payload == payload
+
+
+def test_the_chain_with_the_gpu_renderer(kernels_lib, small, monkeypatch):
+    """chain.run hands the provenance stage to the GPU renderer; frames and marks match the CPU's."""
+    from avatarcam.cli import demo_audio
+
+    monkeypatch.setattr(gpu.GpuRenderer, "runner_class", host_runner(kernels_lib))
+    samples = load_audio(demo_audio(), 16000)[:16000]
+
+    class Keep:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, frame):
+            self.frames.append(frame.copy())
+
+    outputs = []
+    for renderer in (gpu.GpuRenderer(small), CpuRenderer(small)):
+        sink = Keep()
+        n = chain.run(chain.file_chunks(samples), chain.motion_engine("dsp"), renderer, small.rig.rest, sink,
+                      provenance=Provenance(small.size, Payload(7, 9), Settings()))
+        assert n == 30
+        outputs.append(sink.frames)
+    for g, c in zip(*outputs):
+        assert _within(g, c) >= BAR
+    assert detect_frames(outputs[0]).payload == Payload(7, 9)
+
+
+def test_a_gpu_failure_mid_stream_continues_on_the_cpu(kernels_lib, small, monkeypatch, caplog):
+    base = host_runner(kernels_lib)
+
+    class Failing(base):
+        calls = 0
+
+        def launch(self, kernel, frame, grid, block):
+            Failing.calls += 1
+            if Failing.calls > 4:
+                raise RuntimeError("cudaErrorLaunchFailure: unspecified launch failure")
+            super().launch(kernel, frame, grid, block)
+
+    monkeypatch.setattr(gpu.GpuRenderer, "runner_class", Failing)
+    renderer, cpu = gpu.GpuRenderer(small), CpuRenderer(small)
+    stamp = Provenance(small.size, Payload(1, 2), Settings())
+    frames = list(designed_frames(small.rig.rest).values())
+    with caplog.at_level(logging.WARNING, logger="avatarcam.render.gpu"):
+        out = [renderer.render_stamped(f, stamp) for f in frames]
+    assert not renderer.on_gpu and len(out) == len(frames)
+    assert sum("continuing on the CPU" in r.getMessage() for r in caplog.records) == 1
+    reference = Provenance(small.size, Payload(1, 2), Settings())
+    for got, f in zip(out, frames):
+        assert _within(got, reference(cpu.render(f))) >= BAR
+    assert renderer.render(frames[0]).shape == (360, 640, 3)  # and plain frames still come
+
+
+def test_the_renderer_is_chosen_by_what_the_machine_has(small, monkeypatch, caplog):
+    monkeypatch.setattr(gpu, "gpu_unavailable", lambda: "no CUDA device")
+    with caplog.at_level(logging.INFO, logger="avatarcam.render"):
+        assert isinstance(renderer_for(small), CpuRenderer)
+    assert any("renderer: CPU (no CUDA device)" in r.getMessage() for r in caplog.records)
+    with pytest.raises(AvatarCamError, match="no CUDA device"):
+        renderer_for(small, "gpu")
+    assert isinstance(renderer_for(small, "cpu"), CpuRenderer)
+    monkeypatch.setattr(gpu, "gpu_unavailable", lambda: None)
+    chosen = renderer_for(small)
+    assert isinstance(chosen, gpu.GpuRenderer) and chosen.size == small.size
+    # the live daemon builds renderers in a helper process: the GPU one travels without device state
+    again = pickle.loads(pickle.dumps(chosen))
+    assert isinstance(again, gpu.GpuRenderer) and again.scene.size == small.size
+
+
+def test_this_machine_says_why_it_has_no_gpu_renderer():
+    why = gpu.gpu_unavailable()
+    try:
+        import cupy
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001
+        has_gpu = False
+    assert (why is None) == has_gpu
+    if why is not None:
+        assert len(why) > 10
+
+
+@pytest.mark.parametrize("source", sorted(p.name for p in gpu.KERNELS.glob("*.cu")))
+def test_every_cu_file_compiles_with_nvcc(source, tmp_path):
+    nvcc = shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if os.path.exists(p)), None)
+    if nvcc is None:
+        pytest.skip("nvcc (the CUDA toolkit) is not installed here; CI compiles the kernels where it is")
+    result = subprocess.run([nvcc, "-c", "-std=c++14", "-o", str(tmp_path / "kernel.o"), str(gpu.KERNELS / source)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "kernel.o").stat().st_size > 0
+
+
+def test_kernel_source_is_self_contained():
+    """CuPy caches compiled kernels by their source text: the header must be inside it."""
+    source = gpu.kernel_source()
+    assert '#include "render.h"' not in source and "ac_compose_quad" in source
+    assert "extern \"C\" __global__ void ac_prepare" in source
