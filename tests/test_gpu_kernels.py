@@ -11,6 +11,7 @@ close and widen the eyes, move the gaze and turn the head, at 1280x720 and an od
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import logging
 import os
 import pickle
@@ -295,6 +296,47 @@ def test_every_cu_file_compiles_with_nvcc(source, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "kernel.o").stat().st_size > 0
+
+
+def _nvrtc() -> ctypes.CDLL | None:
+    """NVRTC, the compiler CuPy uses at run time: the CUDA toolkit's, or the pip wheel's."""
+    import glob
+    import site
+
+    found = [ctypes.util.find_library("nvrtc")] + sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*"))
+    for root in site.getsitepackages():
+        found += sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib", "libnvrtc.so*")))
+    for path in filter(None, found):
+        if "builtins" in path or ".alt." in path:
+            continue
+        try:
+            # NVRTC opens its builtins library by name: load it first from beside it, where the
+            # loader would not look (pip's wheel directory)
+            for builtins in sorted(glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*"))):
+                if ".alt." not in builtins:
+                    ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def test_the_kernel_source_compiles_with_nvrtc():
+    """What CuPy compiles on a GPU machine (no host headers, the header pasted in) compiles here."""
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc, or the CUDA toolkit)")
+    program = ctypes.c_void_p()
+    source = gpu.kernel_source().encode()
+    assert lib.nvrtcCreateProgram(ctypes.byref(program), source, b"render.cu", 0, None, None) == 0
+    options = [b"--std=c++14", b"--gpu-architecture=compute_90"]
+    status = lib.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log_text = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(program, log_text)
+    lib.nvrtcDestroyProgram(ctypes.byref(program))
+    assert status == 0, log_text.value.decode(errors="replace")
 
 
 def test_kernel_source_is_self_contained():
