@@ -363,16 +363,20 @@ def _triangles(weights) -> tuple[np.ndarray, np.ndarray]:
     return cells, cell_w
 
 
+@cache
+def _field_sizes() -> tuple[tuple[str, int], ...]:
+    dtype = frame_dtype()
+    return tuple((name, dtype.fields[name][0].shape[0] if dtype.fields[name][0].shape else 0) for name in dtype.names)
+
+
 def pack_frame(values: dict[str, object]) -> np.ndarray:
     """One `Frame` record (numpy, the header's layout) from field values (missing fields: 0).
     Built from one tuple: assigning ~150 fields one by one would cost a tenth of a millisecond."""
-    dtype = frame_dtype()
     row = []
-    for name in dtype.names:
-        shape = dtype.fields[name][0].shape
+    for name, n in _field_sizes():
         value = values.get(name, 0)
-        row.append(tuple(np.broadcast_to(value, shape)) if shape else value)
-    return np.array([tuple(row)], dtype)
+        row.append(value if not n else tuple(value) if np.ndim(value) else (value,) * n)
+    return np.array([tuple(row)], frame_dtype())
 
 
 # ---------------------------------------------------------------------------------------------
