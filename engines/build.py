@@ -8,6 +8,7 @@ cache directory under this GPU's name and TensorRT version, beside a timing cach
 next build fast. `--check` then runs the engines against numpy on random inputs of every shape
 class (one and three guidance branches, chunks of 1, 2 and 32 frames) and fails beyond 1e-3.
 The motion engine picks the engines up by itself (`avatarcam.motion.engines.best_network`).
+`avatarcam engines` is the same command for an installed package.
 """
 
 from __future__ import annotations
@@ -21,34 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 from avatarcam.motion import engines, onnx_export  # noqa: E402
-from avatarcam.motion.network import Network  # noqa: E402
-
-TOLERANCE = 1e-3
-
-
-def check(paths: engines.EnginePaths, weights: Path) -> float:
-    """Largest difference between the engines and numpy over a few shapes; raises beyond TOLERANCE."""
-    from avatarcam.audio import mel
-    from avatarcam.motion.backends import TrtNetwork
-
-    net = Network.load(weights)
-    trt_net = TrtNetwork.load(paths.audio, paths.denoiser, net)
-    rng = np.random.default_rng(0)
-    worst = 0.0
-    windows = (rng.standard_normal((40, net.config.mel_window, mel.BANDS)) * 15 - 60).astype(np.float32)
-    worst = max(worst, float(np.abs(trt_net.audio_tokens(windows) - net.audio_tokens(windows)).max()))
-    for batch, chunk in ((1, 1), (1, 2), (3, 2), (1, 32), (3, 32)):
-        ex = onnx_export.example_inputs(net.config, batch, chunk, seed=batch * 100 + chunk)
-        args = [ex[k] for k in onnx_export.DENOISER_INPUTS]
-        worst = max(worst, float(np.abs(trt_net(*args) - net(*args)).max()))
-    if trt_net.failed:
-        raise RuntimeError("the engines failed to run (see the warning above)")
-    if worst > TOLERANCE:
-        raise RuntimeError(f"TensorRT differs from numpy by {worst:.2e} (> {TOLERANCE})")
-    return worst
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({time.perf_counter() - start:.1f} s)")
     if args.check:
         try:
-            worst = check(paths, weights)
+            worst = engines.check(paths, weights)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"check: largest difference from numpy {worst:.2e} (bar {TOLERANCE})")
+        print(f"check: largest difference from numpy {worst:.2e} (bar {engines.TOLERANCE})")
     return 0
 
 

@@ -82,9 +82,6 @@ def test_tensorrt_engines_give_numpys_motion(tmp_path):
     """Build the engines into a throw-away cache, then run the sampler on them."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'avatarcam[gpu]')")
     pytest.importorskip("onnxscript", reason="the ONNX exporter is not installed (the test extra)")
-    import importlib.util
-    from pathlib import Path
-
     from avatarcam.motion import diffusion, engines, onnx_export
     from avatarcam.motion.backends import TrtNetwork
     from avatarcam.motion.network import Network
@@ -92,11 +89,7 @@ def test_tensorrt_engines_give_numpys_motion(tmp_path):
     settings = Settings(cache_dir=tmp_path)
     paths = engines.build(settings=settings)
     assert paths.exist() and paths.timing_cache.is_file()
-    script = Path(__file__).resolve().parents[1] / "engines" / "build.py"
-    spec = importlib.util.spec_from_file_location("engines_build", script)
-    build_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_script)
-    assert build_script.check(paths, onnx_export.shipped_weights()) <= 1e-3
+    assert engines.check(paths) <= 1e-3
     net = engines.best_network(settings=settings)
     assert isinstance(net, TrtNetwork)
     from avatarcam.cli import demo_audio

@@ -253,3 +253,7 @@ def test_build_says_what_is_missing(monkeypatch, capsys):
         engines.build()
     assert build_script.main([]) == 1
     assert "TensorRT is not installed" in capsys.readouterr().err
+    from avatarcam.cli import main as avatarcam
+
+    assert avatarcam(["engines"]) == 2
+    assert "no TensorRT engines: cannot build TensorRT engines here: TensorRT is not installed" in capsys.readouterr().err

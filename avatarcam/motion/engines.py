@@ -34,7 +34,8 @@ from avatarcam.motion.network import Config, Network
 log = logging.getLogger(__name__)
 
 TIMING_CACHE = "timing.cache"
-BUILD_COMMAND = "python -m engines.build"
+BUILD_COMMAND = "avatarcam engines (or python -m engines.build)"
+TOLERANCE = 1e-3  # the engines' largest difference from numpy that `check` accepts
 
 
 @dataclass(frozen=True)
@@ -215,3 +216,28 @@ def build(weights: str | Path | None = None, settings=None, onnx_dir: str | Path
     build_engine(audio_onnx, where.audio, audio_profile(net.config), where.timing_cache)
     build_engine(denoiser_onnx, where.denoiser, denoiser_profile(net.config), where.timing_cache)
     return where
+
+
+def check(paths: EnginePaths, weights: str | Path | None = None) -> float:
+    """Run the engines against numpy on random inputs of each shape class the sampler uses (one
+    and three guidance branches, chunks of 1, 2 and 32 frames); returns the largest difference,
+    raises RuntimeError beyond TOLERANCE or if the engines fail."""
+    import numpy as np
+
+    from avatarcam.audio import mel
+    from avatarcam.motion.backends import TrtNetwork
+
+    net = Network.load(weights if weights is not None else onnx_export.shipped_weights())
+    trt_net = TrtNetwork.load(paths.audio, paths.denoiser, net)
+    rng = np.random.default_rng(0)
+    windows = (rng.standard_normal((40, net.config.mel_window, mel.BANDS)) * 15 - 60).astype(np.float32)
+    worst = float(np.abs(trt_net.audio_tokens(windows) - net.audio_tokens(windows)).max())
+    for batch, chunk in ((1, 1), (1, 2), (3, 2), (1, 32), (3, 32)):
+        ex = onnx_export.example_inputs(net.config, batch, chunk, seed=batch * 100 + chunk)
+        args = [ex[k] for k in onnx_export.DENOISER_INPUTS]
+        worst = max(worst, float(np.abs(trt_net(*args) - net(*args)).max()))
+    if trt_net.failed:
+        raise RuntimeError("the engines failed to run (see the warning above)")
+    if worst > TOLERANCE:
+        raise RuntimeError(f"TensorRT differs from numpy by {worst:.2e} (> {TOLERANCE})")
+    return worst

@@ -599,8 +599,12 @@ def gpu_unavailable() -> str | None:
     """Why this machine cannot run the GPU renderer (a sentence), or None when it can."""
     try:
         import cupy
-    except Exception as e:  # noqa: BLE001 - not installed, or a broken CUDA install: same outcome
-        return f"CuPy is not importable ({type(e).__name__}: {e}); pip install 'avatarcam[gpu]' on an NVIDIA machine"
+    except ModuleNotFoundError as e:
+        if e.name != "cupy":  # CuPy is there but something it needs is not
+            return f"CuPy does not load ({e})"
+        return "CuPy is not installed (pip install 'avatarcam[gpu]' on an NVIDIA machine)"
+    except Exception as e:  # noqa: BLE001 - a broken CUDA install: no GPU renderer either
+        return f"CuPy does not load ({type(e).__name__}: {e})"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return "no CUDA device"
