@@ -5,7 +5,8 @@ region, the grid's barycentric weights, the iris textures) is uploaded once. Per
 moves the control points (`Scene.points`, a few hundred points), works out the eye and mouth
 geometry and draws their small anti-aliased coverage masks with the OpenCV calls the CPU renderer
 uses; everything goes up in one host-to-device copy. Then `ac_prepare` (one block) inverts the
-warp field on the grid and blurs the mouth layer, and `ac_compose` makes every output pixel:
+warp field on the grid and runs the eye and mouth layers' blurs (the skin spread over a closing
+lid, the mouth's depth shadow and feathered edge), and `ac_compose` makes every output pixel:
 sample, composite, eyes, mouth, watermark, label, and the camera's pixel format. One
 device-to-host copy brings the frame back (with the few unmarked rows the watermark's texture
 measure reads). The kernels live in kernels/render.h, which the tests also compile with g++ to
