@@ -99,7 +99,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
                                  chunk=chain.OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
                                  steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
-    renderer = open_renderer(profile, size)
+    renderer = open_renderer(profile, size, settings.renderer)
     total = frame_count(len(samples), AUDIO_RATE, settings.fps)
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(s) for s in sinks]

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     diffusion_steps: int = Field(2, ge=1, le=4, description="sampler steps per chunk (network calls, guidance included)")
     audio_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the audio")
     control_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the controls")
+    renderer: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="where frames are drawn: auto takes the GPU when CuPy finds one, else the CPU")
     size: str = Field("1280x720", description="output frame size WxH")
     fps: int = Field(30, ge=1, le=120)
     # The visible label (avatarcam/provenance/label.py). Its bounds keep it legible at 360 lines and

@@ -153,8 +153,9 @@ def _build(name: str, settings_data: dict, size: tuple[int, int]):
     from avatarcam.profiles import load_profile
     from avatarcam.render import open_renderer
 
-    profile = load_profile(name, Settings(**settings_data))
-    return profile, open_renderer(profile, size)
+    settings = Settings(**settings_data)
+    profile = load_profile(name, settings)
+    return profile, open_renderer(profile, size, settings.renderer)
 
 
 def _build_elsewhere(name: str, settings: Settings, size: tuple[int, int], timeout_s: float = 120.0):
@@ -385,7 +386,7 @@ class Daemon:
         from avatarcam.render import open_renderer
 
         profile = load_profile(opts.profile, self.settings)  # fail before opening any device
-        renderer = open_renderer(profile, opts.size)
+        renderer = open_renderer(profile, opts.size, self.settings.renderer)
         self.slot = RendererSlot(profile, renderer)
         s = self.settings
         self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,

@@ -127,6 +127,21 @@ def test_bad_render_input_is_a_clear_error_that_writes_nothing(tmp_path, capsys,
     assert list(tmp_path.rglob("*.mp4")) == []
 
 
+def test_insisting_on_the_gpu_renderer_without_one_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from avatarcam.render.gpu import gpu_unavailable
+
+    if gpu_unavailable() is None:
+        pytest.skip("a GPU is present here: the GPU renderer runs")
+    monkeypatch.setenv("AVATARCAM_RENDERER", "gpu")
+    out = tmp_path / "out.mp4"
+    assert run("render", "--demo", "-o", str(out), "--size", "512x512", "-q") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avatarcam: error: the GPU renderer cannot run here") and "Traceback" not in err
+    assert not out.exists()
+    monkeypatch.setenv("AVATARCAM_RENDERER", "cpu")  # and the setting is the way back
+    assert run("render", "--demo", "-o", str(out), "--size", "256x256", "-q") == 0 and out.exists()
+
+
 def test_doctor_reports_packages_encoder_and_model(capsys, face_model):
     assert run("doctor") == 0
     out = capsys.readouterr().out
