@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("engines", help="build the motion model's TensorRT engines for this GPU",
                         description="Export the motion model to ONNX and build TensorRT engines for this machine's "
-                                    "GPU into the cache (needs the gpu and test extras); the diffusion engine then "
+                                    "GPU into the cache (needs the gpu extra); the diffusion engine then "
                                     "runs on them. Checks them against numpy (1e-3).")
     en.add_argument("--weights", type=Path, help="motion model (default: the shipped one)")
     en.add_argument("--force", action="store_true", help="rebuild even if engines exist")
