@@ -2,10 +2,9 @@
 
     python -m engines.build [--weights motion.safetensors] [--onnx-dir DIR] [--force] [--check]
 
-Exports the denoiser and its audio encoder to ONNX (needs torch, onnx, onnxscript: the `test` or
-`train` extra), compiles both with TensorRT 10 or 11 (the `gpu` extra) and stores them in the user
-cache directory under this GPU's name and TensorRT version, beside a timing cache that makes the
-next build fast. `--check` then runs the engines against numpy on random inputs of every shape
+Exports the denoiser and its audio encoder to ONNX (torch, onnx and onnxscript, all in the `gpu`
+extra), compiles both with TensorRT 10 or 11 and stores them in the user cache directory under
+this GPU's name and TensorRT version, beside a timing cache that makes the next build fast. `--check` then runs the engines against numpy on random inputs of every shape
 class (one and three guidance branches, chunks of 1, 2 and 32 frames) and fails beyond 1e-3.
 The motion engine picks the engines up by itself (`avatarcam.motion.engines.best_network`).
 `avatarcam engines` is the same command for an installed package.
