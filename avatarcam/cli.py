@@ -140,7 +140,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         raise AvatarCamError("training needs PyTorch and the training extras: pip install 'avatarcam[train]'") from None
     weights = train(args.corpus or settings.cache_dir / "corpus", args.out or settings.cache_dir / "training",
-                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet)
+                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet,
+                    closure_weight=args.closure_weight)
     if args.export:
         shutil.copyfile(weights, args.export)
         weights = args.export
@@ -351,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--corpus", type=Path, help="corpus directory (default: <cache>/corpus)")
     tr.add_argument("--out", type=Path, help="checkpoints and weights (default: <cache>/training)")
     tr.add_argument("--steps", type=int, default=12000, help="optimizer steps (default 12000)")
+    tr.add_argument("--closure-weight", type=float, default=0.0,
+                    help="weight of the lip-closure term (default 0, the shipped model; see training/train.py)")
     tr.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")

@@ -82,6 +82,25 @@ def test_numpy_network_matches_the_torch_one():
 
 
 @pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_the_closure_term_counts_open_lips_only_where_the_teacher_shuts_them():
+    torch = pytest.importorskip("torch")
+    from avatarcam.training.train import closure_loss
+
+    jaw, close = latent.index("jawOpen"), latent.index("mouthClose")
+    stats = {"motion_mean": np.zeros(latent.DIM, np.float32), "motion_std": np.ones(latent.DIM, np.float32)}
+    target = np.zeros((1, 4, latent.DIM), np.float32)
+    target[0, :, jaw] = 0.4
+    target[0, 1, close] = 0.4  # frame 1: lips sealed over an open jaw (an /m/)
+    opened = target.copy()
+    opened[0, 1, close] = 0.0  # the prediction leaves them apart there
+    elsewhere = target.copy()
+    elsewhere[0, 2, close] = 0.4  # ... or shuts them where the teacher does not
+    t = torch.from_numpy
+    assert closure_loss(t(target), t(target), stats).item() == 0.0
+    assert closure_loss(t(opened), t(target), stats).item() == pytest.approx(0.4 ** 2 / 4)
+    assert closure_loss(t(elsewhere), t(target), stats).item() == 0.0
+
+
 def test_training_lowers_the_loss_resumes_and_exports(tmp_path):
     torch = pytest.importorskip("torch")
     from avatarcam.corpus.build import build
