@@ -6,7 +6,7 @@ moves the control points (`Scene.points`, a few hundred points), works out the e
 geometry and draws their small anti-aliased coverage masks with the OpenCV calls the CPU renderer
 uses; everything goes up in one host-to-device copy. Then `ac_prepare` (one block) inverts the
 warp field on the grid and runs the eye and mouth layers' blurs (the skin spread over a closing
-lid, the mouth's depth shadow), and `ac_compose` makes every output pixel:
+lid, the mouth's depth shadow and feathered edge), and `ac_compose` makes every output pixel:
 sample, composite, eyes, mouth, watermark, label, and the camera's pixel format. One
 device-to-host copy brings the frame back (with the few unmarked rows the watermark's texture
 measure reads). The kernels live in kernels/render.h, which the tests also compile with g++ to
@@ -313,8 +313,9 @@ class KernelPlan:
             return
         upper = points[list(fm.LIPS_UPPER_INNER)]
         mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
+        feather = max(0.6, 0.015 * mouth_w)
         polygon = np.concatenate([top, lower[::-1]])
-        box = _box(polygon, self.roi_shape, margin=2)
+        box = _box(polygon, self.roi_shape, margin=2 + int(np.ceil(3 * feather)))
         if box is None:
             return
         x0, y0, x1, y1 = box
@@ -334,9 +335,8 @@ class KernelPlan:
                                                  shape))
         lower_teeth = job.add_mask(_coverage(
             np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, shape))
-        # the opening's edge is not feathered (cpu._draw_mouth): its blur is the identity
         depth, soft, edge = (gaussian_taps(max(1.0, 0.12 * mouth_w)), gaussian_taps(max(0.5, 0.01 * mouth_w)),
-                             np.ones(1, np.float32))
+                             gaussian_taps(feather))
         job.ints.update(mouth_on=1, mx0=x0, my0=y0, mx1=x1, my1=y1, m_poly=job.add_mask(_coverage(polygon - off, shape)),
                         m_upper=upper_teeth, m_lower=lower_teeth, m_tongue=job.add_mask(tongue_mask),
                         kd=len(depth), kd_off=job.add_taps(depth), kf=len(edge), kf_off=job.add_taps(edge),
