@@ -37,10 +37,10 @@ CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
 # `closure_weight` (off in the shipped model) adds a term for the lip gap where the teacher's
 # lips are shut: per channel, a closure one frame long costs little and the model smears it away.
 # Measured on the held-out split (bench/motion.py) and real speech (bench/lipsync.py), 12000
-# steps each: at 3 (and funnel/pucker weighted 4) closures rose from 62% to 93% of /p b m/, but
-# the lips shut on more frames than the teacher's, held-out jawOpen r fell from 0.87 to 0.84 and
-# the judged jaw on real speech followed the loudness less (r 0.58-0.77 against 0.70-0.87); at 8
-# the lips were shut on half of all frames (the teacher's on a fifth).
+# steps each: at 3 (that run also weighted funnel and pucker 4) closures rose from 62% to 93%
+# of /p b m/, but the lips shut on more frames than the teacher's, held-out jawOpen r fell from
+# 0.87 to 0.84 and the judged jaw on real speech followed the loudness less (r 0.58-0.77 against
+# 0.70-0.87); at 8 the lips were shut on half of all frames (the teacher's on a fifth).
 
 
 def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator,
