@@ -9,6 +9,8 @@ plate, then draw the eyes (iris moved for gaze, clipped by the lids) and the mou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -38,10 +40,6 @@ class CpuRenderer:
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._scale = latent.index("headLogScale")
-        # How far the portrait's own lips part (inner lower lip to `mouth_top`), at rest
-        rest = scene.rest_points
-        self._rest_gap = np.linalg.norm(rest[list(fm.LIPS_LOWER_INNER)] - rest[scene.rig.mouth_top], axis=1)
         self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                                        for side in ("Right", "Left")])
 
@@ -108,7 +106,7 @@ class CpuRenderer:
             moved = np.abs(lids[eye]).max() > 0.02
             if moved:
                 was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
-                box = _box(np.concatenate([was, now]), roi.shape, margin=3)
+                box = polygon_box(np.concatenate([was, now]), roi.shape, margin=3)
             if moved and box is not None:
                 (x0, y0, x1, y1), off = box, np.array(box[:2], np.float32)
                 shape = (y1 - y0, x1 - x0)
@@ -146,59 +144,95 @@ class CpuRenderer:
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
-        """The mouth interior where the lips part further than the portrait's own (same pose).
-
-        It fills the opening below what the portrait's own parted lips show (`mouth_top`, which
-        stays with the upper jaw) down to the lower lip: a dark cavity, front teeth, a tongue.
-        """
-        s = self.scene
-        top, lower = points[s.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
-        gap = np.linalg.norm(lower - top, axis=1)
-        # the portrait's own parting at this head distance (the pose's foreshortening of a gap of
-        # a few pixels is far below the threshold: not worth a second deformation of the rig)
-        still_gap = self._rest_gap * float(np.exp(frame[self._scale] - s.rig.rest[self._scale]))
-        opening = float((gap - still_gap)[3:8].max())
-        if opening < 0.6:
+        """The mouth interior where the lips part further than the portrait's own (same pose,
+        `mouth_geometry`): a dark cavity, front teeth, a tongue."""
+        m = mouth_geometry(self.scene, points, frame, roi.shape)
+        if m is None:
             return  # lips together as in the portrait: nothing to reveal
-        upper = points[list(fm.LIPS_UPPER_INNER)]
-        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
-        feather = max(0.6, 0.015 * mouth_w)
-        polygon = np.concatenate([top, lower[::-1]])
-        box = _box(polygon, roi.shape, margin=2 + int(np.ceil(3 * feather)))
-        if box is None:
-            return
-        x0, y0, x1, y1 = box
-        off = np.array([x0, y0], np.float32)
-        shape = (y1 - y0, x1 - x0)
-        cavity, teeth, tongue = s.mouth_colours
-        alpha = _mask(polygon - off, shape)
+        x0, y0, x1, y1 = m.box
+        shape = m.shape
+        cavity, teeth, tongue = self.scene.mouth_colours
+        alpha = _mask(m.polygon, shape)
         # Depth: the middle of the opening is the back of the mouth, darker than near the lips.
-        depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * mouth_w))
+        depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * m.width))
         layer = np.empty((*shape, 3), np.float32)
         layer[:] = cavity
         layer *= (1.0 - 0.4 * depth)[..., None]
-        centre = lower[5] - off - (0, 0.1 * mouth_w)
-        tongue_mask = np.zeros(shape, np.uint8)
-        cv2.ellipse(tongue_mask, (int(centre[0] * 16), int(centre[1] * 16)),
-                    (int(0.28 * mouth_w * 16), int(max(1.0, 0.18 * mouth_w) * 16)), 0, 180, 360, 255, -1,
-                    cv2.LINE_AA, _SHIFT)
-        layer += (tongue_mask.astype(np.float32) / 255 * (1.0 - 0.3 * depth))[..., None] * (tongue - layer)
-        # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a
-        # smile): upper ones hang from the upper lip unless the portrait already shows its own,
-        # lower ones rise from the lower lip. They sit at the front, out of the depth's shadow.
-        tooth_h = 0.06 * mouth_w
-        if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
-            _fill(layer, np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off, teeth * 0.9)
-        _fill(layer, np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, teeth * 0.75)
+        layer += (m.tongue.astype(np.float32) / 255 * (1.0 - 0.3 * depth))[..., None] * (tongue - layer)
+        # the front teeth sit at the front, out of the depth's shadow
+        if m.upper_teeth is not None:
+            _fill(layer, m.upper_teeth, teeth * 0.9)
+        _fill(layer, m.lower_teeth, teeth * 0.75)
         # A slight blur keeps the drawn parts from looking cut out; the opening's edge is feathered
         # so the lips' inner rims fall into the mouth's shadow instead of ending on a cut line.
-        layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * mouth_w))
-        alpha = cv2.GaussianBlur(alpha, (0, 0), feather) * min(1.0, opening / 2.0)
+        layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * m.width))
+        alpha = cv2.GaussianBlur(alpha, (0, 0), m.feather) * m.strength
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
 
 
-def _box(polygon: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int, int, int, int] | None:
+@dataclass
+class MouthGeometry:
+    """Where the mouth interior goes in a frame, in a box of the ROI (both renderers draw from it)."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in ROI pixels
+    polygon: np.ndarray             # the opening, box pixels
+    upper_teeth: np.ndarray | None  # box pixels; None where the portrait shows its own teeth
+    lower_teeth: np.ndarray
+    tongue: np.ndarray              # uint8 coverage of the tongue, the box's shape
+    width: float                    # mouth width, pixels
+    feather: float                  # blur of the opening's edge, pixels
+    strength: float                 # opacity of the interior: a barely parted mouth shows little
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.box
+        return y1 - y0, x1 - x0
+
+
+def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
+                   roi_shape: tuple[int, ...]) -> MouthGeometry | None:
+    """The opening below what the portrait's own parted lips show (`mouth_top`, which stays with
+    the upper jaw) down to the lower lip, for control points `points` in ROI pixels; None where the
+    lips part no further than in the portrait."""
+    top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
+    gap = np.linalg.norm(lower - top, axis=1)
+    # the portrait's own parting at this head distance (the pose's foreshortening of a gap of a
+    # few pixels is far below the threshold: not worth a second deformation of the rig)
+    rest = scene.rest_points
+    scale = latent.index("headLogScale")
+    still_gap = np.linalg.norm(rest[list(fm.LIPS_LOWER_INNER)] - rest[scene.rig.mouth_top], axis=1) * \
+        float(np.exp(frame[scale] - scene.rig.rest[scale]))
+    opening = float((gap - still_gap)[3:8].max())
+    if opening < 0.6:
+        return None
+    upper = points[list(fm.LIPS_UPPER_INNER)]
+    width = float(np.linalg.norm(upper[-1] - upper[0]))
+    feather = max(0.6, 0.015 * width)
+    polygon = np.concatenate([top, lower[::-1]])
+    box = polygon_box(polygon, roi_shape, margin=2 + int(np.ceil(3 * feather)))
+    if box is None:
+        return None
+    off = np.array(box[:2], np.float32)
+    shape = (box[3] - box[1], box[2] - box[0])
+    centre = lower[5] - off - (0, 0.1 * width)
+    tongue = np.zeros(shape, np.uint8)
+    cv2.ellipse(tongue, (int(centre[0] * 16), int(centre[1] * 16)),
+                (int(0.28 * width * 16), int(max(1.0, 0.18 * width) * 16)), 0, 180, 360, 255, -1,
+                cv2.LINE_AA, _SHIFT)
+    # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a smile):
+    # upper ones hang from the upper lip unless the portrait already shows its own, lower ones
+    # rise from the lower lip.
+    tooth_h = 0.06 * width
+    upper_teeth = None
+    if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
+        upper_teeth = np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off
+    lower_teeth = np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off
+    return MouthGeometry(box, polygon - off, upper_teeth, lower_teeth, tongue, width, feather,
+                         min(1.0, opening / 2.0))
+
+
+def polygon_box(polygon: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int, int, int, int] | None:
     """Integer bounding box of a polygon plus a margin, clipped to an image; None if empty."""
     x0, y0 = np.floor(polygon.min(0)).astype(int) - margin
     x1, y1 = np.ceil(polygon.max(0)).astype(int) + margin + 1
@@ -206,18 +240,20 @@ def _box(polygon: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int,
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Anti-aliased coverage (0..1) of a polygon."""
+def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased coverage (uint8 0..255) of a polygon."""
     m = np.zeros(shape, np.uint8)
     cv2.fillPoly(m, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
-    return m.astype(np.float32) / 255
+    return m
+
+
+def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased coverage (0..1) of a polygon."""
+    return coverage(polygon, shape).astype(np.float32) / 255
 
 
 def _fill(layer: np.ndarray, polygon: np.ndarray, colour: np.ndarray) -> None:
-    mask = np.zeros(layer.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
-    a = (mask.astype(np.float32) / 255)[..., None]
-    layer += a * (colour - layer)
+    layer += _mask(polygon, layer.shape[:2])[..., None] * (colour - layer)
 
 
 def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, centre: np.ndarray,
@@ -236,9 +272,7 @@ def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, cent
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + size[0], w), min(y0 + size[1], h)
     if cx1 <= cx0 or cy1 <= cy0:
         return
-    clip = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
-    cv2.fillPoly(clip, [np.round((polygon - (cx0, cy0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
-    a = a[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] * (clip.astype(np.float32) / 255)
+    a = a[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] * _mask(polygon - (cx0, cy0), (cy1 - cy0, cx1 - cx0))
     sub = roi[cy0:cy1, cx0:cx1].astype(np.float32)
     sub += a[..., None] * (tex[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] - sub)
     roi[cy0:cy1, cx0:cx1] = np.clip(sub, 0, 255)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import latent
 from . import facemesh as fm
-from .cpu import CpuRenderer
+from .cpu import CpuRenderer, coverage, mouth_geometry, polygon_box
 from .rig import EYEBALL_RADIUS
 from .scene import Scene
 
@@ -78,21 +78,6 @@ def gaussian_taps(sigma: float) -> np.ndarray:
     x = np.arange(n) - (n - 1) / 2
     k = np.exp(-x * x / (2 * sigma * sigma))
     return (k / k.sum()).astype(np.float32)
-
-
-def _coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Anti-aliased coverage 0..255 of a polygon, drawn exactly as cpu._mask draws it."""
-    m = np.zeros(shape, np.uint8)
-    cv2.fillPoly(m, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
-    return m
-
-
-def _box(polygon: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int, int, int, int] | None:
-    """cpu._box: integer bounding box of a polygon plus a margin, clipped; None if empty."""
-    x0, y0 = np.floor(polygon.min(0)).astype(int) - margin
-    x1, y1 = np.ceil(polygon.max(0)).astype(int) + margin + 1
-    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), shape[1]), min(int(y1), shape[0])
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def convert(rgb: np.ndarray, fmt: str) -> np.ndarray:
@@ -198,9 +183,6 @@ class KernelPlan:
                      "g": scene.grid, "points": len(scene.rest_points)}
         self.floats = {"half_g": (scene.grid - 1) / 2}
         self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._scale = latent.index("headLogScale")
-        self._rest_gap = np.linalg.norm(scene.rest_points[list(fm.LIPS_LOWER_INNER)]
-                                        - scene.rest_points[scene.rig.mouth_top], axis=1)
         self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                                        for side in ("Right", "Left")])
 
@@ -255,14 +237,14 @@ class KernelPlan:
             box = None
             if moved:
                 was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
-                box = _box(np.concatenate([was, now]), shape, margin=3)
+                box = polygon_box(np.concatenate([was, now]), shape, margin=3)
             _, lash, white = s.eye_colours[eye]
             if box is not None:
                 bx0, by0, bx1, by1 = box
                 off = np.array(box[:2], np.float32)
                 bshape = (by1 - by0, bx1 - bx0)
                 area = bshape[0] * bshape[1]
-                was_m = _coverage(was - off, bshape)
+                was_m = coverage(was - off, bshape)
                 # the open eye's outline a pixel or two wider, its skin spread over the closing lid
                 rim = 2 * round(0.03 * width) + 1
                 was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim, rim)))
@@ -272,7 +254,7 @@ class KernelPlan:
                 cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
                               max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
                 for k, v in (("lid_on", 1), ("lx0", bx0), ("ly0", by0), ("lx1", bx1), ("ly1", by1),
-                             ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(_coverage(now - off, bshape))),
+                             ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(coverage(now - off, bshape))),
                              ("lid_wide", job.add_mask(was_wide)), ("lid_line", job.add_mask(line)),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),
                              ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)),
@@ -292,7 +274,7 @@ class KernelPlan:
             cx0, cy0, cx1, cy1 = max(px0, 0), max(py0, 0), min(px0 + n, shape[1]), min(py0 + n, shape[0])
             if cx1 <= cx0 or cy1 <= cy0:
                 continue
-            clip = _coverage(now - (cx0, cy0), (cy1 - cy0, cx1 - cx0))
+            clip = coverage(now - (cx0, cy0), (cy1 - cy0, cx1 - cx0))
             tex_off, alpha_off = self._iris[eye]
             for k, v in (("iris_on", 1), ("tex_off", tex_off), ("alpha_off", alpha_off), ("tex_n", n),
                          ("px0", px0), ("py0", py0), ("cx0", cx0), ("cy0", cy0), ("cx1", cx1), ("cy1", cy1),
@@ -303,46 +285,24 @@ class KernelPlan:
 
     def _mouth(self, job: FrameJob, points: np.ndarray, frame: np.ndarray) -> None:
         """cpu.CpuRenderer._draw_mouth's geometry and masks; the kernels blur and blend."""
-        s = self.scene
         job.ints["mouth_on"] = 0
-        top, lower = points[s.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
-        gap = np.linalg.norm(lower - top, axis=1)
-        still_gap = self._rest_gap * float(np.exp(frame[self._scale] - s.rig.rest[self._scale]))
-        opening = float((gap - still_gap)[3:8].max())
-        if opening < 0.6:
+        m = mouth_geometry(self.scene, points, frame, self.roi_shape)
+        if m is None:
             return
-        upper = points[list(fm.LIPS_UPPER_INNER)]
-        mouth_w = float(np.linalg.norm(upper[-1] - upper[0]))
-        feather = max(0.6, 0.015 * mouth_w)
-        polygon = np.concatenate([top, lower[::-1]])
-        box = _box(polygon, self.roi_shape, margin=2 + int(np.ceil(3 * feather)))
-        if box is None:
-            return
-        x0, y0, x1, y1 = box
-        off = np.array([x0, y0], np.float32)
-        shape = (y1 - y0, x1 - x0)
+        x0, y0, x1, y1 = m.box
+        shape = m.shape
         area = shape[0] * shape[1]
-        cavity, teeth, tongue = s.mouth_colours
-        centre = lower[5] - off - (0, 0.1 * mouth_w)
-        tongue_mask = np.zeros(shape, np.uint8)
-        cv2.ellipse(tongue_mask, (int(centre[0] * 16), int(centre[1] * 16)),
-                    (int(0.28 * mouth_w * 16), int(max(1.0, 0.18 * mouth_w) * 16)), 0, 180, 360, 255, -1,
-                    cv2.LINE_AA, _SHIFT)
-        tooth_h = 0.06 * mouth_w
-        upper_teeth = -1
-        if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
-            upper_teeth = job.add_mask(_coverage(np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off,
-                                                 shape))
-        lower_teeth = job.add_mask(_coverage(
-            np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off, shape))
-        depth, soft, edge = (gaussian_taps(max(1.0, 0.12 * mouth_w)), gaussian_taps(max(0.5, 0.01 * mouth_w)),
-                             gaussian_taps(feather))
-        job.ints.update(mouth_on=1, mx0=x0, my0=y0, mx1=x1, my1=y1, m_poly=job.add_mask(_coverage(polygon - off, shape)),
-                        m_upper=upper_teeth, m_lower=lower_teeth, m_tongue=job.add_mask(tongue_mask),
+        cavity, teeth, tongue = self.scene.mouth_colours
+        upper_teeth = -1 if m.upper_teeth is None else job.add_mask(coverage(m.upper_teeth, shape))
+        lower_teeth = job.add_mask(coverage(m.lower_teeth, shape))
+        depth, soft, edge = (gaussian_taps(max(1.0, 0.12 * m.width)), gaussian_taps(max(0.5, 0.01 * m.width)),
+                             gaussian_taps(m.feather))
+        job.ints.update(mouth_on=1, mx0=x0, my0=y0, mx1=x1, my1=y1, m_poly=job.add_mask(coverage(m.polygon, shape)),
+                        m_upper=upper_teeth, m_lower=lower_teeth, m_tongue=job.add_mask(m.tongue),
                         kd=len(depth), kd_off=job.add_taps(depth), kf=len(edge), kf_off=job.add_taps(edge),
                         kl=len(soft), kl_off=job.add_taps(soft), w_ah=job.add_work(area), w_fh=job.add_work(area),
                         w_alpha=job.add_work(area), w_l1=job.add_work(3 * area), w_l2=job.add_work(3 * area))
-        job.floats.update(mouth_a=min(1.0, opening / 2.0), cavity=cavity, teeth_u=teeth * 0.9,
+        job.floats.update(mouth_a=m.strength, cavity=cavity, teeth_u=teeth * 0.9,
                           teeth_l=teeth * 0.75, tongue=tongue)
 
 
