@@ -231,14 +231,23 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         forehead_top = float(np.min(y[:468]))
         fade_up = 1 - 0.6 * _smoothstep(0.0, max(brow_y - forehead_top, 0.1), brow_y - y)
         around_brow = np.where(y < brow_y, fade_up, _bump(y, brow_y, 0.3)) * face_pts
-        above_eye = _smoothstep(0.0, 0.08, np.minimum(lid_y, 0.0) - y)
-        inner = _bump(x, sign * 0.15, 0.25) * around_brow * above_eye
-        outer = _bump(x, sign * 0.55, 0.25) * around_brow * above_eye
+        # The lid skin between the upper lid and the brow takes up all of the brow's travel
+        # evenly (a short ramp stretched the lid's crease and lashes into a dark band).
+        lid_to_brow = max(float(np.min(lid_y)) - brow_y, 0.08)
+        above_eye = _smoothstep(0.0, lid_to_brow, np.minimum(lid_y, 0.0) - y)
+        # Inner and outer raises overlap (radius = their spacing) so that both together lift
+        # the brow evenly instead of into an M; each side's inner raise stops at the midline.
+        this_half = _smoothstep(-0.05, 0.05, sign * x)
+        inner = _bump(x, sign * 0.15, 0.4) * this_half * around_brow * above_eye
+        outer = _bump(x, sign * 0.55, 0.4) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        b[f"browOuterUp{side}"] = field(dy=-0.17, w=outer)
+        # A full raise lifts the brow by 75% of its height above the lid: more would stretch the
+        # lid skin past what skin does (and what the inverse warp can follow).
+        raise_by = 0.75 * lid_to_brow
+        b[f"browOuterUp{side}"] = field(dy=-raise_by, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
-        b["_browInner"] += field(dy=-0.18, w=inner)
+        b["_browInner"] += field(dy=-raise_by, w=inner)
 
     b["browInnerUp"] = b.pop("_browInner")
     inward = -(x - mx) / half * near_mouth * _bump(y, my, 0.35)  # toward the mouth centre, 1 at the corners
