@@ -97,9 +97,7 @@ def test_far_from_the_head_nothing_moves(renderer):
     ("renderer", "jawOpen"), ("renderer", "eyeBlinkLeft"), ("renderer", "eyeBlinkRight"), ("renderer", "mouthPucker"),
     ("renderer", "browOuterUpLeft"), ("renderer", "browDownRight"), ("renderer", "mouthStretchRight"),
     ("astronaut", "browInnerUp"), ("astronaut", "eyeBlinkLeft"), ("astronaut", "jawOpen"),
-    pytest.param("renderer", "browInnerUp", marks=pytest.mark.xfail(
-        reason="known defect: Grace Hopper's inner brows sit behind her glasses frame and the judge "
-               "barely reads them raised (bench/results/roundtrip.md)", strict=False)),
+    ("renderer", "browInnerUp"),
 ])
 def test_judge_sees_a_commanded_expression_grow(request, judge, portrait, channel):
     renderer = request.getfixturevalue(portrait)
