@@ -19,6 +19,9 @@ from . import facemesh as fm
 from .rig import EYEBALL_RADIUS
 from .scene import Scene
 
+GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
+LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
+                         for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
 INVERSE_ITERATIONS = 3  # the first guess and two Newton steps
 FOLD_DET = 0.2  # Newton's step only where the warp keeps orientation: folds take the plain step
 _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
@@ -40,9 +43,7 @@ class CpuRenderer:
         person = np.round(scene.source[y0:y1, x0:x1] * matte).astype(np.uint8)
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
-        self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
-                                       for side in ("Right", "Left")])
+        self._gaze = GAZE
 
     @property
     def size(self) -> tuple[int, int]:
@@ -95,62 +96,33 @@ class CpuRenderer:
         """Per eye: the white a raised lid reveals, the iris (moved for gaze, clipped by the lids),
         and the lid skin and lash line that a closing lid brings down over the eye."""
         s = self.scene
-        rig = s.rig
-        # Gaze moves the iris over the eyeball: radius in pixels from the eye width.
-        d_yaw = np.sin(frame[self._gaze[0]]) - np.sin(rig.rest[self._gaze[0]])
-        d_pitch = np.sin(frame[self._gaze[1]]) - np.sin(rig.rest[self._gaze[1]])
-        across = points[fm.LEFT_EYE_OUTER] - points[fm.RIGHT_EYE_OUTER]  # toward image right, as gazeYaw
-        ex = across / max(float(np.linalg.norm(across)), 1e-6)
-        ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
-        lids = frame[self._lid_channels] - rig.rest[self._lid_channels]  # (eye, channel)
-        if np.abs(lids).max() > 0.02:
-            still = frame.copy()
-            still[self._lid_channels] = rig.rest[self._lid_channels]
-            still_points = s.points(still) - origin
-        for eye, (layer, centre_idx, (upper, lower)) in enumerate(zip(
-                s.eyes, (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
-                ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)))):
-            width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
-            if width < 1:
+        for eye, (layer, g) in enumerate(zip(s.eyes, eye_geometry(s, points, frame, origin, roi.shape))):
+            if g is None:
                 continue
-            now = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
-            moved = np.abs(lids[eye]).max() > 0.02
-            if moved:
-                was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
-                box = polygon_box(np.concatenate([was, now]), roi.shape, margin=3)
-            if moved and box is not None:
-                (x0, y0, x1, y1), off = box, np.array(box[:2], np.float32)
-                shape = (y1 - y0, x1 - x0)
-                was_m, now_m = _mask(was - off, shape), _mask(now - off, shape)
-                _, lash, white = s.eye_colours[eye]  # the lid is covered with the skin around it instead
+            lid = g.lid
+            _, lash, white = s.eye_colours[eye]  # the lid is covered with the skin around it instead
+            if lid is not None:
+                x0, y0, x1, y1 = lid.box
+                was_m, now_m = _mask(lid.was, lid.shape), _mask(lid.now, lid.shape)
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 revealed = now_m * (1 - was_m)
                 sub += revealed[..., None] * (white - sub)
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
-            r = EYEBALL_RADIUS * width
-            centre = points[centre_idx] + r * (d_yaw * ex + d_pitch * ey)
-            _paste_clipped(roi, layer.texture, layer.alpha, centre, now)
-            if moved and box is not None:
+            _paste_clipped(roi, layer.texture, layer.alpha, g.iris_centre, g.outline)
+            if lid is not None:
                 # The warp stretches the lid skin down over the eye, squeezing the white, iris and
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
                 # (a normalised blur of everything outside the open eye), so the closed lid takes
                 # the colour and shading of the lid above and the cheek below.
-                # The open eye's outline, a pixel or two wider: its rim of lashes and lid edge
-                # is squeezed too and must neither show nor colour the skin spread over it.
-                rim = 2 * round(0.03 * width) + 1
-                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim, rim)))
-                covered = cv2.GaussianBlur(was_wide * (1 - now_m), (0, 0), max(0.7, rim / 2))  # no seam
+                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim)))
+                covered = cv2.GaussianBlur(was_wide * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 outside = 1 - was_wide
-                spread = max(1.0, 0.2 * width)
+                spread = max(1.0, 0.2 * g.width)
                 skin_around = cv2.GaussianBlur(sub * outside[..., None], (0, 0), spread)
                 skin_around /= np.maximum(cv2.GaussianBlur(outside, (0, 0), spread), 1e-3)[..., None]
                 sub += covered[..., None] * (skin_around - sub)
-                lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
-                line = np.zeros(shape, np.uint8)
-                cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
-                              max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
-                a = (line.astype(np.float32) / 255) * (0.75 * min(1.0, lid_shift / 3.0))
+                a = (lid.line.astype(np.float32) / 255) * lid.lash_alpha
                 sub += a[..., None] * (lash - sub)
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
 
@@ -180,6 +152,74 @@ class CpuRenderer:
         alpha = cv2.GaussianBlur(alpha, (0, 0), m.feather) * m.strength
         sub = roi[y0:y1, x0:x1].astype(np.float32)
         roi[y0:y1, x0:x1] = np.clip(sub + alpha[..., None] * (layer - sub), 0, 255)
+
+@dataclass
+class LidGeometry:
+    """Where an eye's lids moved from the portrait's: their box (ROI pixels) and, in the box's
+    coordinates, the open eye's outline, the outline now and the lash line along the upper lid."""
+
+    box: tuple[int, int, int, int]
+    was: np.ndarray
+    now: np.ndarray
+    rim: int            # odd; the open eye's outline dilated by it: its lashes and lid edge, squeezed too
+    line: np.ndarray    # uint8 coverage of the lash line
+    lash_alpha: float   # how dark the lash line is drawn: more as the lid travels further
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.box
+        return y1 - y0, x1 - x0
+
+
+@dataclass
+class EyeGeometry:
+    width: float
+    outline: np.ndarray      # the lids' outline now (ROI pixels): it clips the iris
+    iris_centre: np.ndarray  # ROI pixels, moved over the eyeball for gaze
+    lid: LidGeometry | None  # None where the lids are where the portrait has them
+
+
+def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int],
+                 roi_shape: tuple[int, ...]) -> list[EyeGeometry | None]:
+    """Per eye (as in `scene.eyes`), for control points `points` in ROI pixels (`origin` the ROI's
+    corner): the lids' outline, the iris's place and what the lids' own motion uncovers; None for
+    an eye too small to draw."""
+    rig = scene.rig
+    # Gaze moves the iris over the eyeball: radius in pixels from the eye width.
+    d_yaw = np.sin(frame[GAZE[0]]) - np.sin(rig.rest[GAZE[0]])
+    d_pitch = np.sin(frame[GAZE[1]]) - np.sin(rig.rest[GAZE[1]])
+    across = points[fm.LEFT_EYE_OUTER] - points[fm.RIGHT_EYE_OUTER]  # toward image right, as gazeYaw
+    ex = across / max(float(np.linalg.norm(across)), 1e-6)
+    ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
+    lids = frame[LID_CHANNELS] - rig.rest[LID_CHANNELS]  # (eye, channel)
+    if np.abs(lids).max() > 0.02:
+        still = frame.copy()
+        still[LID_CHANNELS] = rig.rest[LID_CHANNELS]
+        still_points = scene.points(still) - origin
+    out: list[EyeGeometry | None] = []
+    for eye, (centre_idx, (upper, lower)) in enumerate(zip(
+            (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
+            ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)))):
+        width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
+        if width < 1:
+            out.append(None)
+            continue
+        now = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
+        lid = None
+        if np.abs(lids[eye]).max() > 0.02:
+            was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
+            box = polygon_box(np.concatenate([was, now]), roi_shape, margin=3)
+            if box is not None:
+                off = np.array(box[:2], np.float32)
+                line = np.zeros((box[3] - box[1], box[2] - box[0]), np.uint8)
+                cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
+                              max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
+                lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
+                lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
+                                  0.75 * min(1.0, lid_shift / 3.0))
+        centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
+        out.append(EyeGeometry(width, now, centre, lid))
+    return out
 
 
 @dataclass

@@ -28,10 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import latent
-from . import facemesh as fm
-from .cpu import CpuRenderer, coverage, mouth_geometry, polygon_box
-from .rig import EYEBALL_RADIUS
+from .cpu import GAZE, CpuRenderer, coverage, eye_geometry, mouth_geometry
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -182,9 +179,7 @@ class KernelPlan:
         self.ints = {"width": w, "height": h, "rx0": x0, "ry0": y0, "rw": x1 - x0, "rh": y1 - y0, "gw": gw, "gh": gh,
                      "g": scene.grid, "points": len(scene.rest_points)}
         self.floats = {"half_g": (scene.grid - 1) / 2}
-        self._gaze = [latent.index("gazeYaw"), latent.index("gazePitch")]
-        self._lid_channels = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
-                                       for side in ("Right", "Left")])
+        self._gaze = GAZE
 
     def frame(self, motion: np.ndarray) -> FrameJob:
         """The kernels' inputs for one motion frame (absolute latent), as CpuRenderer.render sees it."""
@@ -206,67 +201,41 @@ class KernelPlan:
         return job
 
     def _eyes(self, job: FrameJob, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
-        """cpu.CpuRenderer._draw_eyes's geometry and masks; the kernel does the blending."""
+        """cpu.CpuRenderer._draw_eyes's geometry (cpu.eye_geometry) and masks; the kernel blends."""
         s = self.scene
-        rig = s.rig
         shape = self.roi_shape
-        d_yaw = np.sin(frame[self._gaze[0]]) - np.sin(rig.rest[self._gaze[0]])
-        d_pitch = np.sin(frame[self._gaze[1]]) - np.sin(rig.rest[self._gaze[1]])
-        across = points[fm.LEFT_EYE_OUTER] - points[fm.RIGHT_EYE_OUTER]
-        ex = across / max(float(np.linalg.norm(across)), 1e-6)
-        ey = np.array([-ex[1], ex[0]])
-        lids = frame[self._lid_channels] - rig.rest[self._lid_channels]
-        if np.abs(lids).max() > 0.02:
-            still = frame.copy()
-            still[self._lid_channels] = rig.rest[self._lid_channels]
-            still_points = s.points(still) - origin
         keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_line", "kt", "kt_off", "kc",
                 "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off", "alpha_off", "tex_n",
                 "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
         for k in keys:
             job.ints[k] = [0, 0]
         job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), iris_shift=np.zeros(4))
-        for eye, (layer, centre_idx, (upper, lower)) in enumerate(zip(
-                s.eyes, (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
-                ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)))):
-            width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
-            if width < 1:
+        for eye, (layer, g) in enumerate(zip(s.eyes, eye_geometry(s, points, frame, origin, shape))):
+            if g is None:
                 continue
-            now = np.concatenate([points[list(upper)], points[list(lower[::-1])]])
-            moved = np.abs(lids[eye]).max() > 0.02
-            box = None
-            if moved:
-                was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
-                box = polygon_box(np.concatenate([was, now]), shape, margin=3)
             _, lash, white = s.eye_colours[eye]
-            if box is not None:
-                bx0, by0, bx1, by1 = box
-                off = np.array(box[:2], np.float32)
-                bshape = (by1 - by0, bx1 - bx0)
-                area = bshape[0] * bshape[1]
-                was_m = coverage(was - off, bshape)
+            lid = g.lid
+            if lid is not None:
+                bx0, by0, bx1, by1 = lid.box
+                area = lid.shape[0] * lid.shape[1]
+                was_m = coverage(lid.was, lid.shape)
                 # the open eye's outline a pixel or two wider, its skin spread over the closing lid
-                rim = 2 * round(0.03 * width) + 1
-                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rim, rim)))
-                spread, cover = gaussian_taps(max(1.0, 0.2 * width)), gaussian_taps(max(0.7, rim / 2))
-                lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
-                line = np.zeros(bshape, np.uint8)
-                cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
-                              max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
+                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim)))
+                spread, cover = gaussian_taps(max(1.0, 0.2 * g.width)), gaussian_taps(max(0.7, lid.rim / 2))
                 for k, v in (("lid_on", 1), ("lx0", bx0), ("ly0", by0), ("lx1", bx1), ("ly1", by1),
-                             ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(coverage(now - off, bshape))),
-                             ("lid_wide", job.add_mask(was_wide)), ("lid_line", job.add_mask(line)),
+                             ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(coverage(lid.now, lid.shape))),
+                             ("lid_wide", job.add_mask(was_wide)), ("lid_line", job.add_mask(lid.line)),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),
                              ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)),
                              ("w_ph", job.add_work(3 * area)), ("w_oh", job.add_work(area)),
                              ("w_ch", job.add_work(area)), ("w_skin", job.add_work(3 * area)),
                              ("w_cov", job.add_work(area))):
                     job.ints[k][eye] = v
-                job.floats["lash_a"][eye] = 0.75 * min(1.0, lid_shift / 3.0)
+                job.floats["lash_a"][eye] = lid.lash_alpha
             job.floats["lash"][3 * eye:3 * eye + 3] = lash
             job.floats["white"][3 * eye:3 * eye + 3] = white
             # the iris (cpu._paste_clipped): texture centred on the moved centre, clipped by the lids
-            centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
+            centre = g.iris_centre
             n = layer.texture.shape[0]
             half = n // 2
             ix, iy = int(np.floor(centre[0])), int(np.floor(centre[1]))
@@ -274,7 +243,7 @@ class KernelPlan:
             cx0, cy0, cx1, cy1 = max(px0, 0), max(py0, 0), min(px0 + n, shape[1]), min(py0 + n, shape[0])
             if cx1 <= cx0 or cy1 <= cy0:
                 continue
-            clip = coverage(now - (cx0, cy0), (cy1 - cy0, cx1 - cx0))
+            clip = coverage(g.outline - (cx0, cy0), (cy1 - cy0, cx1 - cx0))
             tex_off, alpha_off = self._iris[eye]
             for k, v in (("iris_on", 1), ("tex_off", tex_off), ("alpha_off", alpha_off), ("tex_n", n),
                          ("px0", px0), ("py0", py0), ("cx0", cx0), ("cy0", cy0), ("cx1", cx1), ("cy1", cy1),
