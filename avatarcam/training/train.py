@@ -40,7 +40,11 @@ CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
 # steps each: at 3 (that run also weighted funnel and pucker 4) closures rose from 62% to 93%
 # of /p b m/, but the lips shut on more frames than the teacher's, held-out jawOpen r fell from
 # 0.87 to 0.84 and the judged jaw on real speech followed the loudness less (r 0.58-0.77 against
-# 0.70-0.87); at 8 the lips were shut on half of all frames (the teacher's on a fifth).
+# 0.70-0.87); at 8 the lips were shut on half of all frames (the teacher's on a fifth). A later
+# run (weight 1 on a term counted where either side's lips are shut, funnel and pucker weighted 4,
+# and a teacher whose /p b/ shut the lips 50 ms before espeak-ng's event, in the silent closure)
+# reached 78% at held-out jawOpen r 0.857, but streaming and offline agreed less (r 0.942) and the
+# judged jaw on real speech followed the loudness less again (r 0.60-0.80).
 
 
 def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator,
