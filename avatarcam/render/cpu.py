@@ -1,7 +1,7 @@
 """The CPU renderer: numpy and OpenCV, one motion frame in, one RGB frame out.
 
 Per frame: move the control points (rig), spread their motion over the moving region with
-the scene's barycentric weights, invert that forward field by Newton's method (so every
+the scene's barycentric weights, invert that forward field by fixed-point iteration (so every
 output pixel knows where to sample), warp the portrait and its matte over the background
 plate, then draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior
 (cavity, teeth, tongue) as their own layers.
@@ -22,8 +22,7 @@ from .scene import Scene
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                          for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
-INVERSE_ITERATIONS = 3  # the first guess and two Newton steps
-FOLD_DET = 0.2  # Newton's step only where the warp keeps orientation: folds take the plain step
+INVERSE_ITERATIONS = 3
 _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 
 
@@ -73,21 +72,11 @@ class CpuRenderer:
         """Where each ROI pixel samples from (H, W, 2), given the control points' forward motion."""
         gh, gw, g = *self.scene.grid_shape, self.scene.grid
         forward = (self.scene.weights @ moved).astype(np.float32).reshape(gh, gw, 2)
-        # The source p of target q solves q = p + forward(p), by Newton's method from
-        # p = q - forward(q). The plain iteration p <- q - forward(p) swings ever wider where the
-        # skin stretches by more than double (a raised brow's lid skin) and showed the brow twice.
-        # Slopes per cell, (fx, fy) along x and along y: two 2-channel grids, since OpenCV's
-        # 4-channel float remap interpolates less exactly (off by up to 0.3 of the value here).
-        slopes = [np.ascontiguousarray(d) for d in np.gradient(forward, axis=(1, 0))]
+        # The source p of target q solves q = p + forward(p): iterate p <- q - forward(p).
         src = self._grid_xy - forward
-
-        def sample(grid: np.ndarray, uv: np.ndarray) -> np.ndarray:
-            return cv2.remap(grid, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
         for _ in range(INVERSE_ITERATIONS - 1):
             uv = (src - (g - 1) / 2) / g
-            residual = src + sample(forward, uv) - self._grid_xy
-            src -= newton_step(np.concatenate([sample(d, uv) for d in slopes], axis=-1) / g, residual)
+            src = self._grid_xy - cv2.remap(forward, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         h, w = self._pix.shape[:2]
         shift = cv2.resize(self._grid_xy - src, (gw * g, gh * g), interpolation=cv2.INTER_LINEAR)[:h, :w]
         return self._pix - shift
@@ -328,19 +317,3 @@ def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, cent
     sub += a[..., None] * (tex[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] - sub)
     roi[cy0:cy1, cx0:cx1] = np.clip(sub, 0, 255)
 
-
-def newton_step(slopes: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """(I + slopes)^-1 residual per cell, but never longer than the residual itself (the plain
-    iteration's step), which it is only where the skin is compressed; the residual where the
-    warp folds. slopes: (..., 4) dfx/dx, dfy/dx, dfx/dy, dfy/dy; residual: (..., 2)."""
-    a, c, b, e = (slopes[..., k] for k in range(4))
-    a, e = a + 1, e + 1
-    det = a * e - b * c
-    rx, ry = residual[..., 0], residual[..., 1]
-    ok = det > FOLD_DET
-    inv = np.where(ok, 1 / np.where(ok, det, 1), 0).astype(np.float32)
-    sx, sy = (e * rx - b * ry) * inv, (a * ry - c * rx) * inv
-    step2, plain2 = sx * sx + sy * sy, rx * rx + ry * ry
-    longer = step2 > plain2
-    shorten = np.where(longer, np.sqrt(plain2 / np.where(longer, step2, 1)), 1).astype(np.float32)
-    return np.stack([np.where(ok, sx * shorten, rx), np.where(ok, sy * shorten, ry)], -1)

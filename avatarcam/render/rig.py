@@ -242,10 +242,11 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         inner = _bump(x, sign * 0.15, 0.4) * this_half * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.4) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        # A full raise lifts the brow by its height above the lid: more stretches the lid's
-        # crease and lashes into a dark band (and the inverse warp with them); less, and the
-        # judge barely reads a raise on the painting and the cartoon.
-        raise_by = lid_to_brow
+        # A full raise lifts the brow by 75% of its height above the lid: less, and the judge
+        # barely reads it on Grace Hopper behind her glasses; more stretches the lid skin past
+        # double, where the fixed-point inverse warp no longer converges and shows the lid's
+        # crease twice (a Newton inverse handled the whole height but cost 5 ms a frame).
+        raise_by = 0.75 * lid_to_brow
         b[f"browOuterUp{side}"] = field(dy=-raise_by, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))

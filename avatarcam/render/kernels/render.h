@@ -7,7 +7,7 @@
 // float->uint8 stores), so the two pictures agree within a grey level or two. Per frame:
 //
 //   ac_prepare (one block):  forward motion of the grid cells (barycentric weights over the moved
-//                            control points), its inverse by Newton's method, and the mouth
+//                            control points), its inverse by fixed-point iteration, and the mouth
 //                            layer's blurs (separable Gaussians over the mouth's box);
 //   ac_compose (the frame):  each thread makes a 2x2 quad: sample the portrait through the inverse
 //                            field, composite it over the plate, the eye and mouth layers, the
@@ -37,7 +37,6 @@ typedef signed char i8;
 typedef unsigned short u16;
 
 #define AC_INVERSE_ITERATIONS 3  // cpu.INVERSE_ITERATIONS
-#define AC_FOLD_DET 0.2f         // cpu.FOLD_DET
 #define AC_PHASES 6
 
 enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
@@ -123,25 +122,6 @@ AC_FN float ac_bilinear32(const float* img, int w, int h, int c, int X32, int Y3
     int xx = ac_clampi(x0 + (k & 1), 0, w - 1), yy = ac_clampi(y0 + (k >> 1), 0, h - 1);
     v[k] = img[(yy * w + xx) * 2 + c];
   }
-  return ac_lerp32(v, X32, Y32);
-}
-
-// The slope of channel c of a 2-channel grid at node (x, y) along x (axis 0) or y (axis 1), as
-// np.gradient takes it: central differences inside, one-sided at the edges.
-AC_FN float ac_node_slope(const float* img, int w, int h, int c, int axis, int x, int y) {
-  int n = axis ? h : w, i = axis ? y : x;
-  int lo = i > 0 ? i - 1 : 0, hi = i < n - 1 ? i + 1 : n - 1;
-  float up = axis ? img[(hi * w + x) * 2 + c] : img[(y * w + hi) * 2 + c];
-  float down = axis ? img[(lo * w + x) * 2 + c] : img[(y * w + lo) * 2 + c];
-  return hi - lo == 2 ? (up - down) / 2.0f : up - down;
-}
-
-// Those slopes sampled bilinearly between the nodes, as cv2.remap samples the slope grid.
-AC_FN float ac_slope32(const float* img, int w, int h, int c, int axis, int X32, int Y32) {
-  int x0 = X32 >> 5, y0 = Y32 >> 5;
-  float v[4];
-  for (int k = 0; k < 4; ++k)
-    v[k] = ac_node_slope(img, w, h, c, axis, ac_clampi(x0 + (k & 1), 0, w - 1), ac_clampi(y0 + (k >> 1), 0, h - 1));
   return ac_lerp32(v, X32, Y32);
 }
 
@@ -325,37 +305,18 @@ AC_FN void ac_forward(const Frame& f, int i) {
   f.work[f.w_forward + i * 2 + 1] = fy;
 }
 
-// Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p), by
-// Newton's method from p = q - forward(q), forward and its slopes sampled as cv2.remap samples
-// them, its step never longer than the plain step p <- q - forward(p), which it takes where the
-// warp folds (cpu._inverse_map, newton_step).
+// Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p):
+// iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu._inverse_map).
 AC_FN void ac_inverse(const Frame& f, int i) {
   const float* fwd = f.work + f.w_forward;
   int gx = i % f.gw, gy = i / f.gw;
   float qx = (float)gx * (float)f.g + f.half_g, qy = (float)gy * (float)f.g + f.half_g;
   float sx = qx - fwd[i * 2], sy = qy - fwd[i * 2 + 1];
-  float g = (float)f.g;
   for (int it = 0; it < AC_INVERSE_ITERATIONS - 1; ++it) {
-    float u = (sx - f.half_g) / g, v = (sy - f.half_g) / g;
+    float u = (sx - f.half_g) / (float)f.g, v = (sy - f.half_g) / (float)f.g;
     int X = AC_ROUND(u * 32.0f), Y = AC_ROUND(v * 32.0f);
-    float rx = sx + ac_bilinear32(fwd, f.gw, f.gh, 0, X, Y) - qx;
-    float ry = sy + ac_bilinear32(fwd, f.gw, f.gh, 1, X, Y) - qy;
-    float a = ac_slope32(fwd, f.gw, f.gh, 0, 0, X, Y) / g + 1.0f;  // 1 + dfx/dx
-    float c = ac_slope32(fwd, f.gw, f.gh, 1, 0, X, Y) / g;         // dfy/dx
-    float b = ac_slope32(fwd, f.gw, f.gh, 0, 1, X, Y) / g;         // dfx/dy
-    float e = ac_slope32(fwd, f.gw, f.gh, 1, 1, X, Y) / g + 1.0f;  // 1 + dfy/dy
-    float det = a * e - b * c;
-    if (det > AC_FOLD_DET) {  // never a longer step than the plain one
-      float inv = 1.0f / det;
-      float nx = (e * rx - b * ry) * inv, ny = (a * ry - c * rx) * inv;
-      float step2 = nx * nx + ny * ny, plain2 = rx * rx + ry * ry;
-      float shorten = step2 > plain2 ? sqrtf(plain2 / step2) : 1.0f;
-      sx -= nx * shorten;
-      sy -= ny * shorten;
-    } else {
-      sx -= rx;
-      sy -= ry;
-    }
+    sx = qx - ac_bilinear32(fwd, f.gw, f.gh, 0, X, Y);
+    sy = qy - ac_bilinear32(fwd, f.gw, f.gh, 1, X, Y);
   }
   f.work[f.w_shift + i * 2] = qx - sx;
   f.work[f.w_shift + i * 2 + 1] = qy - sy;
