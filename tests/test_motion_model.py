@@ -81,7 +81,6 @@ def test_numpy_network_matches_the_torch_one():
         np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
 
 
-@pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_the_closure_term_counts_open_lips_only_where_the_teacher_shuts_them():
     torch = pytest.importorskip("torch")
     from avatarcam.training.train import closure_loss
@@ -101,6 +100,7 @@ def test_the_closure_term_counts_open_lips_only_where_the_teacher_shuts_them():
     assert closure_loss(t(elsewhere), t(target), stats).item() == 0.0
 
 
+@pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_training_lowers_the_loss_resumes_and_exports(tmp_path):
     torch = pytest.importorskip("torch")
     from avatarcam.corpus.build import build

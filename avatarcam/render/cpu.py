@@ -42,7 +42,6 @@ class CpuRenderer:
         person = np.round(scene.source[y0:y1, x0:x1] * matte).astype(np.uint8)
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
-        self._gaze = GAZE
 
     @property
     def size(self) -> tuple[int, int]:
@@ -55,7 +54,7 @@ class CpuRenderer:
         points = s.points(frame)
         out = s.scene.copy()
         moved = points - s.rest_points
-        if not np.any(np.abs(moved) > 0.05) and not np.any(frame[self._gaze] != s.rig.rest[self._gaze]):
+        if unmoved(s, moved, frame):
             return out
         fixed, frac = cv2.convertMaps(self._inverse_map(moved), None, cv2.CV_16SC2)
         warped = cv2.remap(self._source, fixed, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -166,6 +165,12 @@ class EyeGeometry:
     outline: np.ndarray      # the lids' outline now (ROI pixels): it clips the iris
     iris_centre: np.ndarray  # ROI pixels, moved over the eyeball for gaze
     lid: LidGeometry | None  # None where the lids are where the portrait has them
+
+
+def unmoved(scene: Scene, moved: np.ndarray, frame: np.ndarray) -> bool:
+    """True when a frame shows the portrait as it is: no control point moved by `moved` (pixels)
+    noticeably and the gaze is the portrait's."""
+    return not np.any(np.abs(moved) > 0.05) and not np.any(frame[GAZE] != scene.rig.rest[GAZE])
 
 
 def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int],
@@ -316,4 +321,3 @@ def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, cent
     sub = roi[cy0:cy1, cx0:cx1].astype(np.float32)
     sub += a[..., None] * (tex[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] - sub)
     roi[cy0:cy1, cx0:cx1] = np.clip(sub, 0, 255)
-

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import GAZE, CpuRenderer, coverage, eye_geometry, mouth_geometry
+from .cpu import CpuRenderer, coverage, eye_geometry, mouth_geometry, unmoved
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,6 @@ class KernelPlan:
         self.ints = {"width": w, "height": h, "rx0": x0, "ry0": y0, "rw": x1 - x0, "rh": y1 - y0, "gw": gw, "gh": gh,
                      "g": scene.grid, "points": len(scene.rest_points)}
         self.floats = {"half_g": (scene.grid - 1) / 2}
-        self._gaze = GAZE
 
     def frame(self, motion: np.ndarray) -> FrameJob:
         """The kernels' inputs for one motion frame (absolute latent), as CpuRenderer.render sees it."""
@@ -190,7 +189,7 @@ class KernelPlan:
                     "w_shift": job.add_work(2 * self.cells)}
         points = s.points(motion)
         moved = points - s.rest_points
-        if not np.any(np.abs(moved) > 0.05) and not np.any(motion[self._gaze] != s.rig.rest[self._gaze]):
+        if unmoved(s, moved, motion):
             job.ints["warp"] = 0  # CpuRenderer returns the still frame as it is
             return job
         job.ints["warp"] = 1

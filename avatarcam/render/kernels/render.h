@@ -107,22 +107,18 @@ AC_FN int ac_reflect101(int i, int n) {
   return i;
 }
 
-// cv2.remap's bilinear weights for a position given in 1/32 pixel, applied to the four taps.
-AC_FN float ac_lerp32(const float* v, int X32, int Y32) {
-  float ax = (float)(X32 & 31) * (1.0f / 32.0f), ay = (float)(Y32 & 31) * (1.0f / 32.0f);
-  return v[0] * ((1.0f - ay) * (1.0f - ax)) + v[1] * ((1.0f - ay) * ax) + v[2] * (ay * (1.0f - ax)) + v[3] * (ay * ax);
-}
-
 // Bilinear sample of a 2-channel float grid at a position given in 1/32 pixel, the way cv2.remap
 // samples float data through float maps (positions rounded to 1/32, edge taps repeated).
 AC_FN float ac_bilinear32(const float* img, int w, int h, int c, int X32, int Y32) {
   int x0 = X32 >> 5, y0 = Y32 >> 5;  // arithmetic shift: floor, also below zero
+  float ax = (float)(X32 & 31) * (1.0f / 32.0f), ay = (float)(Y32 & 31) * (1.0f / 32.0f);
+  float w00 = (1.0f - ay) * (1.0f - ax), w01 = (1.0f - ay) * ax, w10 = ay * (1.0f - ax), w11 = ay * ax;
   float v[4];
   for (int k = 0; k < 4; ++k) {
     int xx = ac_clampi(x0 + (k & 1), 0, w - 1), yy = ac_clampi(y0 + (k >> 1), 0, h - 1);
     v[k] = img[(yy * w + xx) * 2 + c];
   }
-  return ac_lerp32(v, X32, Y32);
+  return v[0] * w00 + v[1] * w01 + v[2] * w10 + v[3] * w11;
 }
 
 AC_FN float ac_mask(const Frame& f, int off, int w, int x, int y) { return (float)f.masks[off + y * w + x] / 255.0f; }
