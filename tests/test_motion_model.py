@@ -12,12 +12,12 @@ from avatarcam.audio import mel
 from avatarcam.audio.features import loudness_envelope, silent_frames
 from avatarcam.audio.io import load_audio
 from avatarcam.errors import AvatarCamError
-from avatarcam.motion import diffusion
+from avatarcam.motion import diffusion, lips
 from avatarcam.motion.network import Config, Network
 
 JAW, YAW = latent.index("jawOpen"), latent.index("headYaw")
 SMILE = [latent.index("mouthSmileLeft"), latent.index("mouthSmileRight")]
-TINY = Config(width=32, layers=1, heads=2, hidden=64, audio_hidden=32)
+TINY = Config(width=32, layers=1, heads=2, hidden=64, audio_hidden=32, lips=16)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,9 @@ def test_numpy_network_matches_the_torch_one():
                   controls.astype(np.float32), t.astype(np.float32), on.astype(np.float32),
                   None if given is None else given.astype(np.float32))
         np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.lip_logits(f(windows.reshape(b, p + c, -1)))).numpy()
+    np.testing.assert_allclose(net.lip_shapes(windows.astype(np.float32)), expected, atol=1e-5)
 
 
 def test_the_closure_term_counts_open_lips_only_where_the_teacher_shuts_them():
@@ -98,6 +101,55 @@ def test_the_closure_term_counts_open_lips_only_where_the_teacher_shuts_them():
     assert closure_loss(t(target), t(target), stats).item() == 0.0
     assert closure_loss(t(opened), t(target), stats).item() == pytest.approx(0.4 ** 2 / 4)
     assert closure_loss(t(elsewhere), t(target), stats).item() == 0.0
+
+
+def test_the_lip_head_learns_the_shapes_of_the_teachers_lips():
+    torch = pytest.importorskip("torch")
+    from avatarcam.training.train import lip_loss
+
+    stats = {"motion_mean": np.zeros(latent.DIM, np.float32), "motion_std": np.ones(latent.DIM, np.float32)}
+    target = latent.zeros(3)[None]
+    target[0, :, JAW] = 0.4
+    target[0, 1, latent.index("mouthClose")] = 0.4  # frame 1: lips together over an open jaw (an /m/)
+    target[0, 2, latent.index("mouthFunnel")] = 0.6  # frame 2: rounded
+    sure = torch.tensor([[[-9.0, -9.0], [9.0, -9.0], [-9.0, 9.0]]])
+    assert lip_loss(sure, target, stats).item() < 1e-3
+    assert lip_loss(-sure, target, stats).item() > 8
+
+
+def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
+    close, funnel, pucker = (latent.index(n) for n in ("mouthClose", "mouthFunnel", "mouthPucker"))
+    motion = latent.zeros(5)
+    motion[:, JAW] = [0.5, 0.5, 0.5, 0.05, 0.2]
+    motion[:, close] = [0.1, 0.1, 0.1, 0.0, 0.0]
+    motion[4, pucker] = 0.9  # already rounded more than the head would
+    sure = np.array([[0.0, 0.0], [0.45, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
+    settled = lips.settle(motion.copy(), sure)
+    gap = settled[:, JAW] - settled[:, close]
+    np.testing.assert_array_equal(settled[:, JAW], motion[:, JAW])
+    assert gap[0] == pytest.approx(0.4)  # not sure: as sampled
+    assert 0 < gap[1] < 0.4  # unsure: part of the way
+    assert gap[2] == pytest.approx(0.0) and gap[3] == pytest.approx(0.0)  # sure: together, whatever the jaw
+    assert (settled[:3, [funnel, pucker]] == 0).all()  # no rounding it was not sure of
+    assert lips.shapes(settled[3])[1] and lips.shapes(settled[4])[1]  # sure: rounded
+    assert settled[4, pucker] == pytest.approx(0.9)
+    np.testing.assert_array_equal(lips.shapes(settled)[:, 0], [False, False, True, True, False])
+
+
+def test_a_model_from_before_the_lip_head_still_runs(tmp_path, net):
+    import json
+    from dataclasses import asdict
+
+    from safetensors.numpy import save_file
+
+    old = {k: v for k, v in net.w.items() if not k.startswith("lips.")}
+    old |= {"stats." + k: v for k, v in net.stats.items()}
+    config = {k: v for k, v in asdict(net.config).items() if k != "lips"}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"config": json.dumps(config)})
+    loaded = Network.load(tmp_path / "old.safetensors")
+    assert loaded.config.lips == 0
+    motion = diffusion.generate(np.zeros(16000, np.float32), network=loaded)
+    assert motion.shape == (30, latent.DIM) and np.isfinite(motion).all()
 
 
 @pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed")

@@ -22,6 +22,7 @@ from scipy.signal import lfilter
 from avatarcam import latent
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import PARAMETERS, REST, articulations, is_bilabial
+from avatarcam.motion import lips
 from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 
 FPS = latent.FPS
@@ -181,8 +182,9 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
             close[int(np.ceil(phone.start * FPS)):int(np.floor(phone.end * FPS)) + 1] = 1.0
     put("jawOpen", jaw)
     put("mouthClose", close * jaw)
-    put("mouthPucker", rnd * 0.8 * (1 - jaw))
-    put("mouthFunnel", rnd * np.clip(0.3 + 1.2 * jaw, 0, 1))
+    funnel, pucker = lips.rounded(rnd, jaw)
+    put("mouthPucker", pucker)
+    put("mouthFunnel", funnel)
     for side in ("Left", "Right"):
         put(f"mouthStretch{side}", spread * 0.6)
         put(f"mouthSmile{side}", spread * 0.15)

@@ -1,9 +1,11 @@
 """Other runtimes for the motion network: onnxruntime and TensorRT, behind `Network`'s interface.
 
 `DiffusionEngine` only calls ``net.audio_tokens(windows)``, ``net(noisy, past, audio, controls, t,
-audio_on, cues)`` and reads ``net.config`` and ``net.stats``; these classes offer exactly that over
-the two exported graphs (`avatarcam.motion.onnx_export`), so the sampler runs unchanged on any of
-them. The numpy `Network` stays the reference and the fallback.
+audio_on, cues)`` and ``net.lip_shapes(windows)``, and reads ``net.config`` and
+``net.stats``; these classes offer exactly that, the first two over the exported graphs
+(`avatarcam.motion.onnx_export`), so the sampler runs unchanged on any of them. The numpy
+`Network` stays the reference and the fallback, and runs the lip head (one small MLP per
+frame) everywhere.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _inputs(config: Config, noisy, past, audio, controls, t, audio_on, cues) -> 
 class OnnxNetwork:
     """The exported graphs on onnxruntime (CPU by default; CUDA where onnxruntime-gpu has it)."""
 
-    def __init__(self, audio: str | Path, denoiser: str | Path, config: Config, stats: dict[str, np.ndarray],
+    def __init__(self, audio: str | Path, denoiser: str | Path, network: Network,
                  providers: list[str] | None = None) -> None:
         import onnxruntime as ort
 
@@ -44,7 +46,8 @@ class OnnxNetwork:
         providers = providers or ["CPUExecutionProvider"]
         self._audio = ort.InferenceSession(str(audio), options, providers=providers)
         self._denoiser = ort.InferenceSession(str(denoiser), options, providers=providers)
-        self.config, self.stats = config, stats
+        self.config, self.stats = network.config, network.stats
+        self.lip_shapes = network.lip_shapes
 
     def audio_tokens(self, windows: np.ndarray) -> np.ndarray:
         lead = windows.shape[:-2]
@@ -106,6 +109,7 @@ class TrtNetwork:
         self._audio, self._denoiser = audio, denoiser
         self.fallback = fallback
         self.config, self.stats = fallback.config, fallback.stats
+        self.lip_shapes = fallback.lip_shapes
         self.failed = False
 
     @classmethod

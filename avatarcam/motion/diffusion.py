@@ -15,6 +15,7 @@ how the stream is cut into chunks changes the motion only through what each chun
 What the voice activity gate (`avatarcam.audio.vad.SpeechGate`) calls not-speech reaches the
 model as silence: it learned silence as digital silence, and would hear room noise as a murmur.
 Blinks and head motion follow behaviour cues (`avatarcam.motion.cues`) when the model takes them.
+The lips shut and round where the model's lip head is sure they do (`avatarcam.motion.lips`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count
 from avatarcam.audio.vad import GatedMelStream
 from avatarcam.errors import AvatarCamError
+from avatarcam.motion import lips
 from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.motion.cues import CueStream
 from avatarcam.motion.network import Network, schedule
@@ -177,7 +179,8 @@ class DiffusionEngine:
         cues = self._cues.rows(frames) if self._cues is not None else None
         denoise = guided(self.net, self._past, self._audio(frames, limit), controls, *self.scales, cues=cues)
         x = sample(denoise, self._noise(self._done, size))
-        motion = latent.clip(x * self._std + self._mean)
+        sure = self.net.lip_shapes(self._windows(frames[-size:], limit))
+        motion = latent.clip(lips.settle(x * self._std + self._mean, sure))
         self._past = np.concatenate([self._past, (motion - self._mean) / self._std])[-c.past:].astype(np.float32)
         self._done += size
         return motion

@@ -5,6 +5,9 @@ noisy) becomes tokens: each frame's motion, its audio (an MLP over the log-mel a
 MEL_PAST frames back and MEL_FUTURE ahead: the lookahead), the noise level and the controls.
 A small pre-norm transformer mixes them; the output is the clean motion of the chunk.
 
+Beside it, a lip head (an MLP over the same mel window, trained as a classifier) tells each
+frame's probability of the lip shapes a squared-error denoiser smears (`avatarcam.motion.lips`).
+
 Training (`avatarcam.training.model`) builds the same network in PyTorch with the same
 parameter names; the product runs it here in numpy, which needs no PyTorch and, for a network
 this small, is faster on one CPU core.
@@ -21,6 +24,7 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.errors import AvatarCamError
+from avatarcam.motion import lips
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Config:
     mel_future: int = 8  # ... and after: 80 ms of lookahead at most
     controls: int = 9
     cues: int = 4  # per-frame behaviour cues (avatarcam.motion.cues); 0 in models made before them
+    lips: int = 128  # hidden units of the lip head (avatarcam.motion.lips); 0 in models made before it
 
     @property
     def mel_window(self) -> int:
@@ -94,7 +99,7 @@ class Network:
             with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-            config = Config(**({"cues": 0} | json.loads(meta["config"])))
+            config = Config(**({"cues": 0, "lips": 0} | json.loads(meta["config"])))
         except Exception as e:  # noqa: BLE001 - any corruption is the same problem for the user
             raise AvatarCamError(f"motion model {path} is unreadable ({e}); reinstall AvatarCam or retrain") from None
         stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}
@@ -109,6 +114,15 @@ class Network:
         x = (windows - self.stats["mel_mean"]) / self.stats["mel_std"]
         x = x.reshape(*x.shape[:-2], -1)
         return self._linear(_gelu(self._linear(x, "audio.0")), "audio.2")
+
+    def lip_shapes(self, windows: np.ndarray) -> np.ndarray:
+        """(..., mel_window, BANDS) dB mel windows -> (..., 2) probabilities of the lip shapes
+        (`lips.SHAPES`) at each window's frame; all zeros for a model without the lip head."""
+        if not self.config.lips:
+            return np.zeros((*windows.shape[:-2], len(lips.SHAPES)), np.float32)
+        x = ((windows - self.stats["mel_mean"]) / self.stats["mel_std"]).reshape(*windows.shape[:-2], -1)
+        logit = self._linear(_gelu(self._linear(x, "lips.0")), "lips.2")
+        return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,
                  t: np.ndarray, audio_on: np.ndarray, cues: np.ndarray | None = None) -> np.ndarray:

@@ -14,8 +14,8 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import articulations, is_bilabial
+from avatarcam.motion.lips import LIP_GAP_SHUT
 
-LIP_GAP_SHUT = 0.08  # jawOpen - mouthClose below this: the renderer shows the lips together
 JAW, CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
 ROUNDING = [latent.index("mouthFunnel"), latent.index("mouthPucker")]
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from avatarcam import latent
+from avatarcam.motion.lips import SHAPES
 from avatarcam.motion.network import Config
 
 
@@ -50,6 +51,9 @@ class Denoiser(nn.Module):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, latent.DIM)
+        # made last, so the denoiser's initial weights do not depend on whether it exists
+        self.lips = nn.Sequential(nn.Linear(c.audio_inputs, c.lips), nn.GELU(approximate="tanh"),
+                                  nn.Linear(c.lips, len(SHAPES))) if c.lips else None
 
     def forward(self, noisy, past, mel_windows, controls, t, audio_on, cues=None):
         """As `Network.__call__`, but taking normalised mel windows (B, P + C, mel_window * BANDS)."""
@@ -67,3 +71,7 @@ class Denoiser(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x[:, p:]))
+
+    def lip_logits(self, mel_windows: torch.Tensor) -> torch.Tensor:
+        """(B, C, mel_window * BANDS) normalised mel windows -> (B, C, 2) logits of the lip shapes."""
+        return self.lips(mel_windows)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from avatarcam import latent
-from avatarcam.motion import network
+from avatarcam.motion import lips, network
+from avatarcam.motion.lips import LIP_GAP_SHUT
 from avatarcam.motion.network import Config
 from avatarcam.training.data import CHUNKS, Corpus
-from avatarcam.training.evaluate import LIP_GAP_SHUT
 from avatarcam.training.model import Denoiser
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
 
 def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator,
             stats: dict[str, np.ndarray], closure_weight: float = 0.0) -> torch.Tensor:
+    """The denoiser's loss on a batch, plus the lip head's where the model has one (the two share
+    no parameters, so the head does not change what the denoiser learns)."""
     target = torch.from_numpy(batch["target"])
     size = len(target)
     t = torch.from_numpy(rng.random(size).astype(np.float32))
@@ -61,24 +63,33 @@ def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Genera
     cues = batch["cues"] * (rng.random(size) >= CUE_DROP).astype(np.float32)[:, None, None]
     predicted = model(noisy, past, torch.from_numpy(batch["mel"]), torch.from_numpy(controls), t, audio_on,
                       torch.from_numpy(cues))
-    channels = (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
-    if not closure_weight:
-        return channels
-    return channels + closure_weight * closure_loss(predicted, target, stats)
+    loss = (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
+    if closure_weight:
+        loss = loss + closure_weight * closure_loss(predicted, target, stats)
+    if model.lips is not None:
+        p = batch["past"].shape[1]
+        loss = loss + lip_loss(model.lip_logits(torch.from_numpy(batch["mel"][:, p:])), batch["target"], stats)
+    return loss
+
+
+def lip_loss(logits: torch.Tensor, target: np.ndarray, stats: dict[str, np.ndarray]) -> torch.Tensor:
+    """Binary cross-entropy of the lip head against the shapes of the teacher's lips."""
+    shown = lips.shapes(target * stats["motion_std"] + stats["motion_mean"]).astype(np.float32)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(shown))
+
+
+def lip_gap(normalised: torch.Tensor, stats: dict[str, np.ndarray]) -> torch.Tensor:
+    """jawOpen - mouthClose of normalised motion: below LIP_GAP_SHUT the lips are together."""
+    x = normalised * torch.from_numpy(stats["motion_std"]) + torch.from_numpy(stats["motion_mean"])
+    return x[..., _JAW] - x[..., _CLOSE]
 
 
 def closure_loss(predicted: torch.Tensor, target: torch.Tensor, stats: dict[str, np.ndarray]) -> torch.Tensor:
     """Mean over all frames of the squared lip gap error, in units of jawOpen's spread, counted
     where the teacher's lips are shut."""
-    mean, std = torch.from_numpy(stats["motion_mean"]), torch.from_numpy(stats["motion_std"])
-
-    def gap(normalised: torch.Tensor) -> torch.Tensor:
-        x = normalised * std + mean
-        return x[..., _JAW] - x[..., _CLOSE]
-
-    truth = gap(target)
+    truth = lip_gap(target, stats)
     shut = (truth < LIP_GAP_SHUT).float()
-    return (shut * ((gap(predicted) - truth) / std[_JAW]) ** 2).mean()
+    return (shut * ((lip_gap(predicted, stats) - truth) / float(stats["motion_std"][_JAW])) ** 2).mean()
 
 
 def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int = 64, lr: float = 1e-3,
@@ -93,7 +104,9 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
     log.info("training on %.1f h of corpus from %s", corpus.hours, corpus_dir)
     checkpoint = out_dir / "checkpoint.pt"
     model = Denoiser(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    head = [p for name, p in model.named_parameters() if name.startswith("lips.")]
+    denoiser = [p for name, p in model.named_parameters() if not name.startswith("lips.")]
+    optimizer = torch.optim.AdamW([{"params": denoiser}] + [{"params": head}] * bool(head), lr=lr, weight_decay=0.01)
     step, stats = 0, corpus.stats()
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
@@ -121,7 +134,8 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
         loss = loss_on(model, batch, rng, stats, closure_weight)
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        for group in optimizer.param_groups:  # the head's gradients do not shrink the denoiser's
+            torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
         optimizer.step()
         schedule.step()
         step += 1
