@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES = ("dsp", "diffusion")
-OFFLINE_CHUNK = 32  # frames per diffusion chunk when a whole file is at hand
 CHUNK_S = 0.02  # audio pushed per step: what a live microphone callback delivers
 
 _POSE_AND_GAZE = slice(0, len(latent.POSE) + len(latent.GAZE))

@@ -75,6 +75,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from .audio.features import frame_count
     from .audio.io import AUDIO_RATE, load_audio
     from .camera.sinks import open_sink
+    from .motion.diffusion import OFFLINE_CHUNK
     from .profiles import load_profile
     from .provenance.stamp import Provenance
     from .render import open_renderer
@@ -96,7 +97,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     if args.frames is not None:
         sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
     engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE,
-                                 chunk=chain.OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
+                                 chunk=OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
                                  steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
     renderer = open_renderer(profile, size, settings.renderer)
@@ -140,8 +141,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         raise AvatarCamError("training needs PyTorch and the training extras: pip install 'avatarcam[train]'") from None
     weights = train(args.corpus or settings.cache_dir / "corpus", args.out or settings.cache_dir / "training",
-                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet,
-                    closure_weight=args.closure_weight)
+                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet)
     if args.export:
         shutil.copyfile(weights, args.export)
         weights = args.export
@@ -352,8 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--corpus", type=Path, help="corpus directory (default: <cache>/corpus)")
     tr.add_argument("--out", type=Path, help="checkpoints and weights (default: <cache>/training)")
     tr.add_argument("--steps", type=int, default=12000, help="optimizer steps (default 12000)")
-    tr.add_argument("--closure-weight", type=float, default=0.0,
-                    help="weight of the lip-closure term (default 0, the shipped model; see training/train.py)")
     tr.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")

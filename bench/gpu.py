@@ -4,8 +4,8 @@ The bundled default profile and the bundled demo speech (no shared material need
 run on one pinned core, as in bench/speed.py; GPU stages on the first CUDA device. Where there is
 no GPU (or no TensorRT engine), the GPU column says so, and the bars stay unmeasured. Stages, per
 frame:
-- motion, diffusion model: offline (chunks of 32) and streaming (chunks of 2, 20 ms pushes):
-  numpy on the CPU, TensorRT engines on the GPU (built by `python -m engines.build`);
+- motion, diffusion model: offline (chunks of `diffusion.OFFLINE_CHUNK` frames) and streaming
+  (chunks of 2, 20 ms pushes): numpy on the CPU, TensorRT engines on the GPU (built by `python -m engines.build`);
 - renderer at 512x512 and 1280x720 (RGB, unmarked): CpuRenderer, GpuRenderer;
 - renderer + watermark + label at 720p, and the same in I420 (the virtual camera's format):
   CPU stages one after the other, the GPU's in its kernel;
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         (why_not_gpu and NO_GPU) or "no TensorRT engine (python -m engines.build)"
 
     def offline(net) -> None:
-        diffusion.generate(samples, seed=0, network=net, chunk=chain.OFFLINE_CHUNK)
+        diffusion.generate(samples, seed=0, network=net, chunk=diffusion.OFFLINE_CHUNK)
 
     def streaming(net) -> None:
         for _ in chain.frames(chain.file_chunks(samples), diffusion.DiffusionEngine(net, seed=0, chunk=2)):
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     def offline_fps(renderer, net) -> float:
         best = 0.0
         for _ in range(2):
-            engine = diffusion.DiffusionEngine(net, seed=0, chunk=chain.OFFLINE_CHUNK)
+            engine = diffusion.DiffusionEngine(net, seed=0, chunk=diffusion.OFFLINE_CHUNK)
             start = time.perf_counter()
             count = chain.run(chain.file_chunks(samples), engine, renderer, rig.rest, NullSink(renderer.size),
                               provenance=Provenance(renderer.size, settings=settings))

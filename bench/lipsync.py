@@ -78,9 +78,10 @@ def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judg
 
 def generate(engine: str, samples: np.ndarray) -> np.ndarray:
     from avatarcam import chain
+    from avatarcam.motion import diffusion
 
     return np.stack(list(chain.frames(chain.file_chunks(samples, 16000),
-                                      chain.motion_engine(engine, seed=0, chunk=chain.OFFLINE_CHUNK))))
+                                      chain.motion_engine(engine, seed=0, chunk=diffusion.OFFLINE_CHUNK))))
 
 
 def alive(seen: judge.Measurements, silent: np.ndarray) -> dict:

@@ -2,7 +2,7 @@
 
 - Speed: CPU time of one core per generated frame while streaming at the default settings
   (chunks of 2 frames, 80 ms lookahead, 2 sampler steps), and offline frames per CPU second
-  (chunks of 32), on the bundled demo clip; the DSP driver beside it.
+  (chunks of `diffusion.OFFLINE_CHUNK` frames), on the bundled demo clip; the DSP driver beside it.
 - Lips, on the corpus's held-out split (voices m6, f4 and Michael, never heard in training, and
   Dutch, a language never heard in training), generated offline with each utterance's controls:
   jawOpen r against the teacher; bilabial closures (lips shut, jawOpen - mouthClose < 0.08,

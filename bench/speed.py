@@ -4,8 +4,9 @@ Threads are pinned to one (OMP/MKL/OpenBLAS, OpenCV) and the process to one core
 numeric is imported. Stages, over a real speech clip and the motion the DSP driver makes for it
 (not the rest frame, which the renderer short-cuts):
 - audio features per frame (audio.features.frame_features over the clip);
-- motion per frame: the diffusion model offline (chunks of 32) and streaming (the live defaults:
-  chunks of 2 frames fed 20 ms of audio at a time), and the DSP driver both ways;
+- motion per frame: the diffusion model offline (chunks of `diffusion.OFFLINE_CHUNK` frames) and
+  streaming (the live defaults: chunks of 2 frames fed 20 ms of audio at a time), and the DSP
+  driver both ways;
 - renderer per frame at 512x512 and 1280x720 (mean, p50, p95);
 - watermark per frame (in place on a fresh frame, as the chain marks it);
 - sink encode per frame (Mp4Sink: H.264 + AAC), apart from everything else;
@@ -129,11 +130,12 @@ def time_offline(portrait: judge.Portrait, renderer, samples: np.ndarray, engine
     render and the provenance stage (watermark + label), which chain.run applies to every frame."""
     from avatarcam import chain
     from avatarcam.camera.sinks import NullSink
+    from avatarcam.motion import diffusion
 
     best = float("inf")
     for _ in range(2):  # best of two: a shared machine only ever adds time
         start = time.perf_counter()
-        motion = chain.motion_engine(engine, seed=0, chunk=chain.OFFLINE_CHUNK)
+        motion = chain.motion_engine(engine, seed=0, chunk=diffusion.OFFLINE_CHUNK)
         count = chain.run(chain.file_chunks(samples), motion, renderer, portrait.rig.rest, NullSink())
         best = min(best, time.perf_counter() - start)
     return {"frames": count, "seconds": best, "fps": count / best, "ms_per_frame": best / count * 1000}

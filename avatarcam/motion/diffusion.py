@@ -8,7 +8,7 @@ with neither) that classifier-free guidance mixes with separate scales for audio
 So a chunk costs `steps` network calls (2 by default), guidance included.
 
 Live and offline share this class: offline is the same stream with longer chunks (the network
-was trained on chunks of 1 to 32 frames), so the lips agree between the two. The sampler's noise
+was trained on chunks of 1 to 32 frames; `OFFLINE_CHUNK`), so the lips agree between the two. The sampler's noise
 belongs to frames, not to calls: frame i always gets the same noise for a seed (`FrameNoise`), so
 how the stream is cut into chunks changes the motion only through what each chunk sees.
 
@@ -41,6 +41,10 @@ DEFAULT_MODEL = "motion.safetensors"  # inside avatarcam/data/
 # speed bar (4 ms a frame on one core) holds only so. Audio guidance 1.5 closes a few more
 # bilabials (bench/results/motion.md) at twice the cost.
 AUDIO_SCALE, CONTROL_SCALE = 1.0, 1.0
+# Frames per chunk when a whole file is at hand. Chunks of 8 follow what the live stream (chunks
+# of 2) shows more closely than chunks of 32 (jawOpen r 0.955 against 0.949 on the held-out
+# split) at twice the cost per frame of 32, still over 600 frames a second on one core.
+OFFLINE_CHUNK = 8
 
 
 def default_network() -> Network:
@@ -255,8 +259,9 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray
     return x
 
 
-def generate(samples: np.ndarray, seed: int = 0, network: Network | None = None, chunk: int = 32, **kwargs) -> np.ndarray:
-    """Motion for a whole clip: the streaming engine with long chunks."""
+def generate(samples: np.ndarray, seed: int = 0, network: Network | None = None, chunk: int = OFFLINE_CHUNK,
+             **kwargs) -> np.ndarray:
+    """Motion for a whole clip: the streaming engine with longer chunks."""
     engine = DiffusionEngine(network, seed=seed, chunk=chunk, **kwargs)
     out = [engine.push(samples), engine.flush()]
     return np.concatenate(out)

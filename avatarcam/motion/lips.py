@@ -20,7 +20,7 @@ SHAPES = ("shut", "rounded")  # the lip head's outputs, in order
 
 LIP_GAP_SHUT = 0.08  # jawOpen - mouthClose below this: the renderer shows the lips together
 ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
-SURE_FROM, SURE_AT = 0.3, 0.6  # head probability where setting a shape begins / is complete
+SURE_FROM, SURE_AT = 0.2, 0.4  # head probability where setting a shape begins / is complete
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
 
 

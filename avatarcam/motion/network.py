@@ -5,7 +5,7 @@ noisy) becomes tokens: each frame's motion, its audio (an MLP over the log-mel a
 MEL_PAST frames back and MEL_FUTURE ahead: the lookahead), the noise level and the controls.
 A small pre-norm transformer mixes them; the output is the clean motion of the chunk.
 
-Beside it, a lip head (an MLP over the same mel window, trained as a classifier) tells each
+Beside it, a lip head (an MLP over the same mel window, two hidden layers, trained as a classifier) tells each
 frame's probability of the lip shapes a squared-error denoiser smears (`avatarcam.motion.lips`).
 
 Training (`avatarcam.training.model`) builds the same network in PyTorch with the same
@@ -40,7 +40,7 @@ class Config:
     mel_future: int = 8  # ... and after: 80 ms of lookahead at most
     controls: int = 9
     cues: int = 4  # per-frame behaviour cues (avatarcam.motion.cues); 0 in models made before them
-    lips: int = 128  # hidden units of the lip head (avatarcam.motion.lips); 0 in models made before it
+    lips: int = 256  # the lip head's first hidden layer (its second is half that); 0: a model without one
 
     @property
     def mel_window(self) -> int:
@@ -121,7 +121,7 @@ class Network:
         if not self.config.lips:
             return np.zeros((*windows.shape[:-2], len(lips.SHAPES)), np.float32)
         x = ((windows - self.stats["mel_mean"]) / self.stats["mel_std"]).reshape(*windows.shape[:-2], -1)
-        logit = self._linear(_gelu(self._linear(x, "lips.0")), "lips.2")
+        logit = self._linear(_gelu(self._linear(_gelu(self._linear(x, "lips.0")), "lips.2")), "lips.4")
         return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,

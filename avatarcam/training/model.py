@@ -53,7 +53,8 @@ class Denoiser(nn.Module):
         self.head = nn.Linear(c.width, latent.DIM)
         # made last, so the denoiser's initial weights do not depend on whether it exists
         self.lips = nn.Sequential(nn.Linear(c.audio_inputs, c.lips), nn.GELU(approximate="tanh"),
-                                  nn.Linear(c.lips, len(SHAPES))) if c.lips else None
+                                  nn.Linear(c.lips, c.lips // 2), nn.GELU(approximate="tanh"),
+                                  nn.Linear(c.lips // 2, len(SHAPES))) if c.lips else None
 
     def forward(self, noisy, past, mel_windows, controls, t, audio_on, cues=None):
         """As `Network.__call__`, but taking normalised mel windows (B, P + C, mel_window * BANDS)."""

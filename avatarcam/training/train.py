@@ -4,8 +4,10 @@ x0-prediction diffusion with a cosine schedule. Each step draws windows with a r
 length (the streaming default of 2 frames up to the offline 32), a random lookahead (so the
 lookahead can be set lower than the trained maximum), and drops the audio and the controls now
 and then so the sampler can guide on each separately, and the behaviour cues so the model also
-knows what to do without them. A checkpoint is written every
-`checkpoint_every` steps; a stopped run continues from the last one with the same data order.
+knows what to do without them. The lip head (`avatarcam.motion.lips`) learns beside it from the
+same windows; the two share no parameters, and each has its own gradient clipping. A
+checkpoint is written every `checkpoint_every` steps; a stopped run continues from the last one
+with the same data order.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import torch
 
 from avatarcam import latent
 from avatarcam.motion import lips, network
-from avatarcam.motion.lips import LIP_GAP_SHUT
 from avatarcam.motion.network import Config
 from avatarcam.training.data import CHUNKS, Corpus
 from avatarcam.training.model import Denoiser
@@ -29,26 +30,22 @@ from avatarcam.training.model import Denoiser
 log = logging.getLogger(__name__)
 
 AUDIO_DROP, CONTROL_DROP, CUE_DROP = 0.1, 0.15, 0.15
-_JAW, _CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
 _MOUTH = [i for i, name in enumerate(latent.CHANNELS) if name.startswith(("mouth", "jaw"))]
 CHANNEL_WEIGHT = np.ones(latent.DIM, np.float32)
 CHANNEL_WEIGHT[_MOUTH] = 2.0
 CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
-# `closure_weight` (off in the shipped model) adds a term for the lip gap where the teacher's
-# lips are shut: per channel, a closure one frame long costs little and the model smears it away.
-# Measured on the held-out split (bench/motion.py) and real speech (bench/lipsync.py), 12000
-# steps each: at 3 (that run also weighted funnel and pucker 4) closures rose from 62% to 93%
-# of /p b m/, but the lips shut on more frames than the teacher's, held-out jawOpen r fell from
-# 0.87 to 0.84 and the judged jaw on real speech followed the loudness less (r 0.58-0.77 against
-# 0.70-0.87); at 8 the lips were shut on half of all frames (the teacher's on a fifth). A later
-# run (weight 1 on a term counted where either side's lips are shut, funnel and pucker weighted 4,
-# and a teacher whose /p b/ shut the lips 50 ms before espeak-ng's event, in the silent closure)
-# reached 78% at held-out jawOpen r 0.857, but streaming and offline agreed less (r 0.942) and the
-# judged jaw on real speech followed the loudness less again (r 0.60-0.80).
+# Bilabial closures and rounding come from the lip head, not from the denoiser's loss. Tried
+# before it (held-out split, bench/motion.py, and real speech, bench/lipsync.py; 12000 steps each):
+# a squared lip-gap term where the teacher's lips are shut, at weight 3, raised closures from 62%
+# to 93% of /p b m/, but the lips shut on more frames than the teacher's, held-out jawOpen r fell
+# from 0.87 to 0.84 and the judged jaw on real speech followed the loudness less (r 0.58-0.77
+# against 0.70-0.87); at weight 8 the lips were shut on half of all frames. Counted where either
+# side's lips are shut (weight 1), with a teacher whose /p b/ shut 50 ms before espeak-ng's event,
+# it reached 78% but streaming and offline agreed less (r 0.942) and real speech suffered again.
 
 
 def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator,
-            stats: dict[str, np.ndarray], closure_weight: float = 0.0) -> torch.Tensor:
+            stats: dict[str, np.ndarray]) -> torch.Tensor:
     """The denoiser's loss on a batch, plus the lip head's where the model has one (the two share
     no parameters, so the head does not change what the denoiser learns)."""
     target = torch.from_numpy(batch["target"])
@@ -64,8 +61,6 @@ def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Genera
     predicted = model(noisy, past, torch.from_numpy(batch["mel"]), torch.from_numpy(controls), t, audio_on,
                       torch.from_numpy(cues))
     loss = (((predicted - target) ** 2) * torch.from_numpy(CHANNEL_WEIGHT)).mean()
-    if closure_weight:
-        loss = loss + closure_weight * closure_loss(predicted, target, stats)
     if model.lips is not None:
         p = batch["past"].shape[1]
         loss = loss + lip_loss(model.lip_logits(torch.from_numpy(batch["mel"][:, p:])), batch["target"], stats)
@@ -78,23 +73,8 @@ def lip_loss(logits: torch.Tensor, target: np.ndarray, stats: dict[str, np.ndarr
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(shown))
 
 
-def lip_gap(normalised: torch.Tensor, stats: dict[str, np.ndarray]) -> torch.Tensor:
-    """jawOpen - mouthClose of normalised motion: below LIP_GAP_SHUT the lips are together."""
-    x = normalised * torch.from_numpy(stats["motion_std"]) + torch.from_numpy(stats["motion_mean"])
-    return x[..., _JAW] - x[..., _CLOSE]
-
-
-def closure_loss(predicted: torch.Tensor, target: torch.Tensor, stats: dict[str, np.ndarray]) -> torch.Tensor:
-    """Mean over all frames of the squared lip gap error, in units of jawOpen's spread, counted
-    where the teacher's lips are shut."""
-    truth = lip_gap(target, stats)
-    shut = (truth < LIP_GAP_SHUT).float()
-    return (shut * ((lip_gap(predicted, stats) - truth) / float(stats["motion_std"][_JAW])) ** 2).mean()
-
-
 def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int = 64, lr: float = 1e-3,
-          seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True,
-          closure_weight: float = 0.0) -> Path:
+          seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True) -> Path:
     """Train (or resume) and export `out_dir/motion.safetensors`; returns its path."""
     from tqdm import tqdm
 
@@ -131,7 +111,7 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
         lookahead = np.where(rng.random(batch_size) < 0.5, config.mel_future,
                              rng.integers(0, config.mel_future + 1, batch_size))
         batch = corpus.batch(rng, batch_size, chunk, config, stats, lookahead)
-        loss = loss_on(model, batch, rng, stats, closure_weight)
+        loss = loss_on(model, batch, rng, stats)
         optimizer.zero_grad()
         loss.backward()
         for group in optimizer.param_groups:  # the head's gradients do not shrink the denoiser's
