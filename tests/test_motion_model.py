@@ -118,6 +118,17 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     np.testing.assert_array_equal(lips.shapes(settled)[:, 0], [False, False, True, True, False])
 
 
+def test_lips_are_shut_only_where_the_voice_is_low():
+    loud, low = -20.0, -20.0 - lips.QUIET_AT
+    windows = np.full((4, TINY.mel_window, mel.BANDS), loud, np.float32)
+    centre = TINY.mel_past
+    windows[1, centre - 1:centre + 2] = low  # a closure between two vowels
+    windows[2, centre - 1:centre + 2] = -20.0 - (lips.QUIET_FROM + lips.QUIET_AT) / 2
+    windows[3] = mel.FLOOR_DB  # silence, as the speech gate passes it
+    quiet = lips.quiet(windows, centre)
+    assert quiet[0] == 0.0 and quiet[1] == pytest.approx(1.0) and 0.0 < quiet[2] < 1.0 and quiet[3] == 1.0
+
+
 def test_a_model_from_before_the_lip_head_still_runs(tmp_path, net):
     import json
     from dataclasses import asdict

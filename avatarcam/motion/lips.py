@@ -5,7 +5,8 @@ or two and comes out half-open, and a rounded vowel comes out half-pursed while 
 it pick up some of its rounding. So the motion model carries a lip head beside the denoiser (a
 classifier over each frame's audio, `avatarcam.motion.network`) that says how sure it is of
 each shape, and the sampler sets a shape where the head is sure (`settle`), the way the teacher
-forms it (`rounded`, the teacher's own rule). Elsewhere the motion stays as sampled.
+forms it (`rounded`, the teacher's own rule). Elsewhere the motion stays as sampled. Lips are
+shut only where the voice is low (`quiet`): closed lips stop the sound.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from avatarcam import latent
+from avatarcam.audio import mel
 
 JAW, CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
 FUNNEL, PUCKER = latent.index("mouthFunnel"), latent.index("mouthPucker")
@@ -22,6 +24,10 @@ LIP_GAP_SHUT = 0.08  # jawOpen - mouthClose below this: the renderer shows the l
 ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
 SURE_FROM, SURE_AT = 0.2, 0.4  # head probability where setting a shape begins / is complete
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
+# Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
+# window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
+# shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
+QUIET_FROM, QUIET_AT = 6.0, 12.0
 
 
 def rounded(degree: np.ndarray, jaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +41,17 @@ def shapes(track: np.ndarray) -> np.ndarray:
     shut = track[..., JAW] - track[..., CLOSE] < LIP_GAP_SHUT
     pursed = track[..., FUNNEL] + track[..., PUCKER] >= ROUNDED_AT
     return np.stack([shut, pursed], axis=-1)
+
+
+def quiet(windows: np.ndarray, centre: int) -> np.ndarray:
+    """(frames,) 0..1: how far below the loudest row of its window (frames, rows, bands of dB mel)
+    each frame's own rows (`centre` +-1) are, 0 within QUIET_FROM dB, 1 from QUIET_AT dB; 1 where
+    they are silence (what the speech gate passes as the floor)."""
+    own = windows[:, centre - 1:centre + 2]
+    level = 10.0 * np.log10(np.sum(10.0 ** (windows / 10.0), axis=-1) + 1e-12)
+    below = level.max(axis=-1) - level[:, centre - 1:centre + 2].max(axis=-1)
+    silent = (own <= mel.FLOOR_DB + 1.0).all(axis=(1, 2))
+    return np.where(silent, 1.0, np.clip((below - QUIET_FROM) / (QUIET_AT - QUIET_FROM), 0.0, 1.0))
 
 
 def settle(motion: np.ndarray, sure: np.ndarray) -> np.ndarray:
