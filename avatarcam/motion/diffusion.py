@@ -7,10 +7,11 @@ evaluates the network once, on a batch of up to three (with audio and controls, 
 with neither) that classifier-free guidance mixes with separate scales for audio and controls.
 So a chunk costs `steps` network calls (2 by default), guidance included.
 
-Live and offline share this class: offline is the same stream with longer chunks (the network
-was trained on chunks of 1 to 32 frames; `OFFLINE_CHUNK`), so the lips agree between the two. The sampler's noise
-belongs to frames, not to calls: frame i always gets the same noise for a seed (`FrameNoise`), so
-how the stream is cut into chunks changes the motion only through what each chunk sees.
+Live and offline share this class: offline is the same stream with longer chunks
+(`OFFLINE_CHUNK`; the network was trained on chunks of 1 to 32 frames), so the lips agree between
+the two. The sampler's noise belongs to frames, not to calls: frame i always gets the same noise
+for a seed (`FrameNoise`), so how the stream is cut into chunks changes the motion only through
+what each chunk sees.
 
 What the voice activity gate (`avatarcam.audio.vad.SpeechGate`) calls not-speech reaches the
 model as silence: it learned silence as digital silence, and would hear room noise as a murmur.

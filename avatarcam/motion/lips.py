@@ -48,7 +48,7 @@ def quiet(windows: np.ndarray, centre: int) -> np.ndarray:
     each frame's own rows (`centre` +-1) are, 0 within QUIET_FROM dB, 1 from QUIET_AT dB; 1 where
     they are silence (what the speech gate passes as the floor)."""
     own = windows[:, centre - 1:centre + 2]
-    level = 10.0 * np.log10(np.sum(10.0 ** (windows / 10.0), axis=-1) + 1e-12)
+    level = 10.0 * np.log10(np.sum(10.0 ** (windows / 10.0), axis=-1) + 1e-12)  # per row, dB
     below = level.max(axis=-1) - level[:, centre - 1:centre + 2].max(axis=-1)
     silent = (own <= mel.FLOOR_DB + 1.0).all(axis=(1, 2))
     return np.where(silent, 1.0, np.clip((below - QUIET_FROM) / (QUIET_AT - QUIET_FROM), 0.0, 1.0))

@@ -5,8 +5,9 @@ noisy) becomes tokens: each frame's motion, its audio (an MLP over the log-mel a
 MEL_PAST frames back and MEL_FUTURE ahead: the lookahead), the noise level and the controls.
 A small pre-norm transformer mixes them; the output is the clean motion of the chunk.
 
-Beside it, a lip head (an MLP over the same mel window, two hidden layers, trained as a classifier) tells each
-frame's probability of the lip shapes a squared-error denoiser smears (`avatarcam.motion.lips`).
+Beside it, a lip head (an MLP with two hidden layers over the same mel window, trained as a
+classifier) tells each frame's probability of the lip shapes a squared-error denoiser smears
+(`avatarcam.motion.lips`).
 
 Training (`avatarcam.training.model`) builds the same network in PyTorch with the same
 parameter names; the product runs it here in numpy, which needs no PyTorch and, for a network
@@ -109,19 +110,22 @@ class Network:
     def _linear(self, x, name):
         return x @ self._wt[name] + self.w[name + ".bias"]
 
+    def _normalised(self, windows: np.ndarray) -> np.ndarray:
+        """(..., mel_window, BANDS) dB mel windows -> (..., mel_window * BANDS), as trained."""
+        x = (windows - self.stats["mel_mean"]) / self.stats["mel_std"]
+        return x.reshape(*x.shape[:-2], -1)
+
     def audio_tokens(self, windows: np.ndarray) -> np.ndarray:
         """(..., mel_window, BANDS) dB mel windows -> (..., width) audio embeddings."""
-        x = (windows - self.stats["mel_mean"]) / self.stats["mel_std"]
-        x = x.reshape(*x.shape[:-2], -1)
-        return self._linear(_gelu(self._linear(x, "audio.0")), "audio.2")
+        return self._linear(_gelu(self._linear(self._normalised(windows), "audio.0")), "audio.2")
 
     def lip_shapes(self, windows: np.ndarray) -> np.ndarray:
         """(..., mel_window, BANDS) dB mel windows -> (..., 2) probabilities of the lip shapes
         (`lips.SHAPES`) at each window's frame; all zeros for a model without the lip head."""
         if not self.config.lips:
             return np.zeros((*windows.shape[:-2], len(lips.SHAPES)), np.float32)
-        x = ((windows - self.stats["mel_mean"]) / self.stats["mel_std"]).reshape(*windows.shape[:-2], -1)
-        logit = self._linear(_gelu(self._linear(_gelu(self._linear(x, "lips.0")), "lips.2")), "lips.4")
+        hidden = _gelu(self._linear(_gelu(self._linear(self._normalised(windows), "lips.0")), "lips.2"))
+        logit = self._linear(hidden, "lips.4")
         return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
     def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,
