@@ -162,3 +162,28 @@ def test_vertical_gaze_moves_irises_and_lids_the_commanded_way(renderer, judge):
         s = _measure(judge, renderer.render(_with(rig, gazePitch=pitch))).blendshapes
         down[pitch] = s["eyeLookDownLeft"] + s["eyeLookDownRight"] - s["eyeLookUpLeft"] - s["eyeLookUpRight"]
     assert down[0.3] > down[-0.3] + 0.3, down
+
+
+@pytest.mark.parametrize("portrait", ["renderer", "default"])
+def test_sealed_lips_meet_along_the_whole_mouth(request, portrait):
+    """mouthClose over an open jaw (a bilabial): the lower lip meets the upper one from corner to
+    corner and nothing of the mouth's inside shows (the corners once stayed down with the jaw: a
+    dark wedge of mouth interior beside sealed lips)."""
+    from avatarcam.profiles import load_profile
+    from avatarcam.render import facemesh as fm
+    from avatarcam.render import open_renderer
+    from avatarcam.render.cpu import mouth_geometry
+
+    renderer = (request.getfixturevalue(portrait) if portrait == "renderer"
+                else open_renderer(load_profile("default"), (512, 512), device="cpu"))
+    scene = renderer.scene
+    for jaw in (0.3, 0.6):
+        frame = _with(scene.rig, jawOpen=jaw, mouthClose=jaw)
+        points = scene.points(frame)
+        upper, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
+        width = float(np.linalg.norm(upper[-1] - upper[0]))
+        gap = np.linalg.norm(lower - upper, axis=1)
+        assert gap.max() < 0.06 * width, f"jaw {jaw}: lips apart by {np.round(gap, 1)} px (mouth {width:.0f} px)"
+        # and the renderer draws no mouth interior
+        x0, y0, x1, y1 = scene.roi
+        assert mouth_geometry(scene, points - (x0, y0), frame, (y1 - y0, x1 - x0)) is None

@@ -169,8 +169,12 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     # jaw's motion, fading smoothly into the chin (per unit of jawOpen; clamped to it in deform).
     lip_bottom = line + lips["lower_thickness"]
     to_chin = 1 - _smoothstep(0.0, 1.0, (y - lip_bottom) / np.maximum(float(q[fm.CHIN, 1]) - lip_bottom, 0.1))
-    lower_lip_to_chin = (y > line - 1e-6) * to_chin * _bump(x, mx, 2.5 * half) * face_pts
+    # No cut at the lips' line: the jaw itself fades in across it, and the lower lip's inner points
+    # near the corners can sit a hair above the line interpolated between both lips, where a cut
+    # left them dropped with the jaw (a dark wedge at the corner of sealed lips).
+    lower_lip_to_chin = to_chin * _bump(x, mx, 2.5 * half) * face_pts
     lower_lip_to_chin[upper_lip] = 0.0
+    lower_lip_to_chin[lower_lip] = 1.0  # the lips meet along their whole width, not only mid-mouth
     b["mouthClose"] = -b["jawOpen"] * lower_lip_to_chin[:, None]
 
     for side, sign in (("Left", 1.0), ("Right", -1.0)):
