@@ -80,7 +80,7 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
 
     torch.manual_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = Corpus(corpus_dir, "train")
+    corpus = Corpus(corpus_dir, "train", config.voice_normalised)
     log.info("training on %.1f h of corpus from %s", corpus.hours, corpus_dir)
     checkpoint = out_dir / "checkpoint.pt"
     model = Denoiser(config)
