@@ -53,26 +53,6 @@ def test_mel_stream_matches_the_whole_clip():
     assert len(mel.log_mel(x)) == mel.frame_count(len(x))
 
 
-def test_the_voice_normaliser_removes_the_microphones_colour_and_streams(speech_dir):
-    rows = mel.log_mel(load_audio(speech_dir / "en_ljspeech_LJ001-0001.wav", 16000))
-    rows[200:260] = mel.FLOOR_DB  # what the speech gate passes as silence
-    whole = mel.VoiceNormaliser()(rows)
-    stream = mel.VoiceNormaliser()
-    pieces = np.concatenate([stream(rows[i:i + n]) for i, n in zip(range(0, len(rows), 7), [7] * len(rows))])
-    np.testing.assert_allclose(pieces, whole, atol=1e-3)
-    assert np.array_equal(whole[200:260], rows[200:260])
-    # another microphone (+-12 dB of tilt and a lift in the middle) and 15 dB more gain
-    bands = np.linspace(-1.0, 1.0, mel.BANDS)
-    colour = 12.0 * bands + 6.0 * np.cos(3.0 * bands) + 15.0
-    coloured = mel.VoiceNormaliser()(np.where(rows > mel.FLOOR_DB + 1, rows + colour, rows))
-    speech = rows.max(axis=1) > mel.FLOOR_DB + 1
-    late = speech & (np.arange(len(rows)) > len(rows) // 2)
-    # (not all of it: the colour changes which rows are loud enough to count as voice; 13% is left)
-    assert np.abs(coloured - whole)[late].mean() < 0.2 * np.abs(colour).mean()
-    # what is left is the moment-to-moment spectrum: each band still moves as it did
-    assert min(_r(whole[speech, b], rows[speech, b]) for b in range(mel.BANDS)) > 0.9
-
-
 def test_numpy_network_matches_the_torch_one():
     torch = pytest.importorskip("torch")
     from avatarcam.training.model import Denoiser
@@ -157,10 +137,10 @@ def test_a_model_from_before_the_lip_head_still_runs(tmp_path, net):
 
     old = {k: v for k, v in net.w.items() if not k.startswith("lips.")}
     old |= {"stats." + k: v for k, v in net.stats.items()}
-    config = {k: v for k, v in asdict(net.config).items() if k not in ("lips", "voice_normalised")}
+    config = {k: v for k, v in asdict(net.config).items() if k != "lips"}
     save_file(old, str(tmp_path / "old.safetensors"), metadata={"config": json.dumps(config)})
     loaded = Network.load(tmp_path / "old.safetensors")
-    assert loaded.config.lips == 0 and not loaded.config.voice_normalised
+    assert loaded.config.lips == 0
     motion = diffusion.generate(np.zeros(16000, np.float32), network=loaded)
     assert motion.shape == (30, latent.DIM) and np.isfinite(motion).all()
 

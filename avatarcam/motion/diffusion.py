@@ -79,7 +79,6 @@ class DiffusionEngine:
         self._noise = FrameNoise(seed, steps)
         self._cues = CueStream(seed, rate=rate) if c.cues else None  # when to blink, where the head heads
         self._stream = GatedMelStream()  # what is not speech, the model hears as silence
-        self._voice = mel.VoiceNormaliser() if c.voice_normalised else None
         self._rows = np.zeros((0, mel.BANDS), np.float32)  # mel rows from `_row0` on
         self._row0 = 0
         self._done = 0  # frames generated so far
@@ -136,8 +135,6 @@ class DiffusionEngine:
             self._cues.push(samples)
 
     def _append(self, rows: np.ndarray) -> None:
-        if self._voice is not None:
-            rows = self._voice(rows)
         self._rows = np.concatenate([self._rows, rows]) if len(rows) else self._rows
 
     def _generate(self, final: bool) -> np.ndarray:

@@ -42,7 +42,6 @@ class Config:
     controls: int = 9
     cues: int = 4  # per-frame behaviour cues (avatarcam.motion.cues); 0 in models made before them
     lips: int = 256  # the lip head's first hidden layer (its second is half that); 0: a model without one
-    voice_normalised: bool = True  # hears mel rows less the voice's running mean (`mel.VoiceNormaliser`)
 
     @property
     def mel_window(self) -> int:
@@ -101,7 +100,7 @@ class Network:
             with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-            config = Config(**({"cues": 0, "lips": 0, "voice_normalised": False} | json.loads(meta["config"])))
+            config = Config(**({"cues": 0, "lips": 0} | json.loads(meta["config"])))
         except Exception as e:  # noqa: BLE001 - any corruption is the same problem for the user
             raise AvatarCamError(f"motion model {path} is unreadable ({e}); reinstall AvatarCam or retrain") from None
         stats = {k[6:]: v for k, v in tensors.items() if k.startswith("stats.")}

@@ -19,7 +19,7 @@ CHUNKS = (1, 2, 4, 8, 16, 32)
 class Corpus:
     """Every shard of a split in memory (float16: ten hours are about 0.5 GB)."""
 
-    def __init__(self, directory: Path, split: str = "train", voice_normalised: bool = True) -> None:
+    def __init__(self, directory: Path, split: str = "train") -> None:
         paths = sorted(Path(directory).glob(f"{split}-*.npz"))
         if not paths:
             raise AvatarCamError(f"no {split} shards in {directory}: build them with `avatarcam corpus`")
@@ -38,9 +38,6 @@ class Corpus:
         self.frames = np.concatenate(frame_lengths)
         self.mel_start = np.concatenate([[0], np.cumsum(self.mel_length)[:-1]])
         self.frame_start = np.concatenate([[0], np.cumsum(self.frames)[:-1]])
-        if voice_normalised:  # each utterance as the engine hears it: a stream of its own
-            for a, n in zip(self.mel_start, self.mel_length):
-                self.mel[a:a + n] = mel.VoiceNormaliser()(self.mel[a:a + n].astype(np.float32))
         self.cues = np.concatenate([teacher_cues(self.motion[a:a + n].astype(np.float32))
                                     for a, n in zip(self.frame_start, self.frames)])
         self.paths = paths
