@@ -162,6 +162,12 @@ def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict, ste
                               "gain": slope, "offset": intercept, "active_frames": int(active.sum()),
                               "rest": float(rest[latent.index(name)])}
             scatter.setdefault(name, []).append((portrait.name, c, m))
+        # The judge reads jawOpen from the lips: where mouthClose seals them over an open jaw it
+        # reads a shut mouth (and never mouthClose itself), so jawOpen is also judged without it.
+        close = latent.index("mouthClose")
+        apart = commanded[:, close] <= rest[close] + 1e-6
+        channels["jawOpen"]["r_lips_apart"] = judge.pearson(commanded[apart, latent.index("jawOpen")],
+                                                           seen.channel("jawOpen")[apart])
         # each channel alone: clean gains for tuning the renderer's amplitudes
         commanded, owners = sweep_frames(rest, steps)
         images, _ = render_all(renderer, commanded)
@@ -329,7 +335,11 @@ def report(results: dict) -> str:
     passed = {p: sum(results[p]["expression"]["channels"][c]["pass"] for c in judged) for p in names}
     lines += ["Channels passing: " + ", ".join(f"{p} {passed[p]}/{len(judged)}" for p in names)
               + (f" (of the {len(judged)} the judge reports; judge silent: {', '.join(sorted(silent))}: it never "
-                 f"reads them above {SILENT_BELOW} on any frame of any portrait)" if silent else ""), ""]
+                 f"reads them above {SILENT_BELOW} on any frame of any portrait)" if silent else ""), "",
+              "jawOpen over the frames where mouthClose stays at rest (the judge reads the sealed lips of "
+              "mouthClose over an open jaw as a shut mouth): "
+              + ", ".join(f"{p} {results[p]['expression']['channels']['jawOpen']['r_lips_apart']:.2f}" for p in names),
+              ""]
 
     steps = results[names[0]]["expression"]["sweep_steps"]
     lines += ["## Gain (slope of measured on commanded; 1 = the judge sees what was commanded)", "",

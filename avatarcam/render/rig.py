@@ -375,7 +375,8 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
     # Yaw turns the head about its own vertical axis, in the face's frame; pitch and roll then
     # tilt it in the image's.
-    turned = rig.pivot + _cylinder_yaw(local - rig.pivot, target["headYaw"] - rest["headYaw"], rig.head_radius)
+    turned = rig.pivot + _cylinder_yaw(local - rig.pivot, target["headYaw"] - rest["headYaw"], rig.head_radius,
+                                       float(frame[latent.index("headYaw")]) - rest["headYaw"])
     tilt = (latent.rotation(0.0, target["headPitch"], target["headRoll"])
             @ latent.rotation(0.0, rest["headPitch"], rest["headRoll"]).T)
     pivot = rig.axes @ rig.pivot
@@ -386,8 +387,12 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     return (rig.origin[:2] + rig.unit * moved[:, :2]).astype(np.float32)
 
 
-def _cylinder_yaw(p: np.ndarray, angle: float, radius: float) -> np.ndarray:
-    """Turn points (relative to the head's axis, face frame) by `angle` about the vertical axis.
+def _cylinder_yaw(p: np.ndarray, angle: float, radius: float, seen: float) -> np.ndarray:
+    """Turn points (relative to the head's axis, face frame) by `angle` about the vertical axis,
+    sideways; their depth turns by `seen`, the turn the picture is to show (`angle` is larger:
+    TURN_GAIN). Depth matters only to the pitch and roll that follow, which tilt it into the
+    picture: the larger turn's depth would lift one cheek and drop the other, read as roll
+    (4-9 degrees at 20 of yaw and 12 of pitch).
 
     The head is taken as a cylinder of `radius` plus each point's own relief (the nose stands
     out of it). A rigid rotation of the measured mesh would fold the far cheek over itself, which
@@ -408,7 +413,8 @@ def _cylinder_yaw(p: np.ndarray, angle: float, radius: float) -> np.ndarray:
     turned = _soft_limit(phi + angle, knee=0.3 * np.pi, limit=0.49 * np.pi)
     out = p.copy()
     out[:, 0] = radius * np.sin(turned) - sideways * np.sin(angle)
-    out[:, 2] = -radius * np.cos(turned) + relief * np.cos(angle)
+    out[:, 2] = -radius * np.cos(_soft_limit(phi + seen, knee=0.3 * np.pi, limit=0.49 * np.pi)) \
+        + relief * np.cos(seen)
     return out
 
 
