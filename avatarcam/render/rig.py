@@ -27,6 +27,9 @@ RINGS = ((1.2, 1.0), (1.45, 0.5), (1.85, 0.0))
 # Landmarker reads about half of a yaw and 90% of a pitch. These gains make the picture show
 # the commanded angle (measured with bench/roundtrip.py).
 TURN_GAIN = {"headYaw": 2.1, "headPitch": 1.1, "headRoll": 1.0}
+# ... and reads a turned head as rolled against the turn, by about a sixth of the yaw (0.13 on the
+# photo, 0.2 on the cartoon): this much roll with the yaw makes it read none.
+ROLL_PER_YAW = 0.15
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
 
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
@@ -373,10 +376,12 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     gains = TURN_GAIN
     rest = {n: float(rig.rest[latent.index(n)]) for n in gains}
     target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
+    seen_yaw = float(frame[latent.index("headYaw")]) - rest["headYaw"]
+    target["headRoll"] += ROLL_PER_YAW * seen_yaw
     # Yaw turns the head about its own vertical axis, in the face's frame; pitch and roll then
     # tilt it in the image's.
     turned = rig.pivot + _cylinder_yaw(local - rig.pivot, target["headYaw"] - rest["headYaw"], rig.head_radius,
-                                       float(frame[latent.index("headYaw")]) - rest["headYaw"])
+                                       seen_yaw)
     tilt = (latent.rotation(0.0, target["headPitch"], target["headRoll"])
             @ latent.rotation(0.0, rest["headPitch"], rest["headRoll"]).T)
     pivot = rig.axes @ rig.pivot
