@@ -130,12 +130,12 @@ def test_judge_reads_the_commanded_head_turn(renderer, judge, channel, index, de
 def test_a_turned_head_that_nods_does_not_roll(renderer, judge, yaw):
     """Yaw and pitch together: the judge reads no roll that was not commanded (the yaw's depth
     once followed the larger turn TURN_GAIN gives the picture, and the pitch tilted it into 8-9
-    degrees of roll)."""
+    degrees of roll; 0.5-1.8 now)."""
     rig = renderer.scene.rig
     base = _measure(judge, renderer.render(rig.rest)).pose()
     turned = _measure(judge, renderer.render(_with(rig, headYaw=rig.rest[0] + np.radians(yaw),
                                                    headPitch=rig.rest[1] + np.radians(12)))).pose()
-    assert abs(np.degrees(turned[2] - base[2])) < 6.0
+    assert abs(np.degrees(turned[2] - base[2])) < 4.0
 
 
 def test_gaze_moves_the_irises_the_commanded_way(renderer, judge):
