@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from avatarcam import latent
-from avatarcam.render.cpu import CpuRenderer
+from avatarcam.profiles import load_profile
+from avatarcam.render import facemesh as fm
+from avatarcam.render import open_renderer
+from avatarcam.render.cpu import CpuRenderer, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import build_scene
@@ -152,7 +155,7 @@ def test_renderer_uses_current_rig_code_and_the_enrolled_pose(tmp_path):
     import dataclasses
     import shutil
 
-    from avatarcam.profiles import BUNDLED_DIR, load_profile
+    from avatarcam.profiles import BUNDLED_DIR
     from avatarcam.render import RIG_FILE, prepare_rig
 
     copy = tmp_path / "default"
@@ -181,11 +184,6 @@ def test_sealed_lips_meet_along_the_whole_mouth(request, portrait):
     """mouthClose over an open jaw (a bilabial): the lower lip meets the upper one from corner to
     corner and nothing of the mouth's inside shows (the corners once stayed down with the jaw: a
     dark wedge of mouth interior beside sealed lips)."""
-    from avatarcam.profiles import load_profile
-    from avatarcam.render import facemesh as fm
-    from avatarcam.render import open_renderer
-    from avatarcam.render.cpu import mouth_geometry
-
     renderer = (request.getfixturevalue(portrait) if portrait == "renderer"
                 else open_renderer(load_profile("default"), (512, 512), device="cpu"))
     scene = renderer.scene
