@@ -132,7 +132,7 @@ def test_the_struct_layout_matches_the_compilers(kernels_lib):
 def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion):
     cpu, plan = CpuRenderer(hd), gpu.KernelPlan(hd)
     runner = host_runner(kernels_lib)(plan)
-    used = {"warp": 0, "mouth": 0, "lids": 0, "iris": 0}
+    used = {"warp": 0, "mouth": 0, "lids": 0, "iris": 0, "turned iris": 0}
     layer_frames = designed_frames(hd.rig.rest)
     frames = list(layer_frames.items()) + [(f"speech {i}", f) for i, f in enumerate(speech_motion)]
     for name, frame in frames:
@@ -141,6 +141,7 @@ def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion
         used["mouth"] += job.ints.get("mouth_on", 0)
         used["lids"] += sum(job.ints["lid_on"])
         used["iris"] += sum(job.ints["iris_on"])
+        used["turned iris"] += int(np.any(np.asarray(job.floats.get("iris_squeeze", 1.0)) < 0.95))
         expected, got = cpu.render(frame), runner.run(job, "rgb", None)
         assert got.shape == expected.shape == (720, 1280, 3) and got.dtype == np.uint8
         share, exact = _within(got, expected), _within(got, expected, 0)
@@ -152,6 +153,7 @@ def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion
             assert np.mean(region == 0) >= EXACT, f"{name}: the moving pixels differ from the CPU renderer's"
     # every layer was drawn, by the speech and the designed frames alike
     assert used["warp"] >= len(frames) - 1 and used["mouth"] >= 5 and used["lids"] >= 3 and used["iris"] >= 10
+    assert used["turned iris"] >= 1  # an iris narrowed with its turned eye
 
 
 def test_an_odd_frame_size(kernels_lib, profile):

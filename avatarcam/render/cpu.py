@@ -96,7 +96,7 @@ class CpuRenderer:
                 revealed = now_m * (1 - was_m)
                 sub += revealed[..., None] * (white - sub)
                 roi[y0:y1, x0:x1] = np.clip(sub, 0, 255)
-            _paste_clipped(roi, layer.texture, layer.alpha, g.iris_centre, g.outline)
+            _paste_clipped(roi, layer.texture, layer.alpha, g.iris_centre, g.outline, g.squeeze)
             if lid is not None:
                 # The warp stretches the lid skin down over the eye, squeezing the white, iris and
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
@@ -165,6 +165,7 @@ class EyeGeometry:
     outline: np.ndarray      # the lids' outline now (ROI pixels): it clips the iris
     iris_centre: np.ndarray  # ROI pixels, moved over the eyeball for gaze
     lid: LidGeometry | None  # None where the lids are where the portrait has them
+    squeeze: float           # the iris's width as a share of its width in the portrait: a turned eye narrows
 
 
 def unmoved(scene: Scene, moved: np.ndarray, frame: np.ndarray) -> bool:
@@ -186,6 +187,8 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
     ex = across / max(float(np.linalg.norm(across)), 1e-6)
     ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
     lids = frame[LID_CHANNELS] - rig.rest[LID_CHANNELS]  # (eye, channel)
+    scale = latent.index("headLogScale")
+    head_scale = float(np.exp(frame[scale] - rig.rest[scale]))
     if np.abs(lids).max() > 0.02:
         still = frame.copy()
         still[LID_CHANNELS] = rig.rest[LID_CHANNELS]
@@ -212,7 +215,10 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
                                   0.75 * min(1.0, lid_shift / 3.0))
         centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
-        out.append(EyeGeometry(width, now, centre, lid))
+        # foreshortened as its eye: the corners' distance against the portrait's at this head size
+        rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * head_scale
+        squeeze = float(np.clip(width / max(rest_width, 1e-6), 0.2, 1.0))
+        out.append(EyeGeometry(width, now, centre, lid, squeeze))
     return out
 
 
@@ -302,16 +308,19 @@ def _fill(layer: np.ndarray, polygon: np.ndarray, colour: np.ndarray) -> None:
 
 
 def _paste_clipped(roi: np.ndarray, texture: np.ndarray, alpha: np.ndarray, centre: np.ndarray,
-                   polygon: np.ndarray) -> None:
-    """Blend `texture` centred at `centre` into roi, only inside `polygon` (anti-aliased)."""
+                   polygon: np.ndarray, squeeze: float = 1.0) -> None:
+    """Blend `texture` centred at `centre` into roi, only inside `polygon` (anti-aliased), narrowed
+    across to `squeeze` of its width about its centre (an eye turned away is foreshortened)."""
     half = texture.shape[0] // 2
-    # Sub-pixel placement: shift the texture by the fractional part.
     ix, iy = int(np.floor(centre[0])), int(np.floor(centre[1]))
     fx, fy = float(centre[0] - ix), float(centre[1] - iy)
-    m = np.float32([[1, 0, fx], [0, 1, fy]])
+    # Where each pixel samples: x - fx about the centre, widened by 1 / squeeze (warpAffine works in
+    # float on float images: the kernel's ac_eye_open sums the same)
+    m = np.float32([[1 / squeeze, 0, half - (fx + half) / squeeze], [0, 1, -fy]])
     size = (texture.shape[1], texture.shape[0])
-    tex = cv2.warpAffine(texture.astype(np.float32), m, size, borderMode=cv2.BORDER_REPLICATE)
-    a = cv2.warpAffine(alpha, m, size, borderMode=cv2.BORDER_CONSTANT)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    tex = cv2.warpAffine(texture.astype(np.float32), m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(alpha, m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
     x0, y0 = ix - half, iy - half
     h, w = roi.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + size[0], w), min(y0 + size[1], h)

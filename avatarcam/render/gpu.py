@@ -208,7 +208,8 @@ class KernelPlan:
                 "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
         for k in keys:
             job.ints[k] = [0, 0]
-        job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), iris_shift=np.zeros(4))
+        job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), iris_shift=np.zeros(4),
+                          iris_squeeze=np.ones(2))
         for eye, (layer, g) in enumerate(zip(s.eyes, eye_geometry(s, points, frame, origin, shape))):
             if g is None:
                 continue
@@ -250,6 +251,7 @@ class KernelPlan:
                 job.ints[k][eye] = v
             # warpAffine's matrix is float32, so is its shift
             job.floats["iris_shift"][2 * eye:2 * eye + 2] = np.float32([centre[0] - ix, centre[1] - iy])
+            job.floats["iris_squeeze"][eye] = g.squeeze
 
     def _mouth(self, job: FrameJob, points: np.ndarray, frame: np.ndarray) -> None:
         """cpu.CpuRenderer._draw_mouth's geometry and masks; the kernels blur and blend."""

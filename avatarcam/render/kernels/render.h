@@ -75,6 +75,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
   F(half_g) F(mouth_a) FA(iris_shift, 4) /* per eye: the texture's sub-pixel shift x, y */ \
+  FA(iris_squeeze, 2) /* per eye: the texture narrowed across about its centre (a turned eye) */ \
   FA(lash, 6) FA(white, 6) FA(lash_a, 2) \
   FA(cavity, 3) FA(teeth_u, 3) FA(teeth_l, 3) FA(tongue, 3)
 
@@ -204,10 +205,13 @@ AC_FN void ac_eye_open(const Frame& f, int e, int x, int y, int* rgb) {
     }
   }
   if (f.iris_on[e] && x >= f.cx0[e] && x < f.cx1[e] && y >= f.cy0[e] && y < f.cy1[e]) {
-    // cv2.warpAffine shifts the texture by its sub-pixel offset in float coordinates (OpenCV's
-    // own linear warp; unlike remap it does not round positions to 1/32 pixel)
+    // cpu._paste_clipped: cv2.warpAffine samples in float (on float images; unlike remap it
+    // does not round positions to 1/32 pixel), the texture shifted by its sub-pixel offset and
+    // narrowed across about its centre
     int n = f.tex_n[e];
-    float sx = (float)(x - f.px0[e]) - f.iris_shift[2 * e], sy = (float)(y - f.py0[e]) - f.iris_shift[2 * e + 1];
+    float half = (float)(n / 2);
+    float sx = ((float)(x - f.px0[e]) - f.iris_shift[2 * e] - half) / f.iris_squeeze[e] + half;
+    float sy = (float)(y - f.py0[e]) - f.iris_shift[2 * e + 1];
     float clip = ac_mask(f, f.clip_off[e], f.cx1[e] - f.cx0[e], x - f.cx0[e], y - f.cy0[e]);
     int x0 = (int)AC_FLOOR(sx), y0 = (int)AC_FLOOR(sy);
     float ax = sx - (float)x0, ay = sy - (float)y0;
