@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import latent
 from . import facemesh as fm
-from .rig import EYEBALL_RADIUS
+from .rig import EYEBALL_RADIUS, head_scale
 from .scene import Scene
 
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
@@ -187,8 +187,7 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
     ex = across / max(float(np.linalg.norm(across)), 1e-6)
     ey = np.array([-ex[1], ex[0]])  # down the face, as gazePitch
     lids = frame[LID_CHANNELS] - rig.rest[LID_CHANNELS]  # (eye, channel)
-    scale = latent.index("headLogScale")
-    head_scale = float(np.exp(frame[scale] - rig.rest[scale]))
+    scale = float(head_scale(rig, frame))
     if np.abs(lids).max() > 0.02:
         still = frame.copy()
         still[LID_CHANNELS] = rig.rest[LID_CHANNELS]
@@ -216,7 +215,7 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                                   0.75 * min(1.0, lid_shift / 3.0))
         centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
         # foreshortened as its eye: the corners' distance against the portrait's at this head size
-        rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * head_scale
+        rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * scale
         squeeze = float(np.clip(width / max(rest_width, 1e-6), 0.2, 1.0))
         out.append(EyeGeometry(width, now, centre, lid, squeeze))
     return out
@@ -251,9 +250,8 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
     # the portrait's own parting at this head distance (the pose's foreshortening of a gap of a
     # few pixels is far below the threshold: not worth a second deformation of the rig)
     rest = scene.rest_points
-    scale = latent.index("headLogScale")
     still_gap = np.linalg.norm(rest[list(fm.LIPS_LOWER_INNER)] - rest[scene.rig.mouth_top], axis=1) * \
-        float(np.exp(frame[scale] - scene.rig.rest[scale]))
+        float(head_scale(scene.rig, frame))
     opening = float((gap - still_gap)[3:8].max())
     if opening < 0.6:
         return None

@@ -360,6 +360,12 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
                head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze)
 
 
+def head_scale(rig: Rig, frame: np.ndarray):
+    """How much larger than in the portrait the head is drawn in `frame` (headLogScale)."""
+    scale = latent.index("headLogScale")
+    return np.exp(frame[scale] - rig.rest[scale])
+
+
 def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     """Control point positions (M, 2) in portrait pixels for one motion frame (absolute latent).
 
@@ -385,7 +391,7 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     tilt = (latent.rotation(0.0, target["headPitch"], target["headRoll"])
             @ latent.rotation(0.0, rest["headPitch"], rest["headRoll"]).T)
     pivot = rig.axes @ rig.pivot
-    scale = np.exp(frame[latent.index("headLogScale")] - rig.rest[latent.index("headLogScale")])
+    scale = head_scale(rig, frame)
     shift = np.array([frame[latent.index("headX")], frame[latent.index("headY")], 0.0]) * rig.face_width
     posed = pivot + scale * (turned @ rig.axes.T - pivot) @ tilt.T + shift
     moved = cam + rig.follow[:, None] * (posed - cam)
