@@ -421,11 +421,13 @@ def _cylinder_yaw(p: np.ndarray, angle: float, radius: float, seen: float) -> np
     # them, which a warp shows as folds (a tenth as many folded triangles at 20 degrees). Depth
     # keeps the whole relief, for the pitch that follows.
     sideways = np.where(relief > 0, 0.0, RELIEF_PARALLAX * relief)
-    turned = _soft_limit(phi + angle, knee=0.3 * np.pi, limit=0.49 * np.pi)
+
+    def around(turn: float) -> np.ndarray:  # each point's angle round the cylinder after `turn`
+        return _soft_limit(phi + turn, knee=0.3 * np.pi, limit=0.49 * np.pi)
+
     out = p.copy()
-    out[:, 0] = radius * np.sin(turned) - sideways * np.sin(angle)
-    out[:, 2] = -radius * np.cos(_soft_limit(phi + seen, knee=0.3 * np.pi, limit=0.49 * np.pi)) \
-        + relief * np.cos(seen)
+    out[:, 0] = radius * np.sin(around(angle)) - sideways * np.sin(angle)
+    out[:, 2] = -radius * np.cos(around(seen)) + relief * np.cos(seen)
     return out
 
 
