@@ -79,6 +79,7 @@ def test_numpy_network_matches_the_torch_one():
                   controls.astype(np.float32), t.astype(np.float32), on.astype(np.float32),
                   None if given is None else given.astype(np.float32))
         np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-3)
+        assert got.dtype == np.float32  # a float64 pass is the same motion at half the speed
     with torch.no_grad():
         expected = torch.sigmoid(model.lip_logits(f(windows.reshape(b, p + c, -1)))).numpy()
     np.testing.assert_allclose(net.lip_shapes(windows.astype(np.float32)), expected, atol=1e-5)

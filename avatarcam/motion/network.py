@@ -17,6 +17,7 @@ this small, is faster on one CPU core.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,13 +71,30 @@ def schedule(t):
 
 
 def _layer_norm(x, g, b):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-5) * g + b
+    # sums times 1/n rather than .mean(): ndarray.mean's Python overhead cost more than the sums
+    # on this network's 128-wide rows
+    scale = 1.0 / x.shape[-1]
+    d = x - x.sum(-1, keepdims=True) * scale
+    var = np.einsum("...i,...i->...", d, d)[..., None] * scale
+    d /= np.sqrt(var + 1e-5)
+    d *= g
+    d += b
+    return d
 
 
 def _gelu(x):
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+    """0.5 x (1 + tanh(0.7978845608 (x + 0.044715 x^3))), in place on one buffer: three times
+    faster than the formula as written (x ** 3 is a slow power) on this network's small rows."""
+    y = x * x
+    y *= 0.044715
+    y += 1.0
+    y *= x
+    y *= 0.7978845608
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
 
 
 class Network:
@@ -156,7 +174,8 @@ class Network:
             h = _layer_norm(x, w[pre + "norm1.weight"], w[pre + "norm1.bias"])
             qkv = self._linear(h, pre + "qkv").reshape(b, p + chunk, 3, heads, dh).transpose(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]
-            att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
+            # math.sqrt, not np.sqrt: a numpy float64 scalar would make the rest of the pass float64
+            att = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh)
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
             h = (att @ v).transpose(0, 2, 1, 3).reshape(b, p + chunk, c.width)
