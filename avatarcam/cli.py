@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(run=cmd_verify)
 
     co = sub.add_parser("corpus", help="synthesise the motion model's training corpus (resumable)",
-                        description="Speak random sentences and songs in many languages with espeak-ng, make the "
+                        description="Speak random sentences and songs in many languages with espeak-ng, and English "
+                                    "with Festival's voices of recorded people, make the "
                                     "teacher motion for each and degrade the audio like real microphones. Stops "
                                     "and resumes shard by shard.")
     co.add_argument("--out", type=Path, help="corpus directory (default: <cache>/corpus)")

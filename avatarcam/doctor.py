@@ -43,6 +43,7 @@ def report(settings: Settings) -> bool:
 def motion_report() -> bool:
     """The shipped motion model loads; whether this machine could rebuild it (informational)."""
     import ctypes.util
+    import shutil
 
     from .errors import AvatarCamError
     from .motion.diffusion import default_network
@@ -53,9 +54,10 @@ def motion_report() -> bool:
         ok = _line(True, "motion model", f"diffusion, {params / 1e6:.2f} M parameters")
     except AvatarCamError as exc:
         ok = _line(False, "motion model", f"{exc} (`--engine dsp` works without it)")
-    espeak = ctypes.util.find_library("espeak-ng") is not None
-    _line(espeak, "training corpus voices", "espeak-ng present" if espeak else
-          "espeak-ng absent: only needed to retrain the motion model (apt-get install espeak-ng)")
+    voices = ctypes.util.find_library("espeak-ng") is not None and shutil.which("festival") is not None
+    _line(voices, "training corpus voices", "espeak-ng and Festival present" if voices else
+          "espeak-ng or Festival absent: only needed to retrain the motion model "
+          "(apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)")
     return ok
 
 

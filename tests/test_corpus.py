@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import shutil
 
 import numpy as np
 import pytest
@@ -11,12 +12,15 @@ from scipy.signal import resample_poly
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count, loudness_envelope
-from avatarcam.corpus import augment, teacher
+from avatarcam.corpus import augment, phonemes, teacher
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import articulations, is_bilabial, is_rounded
 
 espeak = pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None,
                             reason="espeak-ng is not installed (apt-get install espeak-ng)")
+festival_installed = pytest.mark.skipif(shutil.which("festival") is None,
+                                        reason="Festival is not installed (apt-get install festival festvox-kallpc16k "
+                                               "festvox-kdlpc16k festvox-us-slt-hts)")
 JAW, CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
 LIPS = [latent.index("mouthFunnel"), latent.index("mouthPucker")]
 
@@ -41,24 +45,57 @@ def _track(phones, seconds, controls=teacher.Controls(), seed=0, f0=None):
                          np.random.default_rng(seed))
 
 
-def test_espeak_times_phonemes_where_they_sound(synth):
-    speech = synth.speak("Mama, papa.", "en+m3")
+def _assert_timed_where_it_sounds(speech, bilabials: int):
+    """Speech with a pause in it, as spoken: its bilabials, phones in order inside the audio, loud
+    at the vowels' middles, quiet in the pause."""
     names = [p.name for p in speech.phones]
-    assert sum(is_bilabial(n) for n in names) == 4, names
+    assert sum(is_bilabial(n) for n in names) == bilabials, names
     starts = [p.start for p in speech.phones]
     assert starts == sorted(starts) and speech.phones[-1].end <= len(speech.samples) / speech.rate + 1e-6
-    # the audio is quiet where espeak says nothing is spoken and loud inside its vowels
-    env = loudness_envelope(resample_poly(speech.samples, 320, 441).astype(np.float32), 16000, latent.FPS)
-    vowels = [p for p in speech.phones if p.name.startswith(("a", "ɑ", "ɐ", "ə"))]
-    assert vowels
+    # the audio is quiet where the voice says nothing is spoken and loud inside its vowels
+    env = loudness_envelope(resample_poly(speech.samples, 16000, speech.rate).astype(np.float32),
+                            16000, latent.FPS)
+    vowels = [p for p in speech.phones if articulations(p.name)[0].kind == "vowel"]
+    assert len(vowels) >= 4, names
     for vowel in vowels:
         i = int((vowel.start + vowel.end) / 2 * latent.FPS)
         assert env[i] > env.max() - 25, (vowel, env[i], env.max())
-    # the comma's pause: the longest gap between phonemes, and quiet
+    # the pause: the longest gap between phonemes, and quiet
     gaps = [(b.start - a.end, a.end, b.start) for a, b in zip(speech.phones, speech.phones[1:])]
     length, start, end = max(gaps)
-    assert length > 0.1
-    assert env[int(start * latent.FPS) + 2:int(end * latent.FPS) - 1].max() < env.max() - 30
+    assert length > 0.05
+    assert env[int((start + end) / 2 * latent.FPS)] < env.max() - 30
+
+
+def test_espeak_times_phonemes_where_they_sound(synth):
+    _assert_timed_where_it_sounds(synth.speak("Mama, papa.", "en+m3"), bilabials=4)
+
+
+@festival_installed
+@pytest.mark.parametrize("voice", ["kal", "ked", "slt"])
+def test_festival_times_phones_where_they_sound(voice):
+    from avatarcam.corpus import festival
+
+    _assert_timed_where_it_sounds(festival.speak("We ate at many tables, uninvited.", voice), bilabials=2)
+    slow, fast = (festival.speak("We ate at many tables, uninvited.", voice, speed=wpm) for wpm in (120, 240))
+    ratio = (len(slow.samples) / slow.rate) / (len(fast.samples) / fast.rate)
+    assert 1.5 < ratio < 2.5, ratio  # the speed asked for is the speed spoken
+    assert len(slow.words) == len(fast.words) == 6
+
+
+def test_festival_phones_become_ipa_the_teacher_knows():
+    from avatarcam.corpus import festival
+    from avatarcam.errors import AvatarCamError
+
+    lines = ["S pau 0.2", "S m 0.3", "S uw 0.5", "S v 0.6", "S pau 0.9", "W 0.2"]
+    phones, words = festival.parse(lines, duration=0.8)
+    assert [(p.name, p.start, p.end) for p in phones] == [("m", 0.2, 0.3), ("u", 0.3, 0.5), ("v", 0.5, 0.6)]
+    assert words == [0.2]
+    assert is_bilabial("m") and is_rounded(phones[1].name)
+    for phone, name in festival._IPA.items():  # every phone Festival's US voices speak has a real articulation
+        assert articulations(name)[0] != phonemes._UNKNOWN, phone
+    with pytest.raises(AvatarCamError, match="does not know"):
+        festival.parse(["S xx 0.1"], duration=1.0)
 
 
 def test_espeak_speaks_every_corpus_language_and_voice(synth):
@@ -159,3 +196,29 @@ def test_a_shard_end_to_end(tmp_path):
                   if b.start - (a.end if a else 0.0) > 0.2]
         if vowels and pauses:
             assert env[vowels].mean() > env[pauses].mean() + 3, (u.language, u.voice)
+
+
+@espeak
+@festival_installed
+def test_a_training_shard_speaks_with_festival_voices_too(tmp_path, monkeypatch):
+    from avatarcam.corpus import build, festival
+    from avatarcam.training.evaluate import closures
+
+    monkeypatch.setattr(build, "NATURAL_SHARE", 1.0)  # every spoken utterance Festival's, sung ones espeak-ng's
+    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=20.0)
+    with np.load(path) as z:
+        assert "audio" not in z  # the training split keeps only what training reads
+        spoken = ~z["sung"]
+        assert spoken.any() and set(z["voice"][spoken]) <= set(festival.VOICES)
+        assert set(z["language"][spoken]) == {"en"}
+        fo, mo = z["frame_offsets"], z["mel_offsets"]
+        assert (np.diff(mo) >= np.diff(fo)).all()  # mel rows (100 a second) cover every video frame
+        bilabials = 0
+        for i in np.flatnonzero(spoken):
+            mine = z["phone_utterance"] == i
+            phones = [Phone(str(n), float(a), float(b)) for n, (a, b) in zip(z["phone_name"][mine], z["phone_span"][mine])]
+            assert phones[-1].end <= (fo[i + 1] - fo[i]) / latent.FPS + 0.05
+            shut, total = closures(z["motion"][fo[i]:fo[i + 1]].astype(np.float32), phones)
+            assert shut == total  # the teacher shuts the lips on every bilabial Festival spoke
+            bilabials += total
+        assert bilabials > 5

@@ -22,7 +22,7 @@ from scipy.signal import resample_poly
 
 from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count, loudness_envelope
-from avatarcam.corpus import augment, teacher, text
+from avatarcam.corpus import augment, festival, teacher, text
 from avatarcam.corpus.espeak import Phone, Synthesizer
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ TRAIN_VOICES = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f5", "kla
                 "Denis", "Steph")
 TEST_VOICES = ("m6", "f4", "Michael")
 SONG_SHARE = 0.1
+# Share of the spoken (not sung) training utterances that Festival's voices of recorded people
+# speak, in English (`avatarcam.corpus.festival`); the held-out split stays espeak-ng's.
+NATURAL_SHARE = 0.3
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
@@ -55,16 +58,22 @@ def pitch_track(samples: np.ndarray, frames: int, rate: int = mel.RATE) -> np.nd
     return np.where(voiced, rate / lag, 0.0)
 
 
-def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, babble):
+def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, babble, natural=()):
     language = str(rng.choice(languages))
     voice = str(rng.choice(voices))
     controls = teacher.sample_controls(rng)
     speed_gain, pitch_shift, range_shift = _STYLE_VOICE[controls.emotion]
     sung = rng.random() < SONG_SHARE
-    speech = synth.speak(
-        text.song(language, rng) if sung else text.paragraph(language, rng), f"{language}+{voice}",
-        speed=int(rng.uniform(130, 250) * speed_gain), pitch=int(np.clip(rng.uniform(25, 75) + pitch_shift, 0, 99)),
-        pitch_range=int(np.clip(rng.uniform(30, 80) + range_shift, 0, 99)), ssml=sung)
+    if natural and not sung and rng.random() < NATURAL_SHARE:
+        # Festival's voices keep their own pitch: the tape speed change below varies it
+        language, voice = "en", str(rng.choice(natural))
+        speech = festival.speak(text.paragraph(language, rng), voice, speed=rng.uniform(130, 250) * speed_gain)
+    else:
+        speech = synth.speak(
+            text.song(language, rng) if sung else text.paragraph(language, rng), f"{language}+{voice}",
+            speed=int(rng.uniform(130, 250) * speed_gain),
+            pitch=int(np.clip(rng.uniform(25, 75) + pitch_shift, 0, 99)),
+            pitch_range=int(np.clip(rng.uniform(30, 80) + range_shift, 0, 99)), ssml=sung)
     clean = resample_poly(speech.samples, mel.RATE // 50, speech.rate // 50).astype(np.float32)
     stretch = 1.0
     if rng.random() < 0.3:  # tempo and pitch together, as a tape running fast or slow
@@ -89,11 +98,12 @@ def build_shard(path: Path, split: str, index: int, seed: int, seconds: float = 
     ctypes.CDLL(None).srand(index)  # espeak-ng draws noise from the C library's rand()
     languages = TRAIN_LANGUAGES if split == "train" else TRAIN_LANGUAGES + (TEST_LANGUAGE,) * 3
     voices = TRAIN_VOICES if split == "train" else TEST_VOICES
+    natural = tuple(festival.VOICES) if split == "train" else ()
     synth = Synthesizer()
     items, babble = [], None
     spoken = 0.0
     while spoken < seconds:
-        item = _utterance(synth, rng, languages, voices, babble)
+        item = _utterance(synth, rng, languages, voices, babble, natural)
         babble = item.pop("clean")
         items.append(item)
         spoken += len(babble) / mel.RATE
@@ -132,6 +142,8 @@ def build(out: Path, hours: float = 10.0, test_hours: float = 0.5, jobs: int = 2
     plan = [(out / f"{split}-{i:05d}.npz", split, i) for split, h in (("train", hours), ("test", test_hours))
             for i in range(int(np.ceil(h * 3600 / shard_seconds)))]
     todo = [p for p in plan if not p[0].exists()]
+    if any(split == "train" for _, split, _ in todo):
+        festival.executable()  # before any work: the training split needs Festival's voices
     log.info("corpus: %d shards of %.0f s in %s, %d to build", len(plan), shard_seconds, out, len(todo))
     with ProcessPoolExecutor(max_workers=jobs, max_tasks_per_child=1) as pool, \
             tqdm(total=len(plan), initial=len(plan) - len(todo), unit="shard", disable=not progress) as bar:
