@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from avatarcam.corpus.espeak import Phone, Utterance
 from avatarcam.errors import AvatarCamError
@@ -90,8 +91,6 @@ def parse(lines: list[str], duration: float) -> tuple[list[Phone], list[float]]:
 
 def speak(text: str, voice: str, speed: float = NORMAL_WPM) -> Utterance:
     """Synthesise English `text` with one of VOICES at about `speed` words per minute."""
-    import soundfile
-
     if voice not in VOICES:
         raise AvatarCamError(f"no Festival voice {voice!r} (one of {', '.join(VOICES)})")
     with tempfile.TemporaryDirectory(prefix="avatarcam-festival-") as tmp:
