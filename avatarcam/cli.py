@@ -130,7 +130,8 @@ class _Tee:
 def cmd_corpus(args: argparse.Namespace, settings: Settings) -> int:
     from .corpus.build import build
     out = args.out or settings.cache_dir / "corpus"
-    build(out, hours=args.hours, test_hours=args.test_hours, jobs=args.jobs, seed=args.seed, progress=not args.quiet)
+    build(out, hours=args.hours, test_hours=args.test_hours, jobs=args.jobs, seed=args.seed, progress=not args.quiet,
+          festival_share=args.festival_share)
     print(f"corpus in {out}")
     return 0
 
@@ -336,14 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(run=cmd_verify)
 
     co = sub.add_parser("corpus", help="synthesise the motion model's training corpus (resumable)",
-                        description="Speak random sentences and songs in many languages with espeak-ng, and English "
-                                    "with Festival's voices of recorded people, make the "
+                        description="Speak random sentences and songs in many languages with espeak-ng (and English "
+                                    "with Festival's voices, if asked), make the "
                                     "teacher motion for each and degrade the audio like real microphones. Stops "
                                     "and resumes shard by shard.")
     co.add_argument("--out", type=Path, help="corpus directory (default: <cache>/corpus)")
     co.add_argument("--hours", type=float, default=10.0, help="hours of training speech (default 10)")
     co.add_argument("--test-hours", type=float, default=0.5, help="hours of held-out speech (default 0.5)")
     co.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    co.add_argument("--festival-share", type=float, default=0.0, metavar="F",
+                    help="share of spoken training utterances that Festival's voices of recorded people speak, "
+                         "in English (default 0, the shipped model's corpus; needs festival festvox-kallpc16k "
+                         "festvox-kdlpc16k festvox-us-slt-hts)")
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     co.set_defaults(run=cmd_corpus)

@@ -54,10 +54,11 @@ def motion_report() -> bool:
         ok = _line(True, "motion model", f"diffusion, {params / 1e6:.2f} M parameters")
     except AvatarCamError as exc:
         ok = _line(False, "motion model", f"{exc} (`--engine dsp` works without it)")
-    voices = ctypes.util.find_library("espeak-ng") is not None and shutil.which("festival") is not None
-    _line(voices, "training corpus voices", "espeak-ng and Festival present" if voices else
-          "espeak-ng or Festival absent: only needed to retrain the motion model "
-          "(apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)")
+    espeak = ctypes.util.find_library("espeak-ng") is not None
+    festival = "; Festival present" if shutil.which("festival") else \
+        "; Festival absent (optional: `avatarcam corpus --festival-share`)"
+    _line(espeak, "training corpus voices", ("espeak-ng present" if espeak else
+          "espeak-ng absent: only needed to retrain the motion model (apt-get install espeak-ng)") + festival)
     return ok
 
 

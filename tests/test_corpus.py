@@ -200,12 +200,12 @@ def test_a_shard_end_to_end(tmp_path):
 
 @espeak
 @festival_installed
-def test_a_training_shard_speaks_with_festival_voices_too(tmp_path, monkeypatch):
+def test_a_training_shard_speaks_with_festival_voices_too(tmp_path):
     from avatarcam.corpus import build, festival
     from avatarcam.training.evaluate import closures
 
-    monkeypatch.setattr(build, "NATURAL_SHARE", 1.0)  # every spoken utterance Festival's, sung ones espeak-ng's
-    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=20.0)
+    # every spoken utterance Festival's, sung ones espeak-ng's
+    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=20.0, festival_share=1.0)
     with np.load(path) as z:
         assert "audio" not in z  # the training split keeps only what training reads
         spoken = ~z["sung"]
