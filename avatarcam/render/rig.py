@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
 
 import numpy as np
 
@@ -33,6 +35,23 @@ ROLL_PER_YAW = 0.15
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
 
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
+
+# Per-vertex corrections to the hand-built expression fields, fitted once on MediaPipe's canonical
+# face so that its blendshape head reads each channel as commanded (tools/fit_expressions.py).
+EXPRESSION_FIT_FILE = "expression_fit.npz"
+
+
+@cache
+def _expression_fit() -> np.ndarray:
+    """(44, 468, 3) corrections in face-local units per unit weight (zeros where none is shipped)."""
+    out = np.zeros((len(latent.EXPRESSION), 468, 3), np.float32)
+    path = resources.files("avatarcam") / "data" / EXPRESSION_FIT_FILE
+    if not path.is_file():
+        return out
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as data:
+        for name, correction in zip(data["channels"], data["corrections"], strict=True):
+            out[latent.EXPRESSION.index(str(name))] = correction
+    return out
 
 
 @dataclass
@@ -320,8 +339,12 @@ def _gaze_from_iris(q: np.ndarray, iris_local: np.ndarray) -> tuple[float, float
     return float(np.mean(yaws)), float(np.mean(pitches))
 
 
-def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes: dict[str, float]) -> Rig:
-    """Prepare the rig of a portrait from its 478 landmarks (pixels), head pose and blendshapes."""
+def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes: dict[str, float],
+              fitted: bool = True) -> Rig:
+    """Prepare the rig of a portrait from its 478 landmarks (pixels), head pose and blendshapes.
+
+    `fitted=False` leaves out the shipped expression corrections (for refitting them).
+    """
     points = np.asarray(points, np.float64)
     origin, axes, unit = face_frame(points)
     q = (points - origin) @ axes / unit
@@ -340,6 +363,8 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     expr = _expression_bases(local)
     lids_follow_gaze = expr.pop("_lidsFollowGaze").astype(np.float32)
     bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
+    if fitted:
+        bases[:, :468] += _expression_fit()
     bases[:, 468:] *= 0  # iris points are moved by gaze in the eye layer, not by expressions
 
     # What a portrait's parted lips show (teeth in a smile) belongs to the upper jaw: points at
