@@ -100,7 +100,7 @@ def test_far_from_the_head_nothing_moves(renderer):
     ("renderer", "jawOpen"), ("renderer", "eyeBlinkLeft"), ("renderer", "eyeBlinkRight"), ("renderer", "mouthPucker"),
     ("renderer", "browOuterUpLeft"), ("renderer", "browDownRight"), ("renderer", "mouthStretchRight"),
     ("astronaut", "browInnerUp"), ("astronaut", "eyeBlinkLeft"), ("astronaut", "jawOpen"),
-    ("renderer", "browInnerUp"),
+    ("renderer", "browInnerUp"), ("renderer", "mouthPressLeft"), ("renderer", "mouthPressRight"),
 ])
 def test_judge_sees_a_commanded_expression_grow(request, judge, portrait, channel):
     renderer = request.getfixturevalue(portrait)
@@ -197,3 +197,44 @@ def test_sealed_lips_meet_along_the_whole_mouth(request, portrait):
         # and the renderer draws no mouth interior
         x0, y0, x1, y1 = scene.roi
         assert mouth_geometry(scene, points - (x0, y0), frame, (y1 - y0, x1 - x0)) is None
+
+
+@pytest.mark.parametrize("channel", ["mouthPressLeft", "mouthPressRight"])
+def test_pressed_lips_stay_sealed_and_thin(renderer, channel):
+    """A press thins the lips without parting them (its fitted correction moves each inner lip
+    point with its partner) or folding them: no mouth interior is drawn, the red gets thinner on
+    the pressed side and nowhere crosses the line where the lips meet."""
+    scene = renderer.scene
+    frame = _with(scene.rig, **{channel: 1.0})
+    points = scene.points(frame)
+    x0, y0, x1, y1 = scene.roi
+    assert mouth_geometry(scene, points - (x0, y0), frame, (y1 - y0, x1 - x0)) is None
+    upper_in, lower_in = points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER)]
+    width = float(np.linalg.norm(upper_in[-1] - upper_in[0]))
+    assert np.linalg.norm(lower_in - upper_in, axis=1).max() < 0.06 * width
+
+    def red(p):  # each lip's red height at each contour point between the corners
+        upper = p[list(fm.LIPS_UPPER_INNER[1:-1]), 1] - p[list(fm.LIPS_UPPER_OUTER[1:-1]), 1]
+        lower = p[list(fm.LIPS_LOWER_OUTER[1:-1]), 1] - p[list(fm.LIPS_LOWER_INNER[1:-1]), 1]
+        return upper + lower
+    ratio = red(points) / red(scene.points(scene.rig.rest))
+    pressed = slice(5, None) if channel.endswith("Left") else slice(None, 4)  # contours run right to left side
+    assert ratio[pressed].mean() < 0.85, np.round(ratio, 2)
+    assert ratio.min() > 0.1, np.round(ratio, 2)
+
+
+def test_fitted_corrections_change_only_lip_press(hopper):
+    """The shipped corrections (tools/fit_expressions.py) add to the two press channels' fields on the
+    face mesh, and leave every other channel, the rings and the irises as built by hand."""
+    rig = hopper[3]
+    pose = tuple(float(v) for v in rig.rest[:3])
+    fitted = build_rig(rig.points[:478], pose, {}, fitted=True)
+    hand_built = build_rig(rig.points[:478], pose, {}, fitted=False)
+    change = np.abs(fitted.bases - hand_built.bases).max(axis=2)  # (channel, point)
+    changed = {latent.EXPRESSION[k] for k in np.flatnonzero(change.max(axis=1) > 1e-6)}
+    assert changed == {"mouthPressLeft", "mouthPressRight"}
+    rings_and_irises = np.setdiff1d(np.arange(468, change.shape[1]), fitted.mouth_top)
+    assert change[:, rings_and_irises].max() == 0.0
+    # what parted lips show moves with the upper lip, corrected or not
+    np.testing.assert_array_equal(fitted.bases[:, fitted.mouth_top], fitted.bases[:, list(fm.LIPS_UPPER_INNER)])
+    assert 0.02 < change.max() < 0.15  # face-local units (eye corner to eye corner = 1)

@@ -51,13 +51,16 @@ SUBSET = (0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 5
           387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472, 473,
           474, 475, 476, 477)
 
-# The channels fitted: lip press and roll, whose hand-built fields MediaPipe's head does not read
-# as the channel on the canonical face (0.04-0.41 at weight 1; 0.91-0.95 fitted). Also tried, and
-# left out because the landmark detector then read the rendered pictures worse (bench/roundtrip.py):
-# every channel (a pucker refitted with parted lips read 0.12 on Grace Hopper, was 0.93); the
-# funnel (fitted, it opens the lips wider: judged r 0.80 -> 0.35 on the cartoon, 0.66 -> 0.42 on
-# the painting); eye widening (its fitted lid lift is more than the eye layer can draw).
-CHANNELS = ("mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper")
+# The channels fitted: lip press, whose hand-built field MediaPipe's head does not read as the
+# channel on the canonical face (0.04 at weight 1; 0.92 fitted). Also tried, and left out:
+# - lip roll (0.19-0.41 -> 0.92-0.95 on the canonical face; judged r on the portraits up to
+#   0.31 -> 0.59), but on the portraits' own lips the rolled lip's outer edge crossed the line
+#   where the lips meet (by up to 0.6 of its height), folding the skin;
+# - every channel: the landmark detector then read the rendered pictures worse
+#   (bench/roundtrip.py): a pucker refitted with parted lips read 0.12 on Grace Hopper (was 0.93);
+# - the funnel: fitted, it opens the lips wider (judged r 0.80 -> 0.35 on the cartoon);
+# - eye widening: its fitted lid lift is more than the eye layer can draw.
+CHANNELS = ("mouthPressLeft", "mouthPressRight")
 # Readings that count fully when holding the other channels still (issue 3's list).
 SCORED = ("jawOpen", "mouthFunnel", "mouthPucker", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft",
           "mouthStretchRight", "mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper",
@@ -237,6 +240,7 @@ class ChannelFit:
                 target[self.jaw] = head(self._points(jaw))[self.jaw]
             self.targets.append(target)
         self.delta = [float(f[latent.index(channel)] - rig.rest[latent.index(channel)]) for f in self.frames]
+        self.rest_red = self._red(rest_points)
         # face-local (dx, dy) -> pixels
         self.to_px = rig.unit * rig.axes[:2, :2].T
         # Smoothness: the Laplacian energy of the extended correction, per coordinate.
@@ -249,20 +253,38 @@ class ChannelFit:
             p[self.free] += delta * (self.tie @ correction) @ self.to_px
         return p
 
+    @staticmethod
+    def _red(points: np.ndarray) -> np.ndarray:
+        """Height of the red of each lip (upper, then lower) across the middle of the mouth, pixels."""
+        middle = slice(2, -2)  # the corners' red is too thin to compare
+        upper = points[list(fm.LIPS_UPPER_INNER[middle]), 1] - points[list(fm.LIPS_UPPER_OUTER[middle]), 1]
+        lower = points[list(fm.LIPS_LOWER_OUTER[middle]), 1] - points[list(fm.LIPS_LOWER_INNER[middle]), 1]
+        return np.r_[upper, lower]
+
+    def _fold(self, points: np.ndarray) -> np.ndarray:
+        """Penalty on a lip thinned below a tenth of its rest height: further, its outer edge would
+        cross the line where the lips meet, and the warp would fold the skin over itself."""
+        return 2.0 * np.maximum(0.1 - self._red(points) / self.rest_red, 0.0)
+
+    def _residual(self, points: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = self.head(points)
+        emphasis = np.where(np.arange(len(r)) == self.out, 3.0, 1.0)
+        return r, np.r_[self.weights * emphasis * (r - target), self._fold(points)]
+
     def residuals(self, a: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         readings, res = [], []
         for frame, target, d in zip(self.frames, self.targets, self.delta):
-            r = self.head(self._points(frame, a, d))
+            r, residual = self._residual(self._points(frame, a, d), target)
             readings.append(r)
-            res.append(self.weights * (r - target) * np.where(np.arange(len(r)) == self.out, 3.0, 1.0))
+            res.append(residual)
         return readings, res
 
     def jacobians(self, a: np.ndarray, eps: float = 0.01) -> list[np.ndarray]:
-        """d(weighted residuals)/d(a) per level, by forward differences (eps in face units)."""
+        """d(residuals)/d(a) per level, by forward differences (eps in face units)."""
         out = []
         for frame, target, d in zip(self.frames, self.targets, self.delta):
             base = self._points(frame, a, d)
-            r0 = self.head(base)
+            r0 = self._residual(base, target)[1]
             cols = []
             for i in range(self.tie.shape[1]):
                 moved = self.free[self.tie[:, i] > 0]
@@ -271,9 +293,8 @@ class ChannelFit:
                     step[axis] = eps
                     p = base.copy()
                     p[moved] += d * step @ self.to_px
-                    cols.append((self.head(p) - r0) / eps)
-            scale = self.weights * np.where(np.arange(len(r0)) == self.out, 3.0, 1.0)
-            out.append(np.array(cols).T * scale[:, None])
+                    cols.append((self._residual(p, target)[1] - r0) / eps)
+            out.append(np.array(cols).T)
         return out
 
     def fit(self, iterations: int = 6, size_cost: float = 0.02, smooth_cost: float = 0.5) -> np.ndarray:
