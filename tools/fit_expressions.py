@@ -1,12 +1,13 @@
 """Fit the rig's expression fields to what MediaPipe's blendshape head reads, on its canonical face.
 
-The rig's expression channels (avatarcam/render/rig.py) are hand-built displacement fields. Several
+The rig's expression channels (avatarcam/render/rig.py) are hand-built displacement fields. Some
 of them did not read as their ARKit channel at all (lip press and roll, eye widening, funnel) or
 read as another one (an open jaw as dimples, a funnel as a pucker). The ARKit channels have no
 geometric definition beyond the models that measure them, so this script takes the one we use,
 MediaPipe's blendshape head, as the definition: for each channel it finds the smallest smooth
 correction to the hand-built field such that the head, fed the deformed landmarks, reads the
-commanded value on that channel and leaves the others where they were.
+commanded value on that channel and leaves the others where they were. Only the channels in
+CHANNELS ship a correction (see there for what was tried and why the others do not).
 
 It fits on MediaPipe's own canonical face mesh (in face_landmarker.task), never on a portrait, so
 the judge's round trip on the shared portraits (bench/roundtrip.py) stays a held-out test. The
@@ -16,7 +17,7 @@ blendshape head reads, inside the region the hand-built field moves, and extende
 vertices harmonically over the mesh, so that the skin between stays smooth.
 
     pip install ai-edge-litert   # LiteRT: runs the blendshape model on its own
-    python tools/fit_expressions.py [--model face_landmarker.task]   # about 5 minutes
+    python tools/fit_expressions.py [--model face_landmarker.task]   # about 10 seconds
 
 The model is taken from --model, else AVATARCAM_FACE_MODEL, else ../shared/models.
 """
