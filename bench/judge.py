@@ -282,6 +282,57 @@ def measure_video(path: Path | str) -> Measurements:
 
 
 # ---------------------------------------------------------------------------------------------
+# The judge's blendshape model alone: what it reads from landmarks, without the pixels
+
+# The 146 of the 478 landmarks MediaPipe's blendshape model reads (face_blendshapes_graph.cc).
+BLENDSHAPE_LANDMARKS = (
+    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70,
+    78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149,
+    150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195,
+    197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300,
+    308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375,
+    377, 378, 379, 380, 381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454,
+    466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477)
+
+
+def blendshape_names() -> list[str]:
+    """The blendshape model's outputs: '_neutral', then the ARKit set without tongueOut, alphabetically."""
+    look = {f"eyeLook{way}{side}" for way in ("Down", "In", "Out", "Up") for side in ("Left", "Right")}
+    return ["_neutral"] + sorted((set(latent.EXPRESSION) - {"tongueOut"}) | look)
+
+
+class BlendshapeHead:
+    """MediaPipe's blendshape model on its own, on LiteRT (pip install ai-edge-litert): 478
+    landmarks in pixels (any scale) -> 52 scores, named by `blendshape_names`. Fed the judge's own
+    landmarks it gives the judge's blendshapes; fed the rig's commanded landmarks it tells what the
+    rig's shapes mean, apart from how much of them the pixels show the landmark model."""
+
+    def __init__(self, model: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=model)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.names = blendshape_names()
+
+    @classmethod
+    def from_task(cls, path: Path) -> BlendshapeHead:
+        """The head inside a face_landmarker.task bundle."""
+        import zipfile
+
+        with zipfile.ZipFile(path) as task:
+            return cls(task.read("face_blendshapes.tflite"))
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Scores for one face from its (478, 2+) landmarks."""
+        subset = np.asarray(points)[list(BLENDSHAPE_LANDMARKS), :2]
+        self.interpreter.set_tensor(self.input, np.asarray(subset[None], np.float32))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).copy()
+
+
+# ---------------------------------------------------------------------------------------------
 # Comparing numbers
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

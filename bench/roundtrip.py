@@ -127,6 +127,26 @@ def pixel_motion(rest_image: np.ndarray, images: list[np.ndarray], points: np.nd
     return np.array(out)
 
 
+def geometry_head():
+    """The judge's blendshape model alone (bench.judge.BlendshapeHead), or None without LiteRT."""
+    try:
+        return judge.BlendshapeHead.from_task(judge.face_model())
+    except ImportError:
+        print("  (no ai-edge-litert: the geometry column is left out; pip install ai-edge-litert)")
+        return None
+
+
+def follow(commanded: np.ndarray, measured: np.ndarray) -> float:
+    """How much of the rig's landmark motion (commanded, px) the judge's landmarks follow
+    (measured, px): the least-squares gain over the landmarks the rig moves most (over half its
+    largest motion); 1 = all of it, 0 = none."""
+    size = np.linalg.norm(commanded, axis=1)
+    if not np.isfinite(measured).all() or size.max() < 0.5:
+        return float("nan")
+    moved = size > 0.5 * size.max()
+    return float((measured[moved] * commanded[moved]).sum() / (commanded[moved] ** 2).sum())
+
+
 def render_all(renderer, frames: np.ndarray) -> tuple[list[np.ndarray], float]:
     out, start = [], time.perf_counter()
     for frame in judge.progress(frames, "render"):
@@ -168,13 +188,25 @@ def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict, ste
         apart = commanded[:, close] <= rest[close] + 1e-6
         channels["jawOpen"]["r_lips_apart"] = judge.pearson(commanded[apart, latent.index("jawOpen")],
                                                            seen.channel("jawOpen")[apart])
+        # The same frames read by the judge's blendshape model from the rig's own landmarks, no
+        # pixels: where this r is high and the judge's low, the picture hides the shape.
+        head = geometry_head()
+        if head is not None:
+            read = np.stack([head(renderer.scene.points(f)[:478]) for f in commanded])
+            for name in CHANNELS:
+                channels[name]["geometry_r"] = judge.pearson(commanded[:, latent.index(name)],
+                                                             read[:, head.names.index(name)])
         # each channel alone: clean gains for tuning the renderer's amplitudes
         commanded, owners = sweep_frames(rest, steps)
         images, _ = render_all(renderer, commanded)
         seen_alone = j.measure(images)
         owners = np.array(owners)
+        rest_seen = j.measure([renderer.render(rest)]).points[0]
         for name in CHANNELS:
             rows = owners == name
+            at_1 = np.flatnonzero(rows)[-1]
+            channels[name]["follow"] = follow(renderer.scene.points(commanded[at_1])[:468] - renderer.scene.rest_points[:468],
+                                              seen_alone.points[at_1, :468, :2] - rest_seen[:468, :2])
             c, m = commanded[rows, latent.index(name)], seen_alone.channel(name)[rows]
             channels[name]["alone_r"] = judge.pearson(c, m)
             channels[name]["alone_gain"] = judge.gain(c, m)[0]
@@ -340,6 +372,22 @@ def report(results: dict) -> str:
               "mouthClose over an open jaw as a shut mouth): "
               + ", ".join(f"{p} {results[p]['expression']['channels']['jawOpen']['r_lips_apart']:.2f}" for p in names),
               ""]
+
+    if all("geometry_r" in results[p]["expression"]["channels"]["jawOpen"] for p in names):
+        lines += ["## Where a channel is lost: the rig's shape or the picture", "",
+                  "judge: r above (the Face Landmarker on the pixels); geometry: r of the same frames read by "
+                  "its blendshape model from the rig's own commanded landmarks, no pixels (bench.judge."
+                  "BlendshapeHead): low, the rig's shape does not mean the channel; high while the judge's r "
+                  "is low, the picture does not show the shape to the landmark model. follow: how much of the "
+                  "rig's landmark motion at 1 (channel alone) the judge's landmarks follow (1 = all).", ""]
+        rows = []
+        for ch in CHANNELS:
+            row: list[object] = [ch]
+            for p in names:
+                c = results[p]["expression"]["channels"][ch]
+                row.append(f"{judge.fmt(c['r'])} / {judge.fmt(c['geometry_r'])} / {judge.fmt(c['follow'])}")
+            rows.append(row)
+        lines += [judge.table(["channel: judge r / geometry r / follow"] + names, rows), ""]
 
     steps = results[names[0]]["expression"]["sweep_steps"]
     lines += ["## Gain (slope of measured on commanded; 1 = the judge sees what was commanded)", "",

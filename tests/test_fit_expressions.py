@@ -11,6 +11,7 @@ import pytest
 
 from avatarcam import latent
 from avatarcam.render.rig import _expression_fit, build_rig, deform
+from bench.judge import BlendshapeHead
 
 pytest.importorskip("ai_edge_litert", reason="LiteRT (pip install ai-edge-litert) runs the blendshape head")
 
@@ -28,16 +29,16 @@ def tool():
 @pytest.fixture(scope="module")
 def canonical(tool, face_model):
     with zipfile.ZipFile(face_model) as task:
-        head = tool.BlendshapeHead(task.read("face_blendshapes.tflite"))
+        head = BlendshapeHead(task.read("face_blendshapes.tflite"))
         vertices, triangles = tool.canonical_mesh(task)
-    names = tool.head_names()
     points = tool.canonical_points(vertices, head)
-    blendshapes = dict(zip(names[1:], map(float, head(points)[1:])))
-    return head, names, points, blendshapes, tool.laplacian(triangles, 468)
+    blendshapes = dict(zip(head.names[1:], map(float, head(points)[1:])))
+    return head, head.names, points, blendshapes, tool.laplacian(triangles, 468)
 
 
 def test_head_reproduces_mediapipe_on_a_real_face(canonical, face_model, portraits_dir):
-    """The head alone, fed the Face Landmarker's own landmarks, gives the Landmarker's blendshapes."""
+    """The head alone (bench.judge.BlendshapeHead), fed the Face Landmarker's own landmarks, gives
+    the Landmarker's blendshapes."""
     import cv2
 
     from avatarcam.render.face import FaceMeasurer
@@ -65,12 +66,12 @@ def test_refit_reproduces_the_shipped_correction(tool, canonical):
     head, names, points, blendshapes, lap = canonical
     rig = build_rig(points, (0.0, 0.0, 0.0), blendshapes, fitted=False)
     channel = "mouthPressRight"
-    before, _ = tool.summary(head, rig, channel, names)
-    fit = tool.ChannelFit(head, rig, lap, channel, names)
+    before, _ = tool.summary(head, rig, channel)
+    fit = tool.ChannelFit(head, rig, lap, channel)
     correction = fit.correction(fit.fit())
     k = latent.EXPRESSION.index(channel)
     rig.bases[k, :468] += correction
-    after, _ = tool.summary(head, rig, channel, names)
+    after, _ = tool.summary(head, rig, channel)
     assert before < 0.3 and after > 0.85, (before, after)
     frame = rig.rest.copy()
     frame[latent.index(channel)] = 1.0

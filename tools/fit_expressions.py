@@ -41,16 +41,7 @@ sys.path.insert(0, str(ROOT))
 from avatarcam import latent  # noqa: E402
 from avatarcam.render import facemesh as fm  # noqa: E402
 from avatarcam.render.rig import EXPRESSION_FIT_FILE, build_rig, deform  # noqa: E402
-
-# The 146 landmarks the blendshape head reads (face_blendshapes_graph.cc) and its 52 outputs.
-SUBSET = (0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65,
-          66, 67, 70, 78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144,
-          145, 146, 148, 149, 150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173,
-          176, 178, 181, 185, 191, 195, 197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284,
-          285, 288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332,
-          334, 336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381, 382, 384, 385, 386,
-          387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472, 473,
-          474, 475, 476, 477)
+from bench.judge import BLENDSHAPE_LANDMARKS, BlendshapeHead  # noqa: E402
 
 # The channels fitted: lip press, whose hand-built field MediaPipe's head does not read as the
 # channel on the canonical face (0.04 at weight 1; 0.92 fitted). Also tried, and left out:
@@ -72,25 +63,6 @@ SCORED = ("jawOpen", "mouthFunnel", "mouthPucker", "mouthSmileLeft", "mouthSmile
 SEALED = ("mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper")
 LEVELS = (0.5, 1.0)
 PX_PER_CM = 20.0  # the canonical mesh is in centimetres; any scale reads the same
-
-
-class BlendshapeHead:
-    """MediaPipe's blendshape model on LiteRT: 146 landmarks (pixels) -> 52 scores."""
-
-    def __init__(self, model: bytes) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_content=model)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
-
-    def __call__(self, points: np.ndarray) -> np.ndarray:
-        """Scores for one face: `points` (478, 2+) or the subset (146, 2)."""
-        subset = points[list(SUBSET)] if len(points) == 478 else points
-        self.interpreter.set_tensor(self.input, np.asarray(subset[None, :, :2], np.float32))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output).copy()
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
@@ -148,17 +120,11 @@ def canonical_points(vertices: np.ndarray, head: BlendshapeHead) -> np.ndarray:
         return np.concatenate(out)
 
     lifts = np.linspace(0.0, 0.4 * PX_PER_CM, 41)
-    names = head_names()
+    names = head.names
     down = [names.index("eyeLookDownLeft"), names.index("eyeLookDownRight")]
     up = [names.index("eyeLookUpLeft"), names.index("eyeLookUpRight")]
     cost = [np.abs(head(with_irises(s))[down + up]).sum() for s in lifts]
     return with_irises(float(lifts[int(np.argmin(cost))])).astype(np.float64)
-
-
-def head_names() -> list[str]:
-    """The head's outputs: '_neutral', then the ARKit set without tongueOut, alphabetically."""
-    look = {f"eyeLook{way}{side}" for way in ("Down", "In", "Out", "Up") for side in ("Left", "Right")}
-    return ["_neutral"] + sorted((set(latent.EXPRESSION) - {"tongueOut"}) | look)
 
 
 def laplacian(triangles: np.ndarray, n: int) -> scipy.sparse.csr_matrix:
@@ -196,12 +162,13 @@ def extension(lap: scipy.sparse.csr_matrix, free: np.ndarray, region: np.ndarray
 class ChannelFit:
     """Levenberg-Marquardt over the correction at the free landmarks of one channel."""
 
-    def __init__(self, head: BlendshapeHead, rig, lap, channel: str, names: list[str]) -> None:
+    def __init__(self, head: BlendshapeHead, rig, lap, channel: str) -> None:
         self.head, self.rig, self.channel = head, rig, channel
+        names = head.names
         k = latent.EXPRESSION.index(channel)
         field = rig.bases[k, :468].astype(np.float64)
         region = region_of(field, lap)
-        free = [i for i in SUBSET if i < 468 and region[i]]
+        free = [i for i in BLENDSHAPE_LANDMARKS if i < 468 and region[i]]
         if channel in SEALED:  # both inner lips are free, and share one correction per pair
             free = sorted(set(free) | set(fm.LIPS_UPPER_INNER) | set(fm.LIPS_LOWER_INNER))
         self.free = np.array(free)
@@ -328,8 +295,9 @@ class ChannelFit:
         return out
 
 
-def summary(head: BlendshapeHead, rig, channel: str, names: list[str]) -> tuple[float, str]:
+def summary(head: BlendshapeHead, rig, channel: str) -> tuple[float, str]:
     """What the head reads on `channel` commanded at 1, and the largest other change."""
+    names = head.names
     frame = rig.rest.copy()
     frame[latent.index(channel)] = 1.0
     if channel == "mouthClose":
@@ -356,23 +324,21 @@ def main() -> None:
     with zipfile.ZipFile(args.model) as task:
         head = BlendshapeHead(task.read("face_blendshapes.tflite"))
         vertices, triangles = canonical_mesh(task)
-    names = head_names()
     points = canonical_points(vertices, head)
-    reading = head(points)
-    blendshapes = {n: float(v) for n, v in zip(names[1:], reading[1:])}
+    blendshapes = {n: float(v) for n, v in zip(head.names[1:], head(points)[1:])}
     rig = build_rig(points, (0.0, 0.0, 0.0), blendshapes, fitted=False)
     lap = laplacian(triangles, 468)
 
     corrections = np.zeros((len(latent.EXPRESSION), 468, 3), np.float32)
     print(f"{'channel':18s} {'hand-built reads':>28s}   {'fitted reads':>28s}")
     for channel in args.channels:
-        fit = ChannelFit(head, rig, lap, channel, names)
-        before = summary(head, rig, channel, names)
+        fit = ChannelFit(head, rig, lap, channel)
+        before = summary(head, rig, channel)
         a = fit.fit()
         k = latent.EXPRESSION.index(channel)
         corrections[k] = fit.correction(a)
         rig.bases[k, :468] += corrections[k]
-        after = summary(head, rig, channel, names)
+        after = summary(head, rig, channel)
         print(f"{channel:18s} {before[0]:5.2f} ({before[1]:>20s})   {after[0]:5.2f} ({after[1]:>20s})"
               f"   free {len(fit.free)}, max {np.abs(corrections[k]).max():.3f}", flush=True)
     np.savez_compressed(args.out, channels=np.array(latent.EXPRESSION), corrections=corrections)
