@@ -238,3 +238,19 @@ def test_fitted_corrections_change_only_lip_press(hopper):
     # what parted lips show moves with the upper lip, corrected or not
     np.testing.assert_array_equal(fitted.bases[:, fitted.mouth_top], fitted.bases[:, list(fm.LIPS_UPPER_INNER)])
     assert 0.02 < change.max() < 0.15  # face-local units (eye corner to eye corner = 1)
+
+
+@pytest.mark.parametrize("portrait", ["renderer", "astronaut"])
+def test_a_closed_eye_is_one_smooth_lash_line(request, portrait):
+    """At a full blink both lids meet along one smooth curve from corner to corner (meeting point
+    by point, the closed lid copied each bump of the lower lid into a kinked lash line)."""
+    scene = request.getfixturevalue(portrait).scene
+    frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
+    points = scene.points(frame)
+    for upper, lower in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)):
+        lid, low = points[list(upper)], points[list(lower)]
+        width = float(np.linalg.norm(lid[-1] - lid[0]))
+        curve = np.poly1d(np.polyfit(lid[:, 0], lid[:, 1], 2))
+        assert np.abs(lid[:, 1] - curve(lid[:, 0])).max() < 0.02 * width  # kinked: 0.03-0.04
+        # the lower lid is on the same curve: the eye is shut, with no slit left
+        assert np.abs(low[:, 1] - curve(low[:, 0])).max() < 0.03 * width

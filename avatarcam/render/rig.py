@@ -234,10 +234,18 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         reach = 0.5 * max(float(np.min(lid_y)) - brow_y, 0.05)  # the lid skin, never the brow
         above = in_eye_x * (1 - _smoothstep(0.0, reach, lid_y - y)) * (y <= lid_y + 1e-6)
         below_lid = in_eye_x * (1 - _smoothstep(0.0, 0.12, y - low_y)) * (y >= low_y - 1e-6)
-        # In a blink the upper lid does the travelling; the lower lid barely rises.
-        blink = field(dy=0.92, w=above * gap_at) + field(dy=-0.08, w=below_lid * gap_at)
-        blink[upper, 1] = 0.92 * gap
-        blink[lower, 1] = -0.08 * gap
+        # In a blink the upper lid does the travelling; the lower lid barely rises. Both meet on
+        # one smooth curve just above the lower lid: meeting point by point, the closed lid copied
+        # every bump of the lower lid's contour (and the offset between paired upper and lower
+        # points) into a kinked lash line.
+        closed = _closed_lid(q[upper, :2], q[lower, :2])
+        lower_order = np.argsort(q[lower, 0])
+        low_at = np.interp(x, q[lower, 0][lower_order], q[lower, 1][lower_order])
+        inside = (x > eye_x.min()) & (x < eye_x.max())
+        blink = (field(dy=1.0, w=above * inside * (closed(x) - lid_y))
+                 + field(dy=1.0, w=below_lid * inside * (closed(x) - low_at)))
+        blink[upper, 1] = closed(q[upper, 0]) - q[upper, 1]
+        blink[lower, 1] = closed(q[lower, 0]) - q[lower, 1]
         b[f"eyeBlink{side}"] = blink
         squint = field(dy=-0.5, w=below_lid * gap_at) + field(dy=0.15, w=above * gap_at)
         squint[lower, 1] = -0.5 * gap
@@ -302,6 +310,21 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     b["cheekPuff"] = field(dx=0.05 * np.sign(x), w=_bump(np.abs(x), 0.5, 0.2) * _bump(y, 0.65, 0.25) * face_pts)
     b["tongueOut"] = np.zeros((n, 3))  # drawn in the mouth layer, not a deformation
     return b
+
+
+def _closed_lid(upper: np.ndarray, lower: np.ndarray):
+    """y(x) of where an eye's lids meet when it closes: 3% of the way from the lower lid to the
+    upper one, as a parabola (least squares, the corners held) so the lash line runs smoothly.
+    (Meeting higher, at 8%, the judge read Grace Hopper's closed left eye a little less shut:
+    blink r 0.91 -> 0.89 in bench/roundtrip.py; a lash line tapered toward the corners cost as much.)"""
+    order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    xs = np.linspace(min(upper[:, 0].min(), lower[:, 0].min()), max(upper[:, 0].max(), lower[:, 0].max()), 17)
+    lid = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
+    low = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
+    meet = 0.97 * low + 0.03 * lid
+    weights = np.ones_like(xs)
+    weights[[0, -1]] = 10.0  # the corners stay where they are
+    return np.poly1d(np.polyfit(xs, meet, 2, w=weights))
 
 
 def _rest_latent(face_pose: tuple[float, float, float], blendshapes: dict[str, float],
