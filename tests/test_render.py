@@ -254,3 +254,18 @@ def test_a_closed_eye_is_one_smooth_lash_line(request, portrait):
         assert np.abs(lid[:, 1] - curve(lid[:, 0])).max() < 0.02 * width  # kinked: 0.03-0.04
         # the lower lid is on the same curve: the eye is shut, with no slit left
         assert np.abs(low[:, 1] - curve(low[:, 0])).max() < 0.03 * width
+
+
+def test_an_open_mouth_is_a_lens_not_a_box(renderer):
+    """With the jaw open, the upper lip's sides go down with the corners and its middle stays:
+    the opening's top arches into the corners (held still, the upper lip made a straight top edge
+    ending in dark wedges at the corners)."""
+    scene = renderer.scene
+    rest = scene.points(scene.rig.rest)
+    points = scene.points(_with(scene.rig, jawOpen=0.5))
+    drop = (points - rest)[list(fm.LIPS_UPPER_INNER), 1]  # corner, ..., middle, ..., corner
+    corners = (drop[0] + drop[-1]) / 2
+    assert corners > 2.0  # px: the corners follow the jaw
+    assert abs(drop[5]) < 0.05 * corners
+    assert np.all(drop[[1, -2]] > 0.3 * corners) and np.all(drop[[1, -2]] <= corners + 1e-3)
+    assert np.all(np.diff(drop[:6]) <= 1e-3) and np.all(np.diff(drop[5:]) >= -1e-3)  # down toward the corners

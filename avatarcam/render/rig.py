@@ -154,6 +154,10 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     # which makes the opening an oval rather than a box.
     taper = np.sqrt(np.clip(1 - (np.abs(x - mx) / (1.05 * half)) ** 2, 0.05, 1))  # an elliptical opening
     below *= taper + (1 - taper) * _smoothstep(0.05, 0.3, y - line)
+    # The upper lip's sides go down a little with the corners (none mid-lip, as far as the
+    # corners beside them): the opening is then a lens between two arches, where an upper lip
+    # held still made its top a straight edge ending in dark wedges at the corners.
+    below[upper_lip] = float(np.mean(below[corners])) * np.clip(np.abs(x[upper_lip] - mx) / half, 0, 1) ** 2
     pivot_y, pivot_z = 0.2, 0.55
     theta = 0.6  # radians at jawOpen 1: about 4.5 cm between the lips, a wide-open mouth
     # An opening jaw also draws the corners in a little (the mouth narrows as it opens); without
@@ -195,7 +199,7 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     # near the corners can sit a hair above the line interpolated between both lips, where a cut
     # left them dropped with the jaw (a dark wedge at the corner of sealed lips).
     lower_lip_to_chin = to_chin * _bump(x, mx, 2.5 * half) * face_pts
-    lower_lip_to_chin[upper_lip] = 0.0
+    lower_lip_to_chin[upper_lip] = 1.0  # the upper lip's sides, lowered with the jaw, come back up too
     lower_lip_to_chin[lower_lip] = 1.0  # the lips meet along their whole width, not only mid-mouth
     b["mouthClose"] = -b["jawOpen"] * lower_lip_to_chin[:, None]
 
