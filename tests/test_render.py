@@ -269,3 +269,20 @@ def test_an_open_mouth_is_a_lens_not_a_box(renderer):
     assert abs(drop[5]) < 0.05 * corners
     assert np.all(drop[[1, -2]] > 0.3 * corners) and np.all(drop[[1, -2]] <= corners + 1e-3)
     assert np.all(np.diff(drop[:6]) <= 1e-3) and np.all(np.diff(drop[5:]) >= -1e-3)  # down toward the corners
+
+
+def test_upper_teeth_are_longest_in_the_middle(renderer):
+    """The upper front teeth hang from the upper lip, longest at the incisors and shorter toward
+    the canines, and stay inside the opening."""
+    scene = renderer.scene
+    frame = _with(scene.rig, jawOpen=0.4)
+    x0, y0, x1, y1 = scene.roi
+    m = mouth_geometry(scene, scene.points(frame) - (x0, y0), frame, (y1 - y0, x1 - x0))
+    assert m is not None and m.upper_teeth is not None
+    n = len(m.upper_teeth) // 2
+    top, bottom = m.upper_teeth[:n], m.upper_teeth[n:][::-1]
+    length = bottom[:, 1] - top[:, 1]
+    assert length[n // 2] > 0.08 * m.width
+    assert length[0] < 0.7 * length[n // 2] and length[-1] < 0.7 * length[n // 2]
+    inside = cv2.pointPolygonTest(m.polygon.astype(np.float32), tuple(map(float, bottom[n // 2])), False)
+    assert inside > 0

@@ -23,6 +23,7 @@ GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                          for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
 INVERSE_ITERATIONS = 3
+UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
 _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 
 
@@ -275,7 +276,12 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
     tooth_h = 0.06 * width
     upper_teeth = None
     if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
-        upper_teeth = np.concatenate([top[2:-2], (top[2:-2] + (0, tooth_h))[::-1]]) - off
+        # incisors longest in the middle, the row shortening toward the canines (a band of even
+        # height read as a mouth guard)
+        row = top[2:-2]
+        across = np.linspace(-1.0, 1.0, len(row))
+        length = UPPER_TEETH * width * np.sqrt(1.0 - 0.75 * across ** 2)
+        upper_teeth = np.concatenate([row, (row + np.c_[np.zeros(len(row)), length])[::-1]]) - off
     lower_teeth = np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off
     return MouthGeometry(box, polygon - off, upper_teeth, lower_teeth, tongue, width, feather,
                          min(1.0, opening / 2.0))
