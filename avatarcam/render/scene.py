@@ -161,7 +161,7 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     ivory = np.array([236.0, 230, 218]) * min(1.0, float(np.percentile(image[lips > 0].mean(axis=1), 90)) / 150
                                              if lips.any() else 1.0)
     teeth = np.clip(0.5 * white + 0.5 * ivory, 0, 255)
-    cavity = lip * 0.18 + np.array([10, 2, 2])
+    cavity = lip * 0.3 + np.array([10, 2, 2])
     tongue = lip * 0.8 + np.array([20, 0, 0])
     return np.clip(np.stack([cavity, teeth, tongue]), 0, 255)
 
