@@ -24,6 +24,8 @@ LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeW
                          for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
 INVERSE_ITERATIONS = 3
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
+# The teeth's light against the eyes' whites: the lower ones stand in the upper lip's shadow.
+UPPER_TEETH_SHADE, LOWER_TEETH_SHADE = 0.9, 0.85
 _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 
 
@@ -133,8 +135,8 @@ class CpuRenderer:
         layer += (m.tongue.astype(np.float32) / 255 * (1.0 - 0.3 * depth))[..., None] * (tongue - layer)
         # the front teeth sit at the front, out of the depth's shadow
         if m.upper_teeth is not None:
-            _fill(layer, m.upper_teeth, teeth * 0.9)
-        _fill(layer, m.lower_teeth, teeth * 0.75)
+            _fill(layer, m.upper_teeth, teeth * UPPER_TEETH_SHADE)
+        _fill(layer, m.lower_teeth, teeth * LOWER_TEETH_SHADE)
         # A slight blur keeps the drawn parts from looking cut out; the opening's edge is feathered
         # so the lips' inner rims fall into the mouth's shadow instead of ending on a cut line.
         layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * m.width))

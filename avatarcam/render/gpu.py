@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import CpuRenderer, coverage, eye_geometry, mouth_geometry, unmoved
+from .cpu import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, mouth_geometry, unmoved
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -272,8 +272,8 @@ class KernelPlan:
                         kd=len(depth), kd_off=job.add_taps(depth), kf=len(edge), kf_off=job.add_taps(edge),
                         kl=len(soft), kl_off=job.add_taps(soft), w_ah=job.add_work(area), w_fh=job.add_work(area),
                         w_alpha=job.add_work(area), w_l1=job.add_work(3 * area), w_l2=job.add_work(3 * area))
-        job.floats.update(mouth_a=m.strength, cavity=cavity, teeth_u=teeth * 0.9,
-                          teeth_l=teeth * 0.75, tongue=tongue)
+        job.floats.update(mouth_a=m.strength, cavity=cavity, teeth_u=teeth * UPPER_TEETH_SHADE,
+                          teeth_l=teeth * LOWER_TEETH_SHADE, tongue=tongue)
 
 
 def _triangles(weights) -> tuple[np.ndarray, np.ndarray]:
