@@ -10,7 +10,8 @@ commanded value on that channel and leaves the others where they were. Only the 
 CHANNELS ship a correction (see there for what was tried and why the others do not).
 
 It fits on MediaPipe's own canonical face mesh (in face_landmarker.task), never on a portrait, so
-the judge's round trip on the shared portraits (bench/roundtrip.py) stays a held-out test. The
+the fitted fields are held out from the judge's round trip on the shared portraits
+(bench/roundtrip.py); which channels ship a correction was decided on that round trip, though. The
 corrections are stored per mesh vertex in face-local units (avatarcam/data/expression_fit.npz),
 which transfer to any face of the same topology. The correction is free on the landmarks the
 blendshape head reads, inside the region the hand-built field moves, and extended to the other
