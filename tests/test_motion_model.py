@@ -105,7 +105,7 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     motion[:, JAW] = [0.5, 0.5, 0.5, 0.05, 0.2]
     motion[:, close] = [0.1, 0.1, 0.1, 0.0, 0.0]
     motion[4, pucker] = 0.9  # already rounded more than the head would
-    unsure = (lips.SURE_FROM + lips.SURE_AT) / 2
+    unsure = (lips.SURE_FROM[0] + lips.SURE_AT[0]) / 2  # of shut lips
     sure = np.array([[0.0, 0.0], [unsure, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
     settled = lips.settle(motion.copy(), sure)
     gap = settled[:, JAW] - settled[:, close]
