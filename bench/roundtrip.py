@@ -166,6 +166,7 @@ def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict, ste
     renderer = judge.make_renderer(portrait, SIZE)
     result: dict = {"enrolled_by": portrait.how, "stylised": portrait.stylised, "frames": n}
     with judge.Judge(video=False) as j:
+        rest_seen = j.measure([renderer.render(rest)])  # what every measure below is taken from
         # --- expressions
         commanded = expression_frames(rest, n, rng)
         images, render_ms = render_all(renderer, commanded)
@@ -201,12 +202,11 @@ def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict, ste
         images, _ = render_all(renderer, commanded)
         seen_alone = j.measure(images)
         owners = np.array(owners)
-        rest_seen = j.measure([renderer.render(rest)]).points[0]
         for name in CHANNELS:
             rows = owners == name
             at_1 = np.flatnonzero(rows)[-1]
             channels[name]["follow"] = follow(renderer.scene.points(commanded[at_1])[:468] - renderer.scene.rest_points[:468],
-                                              seen_alone.points[at_1, :468, :2] - rest_seen[:468, :2])
+                                              seen_alone.points[at_1, :468, :2] - rest_seen.points[0, :468, :2])
             c, m = commanded[rows, latent.index(name)], seen_alone.channel(name)[rows]
             channels[name]["alone_r"] = judge.pearson(c, m)
             channels[name]["alone_gain"] = judge.gain(c, m)[0]
@@ -221,7 +221,6 @@ def run_portrait(portrait: judge.Portrait, n: int, seed: int, scatter: dict, ste
         commanded = pose_frames(rest, n, rng)
         images, _ = render_all(renderer, commanded)
         seen = j.measure(images)
-        rest_seen = j.measure([renderer.render(rest)])
         axes = {}
         for k, name in enumerate(("headYaw", "headPitch", "headRoll")):
             c = commanded[:, latent.index(name)]

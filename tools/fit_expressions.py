@@ -175,7 +175,6 @@ class ChannelFit:
         self.free = np.array(free)
         self.extend = extension(lap, self.free, region)
         # tie (free points, parameters): which parameter moves each free point
-        params = list(free)
         if channel in SEALED:
             partner = dict(zip(fm.LIPS_LOWER_INNER, fm.LIPS_UPPER_INNER))
             params = [i for i in free if i not in partner]
@@ -188,7 +187,6 @@ class ChannelFit:
         weights[0] = 0.0  # _neutral
         self.weights = weights
         self.out = names.index(channel)
-        self.jaw = names.index("jawOpen")
         # Where a value is commanded: each level, and the rest it starts from.
         self.frames = []
         for level in LEVELS:
@@ -198,15 +196,15 @@ class ChannelFit:
                 frame[latent.index("jawOpen")] = level  # lips sealed over an open jaw
             self.frames.append(frame)
         rest_points = deform(rig, rig.rest)
-        self.rest_reading = head(np.c_[rest_points, np.zeros(len(rest_points))][:478])
+        rest_reading = head(rest_points[:478])
         self.targets = []
-        for level, frame in zip(LEVELS, self.frames):
-            target = self.rest_reading.copy()
+        for level in LEVELS:
+            target = rest_reading.copy()
             target[self.out] = min(level, 0.97)
             if channel == "mouthClose":  # the jaw still reads open under the sealed lips
                 jaw = rig.rest.copy()
                 jaw[latent.index("jawOpen")] = level
-                target[self.jaw] = head(self._points(jaw))[self.jaw]
+                target[names.index("jawOpen")] = head(self._points(jaw))[names.index("jawOpen")]
             self.targets.append(target)
         self.delta = [float(f[latent.index(channel)] - rig.rest[latent.index(channel)]) for f in self.frames]
         self.rest_red = self._red(rest_points)
@@ -235,25 +233,22 @@ class ChannelFit:
         cross the line where the lips meet, and the warp would fold the skin over itself."""
         return 2.0 * np.maximum(0.1 - self._red(points) / self.rest_red, 0.0)
 
-    def _residual(self, points: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _residual(self, points: np.ndarray, target: np.ndarray) -> np.ndarray:
         r = self.head(points)
         emphasis = np.where(np.arange(len(r)) == self.out, 3.0, 1.0)
-        return r, np.r_[self.weights * emphasis * (r - target), self._fold(points)]
+        return np.r_[self.weights * emphasis * (r - target), self._fold(points)]
 
-    def residuals(self, a: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        readings, res = [], []
-        for frame, target, d in zip(self.frames, self.targets, self.delta):
-            r, residual = self._residual(self._points(frame, a, d), target)
-            readings.append(r)
-            res.append(residual)
-        return readings, res
+    def residuals(self, a: np.ndarray) -> list[np.ndarray]:
+        """The residuals at each level for correction `a` (parameters, 2)."""
+        return [self._residual(self._points(frame, a, d), target)
+                for frame, target, d in zip(self.frames, self.targets, self.delta)]
 
     def jacobians(self, a: np.ndarray, eps: float = 0.01) -> list[np.ndarray]:
         """d(residuals)/d(a) per level, by forward differences (eps in face units)."""
         out = []
         for frame, target, d in zip(self.frames, self.targets, self.delta):
             base = self._points(frame, a, d)
-            r0 = self._residual(base, target)[1]
+            r0 = self._residual(base, target)
             cols = []
             for i in range(self.tie.shape[1]):
                 moved = self.free[self.tie[:, i] > 0]
@@ -262,7 +257,7 @@ class ChannelFit:
                     step[axis] = eps
                     p = base.copy()
                     p[moved] += d * step @ self.to_px
-                    cols.append((self._residual(p, target)[1] - r0) / eps)
+                    cols.append((self._residual(p, target) - r0) / eps)
             out.append(np.array(cols).T)
         return out
 
@@ -271,8 +266,12 @@ class ChannelFit:
         a = np.zeros((n, 2))
         reg = size_cost * np.eye(2 * n) + smooth_cost * np.kron(self.smooth, np.eye(2))
         damping = 1e-2
-        _, res = self.residuals(a)
-        cost = sum(float(r @ r) for r in res) + float(a.ravel() @ reg @ a.ravel())
+
+        def cost(a: np.ndarray, res: list[np.ndarray]) -> float:
+            return sum(float(r @ r) for r in res) + float(a.ravel() @ reg @ a.ravel())
+
+        res = self.residuals(a)
+        best = cost(a, res)
         for _ in range(iterations):
             jac = self.jacobians(a)
             h = sum(j.T @ j for j in jac) + reg
@@ -280,10 +279,10 @@ class ChannelFit:
             for _ in range(6):
                 step = np.linalg.solve(h + damping * np.diag(np.diag(h) + 1e-6), -g)
                 trial = a + step.reshape(n, 2)
-                _, trial_res = self.residuals(trial)
-                trial_cost = sum(float(r @ r) for r in trial_res) + float(trial.ravel() @ reg @ trial.ravel())
-                if trial_cost < cost:
-                    a, res, cost = trial, trial_res, trial_cost
+                trial_res = self.residuals(trial)
+                trial_cost = cost(trial, trial_res)
+                if trial_cost < best:
+                    a, res, best = trial, trial_res, trial_cost
                     damping = max(damping / 3, 1e-4)
                     break
                 damping *= 4
