@@ -340,6 +340,11 @@ def summary(results: dict) -> dict:
     return out
 
 
+def channel_rows(results: dict, cell) -> list[list[object]]:
+    """A table row per channel of CHANNELS: its name, then `cell(channel, its results)` per portrait."""
+    return [[ch] + [cell(ch, r["expression"]["channels"][ch]) for r in results.values()] for ch in CHANNELS]
+
+
 def report(results: dict) -> str:
     names = list(results)
     silent = judge_silent(results)
@@ -349,14 +354,10 @@ def report(results: dict) -> str:
              "channels, ≥ 0.8 for the others, 0.1 lower on the painting and cartoon; head angles mean abs "
              "error ≤ 2°; landmark drift away from moving regions ≤ 1 px.", "",
              "## Pearson r, commanded vs measured (bar in brackets)", ""]
-    rows = []
-    for ch in CHANNELS:
-        row: list[object] = [ch]
-        for p in names:
-            c = results[p]["expression"]["channels"][ch]
-            verdict = "judge silent" if ch in silent else ("ok" if c["pass"] else "FAIL")
-            row.append(f"{judge.fmt(c['r'])} ({c['bar']:.1f}) {verdict}")
-        rows.append(row)
+    def verdict(ch: str, c: dict) -> str:
+        return "judge silent" if ch in silent else ("ok" if c["pass"] else "FAIL")
+
+    rows = channel_rows(results, lambda ch, c: f"{judge.fmt(c['r'])} ({c['bar']:.1f}) {verdict(ch, c)}")
     for ch in ("gazeYaw", "gazePitch"):
         rows.append([ch + " (eyeLook proxy)"] + [
             f"{judge.fmt(results[p]['pose']['gaze_proxy'][ch]['r'])} ({results[p]['pose']['gaze_proxy'][ch]['bar']:.1f}) "
@@ -379,27 +380,16 @@ def report(results: dict) -> str:
                   "BlendshapeHead): low, the rig's shape does not mean the channel; high while the judge's r "
                   "is low, the picture does not show the shape to the landmark model. follow: how much of the "
                   "rig's landmark motion at 1 (channel alone) the judge's landmarks follow (1 = all).", ""]
-        rows = []
-        for ch in CHANNELS:
-            row: list[object] = [ch]
-            for p in names:
-                c = results[p]["expression"]["channels"][ch]
-                row.append(f"{judge.fmt(c['r'])} / {judge.fmt(c['geometry_r'])} / {judge.fmt(c['follow'])}")
-            rows.append(row)
+        rows = channel_rows(results, lambda ch, c: f"{judge.fmt(c['r'])} / {judge.fmt(c['geometry_r'])} / "
+                                                   f"{judge.fmt(c['follow'])}")
         lines += [judge.table(["channel: judge r / geometry r / follow"] + names, rows), ""]
 
     steps = results[names[0]]["expression"]["sweep_steps"]
     lines += ["## Gain (slope of measured on commanded; 1 = the judge sees what was commanded)", "",
               f"mixed: over the random frames above; alone: each channel swept alone over {steps} values 0..1 "
               "(r alone in brackets; 'at 1': what the judge reads with the channel alone at 1).", ""]
-    rows = []
-    for ch in CHANNELS:
-        row: list[object] = [ch]
-        for p in names:
-            c = results[p]["expression"]["channels"][ch]
-            row.append(f"{judge.fmt(c['gain'])} / {judge.fmt(c['alone_gain'])} ({judge.fmt(c['alone_r'])}) "
-                       f"at 1: {judge.fmt(c['alone_at_1'])}")
-        rows.append(row)
+    rows = channel_rows(results, lambda ch, c: f"{judge.fmt(c['gain'])} / {judge.fmt(c['alone_gain'])} "
+                                               f"({judge.fmt(c['alone_r'])}) at 1: {judge.fmt(c['alone_at_1'])}")
     lines += [judge.table(["channel: mixed / alone (r alone) at 1"] + names, rows), ""]
 
     lines += ["## Head pose: mean abs error, degrees (bar 2°)", "",
