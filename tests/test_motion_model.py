@@ -53,6 +53,36 @@ def test_mel_stream_matches_the_whole_clip():
     assert len(mel.log_mel(x)) == mel.frame_count(len(x))
 
 
+def test_training_colours_the_mel_as_a_filter_colours_the_sound(demo):
+    from avatarcam.training.data import colour, colour_gain
+
+    tilt, centre, width, height = np.array([5.0]), np.array([[1.0, -2.0]]), np.array([[0.6, 0.4]]), \
+        np.array([[-6.0, 4.0]])
+    spectrum = np.fft.rfft(demo)
+    response = 10 ** (colour_gain(np.fft.rfftfreq(len(demo), 1 / mel.RATE), tilt, centre, width, height)[0] / 20)
+    filtered = mel.log_mel(np.fft.irfft(spectrum * response, len(demo)).astype(np.float32))
+    plain = mel.log_mel(demo)
+    voiced = (plain > -70).all(axis=1)
+    seen = np.median(filtered[voiced] - plain[voiced], axis=0)
+    gain = colour_gain(mel.CENTRES_HZ, tilt, centre, width, height)[0]
+    above = mel.CENTRES_HZ > 250  # lower bands are too wide for a steep gain to be one figure
+    np.testing.assert_allclose(seen[above], gain[above], atol=0.5)
+
+    windows = np.stack([plain[:50], plain[50:100]]).reshape(2, 5, 10, mel.BANDS)
+    windows[0, 0, 0] = mel.FLOOR_DB
+    coloured = colour(windows, np.random.default_rng(0))
+    assert (coloured[0, 0, 0] == mel.FLOOR_DB).all()  # digital silence stays silence
+    change = coloured - windows
+    loud = windows[1] > mel.FLOOR_DB + 20
+    assert np.ptp(change[1][loud].reshape(-1)) > 3  # a colour, not a level
+    for w in range(2):  # one colour for all the frames of a window
+        rows = change[w][windows[w] > mel.FLOOR_DB + 20].reshape(-1)
+        bands = np.broadcast_to(np.arange(mel.BANDS), windows[w].shape)[windows[w] > mel.FLOOR_DB + 20]
+        for b in np.unique(bands):
+            assert np.ptp(rows[bands == b]) < 1e-3
+    assert np.abs(change[0][:, :, 10] - change[1][:, :, 10]).max() > 0.1  # and its own for each window
+
+
 def test_numpy_network_matches_the_torch_one():
     torch = pytest.importorskip("torch")
     from avatarcam.training.model import Denoiser

@@ -20,14 +20,19 @@ FLOOR_DB = -100.0
 MEL_RATE = RATE // HOP  # mel frames per second
 
 
-def _filterbank() -> np.ndarray:
+def _band_edges() -> np.ndarray:
+    """BANDS + 2 frequencies in Hz, equally spaced in mel: band b spans edges b..b+2."""
     def to_mel(hz):
         return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
 
     def to_hz(mel):
         return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
 
-    edges = to_hz(np.linspace(to_mel(FMIN), to_mel(FMAX), BANDS + 2))
+    return to_hz(np.linspace(to_mel(FMIN), to_mel(FMAX), BANDS + 2))
+
+
+def _filterbank() -> np.ndarray:
+    edges = _band_edges()
     bins = np.fft.rfftfreq(FFT, 1.0 / RATE)
     bank = np.zeros((BANDS, len(bins)), np.float32)
     for b in range(BANDS):
@@ -39,6 +44,7 @@ def _filterbank() -> np.ndarray:
 
 
 _BANK = _filterbank()
+CENTRES_HZ = _band_edges()[1:-1]  # each band's centre frequency
 _HANN = np.hanning(WINDOW + 2)[1:-1].astype(np.float32)
 
 
