@@ -144,7 +144,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         raise AvatarCamError("training needs PyTorch and the training extras: pip install 'avatarcam[train]'") from None
     weights = train(args.corpus or settings.cache_dir / "corpus", args.out or settings.cache_dir / "training",
-                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet)
+                    steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet,
+                    colour_db=args.colour)
     if args.export:
         shutil.copyfile(weights, args.export)
         weights = args.export
@@ -362,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, default=12000, help="optimizer steps (default 12000)")
     tr.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--colour", type=float, default=0.0, metavar="DB",
+                    help="colour each training window's spectrum by a random tilt of up to +-DB dB/octave and "
+                         "broad bumps, like microphones and voices do (default 0, the shipped model's setting)")
     tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(run=cmd_train)

@@ -30,6 +30,7 @@ from avatarcam.training.model import Denoiser
 log = logging.getLogger(__name__)
 
 AUDIO_DROP, CONTROL_DROP, CUE_DROP = 0.1, 0.15, 0.15
+PAST_NOISE = 0.05  # std (normalised units) of the noise on the frames shown: generated pasts are imperfect
 _MOUTH = [i for i, name in enumerate(latent.CHANNELS) if name.startswith(("mouth", "jaw"))]
 CHANNEL_WEIGHT = np.ones(latent.DIM, np.float32)
 CHANNEL_WEIGHT[_MOUTH] = 2.0
@@ -58,7 +59,7 @@ def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Genera
     t = torch.from_numpy(rng.random(size).astype(np.float32))
     a, s = torch.cos(math.pi / 2 * t)[:, None, None], torch.sin(math.pi / 2 * t)[:, None, None]
     noisy = a * target + s * torch.randn(target.shape, generator=None)
-    past = torch.from_numpy(batch["past"]) + 0.05 * torch.randn(batch["past"].shape)  # generated pasts are imperfect
+    past = torch.from_numpy(batch["past"]) + PAST_NOISE * torch.randn(batch["past"].shape)
     present = (rng.random(size) >= CONTROL_DROP).astype(np.float32)
     controls = np.concatenate([batch["controls"] * present[:, None], present[:, None]], axis=1)
     audio_on = torch.from_numpy((rng.random(size) >= AUDIO_DROP).astype(np.float32))
@@ -79,7 +80,8 @@ def lip_loss(logits: torch.Tensor, target: np.ndarray, stats: dict[str, np.ndarr
 
 
 def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int = 64, lr: float = 1e-3,
-          seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True) -> Path:
+          seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True,
+          colour_db: float = 0.0) -> Path:
     """Train (or resume) and export `out_dir/motion.safetensors`; returns its path."""
     from tqdm import tqdm
 
@@ -115,7 +117,7 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
         chunk = int(rng.choice(CHUNKS))
         lookahead = np.where(rng.random(batch_size) < 0.5, config.mel_future,
                              rng.integers(0, config.mel_future + 1, batch_size))
-        batch = corpus.batch(rng, batch_size, chunk, config, stats, lookahead)
+        batch = corpus.batch(rng, batch_size, chunk, config, stats, lookahead, colour_db)
         loss = loss_on(model, batch, rng, stats)
         optimizer.zero_grad()
         loss.backward()
