@@ -84,12 +84,13 @@ def generate(engine: str, samples: np.ndarray) -> np.ndarray:
                                       chain.motion_engine(engine, seed=0, chunk=diffusion.OFFLINE_CHUNK))))
 
 
-def alive(seen: judge.Measurements, silent: np.ndarray) -> dict:
-    """Head motion, blinks and jitter as the judge sees them."""
+def alive(seen: judge.Measurements, silent: np.ndarray, blink_at: float) -> dict:
+    """Head motion, blinks (the judge's eyeBlink rising through `blink_at`) and jitter as the
+    judge sees them."""
     yaw = np.degrees(seen.pose[:, 0])
     speaking = ~silent[: len(yaw)] & np.isfinite(yaw)
     blink = (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
-    blinks = int(np.sum((blink[1:] > 0.5) & (blink[:-1] <= 0.5)))
+    blinks = int(np.sum((blink[1:] > blink_at) & (blink[:-1] <= blink_at)))
     second = lambda x: float(np.nanmedian(np.abs(np.diff(x, 2))))  # noqa: E731
     return {"head_yaw_std_deg": float(np.nanstd(yaw[speaking])) if speaking.any() else float("nan"),
             "blinks_per_min": blinks / (len(blink) / latent.FPS / 60),
@@ -97,7 +98,19 @@ def alive(seen: judge.Measurements, silent: np.ndarray) -> dict:
             "jitter_head_deg": float(np.mean([second(np.degrees(seen.pose[:, k])) for k in range(3)]))}
 
 
-def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str) -> dict:
+def blink_threshold(renderer, rest: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, rest, shut): the judge reads this renderer's fully shut eyes well under 1
+    (0.2-0.35: bench/results/roundtrip.md), so a blink is counted where its eyeBlink passes
+    halfway from its reading of the portrait's rest to its reading of both eyes shut."""
+    shut = rest.copy()
+    shut[[latent.index("eyeBlinkLeft"), latent.index("eyeBlinkRight")]] = 1.0
+    seen = judge.measure_frames([renderer.render(rest), renderer.render(shut)])
+    level = (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
+    return float(level.mean()), float(level[0]), float(level[1])
+
+
+def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str,
+             blink_at: float) -> dict:
     from avatarcam.audio.features import loudness_envelope, silent_frames, speech_loudness
     from avatarcam.audio.io import load_audio
 
@@ -132,11 +145,12 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
         "commanded_vs_measured_gain": judge.gain(jaw_cmd, jaw_seen)[0],
         "pass_r": bool(np.isfinite(r_best) and r_best >= R_BAR), "pass_lag": abs(lag) <= LAG_BAR,
         "pass_closed": bool(np.isfinite(closed_share) and closed_share >= CLOSED_BAR),
-        "timing": timing, **alive(seen, silent),
+        "timing": timing, **alive(seen, silent, blink_at),
     }
 
 
-def report(results: dict, portrait: str, rest_jaw: float, encode: bool, quick: bool) -> str:
+def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, float, float], encode: bool,
+           quick: bool) -> str:
     lines = ["# Lip sync on real speech", "",
              f"Portrait {portrait} at 512x512, motion (seed 0) composed with the portrait's rest, "
              + ("encoded to H.264 and decoded, " if encode else "not encoded, ")
@@ -144,7 +158,9 @@ def report(results: dict, portrait: str, rest_jaw: float, encode: bool, quick: b
              f"Bars: r ≥ {R_BAR} (at the best lag), best lag within ±{LAG_BAR} frame in [-{MAX_LAG}, {MAX_LAG}] "
              f"(positive: mouth after sound), judge jawOpen < {CLOSED_BELOW} in ≥ {CLOSED_BAR:.0%} of silent frames."
              + (f" Quick run: clips cut to the first {QUICK_SECONDS:.0f} s." if quick else ""), "",
-             f"The judge reads jawOpen {rest_jaw:.3f} on the rest frame.", ""]
+             f"The judge reads jawOpen {rest_jaw:.3f} on the rest frame. Blinks: the judge's eyeBlink (mean of both "
+             f"eyes) rising through {blink[0]:.2f}, halfway from its reading of the rest frame ({blink[1]:.2f}) to "
+             f"that of both eyes shut ({blink[2]:.2f}).", ""]
     for engine, clips in results.items():
         rows = []
         for name, c in clips.items():
@@ -184,18 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     portrait = judge.load_portrait(args.portrait)
     renderer = judge.make_renderer(portrait, SIZE)
     rest_jaw = float(judge.measure_frames([renderer.render(portrait.rig.rest)]).channel("jawOpen")[0])
+    blink_at, blink_rest, blink_shut = blink_threshold(renderer, portrait.rig.rest)
     results: dict[str, dict] = {}
     for engine in args.engines:
         results[engine] = {}
         for path in clip_paths(args.clips):
             start = time.perf_counter()
-            c = results[engine][path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode, engine)
+            c = results[engine][path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode, engine,
+                                                          blink_at)
             print(f"{engine} {path.stem}: r {c['r_best']:.2f} at lag {c['best_lag']}, closed in silence "
                   f"{c['closed_in_silence']:.0%}, yaw std {c['head_yaw_std_deg']:.1f}°, "
                   f"{c['blinks_per_min']:.0f} blinks/min ({time.perf_counter() - start:.0f} s)", flush=True)
-    markdown = report(results, portrait.name, rest_jaw, not args.no_encode, args.quick)
+    markdown = report(results, portrait.name, rest_jaw, (blink_at, blink_rest, blink_shut), not args.no_encode,
+                      args.quick)
     judge.write_results(args.name, {"portrait": portrait.name, "enrolled_by": portrait.how, "size": SIZE,
                                     "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
+                                    "blink": {"threshold": blink_at, "rest": blink_rest, "shut": blink_shut},
                                     "bars": {"r": R_BAR, "lag": LAG_BAR, "closed_in_silence": CLOSED_BAR},
                                     "product_compose": judge.uses_product_compose(), "engines": results}, markdown)
     print(markdown)
