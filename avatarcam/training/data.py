@@ -28,7 +28,8 @@ CHUNKS = (1, 2, 4, 8, 16, 32)
 #   Speech / Common Voice: 0.772 / 0.689 / 0.673 / 0.720 against 0.782 / 0.623 / 0.676 / 0.668),
 #   but held-out closures fell to 84.4% (86.5%) and streaming and offline agreed less (jawOpen r
 #   0.945 against 0.950; on the shared song 0.45 against 0.88: streamed in chunks of 2 or 8 the
-#   jaw opened to 0.5 within 10-20 s of music and stayed, in chunks of 32 it kept to 0.32); 20000 steps brought closures back (86.5%) but not the agreement (0.930);
+#   jaw opened to 0.5 within 10-20 s of music and stayed, in chunks of 32 it kept to 0.32);
+#   20000 steps brought closures back (86.5%) but not the agreement (0.930);
 # - at 4 dB/octave with twice the noise on the frames shown (0.1): closures 85.1%, agreement 0.952
 #   per clip, 0.948 pooled; real speech 0.780 / 0.676 / 0.660 / 0.719; the song's live jaw still
 #   drifted (0.58).
