@@ -89,7 +89,7 @@ def alive(seen: judge.Measurements, silent: np.ndarray, blink_at: float) -> dict
     judge sees them."""
     yaw = np.degrees(seen.pose[:, 0])
     speaking = ~silent[: len(yaw)] & np.isfinite(yaw)
-    blink = (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
+    blink = eyes_closing(seen)
     blinks = int(np.sum((blink[1:] > blink_at) & (blink[:-1] <= blink_at)))
     second = lambda x: float(np.nanmedian(np.abs(np.diff(x, 2))))  # noqa: E731
     return {"head_yaw_std_deg": float(np.nanstd(yaw[speaking])) if speaking.any() else float("nan"),
@@ -98,15 +98,20 @@ def alive(seen: judge.Measurements, silent: np.ndarray, blink_at: float) -> dict
             "jitter_head_deg": float(np.mean([second(np.degrees(seen.pose[:, k])) for k in range(3)]))}
 
 
-def blink_threshold(renderer, rest: np.ndarray) -> tuple[float, float, float]:
-    """(threshold, rest, shut): the judge reads this renderer's fully shut eyes well under 1
-    (0.2-0.35: bench/results/roundtrip.md), so a blink is counted where its eyeBlink passes
-    halfway from its reading of the portrait's rest to its reading of both eyes shut."""
+def eyes_closing(seen: judge.Measurements) -> np.ndarray:
+    """The judge's eyeBlink per frame, both eyes' mean."""
+    return (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
+
+
+def rest_readings(renderer, rest: np.ndarray) -> tuple[float, float, float]:
+    """What the judge reads on the portrait's rest frame: jawOpen and eyeBlink, and eyeBlink with
+    both eyes shut. It reads this renderer's fully shut eyes well under 1 (0.2-0.35:
+    bench/results/roundtrip.md), so a blink is counted halfway between the two eyeBlinks."""
     shut = rest.copy()
     shut[[latent.index("eyeBlinkLeft"), latent.index("eyeBlinkRight")]] = 1.0
     seen = judge.measure_frames([renderer.render(rest), renderer.render(shut)])
-    level = (seen.channel("eyeBlinkLeft") + seen.channel("eyeBlinkRight")) / 2
-    return float(level.mean()), float(level[0]), float(level[1])
+    blink = eyes_closing(seen)
+    return float(seen.channel("jawOpen")[0]), float(blink[0]), float(blink[1])
 
 
 def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str,
@@ -199,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     portrait = judge.load_portrait(args.portrait)
     renderer = judge.make_renderer(portrait, SIZE)
-    rest_jaw = float(judge.measure_frames([renderer.render(portrait.rig.rest)]).channel("jawOpen")[0])
-    blink_at, blink_rest, blink_shut = blink_threshold(renderer, portrait.rig.rest)
+    rest_jaw, blink_rest, blink_shut = rest_readings(renderer, portrait.rig.rest)
+    blink_at = (blink_rest + blink_shut) / 2
     results: dict[str, dict] = {}
     for engine in args.engines:
         results[engine] = {}
