@@ -204,7 +204,8 @@ class ChannelFit:
             if channel == "mouthClose":  # the jaw still reads open under the sealed lips
                 jaw = rig.rest.copy()
                 jaw[latent.index("jawOpen")] = level
-                target[names.index("jawOpen")] = head(self._points(jaw))[names.index("jawOpen")]
+                jaw_out = names.index("jawOpen")
+                target[jaw_out] = head(self._points(jaw))[jaw_out]
             self.targets.append(target)
         self.delta = [float(f[latent.index(channel)] - rig.rest[latent.index(channel)]) for f in self.frames]
         self.rest_red = self._red(rest_points)
