@@ -137,7 +137,7 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     motion[4, pucker] = 0.9  # already rounded more than the head would
     unsure = (lips.SURE_FROM[0] + lips.SURE_AT[0]) / 2  # of shut lips
     sure = np.array([[0.0, 0.0], [unsure, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)
-    settled = lips.settle(motion.copy(), sure)
+    settled = lips.settle(motion.copy(), sure, np.ones(5))
     gap = settled[:, JAW] - settled[:, close]
     np.testing.assert_array_equal(settled[:, JAW], motion[:, JAW])
     assert gap[0] == pytest.approx(0.4)  # not sure: as sampled
@@ -147,6 +147,11 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     assert lips.shapes(settled[3])[1] and lips.shapes(settled[4])[1]  # sure: rounded
     assert settled[4, pucker] == pytest.approx(0.9)
     np.testing.assert_array_equal(lips.shapes(settled)[:, 0], [False, False, True, True, False])
+    # in a loud voice neither the head nor the denoiser closes the lips; half as low, half as far
+    loud = lips.settle(motion.copy(), sure, np.zeros(5))
+    np.testing.assert_array_equal(loud[:, close], 0.0)
+    half = lips.settle(motion.copy(), sure, np.full(5, 0.5))
+    assert half[0, close] == pytest.approx(0.05) and 0.0 < half[2, close] < settled[2, close]
 
 
 def test_lips_are_shut_only_where_the_voice_is_low():
