@@ -65,3 +65,28 @@ def test_cues_of_frames_read_in_order_are_kept_until_passed():
     assert (first[:4] == [0, 0, 0, 1]).all()  # before the stream: no blink, head ahead, cues given
     again = stream.rows(np.arange(6, 12))  # the engine's next window overlaps the last one
     np.testing.assert_array_equal(again[:4], first[10:14])
+
+
+def test_through_each_cued_blink_the_lids_are_the_behaviours_and_elsewhere_the_models():
+    from avatarcam.motion import dsp
+
+    speech = load_audio(demo_audio())[: 16000 * 8]
+    stream = cue.CueStream(seed=3)
+    stream.push(speech)
+    stream.flush()
+    behaviour = dsp.generate(speech, seed=3)  # the same seeded process drives the DSP driver's blinks
+    n = len(behaviour)
+    onsets = np.flatnonzero(stream.rows(np.arange(n))[:, 0])
+    assert len(onsets) >= 2
+    model = latent.zeros(n)
+    model[:, [BLINK, BLINK + 1]] = 0.3  # a model that half-closes its eyes all through
+    out = stream.blink(model.copy(), 0)
+    eyes = [BLINK, latent.index("eyeBlinkRight")]
+    blinking = behaviour[:, BLINK] > 0
+    np.testing.assert_array_equal(out[blinking][:, eyes], behaviour[blinking][:, eyes])
+    assert (out[onsets + 2, BLINK] > 0.7).all()  # full blinks, not the model's half ones
+    far = np.convolve(blinking, np.ones(2 * cue.BLINK_MARGIN + 1), "same") == 0
+    assert far.sum() > n / 2
+    np.testing.assert_array_equal(out[far], model[far])  # away from blinks: the model's lids
+    # a chunk of the stream sees the same lids as the whole
+    np.testing.assert_array_equal(stream.blink(model[40:60].copy(), 40), out[40:60])

@@ -193,6 +193,8 @@ class DiffusionEngine:
         sampled = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (sampled - self._mean) / self._std])[-c.past:].astype(np.float32)
         motion = latent.clip(lips.settle(sampled.copy(), sure, lips.quiet(windows, c.mel_past)))
+        if self._cues is not None:
+            self._cues.blink(motion, self._done)
         self._done += size
         return motion
 
