@@ -78,10 +78,10 @@ def test_through_each_cued_blink_the_lids_are_the_behaviours_and_elsewhere_the_m
     n = len(behaviour)
     onsets = np.flatnonzero(stream.rows(np.arange(n))[:, 0])
     assert len(onsets) >= 2
-    model = latent.zeros(n)
-    model[:, [BLINK, BLINK + 1]] = 0.3  # a model that half-closes its eyes all through
-    out = stream.blink(model.copy(), 0)
     eyes = [BLINK, latent.index("eyeBlinkRight")]
+    model = latent.zeros(n)
+    model[:, eyes] = 0.3  # a model that half-closes its eyes all through
+    out = stream.blink(model.copy(), 0)
     blinking = behaviour[:, BLINK] > 0
     np.testing.assert_array_equal(out[blinking][:, eyes], behaviour[blinking][:, eyes])
     assert (out[onsets + 2, BLINK] > 0.7).all()  # full blinks, not the model's half ones
