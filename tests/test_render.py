@@ -13,7 +13,7 @@ from avatarcam.render import open_renderer
 from avatarcam.render.cpu import CpuRenderer, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
-from avatarcam.render.scene import build_scene
+from avatarcam.render.scene import build_scene, framing
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,14 @@ def test_wide_frame_fills_16_9_without_black_bars(hopper):
     assert frame.shape == (720, 1280, 3)
     columns = frame.reshape(720, 1280 * 3).T.reshape(1280, -1)
     assert (columns.max(axis=1) > 20).all(), "a column of the 16:9 frame is black"
+    # Beyond the portrait's left edge (the flag) the backdrop continues its colours softly: the
+    # flag's stripes and stars are not carried across as bands, which copying the edge did.
+    left = int(np.ceil(framing(rig.points, image.shape[1::-1], (1280, 720))[0, 2]))
+    assert left > 40
+    edge = frame[:, left + 4].astype(np.float32)
+    beyond = frame[:, :20].astype(np.float32).mean(axis=1)
+    assert np.abs(np.diff(beyond, axis=0)).max() < 4  # smooth down the frame
+    assert (beyond.std(axis=0) < 0.5 * edge.std(axis=0)).all()
 
 
 def test_same_motion_gives_the_same_picture(renderer):

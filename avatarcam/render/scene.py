@@ -17,10 +17,12 @@ import scipy.sparse
 from scipy.spatial import Delaunay
 
 from . import facemesh as fm
+from .plate import pyramid_fill
 from .rig import Rig, deform
 
 FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the frame height
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
+BACKDROP_BLUR = 0.02   # blur (sigma, share of the frame height) of the backdrop beyond the portrait
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
@@ -72,13 +74,13 @@ def _extend(layer: np.ndarray, coverage: np.ndarray, backdrop: np.ndarray) -> np
     return (layer * coverage[..., None] + backdrop * (1 - coverage[..., None])).astype(np.uint8)
 
 
-def _backdrop(framed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """What fills the frame beyond the portrait: its edges carried outward and heavily blurred,
-    so shoulders and background continue softly instead of stopping at a bar."""
-    w, h = size
-    small = cv2.resize(framed, (max(w // 16, 8), max(h // 16, 8)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 1.5)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+def _backdrop(framed: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """What fills the frame beyond the portrait (`known` 0 there): the portrait's surroundings
+    carried outward by the plate's push-pull fill and blurred, so shoulders and background
+    continue softly instead of stopping at a bar. Carrying the edge pixels straight out (a
+    replicated border) drew every stripe and star of a flag at the edge as a band across it."""
+    filled = pyramid_fill(framed.astype(np.float32), known)
+    return cv2.GaussianBlur(filled, (0, 0), BACKDROP_BLUR * framed.shape[0])
 
 
 def _eye_polygon(points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarray:
@@ -235,13 +237,14 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     w, h = size
     a = framing(rig.points, image.shape[1::-1], size)
     warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
-    coverage = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
+    inside = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
+    known = (inside > 0.999).astype(np.float32)
     feather = max(3, int(0.02 * h)) | 1
-    coverage = cv2.GaussianBlur(np.clip(cv2.erode(coverage, np.ones((feather, feather))), 0, 1), (0, 0), feather / 2)
+    coverage = cv2.GaussianBlur(np.clip(cv2.erode(inside, np.ones((feather, feather))), 0, 1), (0, 0), feather / 2)
     plate_o = cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REPLICATE, **warp)
-    plate_o = _extend(plate_o, coverage, _backdrop(plate_o, size))
+    plate_o = _extend(plate_o, coverage, _backdrop(plate_o, known))
     image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REPLICATE, **warp)
-    image_o = _extend(image_o, coverage, _backdrop(image_o, size))
+    image_o = _extend(image_o, coverage, _backdrop(image_o, known))
     matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_REPLICATE, **warp), 0, 1)
     scene = (plate_o + matte_o[..., None] * (image_o.astype(np.float32) - plate_o)).round().astype(np.uint8)
 
