@@ -312,6 +312,23 @@ def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
         assert closed > 0.8, path.name
 
 
+def test_the_shipped_model_blinks_fully_at_every_cue_even_over_music(net, speech_dir):
+    from avatarcam.motion.cues import CueStream
+
+    clips = [p for p in sorted(speech_dir.iterdir()) if p.name.startswith("sing")] + _spoken_clips(speech_dir)[:1]
+    for path in clips:
+        samples = load_audio(path, 16000)[: 16000 * 20]
+        motion = diffusion.generate(samples, network=net, seed=0)
+        cues = CueStream(seed=0)
+        cues.push(samples)
+        cues.flush()
+        onsets = np.flatnonzero(cues.rows(np.arange(len(motion)))[:, 0])
+        assert len(onsets) >= 3, path.name
+        for eye in ("eyeBlinkLeft", "eyeBlinkRight"):
+            lid = motion[:, latent.index(eye)]
+            assert all(lid[o:o + 6].max() > 0.85 for o in onsets), (path.name, eye)
+
+
 def test_silence_keeps_the_face_alive_with_the_mouth_shut(net):
     hiss = np.random.default_rng(1).standard_normal(16000 * 8).astype(np.float32)
     loud = _stream(diffusion.DiffusionEngine(net, seed=0), hiss * 1e-2)  # -40 dBFS: a noisy room
