@@ -15,8 +15,9 @@ what each chunk sees.
 
 What the voice activity gate (`avatarcam.audio.vad.SpeechGate`) calls not-speech reaches the
 model as silence: it learned silence as digital silence, and would hear room noise as a murmur.
-Blinks and head motion follow behaviour cues (`avatarcam.motion.cues`) when the model takes them.
-The lips shut and round where the model's lip head is sure they do (`avatarcam.motion.lips`).
+Blinks and head motion follow behaviour cues (`avatarcam.motion.cues`) when the model takes them,
+and through each cued blink the lids are the cue's own blink. The lips shut and round where the
+model's lip head is sure they do (`avatarcam.motion.lips`).
 """
 
 from __future__ import annotations
