@@ -33,9 +33,9 @@ CHUNKS = (1, 2, 4, 8, 16, 32)
 # - at 4 dB/octave with twice the noise on the frames shown (0.1): closures 85.1%, agreement 0.952
 #   per clip, 0.948 pooled; real speech 0.780 / 0.676 / 0.660 / 0.719; the song's live jaw still
 #   drifted (0.58).
-# (Figures with the sampler of 2026-12-02. With today's, lips.py, neither colour model does
-# better than the shipped one on real speech: judged without the encode, LJ Speech 0.697 / 0.684
-# against 0.695.)
+# (Figures with the sampler of 2026-12-02. With the denoiser's closures kept to low voice
+# (lips.py), neither colour model did better than the shipped one on LJ Speech: 0.697 / 0.684
+# against 0.695, judged without the encode.)
 BUMPS = 2
 BUMP_PER_TILT = 0.75  # a bump's height range (dB) per dB/octave of tilt range
 
