@@ -26,7 +26,8 @@ DEG = np.pi / 180
 BLINK_RATE_HZ = 0.25  # base hazard: with the refractory gap and overdue boost ~14 a minute at rest
 # Extra hazard in the first PAUSE_WINDOW_S of a pause. At 2.5 the process blinked 22 times a
 # minute on the held-out synthetic speech, where the teacher the motion model learned from
-# blinks 16 times (and the model, drawing its cues' blinks whole, 24: the bar's edge); now 20 (the model 23).
+# blinks 16 times (and the model, drawing its cues' blinks whole, 24: the bar's edge); at 1.5,
+# 20 (the model 23).
 BLINK_PAUSE_BOOST_HZ = 1.5
 BLINK_OVERDUE_HZ = 0.8  # extra hazard once OVERDUE_S pass without a blink (eyes dry)
 BLINK_REFRACTORY_S = 1.5  # never two blinks closer than this
