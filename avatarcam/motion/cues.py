@@ -25,15 +25,14 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio.features import FrameAnalyzer
 from avatarcam.motion.dsp import Mouth
-from avatarcam.motion.procedural import Behaviour
+from avatarcam.motion.procedural import BLINK, Behaviour
 
 CUES = 4  # blink onset, head yaw target, head pitch target, "cues given" flag
 BLINK_ONSET = 0.05  # a blink starts where the lid channel rises through this
 HEAD_SCALE = 1.0 / np.radians(3.0)  # cue units: 1 = 3 degrees
 HEAD_SMOOTH_S = 0.3  # the teacher's head is low-passed this much (Gaussian sigma) to make its cue
 BLINK_MARGIN = 3  # frames either side of a cued blink whose lids are the blink's too
-BLINKS = [latent.index("eyeBlinkLeft"), latent.index("eyeBlinkRight")]
-_BLINK = BLINKS[0]
+_BLINK = BLINK[0]  # the left lid stands for both in the cues
 _HEAD = [latent.index("headYaw"), latent.index("headPitch")]
 
 
@@ -89,7 +88,7 @@ class CueStream:
         cues = track_cues(track, self._blink)
         self._blink = float(track[-1, _BLINK])
         self._rows = np.concatenate([self._rows, cues])
-        self._lids = np.concatenate([self._lids, track[:, BLINKS]])
+        self._lids = np.concatenate([self._lids, track[:, BLINK]])
 
     def rows(self, frames: np.ndarray) -> np.ndarray:
         """Cues of frame indices `frames` (before the stream: no blink, head ahead; past what has
@@ -117,5 +116,5 @@ class CueStream:
         near = np.convolve(lids.max(axis=1) > 0, np.ones(2 * BLINK_MARGIN + 1), "same") > 0
         inside = slice(BLINK_MARGIN, BLINK_MARGIN + len(motion))
         rows = np.flatnonzero(near[inside])
-        motion[np.ix_(rows, BLINKS)] = lids[inside][rows]
+        motion[np.ix_(rows, BLINK)] = lids[inside][rows]
         return motion
