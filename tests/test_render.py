@@ -10,7 +10,7 @@ from avatarcam import latent
 from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
-from avatarcam.render.cpu import CpuRenderer, mouth_geometry
+from avatarcam.render.cpu import CpuRenderer, coverage, eye_geometry, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import build_scene, framing
@@ -262,6 +262,23 @@ def test_a_closed_eye_is_one_smooth_lash_line(request, portrait):
         assert np.abs(lid[:, 1] - curve(lid[:, 0])).max() < 0.02 * width  # kinked: 0.03-0.04
         # the lower lid is on the same curve: the eye is shut, with no slit left
         assert np.abs(low[:, 1] - curve(low[:, 0])).max() < 0.03 * width
+
+
+def test_a_widened_eye_shows_more_of_the_eye(astronaut):
+    """Raising the upper lid uncovers white and iris: where the lid was, the eye now shows, not
+    the lid's skin and lashes carried into it (the iris's hidden top filled by inpainting took
+    their colour) nor a lash line drawn across it (the raised lid carries its own)."""
+    scene = astronaut.scene
+    frame = _with(scene.rig, eyeWideLeft=1.0, eyeWideRight=1.0)
+    picture = astronaut.render(frame).astype(np.float32)
+    for eye, g in enumerate(eye_geometry(scene, scene.points(frame), frame, (0, 0), picture.shape)):
+        x0, y0, x1, y1 = g.lid.box
+        uncovered = (coverage(g.lid.now, g.lid.shape) > 200) & (coverage(g.lid.was, g.lid.shape) < 55)
+        assert uncovered.sum() > 50, "eyeWide did not raise the lid"
+        seen = picture[y0:y1, x0:x1][uncovered].mean(axis=0)
+        skin, _, white = scene.eye_colours[eye]
+        # as bright as the eye's white, give or take the iris; the lid's skin is 40 levels darker
+        assert np.abs(seen - white).mean() < 20, f"eye {eye}: the uncovered strip is {seen}, the white {white}"
 
 
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):

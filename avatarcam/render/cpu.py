@@ -105,8 +105,8 @@ class CpuRenderer:
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
                 # (a normalised blur of everything outside the open eye), so the closed lid takes
                 # the colour and shading of the lid above and the cheek below.
-                was_wide = cv2.dilate(was_m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim)))
-                covered = cv2.GaussianBlur(was_wide * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
+                was_wide, cover = (m.astype(np.float32) / 255 for m in lid_rims(lid))
+                covered = cv2.GaussianBlur(cover * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 outside = 1 - was_wide
                 spread = max(1.0, 0.2 * g.width)
@@ -213,7 +213,8 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 line = np.zeros((box[3] - box[1], box[2] - box[0]), np.uint8)
                 cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
                               max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
-                lid_shift = float(np.abs(points[list(upper)] - still_points[list(upper)]).max())
+                # only a lid coming down needs a drawn lash line: a raised one carries its own up
+                lid_shift = float(max(((points[list(upper)] - still_points[list(upper)]) @ ey).max(), 0.0))
                 lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
                                   0.75 * min(1.0, lid_shift / 3.0))
         centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
@@ -302,6 +303,18 @@ def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     m = np.zeros(shape, np.uint8)
     cv2.fillPoly(m, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
     return m
+
+
+def lid_rims(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 masks in the lid's box: the open eye's outline widened by the rim (its lashes and lid
+    edge), and the part of that a closing lid covers with skin, near where it closed over the
+    open eye. A lid that only rises (eyeWide) covers nothing: covering the whole rim smeared the
+    lower lid's edge, which had not moved."""
+    was, now = coverage(lid.was, lid.shape), coverage(lid.now, lid.shape)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim))
+    wide = cv2.dilate(was, kernel)
+    closed = ((was.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
+    return wide, np.minimum(wide, cv2.dilate(closed, kernel))
 
 
 def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

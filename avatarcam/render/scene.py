@@ -104,14 +104,32 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         x0, y0 = int(round(cx)) - half, int(round(cy)) - half
         patch = _crop(scene, x0, y0, 2 * half + 1)
         seen = _crop(opening, x0, y0, 2 * half + 1)
-        # Lid-covered parts of the iris disc are unknown: fill them from the visible iris.
-        hidden = ((seen < 128) & (_crop(disc, x0, y0, 2 * half + 1) > 0)).astype(np.uint8) * 255
-        texture = cv2.inpaint(patch, hidden, 3, cv2.INPAINT_TELEA)
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
+        texture = _complete_iris(patch, seen >= 128, dist)
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha))
     return source, layers
+
+
+def _complete_iris(patch: np.ndarray, seen: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The iris patch with its lid-hidden pixels filled from the iris itself: each from its mirror
+    image across the iris's horizontal midline where that is in sight (the upper lid hides the
+    top, the lower lid less of the bottom), else from the visible pixels at the same distance
+    from the centre. A widened eye or a raised gaze shows this part; filled by inpainting, it
+    took the colour of the lid skin and lashes around it and drew a lid inside the eye."""
+    out = patch.copy()
+    hidden = ~seen
+    mirrored = hidden & seen[::-1]
+    out[mirrored] = patch[::-1][mirrored]
+    ring = np.round(dist).astype(int)
+    inside = seen & (dist <= dist.max())
+    for radius in np.unique(ring[hidden & ~mirrored]):
+        near = seen & (np.abs(dist - radius) <= 1.0)
+        near = near if near.any() else inside
+        if near.any():
+            out[hidden & ~mirrored & (ring == radius)] = np.median(patch[near], axis=0)
+    return out
 
 
 def _paint_out(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.ndarray:

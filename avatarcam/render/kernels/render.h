@@ -70,7 +70,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
-  IA(lid_line, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
+  IA(lid_cover, 2) IA(lid_line, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
   IA(w_pic, 2) IA(w_ph, 2) IA(w_oh, 2) IA(w_ch, 2) IA(w_skin, 2) IA(w_cov, 2) \
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
@@ -336,9 +336,10 @@ AC_FN int ac_region(const Frame& f, int* i, int* bx, int* by, int* bw, int* bh) 
   return 2;
 }
 
-// what the lid's covering blurs: the eye's outline widened (`lid_wide`), less the eye now open
+// what the lid's covering blurs: the widened outline near where the lid closed (`lid_cover`,
+// cpu.lid_rims), less the eye now open
 AC_FN float ac_cover_source(const Frame& f, int e, int bw, int x, int y) {
-  return ac_mask(f, f.lid_wide[e], bw, x, y) * (1.0f - ac_mask(f, f.lid_now[e], bw, x, y));
+  return ac_mask(f, f.lid_cover[e], bw, x, y) * (1.0f - ac_mask(f, f.lid_now[e], bw, x, y));
 }
 
 // Phase 2: the picture in each lid box (warp, the white revealed, the iris) times what lies
