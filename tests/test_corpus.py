@@ -15,6 +15,7 @@ from avatarcam.audio.features import frame_count, loudness_envelope
 from avatarcam.corpus import augment, phonemes, teacher
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import articulations, is_bilabial, is_rounded
+from avatarcam.motion import lips
 
 espeak = pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None,
                             reason="espeak-ng is not installed (apt-get install espeak-ng)")
@@ -96,6 +97,27 @@ def test_festival_phones_become_ipa_the_teacher_knows():
         assert articulations(name)[0] != phonemes._UNKNOWN, phone
     with pytest.raises(AvatarCamError, match="does not know"):
         festival.parse(["S xx 0.1"], duration=1.0)
+
+
+def test_the_teacher_shuts_a_stop_in_its_silence(synth):
+    """espeak-ng's event for a stop marks its release, after the closure's silence: around each
+    bilabial the teacher's lips are shut where the voice is quiet, far quieter than in the event's
+    middle (shut through the event, the model learned lips that closed late, on the release)."""
+    speech = synth.speak("Papa bought a map, and Bob put the pipe by the tub.", "en+m3")
+    clean = resample_poly(speech.samples, 16000, speech.rate).astype(np.float32)
+    env = loudness_envelope(clean, 16000, latent.FPS)
+    track = teacher.track(speech.phones, speech.words, len(clean) / 16000, len(env), np.zeros(len(env)), env,
+                          teacher.Controls(), np.random.default_rng(0))
+    shut = track[:, JAW] - track[:, CLOSE] < lips.LIP_GAP_SHUT
+    bilabials = [p for p in speech.phones if is_bilabial(p.name)]
+    assert len(bilabials) == 12
+    at_shut, at_middle = [], []
+    for phone in bilabials:
+        near = np.arange(int(np.ceil((phone.start - 0.05) * latent.FPS)), int(np.floor(phone.end * latent.FPS)) + 1)
+        assert shut[near].any(), phone  # every one shuts the lips
+        at_shut += list(env[near[shut[near]]])
+        at_middle.append(env[int(round((phone.start + phone.end) / 2 * latent.FPS))])
+    assert np.mean(at_shut) < np.mean(at_middle) - 6, (at_shut, at_middle)
 
 
 def test_espeak_speaks_every_corpus_language_and_voice(synth):

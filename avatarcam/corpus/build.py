@@ -72,7 +72,8 @@ def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, 
     controls = teacher.sample_controls(rng)
     speed_gain, pitch_shift, range_shift = _STYLE_VOICE[controls.emotion]
     sung = rng.random() < SONG_SHARE
-    if natural and not sung and rng.random() < festival_share:
+    by_festival = bool(natural) and not sung and rng.random() < festival_share
+    if by_festival:
         # Festival's voices keep their own pitch: the tape speed change below varies it
         language, voice = "en", str(rng.choice(natural))
         speech = festival.speak(text.paragraph(language, rng), voice, speed=rng.uniform(130, 250) * speed_gain)
@@ -93,7 +94,8 @@ def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, 
     duration = len(clean) / mel.RATE
     frames = frame_count(len(clean), mel.RATE, teacher.FPS)
     motion = teacher.track(phones, words, duration, frames, pitch_track(clean, frames),
-                           loudness_envelope(clean, mel.RATE, teacher.FPS), controls, rng)
+                           loudness_envelope(clean, mel.RATE, teacher.FPS), controls, rng,
+                           stops_at_release=not by_festival)
     heard = augment.degrade(clean, rng, babble)
     return dict(mel=mel.log_mel(heard), motion=motion, controls=controls.vector(), phones=phones, sung=sung,
                 language=language, voice=voice, clean=clean, heard=heard)

@@ -40,8 +40,8 @@ _VOWELS = {
     "ʊ": _a(0.18, round=0.7), "ɚ": _a(0.28, round=0.2), "ɝ": _a(0.3, round=0.25),
 }
 _CONSONANTS = {
-    **dict.fromkeys("pb", (_a(0.03, close=1.0, press=0.5), 8.0, 0.03, 0.025, "bilabial")),
-    **dict.fromkeys("mɓʙ", (_a(0.04, close=1.0), 8.0, 0.03, 0.025, "bilabial")),
+    **dict.fromkeys("pb", (_a(0.03, close=1.0, press=0.5), 8.0, 0.03, 0.012, "bilabial")),
+    **dict.fromkeys("mɓʙ", (_a(0.04, close=1.0), 8.0, 0.03, 0.012, "bilabial")),
     **dict.fromkeys("fvɱ", (_a(0.1, labiodental=1.0), 4.0, 0.035, 0.03, "consonant")),
     "ʋ": (_a(0.1, labiodental=0.6), 2.0, 0.035, 0.03, "consonant"),
     **dict.fromkeys("θð", (_a(0.16, tongue=1.0), 2.5, 0.03, 0.03, "consonant")),

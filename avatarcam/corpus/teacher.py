@@ -4,7 +4,8 @@ The lips come from a coarticulation model (Cohen and Massaro's dominance blendin
 phoneme pulls each articulatory parameter toward its target with a strength that rises before
 it (anticipation) and fades after it (carry-over), so a rounded vowel rounds the lips during the
 consonants before it and a bilabial, the strongest pull, really shuts them (and the frame
-nearest its middle is closed outright). The rest of the face follows the prosody: nods and brow
+nearest the middle of its closure is closed outright: a stop's silence comes before the phoneme
+event, which marks its release). The rest of the face follows the prosody: nods and brow
 raises on pitch accents, blinks (more at phrase ends), gaze saccades and fixations, a slowly
 wandering head that calms in silence, where the mouth rests closed and the face keeps listening.
 Emotion styles change both the resting expression and how the face moves.
@@ -29,6 +30,15 @@ FPS = latent.FPS
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
 JAW_MAX = 0.62  # jawOpen of a loud open vowel
 LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
+# espeak-ng's event for a stop marks its release: the silence of the closure lies before it. In
+# the held-out split the clean voice is quietest 27 ms (/p/) and 18 ms (/b/) before the middle of
+# the event's span (medians; /p/'s span is 29 ms long). So a bilabial's lips are shut where its
+# voice is quiet, from CLOSURE_LEAD_S before its span to its end: at the quietest frame and the
+# frames next to it within CLOSED_WITHIN_DB of it (a stop's silence, a nasal's murmur). Shut
+# through the event's span, the lips closed a frame late, on the loud release, and the model
+# learned them so.
+CLOSURE_LEAD_S = 0.04
+CLOSED_WITHIN_DB = 3.0
 
 # how each style moves: (head motion gain, jaw gain, nod gain, brow raise chance, head pitch offset rad)
 _STYLE_MOTION = {
@@ -74,6 +84,28 @@ def _segments(phones: list[Phone], duration: float):
         cursor = phone.end
     spans.append((cursor, max(duration, cursor) + 1.0, REST))
     return spans
+
+
+def at_closures(phones: list[Phone], loudness_db: np.ndarray, lead_s: float) -> list[Phone]:
+    """The phones with each bilabial's span moved onto its closure: the quietest frame from
+    `lead_s` before its span to its end, with the frames next to it within CLOSED_WITHIN_DB of it
+    (a stop's silence, a nasal's murmur); as it was where no frame lies in that time."""
+    out = []
+    for phone in phones:
+        first = max(int(np.ceil((phone.start - lead_s) * FPS)), 0)
+        last = min(int(np.floor(phone.end * FPS)), len(loudness_db) - 1)
+        if not is_bilabial(phone.name) or last < first:
+            out.append(phone)
+            continue
+        i = first + int(np.argmin(loudness_db[first:last + 1]))
+        quiet = loudness_db <= loudness_db[i] + CLOSED_WITHIN_DB
+        a, b = i, i
+        while a > first and quiet[a - 1]:
+            a -= 1
+        while b < last and quiet[b + 1]:
+            b += 1
+        out.append(Phone(phone.name, (a - 0.5) / FPS, (b + 0.5) / FPS))
+    return out
 
 
 def articulation_track(phones: list[Phone], duration: float, frames: int) -> np.ndarray:
@@ -152,20 +184,25 @@ def speech_level(loudness_db: np.ndarray) -> np.ndarray:
 
 
 def track(phones: list[Phone], words: list[float], duration: float, frames: int, f0: np.ndarray,
-          loudness_db: np.ndarray, controls: Controls, rng: np.random.Generator) -> np.ndarray:
+          loudness_db: np.ndarray, controls: Controls, rng: np.random.Generator,
+          stops_at_release: bool = True) -> np.ndarray:
     """The (frames, latent.DIM) teacher motion of one utterance; `loudness_db` is the clean
-    voice's loudness envelope (`avatarcam.audio.features.loudness_envelope`)."""
+    voice's loudness envelope (`avatarcam.audio.features.loudness_envelope`); `stops_at_release`
+    says the phone timings mark a stop's release, as espeak-ng's do (Festival's span its
+    closure too)."""
     out = latent.zeros(frames)
     head_gain, jaw_gain, nod_gain, brow_chance, pitch_offset = _STYLE_MOTION[controls.emotion]
     life = controls.liveliness
-    art = articulation_track(phones, duration, frames)
+    loudness_db = np.resize(loudness_db, frames)
+    lips_phones = at_closures(phones, loudness_db, CLOSURE_LEAD_S if stops_at_release else 0.0)
+    art = articulation_track(lips_phones, duration, frames)
     speaking = art[:, _P["jaw"]] > 0.02
     speaking_smooth = lfilter([0.1], [1, -0.9], speaking.astype(float))
 
     # the jaw opens with the voice's loudness, shaped by the phoneme: an open /a/ wider than a
     # loud /i/, a bilabial shut whatever its loudness (set in articulation_track)
     # (stress needs no rule of its own: a stressed syllable is louder)
-    level = speech_level(np.resize(loudness_db, frames)) ** 0.8
+    level = speech_level(loudness_db) ** 0.8
     shape = 0.7 + 0.3 * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
     jaw = np.clip(JAW_MAX * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
     shut = art[:, _P["close"]] >= 0.999  # the frames articulation_track closed outright
@@ -175,9 +212,9 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     def put(name, values):
         out[:, latent.index(name)] = values
 
-    # lips sealed through every bilabial (an /m/ is long and loud: the jaw may stay open)
+    # lips sealed through every bilabial's closure (an /m/ is long and loud: the jaw may stay open)
     close = art[:, _P["close"]].copy()
-    for phone in phones:
+    for phone in lips_phones:
         if is_bilabial(phone.name):
             close[int(np.ceil(phone.start * FPS)):int(np.floor(phone.end * FPS)) + 1] = 1.0
     put("jawOpen", jaw)
