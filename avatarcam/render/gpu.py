@@ -28,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_rims, mouth_geometry, unmoved
+from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_rims, mouth_geometry,
+                  unmoved)
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -203,8 +204,8 @@ class KernelPlan:
         """cpu.CpuRenderer._draw_eyes's geometry (cpu.eye_geometry) and masks; the kernel blends."""
         s = self.scene
         shape = self.roi_shape
-        keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "kt", "kt_off", "kc",
-                "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off", "alpha_off", "tex_n",
+        keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "kt", "kt_off",
+                "kc", "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off", "alpha_off", "tex_n",
                 "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
         for k in keys:
             job.ints[k] = [0, 0]
@@ -219,11 +220,12 @@ class KernelPlan:
                 bx0, by0, bx1, by1 = lid.box
                 area = lid.shape[0] * lid.shape[1]
                 # the open eye's outline a pixel or two wider, its skin spread over the closing lid
-                was_wide, covers = lid_rims(lid)
+                was_wide, covered = lid_rims(lid)
                 spread, cover = gaussian_taps(max(1.0, 0.2 * g.width)), gaussian_taps(max(0.7, lid.rim / 2))
                 for k, v in (("lid_on", 1), ("lx0", bx0), ("ly0", by0), ("lx1", bx1), ("ly1", by1),
-                             ("lid_was", job.add_mask(coverage(lid.was, lid.shape))), ("lid_now", job.add_mask(coverage(lid.now, lid.shape))),
-                             ("lid_wide", job.add_mask(was_wide)), ("lid_cover", job.add_mask(covers)),
+                             ("lid_was", job.add_mask(coverage(lid.was, lid.shape))),
+                             ("lid_now", job.add_mask(coverage(lid.now, lid.shape))),
+                             ("lid_wide", job.add_mask(was_wide)), ("lid_cover", job.add_mask(covered)),
                              ("lid_line", job.add_mask(lid.line)),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),
                              ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)),
