@@ -31,7 +31,6 @@ CUES = 4  # blink onset, head yaw target, head pitch target, "cues given" flag
 BLINK_ONSET = 0.05  # a blink starts where the lid channel rises through this
 HEAD_SCALE = 1.0 / np.radians(3.0)  # cue units: 1 = 3 degrees
 HEAD_SMOOTH_S = 0.3  # the teacher's head is low-passed this much (Gaussian sigma) to make its cue
-BLINK_MARGIN = 3  # frames either side of a cued blink whose lids are the blink's too
 _BLINK = BLINK[0]  # the left lid stands for both in the cues
 _HEAD = [latent.index("headYaw"), latent.index("headPitch")]
 
@@ -108,13 +107,11 @@ class CueStream:
 
     def blink(self, motion: np.ndarray, first: int) -> np.ndarray:
         """`motion` (frames from index `first`, not yet passed by `rows`) with its lids set to the
-        behaviour's blinks through each blink and BLINK_MARGIN frames either side, in place."""
-        index = np.arange(first - BLINK_MARGIN, first + len(motion) + BLINK_MARGIN) - self._first
+        behaviour's, in place, wherever its cues are known. The teacher's lids move only in its
+        blinks, and the cues say when those are: the model drew cued blinks shallow on music and
+        some real voices, and on the held-out split blinked where no cue asked (26.6 a minute
+        against the behaviour's 20.4)."""
+        index = np.arange(first, first + len(motion)) - self._first
         known = (index >= 0) & (index < len(self._lids))
-        lids = np.zeros((len(index), 2), np.float32)
-        lids[known] = self._lids[index[known]]
-        near = np.convolve(lids.max(axis=1) > 0, np.ones(2 * BLINK_MARGIN + 1), "same") > 0
-        inside = slice(BLINK_MARGIN, BLINK_MARGIN + len(motion))
-        rows = np.flatnonzero(near[inside])
-        motion[np.ix_(rows, BLINK)] = lids[inside][rows]
+        motion[np.ix_(np.flatnonzero(known), BLINK)] = self._lids[index[known]]
         return motion

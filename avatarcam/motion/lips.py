@@ -23,15 +23,16 @@ SHAPES = ("shut", "rounded")  # the lip head's outputs, in order
 LIP_GAP_SHUT = 0.08  # jawOpen - mouthClose below this: the renderer shows the lips together
 ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
 # Head probability where setting a shape begins / is complete, per shape (shut, rounded). Shut
-# from 0.1 to 0.2 reaches 85.5% of the held-out /p b m/ with the denoiser's own closures kept to
-# low voice (`settle`; 82.5% from 0.15 to 0.3, 87.3% from 0.05 to 0.15 but the real clips' lips
-# then follow their loudness less). Rounded only from 0.7 to 0.95: the head learned synthetic
+# from 0.03 to 0.1 reaches 88.0% of the held-out /p b m/ with the denoiser's own closures kept to
+# low voice (`settle`; from 0.1 to 0.2, 83.5%; the real clips' judged mouth follows their
+# loudness within 0.003 either way: the teacher now shuts the lips where the voice is quiet, so
+# the head is sure there, not on the loud release). Rounded only from 0.7 to 0.95: the head learned synthetic
 # voices and on real ones is sure of rounding far too often (a quarter of the LJ Speech clip's
 # frames over 0.56), and pursed lips read as a more open mouth: set from 0.2 to 0.4, the judged
 # mouth followed the real clips' loudness at r 0.69-0.80, from 0.7 to 0.95 at 0.73-0.83; on the
 # held-out split rounded / unrounded vowels are then 0.66 / 0.32 (were 0.81 / 0.39, the teacher's
 # 0.78 / 0.17).
-SURE_FROM, SURE_AT = np.array([0.1, 0.7]), np.array([0.2, 0.95])
+SURE_FROM, SURE_AT = np.array([0.03, 0.7]), np.array([0.1, 0.95])
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
