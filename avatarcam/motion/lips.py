@@ -26,12 +26,12 @@ ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
 # from 0.03 to 0.1 reaches 88.0% of the held-out /p b m/ with the denoiser's own closures kept to
 # low voice (`settle`; from 0.1 to 0.2, 83.5%; the real clips' judged mouth follows their
 # loudness within 0.003 either way: the teacher now shuts the lips where the voice is quiet, so
-# the head is sure there, not on the loud release). Rounded only from 0.7 to 0.95: the head learned synthetic
-# voices and on real ones is sure of rounding far too often (a quarter of the LJ Speech clip's
-# frames over 0.56), and pursed lips read as a more open mouth: set from 0.2 to 0.4, the judged
-# mouth followed the real clips' loudness at r 0.69-0.80, from 0.7 to 0.95 at 0.73-0.83; on the
-# held-out split rounded / unrounded vowels are then 0.66 / 0.32 (were 0.81 / 0.39, the teacher's
-# 0.78 / 0.17).
+# the head is sure there, not on the loud release). Rounded only from 0.7 to 0.95: the head
+# learned synthetic voices and on real ones is sure of rounding far too often (a quarter of the
+# LJ Speech clip's frames over 0.56), and pursed lips read as a more open mouth: set from 0.2 to
+# 0.4, the judged mouth followed the real clips' loudness at r 0.69-0.80, from 0.7 to 0.95 at
+# 0.73-0.83; on the held-out split rounded / unrounded vowels are then 0.66 / 0.31 (the
+# teacher's 0.80 / 0.18).
 SURE_FROM, SURE_AT = np.array([0.03, 0.7]), np.array([0.1, 0.95])
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel

@@ -123,10 +123,9 @@ def _complete_iris(patch: np.ndarray, seen: np.ndarray, dist: np.ndarray) -> np.
     mirrored = hidden & seen[::-1]
     out[mirrored] = patch[::-1][mirrored]
     ring = np.round(dist).astype(int)
-    inside = seen & (dist <= dist.max())
     for radius in np.unique(ring[hidden & ~mirrored]):
         near = seen & (np.abs(dist - radius) <= 1.0)
-        near = near if near.any() else inside
+        near = near if near.any() else seen
         if near.any():
             out[hidden & ~mirrored & (ring == radius)] = np.median(patch[near], axis=0)
     return out
