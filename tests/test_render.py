@@ -276,7 +276,7 @@ def test_a_widened_eye_shows_more_of_the_eye(astronaut):
         uncovered = (coverage(g.lid.now, g.lid.shape) > 200) & (coverage(g.lid.was, g.lid.shape) < 55)
         assert uncovered.sum() > 50, "eyeWide did not raise the lid"
         seen = picture[y0:y1, x0:x1][uncovered].mean(axis=0)
-        skin, _, white = scene.eye_colours[eye]
+        _, _, white = scene.eye_colours[eye]
         # as bright as the eye's white, give or take the iris; the lid's skin is 40 levels darker
         assert np.abs(seen - white).mean() < 20, f"eye {eye}: the uncovered strip is {seen}, the white {white}"
 

@@ -94,7 +94,7 @@ class CpuRenderer:
             _, lash, white = s.eye_colours[eye]  # the lid is covered with the skin around it instead
             if lid is not None:
                 x0, y0, x1, y1 = lid.box
-                was_m, now_m = _mask(lid.was, lid.shape), _mask(lid.now, lid.shape)
+                was_m, now_m, was_wide, cover = (m.astype(np.float32) / 255 for m in lid_masks(lid))
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 revealed = now_m * (1 - was_m)
                 sub += revealed[..., None] * (white - sub)
@@ -105,7 +105,6 @@ class CpuRenderer:
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
                 # (a normalised blur of everything outside the open eye), so the closed lid takes
                 # the colour and shading of the lid above and the cheek below.
-                was_wide, cover = (m.astype(np.float32) / 255 for m in lid_rims(lid))
                 covered = cv2.GaussianBlur(cover * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 outside = 1 - was_wide
@@ -305,16 +304,16 @@ def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return m
 
 
-def lid_rims(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 masks in the lid's box: the open eye's outline widened by the rim (its lashes and lid
-    edge), and the part of that a closing lid covers with skin, near where it closed over the
-    open eye. A lid that only rises (eyeWide) covers nothing: covering the whole rim smeared the
+def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 masks in the lid's box: the open eye's outline, the outline now, the open one widened
+    by the rim (its lashes and lid edge), and the part of that a closing lid covers with skin,
+    near where it closed over the open eye. A lid that only rises (eyeWide) covers nothing: covering the whole rim smeared the
     lower lid's edge, which had not moved."""
     was, now = coverage(lid.was, lid.shape), coverage(lid.now, lid.shape)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim))
     wide = cv2.dilate(was, kernel)
     closed = ((was.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
-    return wide, np.minimum(wide, cv2.dilate(closed, kernel))
+    return was, now, wide, np.minimum(wide, cv2.dilate(closed, kernel))
 
 
 def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_rims, mouth_geometry,
+from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, mouth_geometry,
                   unmoved)
 from .scene import Scene
 
@@ -220,11 +220,10 @@ class KernelPlan:
                 bx0, by0, bx1, by1 = lid.box
                 area = lid.shape[0] * lid.shape[1]
                 # the open eye's outline a pixel or two wider, its skin spread over the closing lid
-                was_wide, covered = lid_rims(lid)
+                was_m, now_m, was_wide, covered = lid_masks(lid)
                 spread, cover = gaussian_taps(max(1.0, 0.2 * g.width)), gaussian_taps(max(0.7, lid.rim / 2))
                 for k, v in (("lid_on", 1), ("lx0", bx0), ("ly0", by0), ("lx1", bx1), ("ly1", by1),
-                             ("lid_was", job.add_mask(coverage(lid.was, lid.shape))),
-                             ("lid_now", job.add_mask(coverage(lid.now, lid.shape))),
+                             ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(now_m)),
                              ("lid_wide", job.add_mask(was_wide)), ("lid_cover", job.add_mask(covered)),
                              ("lid_line", job.add_mask(lid.line)),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),

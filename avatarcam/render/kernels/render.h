@@ -337,7 +337,7 @@ AC_FN int ac_region(const Frame& f, int* i, int* bx, int* by, int* bw, int* bh) 
 }
 
 // what the lid's covering blurs: the widened outline near where the lid closed (`lid_cover`,
-// cpu.lid_rims), less the eye now open
+// cpu.lid_masks), less the eye now open
 AC_FN float ac_cover_source(const Frame& f, int e, int bw, int x, int y) {
   return ac_mask(f, f.lid_cover[e], bw, x, y) * (1.0f - ac_mask(f, f.lid_now[e], bw, x, y));
 }
