@@ -33,10 +33,8 @@ LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
 # espeak-ng's event for a stop marks its release: the silence of the closure lies before it. In
 # the held-out split the clean voice is quietest 27 ms (/p/) and 18 ms (/b/) before the middle of
 # the event's span (medians; /p/'s span is 29 ms long). So a bilabial's lips are shut where its
-# voice is quiet, from CLOSURE_LEAD_S before its span to its end: at the quietest frame and the
-# frames next to it within CLOSED_WITHIN_DB of it (a stop's silence, a nasal's murmur). Shut
-# through the event's span, the lips closed a frame late, on the loud release, and the model
-# learned them so.
+# voice is quiet (`at_closures`). Shut through the event's span, the lips closed a frame late, on
+# the loud release, and the model learned them so.
 CLOSURE_LEAD_S = 0.04
 CLOSED_WITHIN_DB = 3.0
 
