@@ -281,6 +281,30 @@ def test_a_widened_eye_shows_more_of_the_eye(astronaut):
         assert np.abs(seen - white).mean() < 20, f"eye {eye}: the uncovered strip is {seen}, the white {white}"
 
 
+def test_a_shut_lid_is_skin_where_the_iris_showed_above_the_landmarks(renderer):
+    """Behind her glasses the landmarker puts Grace Hopper's upper lids below the lids in the
+    photo, so the top of each iris lies in what the warp takes for lid skin: a closing lid dragged
+    it down as a dark smudge on the shut lid (its darkest pixels at 0.63 of the skin around the
+    eye). Above its lash line the shut lid is as light as that skin, give or take its shading."""
+    scene = renderer.scene
+    frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
+    light = renderer.render(frame).astype(np.float32).mean(axis=2)
+    rest = scene.points(scene.rig.rest)
+    geometry = eye_geometry(scene, scene.points(frame), frame, (0, 0), light.shape)
+    for g, iris in zip(geometry, (fm.RIGHT_IRIS, fm.LEFT_IRIS)):
+        x0, y0, x1, y1 = g.lid.box
+        centre = rest[iris[0]] - (x0, y0)
+        radius = np.linalg.norm(rest[list(iris[1:])] - rest[iris[0]], axis=1).mean()
+        yy, xx = np.mgrid[y0:y1, x0:x1] - np.array([y0, x0])[:, None, None]
+        lash = cv2.dilate(g.lid.line, np.ones((7, 7), np.uint8)) > 0
+        iris_top = (np.hypot(xx - centre[0], yy - centre[1]) < 1.3 * radius) & (yy < centre[1]) & ~lash
+        eye = (coverage(g.lid.was, g.lid.shape) > 128).astype(np.uint8)
+        around = (cv2.dilate(eye, np.ones((15, 15), np.uint8)) > 0) & ~(cv2.dilate(eye, np.ones((7, 7), np.uint8)) > 0)
+        lid = light[y0:y1, x0:x1]
+        darkest, skin = np.percentile(lid[iris_top], 5), np.median(lid[around])
+        assert darkest > 0.8 * skin, f"a dark smudge on the shut lid: {darkest:.0f} against skin {skin:.0f}"
+
+
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):
     """With the jaw open, the upper lip's sides go down with the corners and its middle stays:
     the opening's top arches into the corners (held still, the upper lip made a straight top edge

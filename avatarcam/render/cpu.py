@@ -17,7 +17,7 @@ import numpy as np
 from .. import latent
 from . import facemesh as fm
 from .rig import EYEBALL_RADIUS, head_scale
-from .scene import Scene
+from .scene import IRIS_MARGIN, Scene
 
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
@@ -154,6 +154,7 @@ class LidGeometry:
     rim: int            # odd; the open eye's outline dilated by it: its lashes and lid edge, squeezed too
     line: np.ndarray    # uint8 coverage of the lash line
     lash_alpha: float   # how dark the lash line is drawn: more as the lid travels further
+    iris_top: np.ndarray | None = None  # a closing lid's: the open eye's iris (x, y, radius), upper half swept too
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -195,8 +196,8 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
         still[LID_CHANNELS] = rig.rest[LID_CHANNELS]
         still_points = scene.points(still) - origin
     out: list[EyeGeometry | None] = []
-    for eye, (centre_idx, (upper, lower)) in enumerate(zip(
-            (fm.RIGHT_IRIS[0], fm.LEFT_IRIS[0]),
+    for eye, (iris, (upper, lower)) in enumerate(zip(
+            (fm.RIGHT_IRIS, fm.LEFT_IRIS),
             ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)))):
         width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
         if width < 1:
@@ -206,17 +207,23 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
         lid = None
         if np.abs(lids[eye]).max() > 0.02:
             was = np.concatenate([still_points[list(upper)], still_points[list(lower[::-1])]])
-            box = polygon_box(np.concatenate([was, now]), roi_shape, margin=3)
+            # only a lid coming down needs a drawn lash line (a raised one carries its own up) and
+            # sweeps over the iris's top (see lid_masks)
+            lid_shift = float(max(((points[list(upper)] - still_points[list(upper)]) @ ey).max(), 0.0))
+            ring = still_points[list(iris)]
+            iris_top = np.append(ring[0], IRIS_MARGIN * np.linalg.norm(ring[1:] - ring[0], axis=1).mean()) if lid_shift else None
+            reach = [was, now] + ([iris_top[None, :2] - (0.0, iris_top[2])] if iris_top is not None else [])
+            box = polygon_box(np.concatenate(reach), roi_shape, margin=3)
             if box is not None:
                 off = np.array(box[:2], np.float32)
                 line = np.zeros((box[3] - box[1], box[2] - box[0]), np.uint8)
                 cv2.polylines(line, [np.round((points[list(upper)] - off) * 16).astype(np.int32)], False, 255,
                               max(1, int(round(0.05 * width))), cv2.LINE_AA, _SHIFT)
-                # only a lid coming down needs a drawn lash line: a raised one carries its own up
-                lid_shift = float(max(((points[list(upper)] - still_points[list(upper)]) @ ey).max(), 0.0))
+                if iris_top is not None:
+                    iris_top[:2] -= off
                 lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
-                                  0.75 * min(1.0, lid_shift / 3.0))
-        centre = points[centre_idx] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
+                                  0.75 * min(1.0, lid_shift / 3.0), iris_top)
+        centre = points[iris[0]] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
         # foreshortened as its eye: the corners' distance against the portrait's at this head size
         rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * scale
         squeeze = float(np.clip(width / max(rest_width, 1e-6), 0.2, 1.0))
@@ -310,9 +317,19 @@ def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     near where it closed over the open eye. A lid that only rises (eyeWide) covers nothing: covering the whole rim smeared the
     lower lid's edge, which had not moved."""
     was, now = coverage(lid.was, lid.shape), coverage(lid.now, lid.shape)
+    swept = was
+    if lid.iris_top is not None:
+        # Where the landmarks put the upper lid below the one in the photo (behind glasses, under
+        # heavy lids), the iris's top shows above it, in what the warp takes for lid skin, and a
+        # closing lid drags it down as a dark smudge: the closing lid covers the iris's upper half too.
+        disc = np.zeros_like(was)
+        (cx, cy), r = lid.iris_top[:2], lid.iris_top[2]
+        cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), 255, -1, cv2.LINE_AA, _SHIFT)
+        disc[int(np.ceil(cy)):] = 0
+        swept = np.maximum(was, disc)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim))
-    wide = cv2.dilate(was, kernel)
-    closed = ((was.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
+    wide = cv2.dilate(swept, kernel)
+    closed = ((swept.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
     return was, now, wide, np.minimum(wide, cv2.dilate(closed, kernel))
 
 
