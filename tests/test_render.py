@@ -159,7 +159,7 @@ def test_gaze_moves_the_irises_the_commanded_way(renderer, judge):
     assert looks[0.35] > looks[-0.35] + 0.3, looks
 
 
-def test_renderer_uses_current_rig_code_and_the_enrolled_pose(tmp_path):
+def test_renderer_uses_current_rig_code_and_what_enrollment_measured(tmp_path):
     import dataclasses
     import shutil
 
@@ -171,11 +171,13 @@ def test_renderer_uses_current_rig_code_and_the_enrolled_pose(tmp_path):
     current = prepare_rig(load_profile(copy))
     rest = current.rest.copy()
     rest[:3] += 0.05  # a pose the landmarks alone would not give
-    stale = dataclasses.replace(current, bases=np.zeros_like(current.bases), rest=rest)
+    stale = dataclasses.replace(current, bases=np.zeros_like(current.bases), rest=rest,
+                                turn_gain=np.array([0.8, 1.3], np.float32))
     (copy / RIG_FILE).write_bytes(stale.to_bytes())
     rebuilt = prepare_rig(load_profile(copy))
     assert np.array_equal(rebuilt.bases, current.bases)
     assert np.allclose(rebuilt.rest[:3], rest[:3])
+    assert np.allclose(rebuilt.turn_gain, [0.8, 1.3])
 
 
 def test_vertical_gaze_moves_irises_and_lids_the_commanded_way(renderer, judge):

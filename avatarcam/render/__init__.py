@@ -21,15 +21,19 @@ def prepare_rig(profile) -> Rig:
     """The profile's rig, built by this version's code from the profile's measured face.
 
     Building takes milliseconds, so a renderer never runs on a rig left by older code; from the
-    stored rig.npz it keeps the head pose measured at enrollment, which a face-centred camera
-    sees and the landmarks alone do not give.
+    stored rig.npz it keeps what was measured on the picture at enrollment, which the landmarks
+    alone do not give: the head pose a face-centred camera sees, and how far the head seems to
+    turn (`Rig.turn_gain`; 1 in profiles enrolled before it was measured).
     """
-    pose = profile.face.pose()
+    pose, turn_gain = profile.face.pose(), np.ones(2, np.float32)
     stored = Path(profile.dir) / RIG_FILE if profile.dir is not None else None
     if stored is not None and stored.exists():
         with np.load(stored, allow_pickle=False) as data:
             pose = tuple(float(v) for v in data["rest"][:3])
-    return build_rig(profile.face.points, pose, profile.face.blendshapes)
+            turn_gain = data["turn_gain"] if "turn_gain" in data else turn_gain
+    rig = build_rig(profile.face.points, pose, profile.face.blendshapes)
+    rig.turn_gain = turn_gain
+    return rig
 
 
 def open_renderer(profile, size: tuple[int, int], device: str = "auto"):

@@ -11,7 +11,7 @@ Renderers (CPU and GPU) only read this data; they share no other knowledge of fa
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 
@@ -72,6 +72,9 @@ class Rig:
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
     mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
     lids_follow_gaze: np.ndarray  # (M, 3) lid motion per unit of sin(gaze pitch), face-local units
+    # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
+    # measured at enrollment (enroll.turn_gain)
+    turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -435,8 +438,9 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
     cam = local @ rig.axes.T  # image axes, face units, relative to origin
 
-    gains = TURN_GAIN
-    rest = {n: float(rig.rest[latent.index(n)]) for n in gains}
+    rest = {n: float(rig.rest[latent.index(n)]) for n in TURN_GAIN}
+    turn = float(rig.turn_gain[int(frame[latent.index("headYaw")] > rest["headYaw"])])
+    gains = dict(TURN_GAIN, headYaw=TURN_GAIN["headYaw"] * turn)
     target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
     seen_yaw = float(frame[latent.index("headYaw")]) - rest["headYaw"]
     target["headRoll"] += ROLL_PER_YAW * seen_yaw
