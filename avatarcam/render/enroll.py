@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatarcam import latent
 from avatarcam.config import Settings
 from avatarcam.errors import FaceError, ImageError, ProfileError
 from avatarcam.profiles import Profile, save_profile, validate_name
 from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
-from avatarcam import latent
 from avatarcam.render import RIG_FILE
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
