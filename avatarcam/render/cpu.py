@@ -154,7 +154,7 @@ class LidGeometry:
     rim: int            # odd; the open eye's outline dilated by it: its lashes and lid edge, squeezed too
     line: np.ndarray    # uint8 coverage of the lash line
     lash_alpha: float   # how dark the lash line is drawn: more as the lid travels further
-    iris_top: np.ndarray | None = None  # a closing lid's: the open eye's iris (x, y, radius), upper half swept too
+    iris_top: np.ndarray | None = None  # a closing lid's: the open eye's iris x, y, radius (see lid_masks)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -210,8 +210,10 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
             # only a lid coming down needs a drawn lash line (a raised one carries its own up) and
             # sweeps over the iris's top (see lid_masks)
             lid_shift = float(max(((points[list(upper)] - still_points[list(upper)]) @ ey).max(), 0.0))
-            ring = still_points[list(iris)]
-            iris_top = np.append(ring[0], IRIS_MARGIN * np.linalg.norm(ring[1:] - ring[0], axis=1).mean()) if lid_shift else None
+            iris_top = None
+            if lid_shift:
+                ring = still_points[list(iris)]
+                iris_top = np.append(ring[0], IRIS_MARGIN * np.linalg.norm(ring[1:] - ring[0], axis=1).mean())
             reach = [was, now] + ([iris_top[None, :2] - (0.0, iris_top[2])] if iris_top is not None else [])
             box = polygon_box(np.concatenate(reach), roi_shape, margin=3)
             if box is not None:
@@ -314,8 +316,8 @@ def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """uint8 masks in the lid's box: the open eye's outline, the outline now, the open one widened
     by the rim (its lashes and lid edge), and the part of that a closing lid covers with skin,
-    near where it closed over the open eye. A lid that only rises (eyeWide) covers nothing: covering the whole rim smeared the
-    lower lid's edge, which had not moved."""
+    near where it closed over the open eye. A lid that only rises (eyeWide) covers nothing: covering
+    the whole rim smeared the lower lid's edge, which had not moved."""
     was, now = coverage(lid.was, lid.shape), coverage(lid.now, lid.shape)
     swept = was
     if lid.iris_top is not None:
