@@ -22,6 +22,7 @@ from avatarcam.errors import FaceError, ImageError, ProfileError
 from avatarcam.profiles import Profile, save_profile, validate_name
 from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
 from avatarcam.render import RIG_FILE
+from avatarcam.render import facemesh as fm
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
 from avatarcam.render.plate import background_plate
@@ -143,8 +144,8 @@ def turn_gain(measurer: FaceMeasurer, image: np.ndarray, matte: np.ndarray, plat
     gain = np.ones(2, np.float32)
     for _ in range(TURN_ITERATIONS):
         renderer = CpuRenderer(dataclasses.replace(scene, rig=dataclasses.replace(rig, turn_gain=gain.copy())))
-        still = measurer.detect(renderer.render(rig.rest))
-        if not still:
+        still = _yaw_seen(measurer, renderer, rig.rest)
+        if still is None:
             log.warning("no face seen in the portrait as rendered; its head turns are not calibrated")
             return np.ones(2, np.float32)
         for side, sign in enumerate((-1.0, 1.0)):
@@ -152,14 +153,23 @@ def turn_gain(measurer: FaceMeasurer, image: np.ndarray, matte: np.ndarray, plat
             for angle in sign * np.radians(TURN_PROBES_DEG):
                 frame = rig.rest.copy()
                 frame[yaw] += angle
-                faces = measurer.detect(renderer.render(frame))
-                if faces:
+                turned = _yaw_seen(measurer, renderer, frame)
+                if turned is not None:
                     commanded.append(angle)
-                    seen.append(faces[0].pose()[0] - still[0].pose()[0])
+                    seen.append(turned - still)
             if commanded:  # the slope through the portrait's own pose
                 slope = np.dot(commanded, seen) / np.dot(commanded, commanded)
                 gain[side] = np.clip(gain[side] / max(slope, 1e-3), *TURN_GAIN_RANGE)
     return gain
+
+
+def _yaw_seen(measurer: FaceMeasurer, renderer: CpuRenderer, frame: np.ndarray) -> float | None:
+    """The yaw the landmarker reads on the rendered portrait: on the face whose nose is where the
+    rig put it (a group photo's framing may show a neighbour too); None where that face is not seen."""
+    nose = renderer.scene.points(frame)[fm.NOSE_TIP]
+    faces = measurer.detect(renderer.render(frame))
+    near = [f for f in faces if np.linalg.norm(f.points[fm.NOSE_TIP, :2] - nose) < 0.25 * f.size]
+    return near[0].pose()[0] if near else None
 
 
 def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None, settings: Settings,
