@@ -251,6 +251,40 @@ def test_training_lowers_the_loss_resumes_and_exports(tmp_path):
     assert motion.shape == (30, latent.DIM) and np.isfinite(motion).all()
 
 
+def test_a_generated_past_is_sampled_as_a_stream_would_have_it():
+    """Training shows the denoiser windows whose past it sampled itself: from the teacher's frames
+    before that past and that past's own audio, never the audio of the frames it then learns."""
+    torch = pytest.importorskip("torch")
+    from avatarcam.training.model import Denoiser
+    from avatarcam.training.train import with_generated_past
+
+    torch.manual_seed(0)
+    model = Denoiser(TINY)
+    rng = np.random.default_rng(0)
+    p, chunk, size = TINY.past, 4, 3
+    batch = {"past": rng.standard_normal((size, p, latent.DIM)).astype(np.float32),
+             "target": rng.standard_normal((size, p + chunk, latent.DIM)).astype(np.float32),
+             "mel": rng.standard_normal((size, 2 * p + chunk, TINY.audio_inputs)).astype(np.float32),
+             "controls": rng.standard_normal((size, TINY.controls)).astype(np.float32),
+             "cues": np.zeros((size, 2 * p + chunk, TINY.cues), np.float32)}
+
+    def generated(b):
+        torch.manual_seed(7)
+        return with_generated_past(model, b)
+
+    out = generated(batch)
+    assert out["past"].shape == (size, p, latent.DIM) and out["target"].shape == (size, chunk, latent.DIM)
+    np.testing.assert_array_equal(out["target"], batch["target"][:, p:])
+    np.testing.assert_array_equal(out["mel"], batch["mel"][:, p:])
+    np.testing.assert_array_equal(out["cues"], batch["cues"][:, p:])
+    assert not np.allclose(out["past"], batch["target"][:, :p], atol=0.1)  # sampled, not the teacher's
+    later = dict(batch, mel=batch["mel"].copy())
+    later["mel"][:, 2 * p:] += 5.0  # the audio of the frames to learn
+    np.testing.assert_array_equal(generated(later)["past"], out["past"])
+    before = dict(batch, past=batch["past"] + 1.0)  # the teacher's frames before the sampled past
+    assert not np.allclose(generated(before)["past"], out["past"], atol=1e-3)
+
+
 def test_the_sampler_is_deterministic_under_a_seed(net, demo):
     clip = demo[: 16000 * 4]
     a, b = diffusion.generate(clip, seed=3, network=net), diffusion.generate(clip, seed=3, network=net)
