@@ -439,10 +439,9 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     cam = local @ rig.axes.T  # image axes, face units, relative to origin
 
     rest = {n: float(rig.rest[latent.index(n)]) for n in TURN_GAIN}
-    turn = float(rig.turn_gain[int(frame[latent.index("headYaw")] > rest["headYaw"])])
-    gains = dict(TURN_GAIN, headYaw=TURN_GAIN["headYaw"] * turn)
-    target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
     seen_yaw = float(frame[latent.index("headYaw")]) - rest["headYaw"]
+    gains = dict(TURN_GAIN, headYaw=TURN_GAIN["headYaw"] * float(rig.turn_gain[int(seen_yaw > 0)]))
+    target = {n: rest[n] + gains[n] * (float(frame[latent.index(n)]) - rest[n]) for n in gains}
     target["headRoll"] += ROLL_PER_YAW * seen_yaw
     # Yaw turns the head about its own vertical axis, in the face's frame; pitch and roll then
     # tilt it in the image's.
