@@ -36,6 +36,12 @@ CHUNKS = (1, 2, 4, 8, 16, 32)
 # (Figures with the sampler of 2026-12-02. With the denoiser's closures kept to low voice
 # (lips.py), neither colour model did better than the shipped one on LJ Speech: 0.697 / 0.684
 # against 0.695, judged without the encode.)
+# Also tried (2026-12-03): channel normalisation, each band's causal running mean over speech
+# (5 s) moved onto the corpus's, in the corpus and the engine alike, as speech recognisers take a
+# microphone out. LJ Speech's pursed lips fell from 87% to 51% of its speech frames, but
+# LibriSpeech's rose from 15% to 68%, and the judged jaw followed real speech no better (codec2 /
+# LibriSpeech / LJ Speech / Common Voice 0.841 / 0.722 / 0.710 / 0.779 against the shipped 0.827
+# / 0.763 / 0.727 / 0.776, no encode): what reads as rounding is not only the colour.
 BUMPS = 2
 BUMP_PER_TILT = 0.75  # a bump's height range (dB) per dB/octave of tilt range
 
