@@ -331,7 +331,8 @@ def _roughness_under_the_mouth(renderer, frame) -> float:
     outer = points[list(fm.LIPS_LOWER_OUTER)]
     below = outer + 0.5 * (points[fm.CHIN] - outer) * (0.0, 1.0)
     region = np.zeros(picture.shape[:2], np.uint8)
-    cv2.fillPoly(region, [np.round(np.concatenate([points[list(fm.LIPS_LOWER_INNER)], below[::-1]])).astype(np.int32)], 1)
+    outline = np.concatenate([points[list(fm.LIPS_LOWER_INNER)], below[::-1]])
+    cv2.fillPoly(region, [np.round(outline).astype(np.int32)], 1)
     x0, y0, x1, y1 = scene.roi
     m = mouth_geometry(scene, points - (x0, y0), frame, (y1 - y0, x1 - x0))
     if m is not None:
