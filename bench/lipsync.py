@@ -1,20 +1,23 @@
 """Lip sync on real speech: does the rendered mouth follow the voice, and stay shut in silence?
 
 For every clip in ../shared/assets/speech and each motion engine (the diffusion model and the DSP
-driver, seed 0): the motion placed on the portrait's rest, rendered at 512x512, encoded to H.264 as `avatarcam render` would, decoded and measured by the
-judge in video mode. Reported per clip:
+driver, seed 0 unless `--seed`): the motion placed on the portrait's rest, rendered at 512x512,
+encoded to H.264 as `avatarcam render` would, decoded and measured by the judge in video mode. Reported per clip:
 - r between the judge's jawOpen and the loudness envelope (audio.features.loudness_envelope, dB),
   at lag 0 and at the best lag in [-5, 5] frames (bars: r ≥ 0.6, best lag within ±1; a positive
   lag means the mouth moves after the sound);
 - the share of silent frames (audio.features.silent_frames) where the judge's jawOpen < 0.1
   (bar ≥ 90%);
-- for diagnosis: the same r for the commanded jawOpen (the driver alone) and r between commanded
-  and measured jawOpen (the renderer alone);
+- for diagnosis: the same r for the commanded jawOpen (the driver alone), r between commanded
+  and measured jawOpen (the renderer alone), and the share of speech frames with rounded lips
+  (mouthFunnel + mouthPucker over ROUNDED_OVER): the judge reads a rounded mouth as more open,
+  so lips rounded where the speech is not pull its jawOpen off the loudness;
 - whether the face looks alive, as the judge sees it: head yaw standard deviation over speaking
   frames (bar 2-8 degrees), blinks per minute (eyeBlink crossing 0.5; bar 10-25), and jitter: the
   median absolute second difference of jawOpen and of the head angles from frame to frame.
 
     python -m bench.lipsync [--quick] [--engines diffusion dsp] [--portrait grace_hopper] [--clips a b] [--no-encode]
+                            [--seed N]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SIZE = (512, 512)
 MAX_LAG = 5
 R_BAR, LAG_BAR, CLOSED_BAR = 0.6, 1, 0.90
 CLOSED_BELOW = 0.1  # judge jawOpen under this counts as a closed mouth
+ROUNDED_OVER = 0.3  # commanded mouthFunnel + mouthPucker over this: rounded lips
 QUICK_SECONDS = 30.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -76,12 +80,12 @@ def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judg
     return seen, timing
 
 
-def generate(engine: str, samples: np.ndarray) -> np.ndarray:
+def generate(engine: str, samples: np.ndarray, seed: int = 0) -> np.ndarray:
     from avatarcam import chain
     from avatarcam.motion import diffusion
 
     return np.stack(list(chain.frames(chain.file_chunks(samples, 16000),
-                                      chain.motion_engine(engine, seed=0, chunk=diffusion.OFFLINE_CHUNK))))
+                                      chain.motion_engine(engine, seed=seed, chunk=diffusion.OFFLINE_CHUNK))))
 
 
 def alive(seen: judge.Measurements, silent: np.ndarray, blink_at: float) -> dict:
@@ -115,7 +119,7 @@ def rest_readings(renderer, rest: np.ndarray) -> tuple[float, float, float]:
 
 
 def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str,
-             blink_at: float) -> dict:
+             blink_at: float, seed: int = 0) -> dict:
     from avatarcam.audio.features import loudness_envelope, silent_frames, speech_loudness
     from avatarcam.audio.io import load_audio
 
@@ -124,7 +128,7 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
     full_seconds = len(samples) / rate
     if quick and full_seconds > QUICK_SECONDS:
         samples = samples[: int(QUICK_SECONDS * rate)]
-    motion = generate(engine, samples)
+    motion = generate(engine, samples, seed)
     frames = judge.compose(motion, portrait.rig.rest)
     envelope = loudness_envelope(samples, rate, latent.FPS)
     silent = silent_frames(samples, rate, latent.FPS)
@@ -138,6 +142,7 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
     r0 = by_lag[0]
     cmd_lag, cmd_r_best, _ = judge.best_lag(jaw_cmd, envelope, MAX_LAG)
     closed = jaw_seen[silent] < CLOSED_BELOW
+    rounded = frames[:n, latent.index("mouthFunnel")] + frames[:n, latent.index("mouthPucker")] > ROUNDED_OVER
     closed_share = float(closed.mean()) if silent.any() else float("nan")
     return {
         "seconds": n / latent.FPS, "full_seconds": full_seconds, "frames": n, "faces_found": int(seen.found[:n].sum()),
@@ -148,6 +153,7 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
         "commanded_r_lag0": judge.pearson(jaw_cmd, envelope), "commanded_best_lag": cmd_lag,
         "commanded_r_best": cmd_r_best, "commanded_vs_measured_r": judge.pearson(jaw_cmd, jaw_seen),
         "commanded_vs_measured_gain": judge.gain(jaw_cmd, jaw_seen)[0],
+        "rounded_share": float(rounded[~silent].mean()) if (~silent).any() else float("nan"),
         "pass_r": bool(np.isfinite(r_best) and r_best >= R_BAR), "pass_lag": abs(lag) <= LAG_BAR,
         "pass_closed": bool(np.isfinite(closed_share) and closed_share >= CLOSED_BAR),
         "timing": timing, **alive(seen, silent, blink_at),
@@ -155,9 +161,9 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
 
 
 def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, float, float], encode: bool,
-           quick: bool) -> str:
+           quick: bool, seed: int = 0) -> str:
     lines = ["# Lip sync on real speech", "",
-             f"Portrait {portrait} at 512x512, motion (seed 0) composed with the portrait's rest, "
+             f"Portrait {portrait} at 512x512, motion (seed {seed}) composed with the portrait's rest, "
              + ("encoded to H.264 and decoded, " if encode else "not encoded, ")
              + "judged by the Face Landmarker in video mode. Envelope: audio.features.loudness_envelope (dB). "
              f"Bars: r ≥ {R_BAR} (at the best lag), best lag within ±{LAG_BAR} frame in [-{MAX_LAG}, {MAX_LAG}] "
@@ -171,11 +177,12 @@ def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, fl
         for name, c in clips.items():
             rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], c["r_best"], c["pass_r"], c["best_lag"],
                          c["pass_lag"], f"{c['closed_in_silence']:.1%} of {c['silent_frames']}", c["pass_closed"],
-                         c["commanded_r_lag0"], c["commanded_vs_measured_r"], c["head_yaw_std_deg"],
+                         c["commanded_r_lag0"], c["commanded_vs_measured_r"], f"{c['rounded_share']:.0%}",
+                         c["head_yaw_std_deg"],
                          c["blinks_per_min"], c["jitter_jaw"], c["jitter_head_deg"], f"{c['faces_found']}/{c['frames']}"])
         lines += [f"## Engine: {engine}", "",
                   judge.table(["clip", "s", "r lag0", "r best", "r bar", "lag", "lag bar", "closed in silence",
-                               "silence bar", "cmd r", "cmd~seen r", "yaw std °", "blinks/min", "jitter jaw",
+                               "silence bar", "cmd r", "cmd~seen r", "rounded", "yaw std °", "blinks/min", "jitter jaw",
                                "jitter head °", "faces"], rows, 3), ""]
     if {"diffusion", "dsp"} <= set(results):
         model, dsp = results["diffusion"], results["dsp"]
@@ -188,7 +195,8 @@ def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, fl
                                "model closed"], rows, 3), "",
                   f"Mean r: DSP {mean(dsp):.3f}, model {mean(model):.3f}.", ""]
     lines += ["cmd r: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
-              "cmd~seen: commanded against judged jawOpen (the renderer and judge alone). Jitter: median "
+              "cmd~seen: commanded against judged jawOpen (the renderer and judge alone); rounded: the share "
+              f"of speech frames whose commanded mouthFunnel + mouthPucker is over {ROUNDED_OVER}. Jitter: median "
               "|second difference| per frame of the judge's jawOpen and head angles (mean of yaw, pitch, roll)."]
     return "\n".join(lines)
 
@@ -200,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portrait", default=judge.DEFAULT_PORTRAIT, help="portrait file stem (default grace_hopper)")
     parser.add_argument("--clips", nargs="+", help="clip file stems (default: all)")
     parser.add_argument("--no-encode", action="store_true", help="judge the rendered frames directly, skipping H.264")
+    parser.add_argument("--seed", type=int, default=0, help="motion seed (head motion, and so the judge's view, "
+                        "varies with it)")
     parser.add_argument("--name", default="lipsync", help="results file stem")
     args = parser.parse_args(argv)
     portrait = judge.load_portrait(args.portrait)
@@ -212,13 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in clip_paths(args.clips):
             start = time.perf_counter()
             c = results[engine][path.stem] = run_clip(path, portrait, renderer, args.quick, not args.no_encode, engine,
-                                                          blink_at)
+                                                          blink_at, args.seed)
             print(f"{engine} {path.stem}: r {c['r_best']:.2f} at lag {c['best_lag']}, closed in silence "
                   f"{c['closed_in_silence']:.0%}, yaw std {c['head_yaw_std_deg']:.1f}°, "
                   f"{c['blinks_per_min']:.0f} blinks/min ({time.perf_counter() - start:.0f} s)", flush=True)
     markdown = report(results, portrait.name, rest_jaw, (blink_at, blink_rest, blink_shut), not args.no_encode,
-                      args.quick)
-    judge.write_results(args.name, {"portrait": portrait.name, "enrolled_by": portrait.how, "size": SIZE,
+                      args.quick, args.seed)
+    judge.write_results(args.name, {"portrait": portrait.name, "seed": args.seed, "enrolled_by": portrait.how, "size": SIZE,
                                     "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
                                     "blink": {"threshold": blink_at, "rest": blink_rest, "shut": blink_shut},
                                     "bars": {"r": R_BAR, "lag": LAG_BAR, "closed_in_silence": CLOSED_BAR},
