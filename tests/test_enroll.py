@@ -85,7 +85,6 @@ def test_enroll_real_portraits(measurer, portraits_dir, settings, filename):
     assert np.array_equal(loaded.image, image)
 
 
-
 @pytest.mark.parametrize("filename", ["grace_hopper.jpg", "mona_lisa.jpg"])
 def test_the_head_shows_the_turn_it_is_given(measurer, portraits_dir, settings, filename):
     """Enrollment measures how far a warp of this picture seems to turn (`turn_gain`) and the

@@ -142,12 +142,12 @@ def turn_gain(measurer: FaceMeasurer, image: np.ndarray, matte: np.ndarray, plat
     scene = build_scene(image, matte, plate, rig, (512, 512))
     yaw = latent.index("headYaw")
     gain = np.ones(2, np.float32)
+    still = _yaw_seen(measurer, CpuRenderer(scene), rig.rest)  # unturned: no gain acts on it
+    if still is None:
+        log.warning("no face seen in the portrait as rendered; its head turns are not calibrated")
+        return gain
     for _ in range(TURN_ITERATIONS):
         renderer = CpuRenderer(dataclasses.replace(scene, rig=dataclasses.replace(rig, turn_gain=gain.copy())))
-        still = _yaw_seen(measurer, renderer, rig.rest)
-        if still is None:
-            log.warning("no face seen in the portrait as rendered; its head turns are not calibrated")
-            return np.ones(2, np.float32)
         for side, sign in enumerate((-1.0, 1.0)):
             commanded, seen = [], []
             for angle in sign * np.radians(TURN_PROBES_DEG):
