@@ -182,8 +182,8 @@ def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, fl
                          c["blinks_per_min"], c["jitter_jaw"], c["jitter_head_deg"], f"{c['faces_found']}/{c['frames']}"])
         lines += [f"## Engine: {engine}", "",
                   judge.table(["clip", "s", "r lag0", "r best", "r bar", "lag", "lag bar", "closed in silence",
-                               "silence bar", "cmd r", "cmd~seen r", "rounded", "yaw std °", "blinks/min", "jitter jaw",
-                               "jitter head °", "faces"], rows, 3), ""]
+                               "silence bar", "cmd r", "cmd~seen r", "rounded", "yaw std °", "blinks/min",
+                               "jitter jaw", "jitter head °", "faces"], rows, 3), ""]
     if {"diffusion", "dsp"} <= set(results):
         model, dsp = results["diffusion"], results["dsp"]
         rows = [[name, dsp[name]["r_best"], model[name]["r_best"], model[name]["r_best"] >= dsp[name]["r_best"],
@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['blinks_per_min']:.0f} blinks/min ({time.perf_counter() - start:.0f} s)", flush=True)
     markdown = report(results, portrait.name, rest_jaw, (blink_at, blink_rest, blink_shut), not args.no_encode,
                       args.quick, args.seed)
-    judge.write_results(args.name, {"portrait": portrait.name, "seed": args.seed, "enrolled_by": portrait.how, "size": SIZE,
-                                    "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
+    judge.write_results(args.name, {"portrait": portrait.name, "seed": args.seed, "enrolled_by": portrait.how,
+                                    "size": SIZE, "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
                                     "blink": {"threshold": blink_at, "rest": blink_rest, "shut": blink_shut},
                                     "bars": {"r": R_BAR, "lag": LAG_BAR, "closed_in_silence": CLOSED_BAR},
                                     "product_compose": judge.uses_product_compose(), "engines": results}, markdown)
