@@ -34,6 +34,17 @@ ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
 # teacher's 0.80 / 0.18).
 SURE_FROM, SURE_AT = np.array([0.03, 0.7]), np.array([0.1, 0.95])
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
+# Tried (2026-12-03), not kept: rounding read against the speaker's own, each frame's funnel +
+# pucker lowered by the median over the last 5 s of speech. On the LJ Speech clip, which both
+# the denoiser and the head hear as rounded throughout (median rounding 0.47 and head certainty
+# 0.44, against 0.08-0.20 and 0.07-0.14 on the other real clips and 0.21 / 0.14 on the held-out
+# split), the judged jaw then followed the loudness at r 0.753 (encoded; DSP 0.749, as is 0.715),
+# but on the held-out split rounded / unrounded vowels fell to 0.40 / 0.09 (teacher 0.80 /
+# 0.18), under half the teacher's contrast. Every variant that kept the contrast (only the
+# denoiser's rounding, then the head's as now: 0.56 / 0.12; only the median's excess over the
+# held-out split's: 0.57 / 0.21; the range stretched back to 0..1: 0.55 / 0.12) lost LJ Speech
+# again (0.708 / 0.740 / 0.721 unencoded, DSP 0.755): the judge reads any pursed lips as a more
+# open mouth, so there the lips follow its loudness only as far as they are not rounded.
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
