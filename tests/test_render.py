@@ -355,6 +355,22 @@ def test_rounded_lips_do_not_tear_the_skin_under_the_mouth(renderer):
         assert rounded < 1.3 * plain, f"jaw {jaw}: {rounded:.1f} against {plain:.1f}"
 
 
+@pytest.mark.parametrize("jaw", [0.2, 0.4, 0.6])
+def test_pursed_lips_close_in_around_a_small_opening(renderer, judge, jaw):
+    """Over an open jaw, pursed lips narrow the opening and shorten it too, an "oo", not a
+    shouted "O": the judge reads the mouth no more open than the jaw alone leaves it, and reads
+    the pucker. (Narrowed only, the judge read it twice as open at jaw 0.4.)"""
+    rig = renderer.scene.rig
+    alone = _with(rig, jawOpen=jaw)
+    pursed = _with(rig, jawOpen=jaw, mouthPucker=0.7)
+    gap = lambda frame: float(np.subtract(*renderer.scene.points(frame)[[14, 13], 1]))  # noqa: E731 (mid-lips, px)
+    assert gap(pursed) < 0.75 * gap(alone)
+    seen_alone = _measure(judge, renderer.render(alone)).blendshapes
+    seen = _measure(judge, renderer.render(pursed)).blendshapes
+    assert seen["jawOpen"] < seen_alone["jawOpen"] + 0.06, f"jaw {jaw}: {seen['jawOpen']:.2f} against {seen_alone['jawOpen']:.2f}"
+    assert seen["mouthPucker"] > seen_alone["mouthPucker"] + 0.05
+
+
 def test_upper_teeth_are_longest_in_the_middle(renderer):
     """The upper front teeth hang from the upper lip, longest at the incisors and shorter toward
     the canines, and stay inside the opening."""

@@ -36,6 +36,13 @@ RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_c
 
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
 
+# Pursed lips close in around a small opening whatever the jaw does: over an open jaw, mouthPucker
+# brings the lips together by this times sqrt(pucker) of their gap (as mouthClose does). The
+# pucker field alone narrowed the mouth and kept its height, a shouted "O" that the judge read as
+# twice as open as the jaw (jawOpen 0.55 against 0.27 at jaw 0.4, pucker 0.7, on Grace Hopper);
+# so closed, it reads the jaw alone's opening at every pucker (0.26 there) and the pucker better.
+PUCKER_CLOSES = 0.6
+
 # Per-vertex corrections to the hand-built expression fields, fitted once on MediaPipe's canonical
 # face so that its blendshape head reads each channel as commanded (tools/fit_expressions.py).
 EXPRESSION_FIT_FILE = "expression_fit.npz"
@@ -436,7 +443,10 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     """
     delta = frame[latent.EXPRESSION_SLICE] - rig.rest[latent.EXPRESSION_SLICE]
     close = latent.index("mouthClose") - latent.EXPRESSION_SLICE.start
-    delta[close] = min(delta[close], max(frame[latent.index("jawOpen")], 0.0))  # lips can only close an open jaw
+    jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
+    delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
+    pucker = np.clip(frame[latent.index("mouthPucker")] - rig.rest[latent.index("mouthPucker")], 0.0, 1.0)
+    delta[close] += PUCKER_CLOSES * np.sqrt(pucker) * max(jaw - delta[close], 0.0)
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
