@@ -363,11 +363,14 @@ def test_pursed_lips_close_in_around_a_small_opening(renderer, judge, jaw):
     rig = renderer.scene.rig
     alone = _with(rig, jawOpen=jaw)
     pursed = _with(rig, jawOpen=jaw, mouthPucker=0.7)
-    gap = lambda frame: float(np.subtract(*renderer.scene.points(frame)[[14, 13], 1]))  # noqa: E731 (mid-lips, px)
+    mid = len(fm.LIPS_UPPER_INNER) // 2
+    lips = [fm.LIPS_LOWER_INNER[mid], fm.LIPS_UPPER_INNER[mid]]
+    gap = lambda frame: float(np.subtract(*renderer.scene.points(frame)[lips, 1]))  # noqa: E731 (px)
     assert gap(pursed) < 0.75 * gap(alone)
     seen_alone = _measure(judge, renderer.render(alone)).blendshapes
     seen = _measure(judge, renderer.render(pursed)).blendshapes
-    assert seen["jawOpen"] < seen_alone["jawOpen"] + 0.06, f"jaw {jaw}: {seen['jawOpen']:.2f} against {seen_alone['jawOpen']:.2f}"
+    assert seen["jawOpen"] < seen_alone["jawOpen"] + 0.06, \
+        f"jaw {jaw}: judged {seen['jawOpen']:.2f} against {seen_alone['jawOpen']:.2f}"
     assert seen["mouthPucker"] > seen_alone["mouthPucker"] + 0.05
 
 
