@@ -443,10 +443,10 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     """
     delta = frame[latent.EXPRESSION_SLICE] - rig.rest[latent.EXPRESSION_SLICE]
     close = latent.index("mouthClose") - latent.EXPRESSION_SLICE.start
+    pucker = latent.index("mouthPucker") - latent.EXPRESSION_SLICE.start
     jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
     delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
-    pucker = np.clip(frame[latent.index("mouthPucker")] - rig.rest[latent.index("mouthPucker")], 0.0, 1.0)
-    delta[close] += PUCKER_CLOSES * np.sqrt(pucker) * max(jaw - delta[close], 0.0)
+    delta[close] += PUCKER_CLOSES * np.sqrt(np.clip(delta[pucker], 0.0, 1.0)) * max(jaw - delta[close], 0.0)
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
