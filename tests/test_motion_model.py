@@ -311,9 +311,7 @@ def test_a_live_stream_over_music_keeps_to_the_offline_lips(net, speech_dir):
     only on the teacher's pasts let the jaw creep open within seconds and stay (mean 0.44 streamed
     against 0.30 offline, r 0.69 between them); trained on their own pasts too, r 0.95 and within
     0.005 (seeds 0-3)."""
-    songs = [p for p in sorted(speech_dir.iterdir()) if p.name.startswith("sing")]
-    assert songs, f"no song in {speech_dir}"
-    samples = load_audio(songs[0], 16000)[: 16000 * 40]
+    samples = load_audio(_songs(speech_dir)[0], 16000)[: 16000 * 40]
     offline = diffusion.generate(samples, seed=0, network=net)
     live = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), samples)
     assert _r(live[:, JAW], offline[:, JAW]) > 0.9
@@ -351,11 +349,20 @@ def test_the_shipped_model_follows_the_bundled_clip(net, demo):
     assert closed > 0.85
 
 
-def _spoken_clips(speech_dir):
+def _clips(speech_dir, sung: bool):
+    """The shared recordings, sung ones (named "sing_...") or spoken ones."""
     clips = [p for p in sorted(speech_dir.iterdir()) if p.suffix in (".wav", ".ogg", ".flac")
-             and not p.name.startswith("sing")]
-    assert clips, f"no speech clips in {speech_dir}"
+             and p.name.startswith("sing") == sung]
+    assert clips, f"no {'sung' if sung else 'spoken'} clips in {speech_dir}"
     return clips
+
+
+def _spoken_clips(speech_dir):
+    return _clips(speech_dir, sung=False)
+
+
+def _songs(speech_dir):
+    return _clips(speech_dir, sung=True)
 
 
 def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
@@ -369,7 +376,7 @@ def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
 def test_the_shipped_model_blinks_fully_at_every_cue_even_over_music(net, speech_dir):
     from avatarcam.motion.cues import CueStream
 
-    clips = [p for p in sorted(speech_dir.iterdir()) if p.name.startswith("sing")] + _spoken_clips(speech_dir)[:1]
+    clips = _songs(speech_dir) + _spoken_clips(speech_dir)[:1]
     for path in clips:
         samples = load_audio(path, 16000)[: 16000 * 20]
         motion = diffusion.generate(samples, network=net, seed=0)
