@@ -44,6 +44,11 @@ SONG_SHARE = 0.1
 # 0.789 / 0.624 / 0.668 / 0.680), but on the held-out split closures fell from 83.4% to 79.4%,
 # streaming and offline agreed less (jawOpen r 0.940 against 0.951) and it blinked 26 times a
 # minute (the teacher 16); LJ Speech stayed rounded on 61% of its speech frames.
+# Tried again at 0.3 with the lip head and `lips.settle` (2026-12-03, seed 0): every held-out bar
+# of bench.motion passed (closures 86.0%, streaming/offline r 0.979, 20.5 blinks a minute), but
+# real speech only traded places (encoded, codec2 / LibriSpeech / LJ Speech / Common Voice / song:
+# 0.794 / 0.759 / 0.729 / 0.807 / 0.448 against the shipped 0.819 / 0.758 / 0.718 / 0.782 / 0.448;
+# DSP 0.816 on codec2, 0.751 on LJ Speech): LJ Speech stayed rounded on 77% of its speech frames.
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
