@@ -77,6 +77,12 @@ class SpeechGate:
     for `hangover_s` (the stops and gaps inside a phrase). Frame k covers samples
     [k * 160, (k + 1) * 160) at 16 kHz, so frame k is decided once those samples are in: the gate
     adds no latency.
+
+    Music passes it: over the shared song's guitar intro (no voice) webrtcvad calls every frame
+    voiced, and the motion model opens the mouth as if it sang. Periodicity does not tell them
+    apart (2026-12-03, normalised autocorrelation over 50 ms, the window's own taken out: median
+    0.64 over the guitar, 0.78 over the singing, 0.74-0.89 over the four speech clips; a bar at
+    0.8 would keep 70% of the guitar and lose 12% of LibriSpeech's speech).
     """
 
     FRAME = 160  # 10 ms at 16 kHz
