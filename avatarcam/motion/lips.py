@@ -45,6 +45,11 @@ ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head i
 # held-out split's: 0.57 / 0.21; the range stretched back to 0..1: 0.55 / 0.12) lost LJ Speech
 # again (0.708 / 0.740 / 0.721 unencoded, DSP 0.755): the judge reads any pursed lips as a more
 # open mouth, so there the lips follow its loudness only as far as they are not rounded.
+# Also tried then (judged without the encode, codec2 / LibriSpeech / LJ Speech / Common Voice, as
+# is 0.824 / 0.760 / 0.722 / 0.774): funnel and pucker smoothed over time (Gaussian, sigma 2 and
+# 4 frames, centred, so beyond what the 80 ms lookahead allows live) 0.823 / 0.761 / 0.728 / 0.773
+# and 0.823 / 0.762 / 0.739 / 0.779; the expressions of seeds 0 and 1 averaged 0.822 / 0.754 /
+# 0.727 / 0.767. Neither reaches the DSP driver on LJ Speech (0.755).
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
