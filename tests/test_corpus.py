@@ -244,3 +244,58 @@ def test_a_training_shard_speaks_with_festival_voices_too(tmp_path):
             assert shut == total  # the teacher shuts the lips on every bilabial Festival spoke
             bilabials += total
         assert bilabials > 5
+
+
+def test_a_band_plays_chords_in_time():
+    from avatarcam.corpus import music
+
+    seconds = 8
+    a = music.band(np.random.default_rng(4), 16000 * seconds)
+    np.testing.assert_array_equal(a, music.band(np.random.default_rng(4), 16000 * seconds))  # seeded
+    assert abs(np.sqrt(np.mean(a ** 2)) - 1.0) < 1e-6
+    assert not np.allclose(a[:16000], music.band(np.random.default_rng(5), 16000 * seconds)[:16000])
+    # it plays from the first second to the last, in beats: the level rises and falls many times
+    env = loudness_envelope((a * 0.05).astype(np.float32), 16000, 30)
+    assert env[:30].max() > env.max() - 10 and env[-30:].max() > env.max() - 10
+    onsets = np.sum((env[1:] - env[:-1]) > 4)
+    assert onsets >= seconds, onsets
+    # pitched: most of its energy lies under 2 kHz, in tones rather than noise
+    spectrum = np.abs(np.fft.rfft(a)) ** 2
+    hz = np.fft.rfftfreq(len(a), 1 / 16000)
+    assert spectrum[hz < 2000].sum() > 0.8 * spectrum.sum()
+
+
+def test_an_accompanied_voice_keeps_its_samples_and_the_band_sits_under_it():
+    from avatarcam.corpus import music
+
+    t = np.arange(16000 * 2) / 16000
+    voice = (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+    for seed in range(5):
+        padded, band, lead = music.accompany(voice, np.random.default_rng(seed))
+        start = int(round(lead * 16000))
+        assert 1.0 <= lead <= 4.0 and len(band) == len(padded) > len(voice) + 2 * 16000
+        np.testing.assert_array_equal(padded[start:start + len(voice)], voice)
+        assert not padded[:start].any() and not padded[start + len(voice):].any()
+        spoken = np.abs(voice) > 0.03
+        below_db = 20 * np.log10(np.sqrt(np.mean(voice[spoken] ** 2)) / np.sqrt(np.mean(band ** 2)))
+        assert -0.5 <= below_db <= 15.5, below_db
+
+
+@espeak
+def test_a_band_before_the_voice_leaves_the_teacher_mouth_shut(tmp_path, monkeypatch):
+    from avatarcam.corpus import build
+
+    monkeypatch.setattr(build, "BAND_SHARE", 1.0)  # a band around every training utterance
+    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=15.0)
+    with np.load(path) as z:
+        fo, mo = z["frame_offsets"], z["mel_offsets"]
+        for i in range(len(fo) - 1):
+            first = z["phone_span"][z["phone_utterance"] == i][:, 0].min()
+            assert first >= 1.0  # the voice comes in after the band's bars
+            before = slice(fo[i], fo[i] + int((first - 0.2) * latent.FPS))  # the teacher anticipates
+            motion = z["motion"][before].astype(np.float32)
+            assert motion[:, JAW].max() < 0.1 and lips.shapes(motion)[:, 0].all()
+            # and the band is heard there: its rows stand well above the silence floor
+            rows = z["mel"][mo[i]:mo[i] + int((first - 0.2) * 100)].astype(np.float32)
+            level = 10 * np.log10(np.sum(10 ** (rows / 10), axis=1))
+            assert np.median(level) > mel.FLOOR_DB + 40
