@@ -56,8 +56,8 @@ SONG_SHARE = 0.1
 # from 0.35 to 0.27 on average (still over 0.1 in 86% of its frames) and the song's mouth was shut
 # in 64% of its quiet frames (31% shipped), but the mouth followed the singing less (r 0.380
 # against 0.448) and LJ Speech less (0.705 against 0.718; encoded, bench.lipsync). The synthetic
-# band is brighter and more percussive than the real guitar (bench-free look at their mel
-# spectra); a fix needs instruments closer to real ones.
+# band is brighter and more percussive than the real guitar (their mel spectra side by
+# side); a fix needs instruments closer to real ones.
 BAND_SHARE = 0.0
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
