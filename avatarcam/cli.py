@@ -131,7 +131,7 @@ def cmd_corpus(args: argparse.Namespace, settings: Settings) -> int:
     from .corpus.build import build
     out = args.out or settings.cache_dir / "corpus"
     build(out, hours=args.hours, test_hours=args.test_hours, jobs=args.jobs, seed=args.seed, progress=not args.quiet,
-          festival_share=args.festival_share)
+          festival_share=args.festival_share, band_share=args.band_share)
     print(f"corpus in {out}")
     return 0
 
@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of spoken training utterances that Festival's voices of recorded people speak, "
                          "in English (default 0, the shipped model's corpus; needs festival festvox-kallpc16k "
                          "festvox-kdlpc16k festvox-us-slt-hts)")
+    co.add_argument("--band-share", type=float, default=0.0, metavar="F",
+                    help="share of training utterances a band plays before, under and after (default 0, the "
+                         "shipped model's corpus; needs libfluidsynth3 musescore-general-soundfont-small)")
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     co.set_defaults(run=cmd_corpus)

@@ -12,7 +12,7 @@ from scipy.signal import resample_poly
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.audio.features import frame_count, loudness_envelope
-from avatarcam.corpus import augment, phonemes, teacher
+from avatarcam.corpus import augment, music, phonemes, teacher
 from avatarcam.corpus.espeak import Phone
 from avatarcam.corpus.phonemes import articulations, is_bilabial, is_rounded
 from avatarcam.motion import lips
@@ -22,6 +22,9 @@ espeak = pytest.mark.skipif(ctypes.util.find_library("espeak-ng") is None,
 festival_installed = pytest.mark.skipif(shutil.which("festival") is None,
                                         reason="Festival is not installed (apt-get install festival festvox-kallpc16k "
                                                "festvox-kdlpc16k festvox-us-slt-hts)")
+band_installed = pytest.mark.skipif(ctypes.util.find_library("fluidsynth") is None or not music.SOUNDFONT.exists(),
+                                    reason=f"the band's FluidSynth or soundfont is not installed (apt-get install "
+                                           f"{music.PACKAGES})")
 JAW, CLOSE = latent.index("jawOpen"), latent.index("mouthClose")
 LIPS = [latent.index("mouthFunnel"), latent.index("mouthPucker")]
 
@@ -246,9 +249,32 @@ def test_a_training_shard_speaks_with_festival_voices_too(tmp_path):
         assert bilabials > 5
 
 
-def test_a_band_plays_chords_in_time():
-    from avatarcam.corpus import music
+def test_without_the_soundfont_the_band_says_what_to_install(tmp_path):
+    from avatarcam.errors import AvatarCamError
 
+    with pytest.raises(AvatarCamError, match="apt install libfluidsynth3 musescore-general-soundfont-small"):
+        music.Instruments(tmp_path / "missing.sf3")
+
+
+@band_installed
+def test_the_soundfonts_notes_sound_at_their_pitch_and_the_same_in_every_process():
+    notes = music.instruments()
+    for program, key in ((25, 57), (0, 64), (33, 40)):  # steel guitar A3, piano E4, bass E2
+        note = notes.note(0, program, key, 96)[:int(0.5 * music.RATE)]
+        assert np.sqrt(np.mean(note ** 2)) > 1e-3
+        # the strongest partial is a harmonic of the key's frequency
+        spectrum = np.abs(np.fft.rfft(note * np.hanning(len(note))))
+        peak = np.fft.rfftfreq(len(note), 1 / music.RATE)[np.argmax(spectrum)]
+        f0 = 440.0 * 2 ** ((key - 69) / 12)
+        assert abs(peak / f0 - round(peak / f0)) < 0.03 and round(peak / f0) >= 1, (program, key, peak, f0)
+    # a fresh renderer, as in another corpus worker, makes the very same samples
+    again = music.Instruments()
+    for k in ((0, 25, 57, 96), (0, 46, 91, 120), (128, 0, music.DRUMS["snare"], 120)):
+        np.testing.assert_array_equal(again.note(*k), notes.note(*k))
+
+
+@band_installed
+def test_a_band_plays_chords_in_time():
     seconds = 8
     a = music.band(np.random.default_rng(4), 16000 * seconds)
     np.testing.assert_array_equal(a, music.band(np.random.default_rng(4), 16000 * seconds))  # seeded
@@ -265,9 +291,8 @@ def test_a_band_plays_chords_in_time():
     assert spectrum[hz < 2000].sum() > 0.8 * spectrum.sum()
 
 
+@band_installed
 def test_an_accompanied_voice_keeps_its_samples_and_the_band_sits_under_it():
-    from avatarcam.corpus import music
-
     t = np.arange(16000 * 2) / 16000
     voice = (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
     for seed in range(5):
@@ -282,11 +307,12 @@ def test_an_accompanied_voice_keeps_its_samples_and_the_band_sits_under_it():
 
 
 @espeak
-def test_a_band_before_the_voice_leaves_the_teacher_mouth_shut(tmp_path, monkeypatch):
+@band_installed
+def test_a_band_before_the_voice_leaves_the_teacher_mouth_shut(tmp_path):
     from avatarcam.corpus import build
 
-    monkeypatch.setattr(build, "BAND_SHARE", 1.0)  # a band around every training utterance
-    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=15.0)
+    # a band around every training utterance
+    path = build.build_shard(tmp_path / "train-00000.npz", "train", 0, seed=3, seconds=15.0, band_share=1.0)
     with np.load(path) as z:
         fo, mo = z["frame_offsets"], z["mel_offsets"]
         for i in range(len(fo) - 1):

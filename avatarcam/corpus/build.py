@@ -49,16 +49,16 @@ SONG_SHARE = 0.1
 # real speech only traded places (encoded, codec2 / LibriSpeech / LJ Speech / Common Voice / song:
 # 0.794 / 0.759 / 0.729 / 0.807 / 0.448 against the shipped 0.819 / 0.758 / 0.718 / 0.782 / 0.448;
 # DSP 0.816 on codec2, 0.751 on LJ Speech): LJ Speech stayed rounded on 77% of its speech frames.
-# The share of training utterances a band plays around and under (`avatarcam.corpus.music`): bars
-# of it before the voice comes in and after it ends, where the teacher's mouth rests. The held-out
-# split has none, nor has the shipped model's corpus. Tried at 0.15 (2026-12-03, corpus and 12000
+# `band_share` is the share of training utterances a band plays around and under
+# (`avatarcam.corpus.music`): bars of it before the voice comes in and after it ends, where the
+# teacher's mouth rests. The held-out split has none, nor has the shipped model's corpus. Tried at
+# 0.15 with a band of additive synthesis (2026-12-03, corpus and 12000
 # steps as for the shipped model, seed 0): over the shared song's 11 s guitar intro the jaw fell
 # from 0.35 to 0.27 on average (still over 0.1 in 86% of its frames) and the song's mouth was shut
 # in 64% of its quiet frames (31% shipped), but the mouth followed the singing less (r 0.380
 # against 0.448) and LJ Speech less (0.705 against 0.718; encoded, bench.lipsync). The synthetic
 # band is brighter and more percussive than the real guitar (their mel spectra side by
 # side); a fix needs instruments closer to real ones.
-BAND_SHARE = 0.0
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
@@ -120,7 +120,7 @@ def _utterance(synth: Synthesizer, rng: np.random.Generator, languages, voices, 
 
 
 def build_shard(path: Path, split: str, index: int, seed: int, seconds: float = SHARD_S,
-                festival_share: float = 0.0) -> Path:
+                festival_share: float = 0.0, band_share: float = 0.0) -> Path:
     """Write one shard of about `seconds` of speech (atomically: a stopped build leaves no half
     shard behind)."""
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
@@ -133,7 +133,7 @@ def build_shard(path: Path, split: str, index: int, seed: int, seconds: float = 
     spoken = 0.0
     while spoken < seconds:
         item = _utterance(synth, rng, languages, voices, babble, natural, festival_share,
-                          BAND_SHARE if split == "train" else 0.0)
+                          band_share if split == "train" else 0.0)
         babble = item.pop("clean")
         items.append(item)
         spoken += len(babble) / mel.RATE
@@ -160,7 +160,8 @@ def build_shard(path: Path, split: str, index: int, seed: int, seconds: float = 
 
 
 def build(out: Path, hours: float = 10.0, test_hours: float = 0.5, jobs: int = 2, seed: int = 0,
-          progress: bool = True, shard_seconds: float = SHARD_S, festival_share: float = 0.0) -> list[Path]:
+          progress: bool = True, shard_seconds: float = SHARD_S, festival_share: float = 0.0,
+          band_share: float = 0.0) -> list[Path]:
     """Build (or finish building) the corpus in `out`; returns every shard path.
 
     Each shard is made in a fresh process: espeak-ng keeps synthesis state from one utterance to
@@ -172,14 +173,18 @@ def build(out: Path, hours: float = 10.0, test_hours: float = 0.5, jobs: int = 2
     plan = [(out / f"{split}-{i:05d}.npz", split, i) for split, h in (("train", hours), ("test", test_hours))
             for i in range(int(np.ceil(h * 3600 / shard_seconds)))]
     todo = [p for p in plan if not p[0].exists()]
-    if not 0.0 <= festival_share <= 1.0:
-        raise AvatarCamError(f"festival share {festival_share} is not a share: give 0 to 1")
-    if festival_share > 0 and any(split == "train" for _, split, _ in todo):
-        festival.executable()  # before any work: the training split needs Festival's voices
+    for name, share in (("festival", festival_share), ("band", band_share)):
+        if not 0.0 <= share <= 1.0:
+            raise AvatarCamError(f"{name} share {share} is not a share: give 0 to 1")
+    if any(split == "train" for _, split, _ in todo):  # before any work: what the training split needs
+        if festival_share > 0:
+            festival.executable()
+        if band_share > 0:
+            music.instruments()
     log.info("corpus: %d shards of %.0f s in %s, %d to build", len(plan), shard_seconds, out, len(todo))
     with ProcessPoolExecutor(max_workers=jobs, max_tasks_per_child=1) as pool, \
             tqdm(total=len(plan), initial=len(plan) - len(todo), unit="shard", disable=not progress) as bar:
-        for future in [pool.submit(build_shard, path, split, i, seed, shard_seconds, festival_share)
+        for future in [pool.submit(build_shard, path, split, i, seed, shard_seconds, festival_share, band_share)
                        for path, split, i in todo]:
             future.result()
             bar.update()

@@ -5,54 +5,102 @@ guitar intro the shipped model held the mouth open as if it sang, and webrtcvad 
 speech gate) passes music as speech. So some training utterances get a band that plays before the
 voice comes in, under it and after it ends, while the teacher's mouth moves only with the voice.
 
-The instruments are additive synthesis, cheap and varied: plucked strings (harmonics that die
-away the faster the higher they are, slightly sharp as real strings are), a sine-like bass, a
-kick, a snare and a hi-hat. Every choice comes from the `rng` given.
+The instruments are recorded ones: the notes of MuseScore's General MIDI soundfont (MIT; parts
+public domain and CC0; Debian main: musescore-general-soundfont-small), played by FluidSynth
+(libfluidsynth3) through ctypes. Guitars, pianos and a harp strum the chords, a bass plays the
+root, a drum kit keeps time. (The first band was additive synthesis: brighter and more percussive
+than the shared song's guitar, and the model trained with it learned that less.) Each note is
+rendered once per process, dry (no reverb or chorus: the corpus's augmentation adds the room), and
+every choice of key, tempo, instruments and timing comes from the `rng` given.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+from pathlib import Path
+
 import numpy as np
 
+from avatarcam.errors import AvatarCamError
+
 RATE = 16000
+SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3")
+PACKAGES = "libfluidsynth3 musescore-general-soundfont-small"
+# General MIDI programs: what strums the chords, and the basses
+CHORD_PROGRAMS = {0: "grand piano", 4: "electric piano", 24: "nylon guitar", 25: "steel guitar",
+                  26: "jazz guitar", 27: "clean electric guitar", 46: "harp"}
+BASS_PROGRAMS = (32, 33, 34)  # acoustic, fingered, picked
+DRUMS = {"kick": 36, "snare": 38, "hat": 42}  # General MIDI percussion keys
+NOTE_S, RING_S = 1.5, 0.5  # a note is held this long, then rings out after its release
+_VELOCITIES = (64, 96, 120)  # how hard the notes are played
+ROOTS = (40, 52)  # a song's key: E2 up to (not including) E3
+CHORD_KEYS, BASS_KEYS = (52, 91), (28, 48)  # the lowest and highest keys a band plays (band: chord and bass)
 _MAJOR = (0, 4, 7)
 _MINOR = (0, 3, 7)
 # a key's chords: (semitones above the key's root, quality), I IV V vi ii
 _DEGREES = ((0, _MAJOR), (5, _MAJOR), (7, _MAJOR), (9, _MINOR), (2, _MINOR))
 
 
-def _hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+class Instruments:
+    """The soundfont's notes, each rendered once (mono float32 at RATE, NOTE_S + RING_S long)."""
+
+    def __init__(self, soundfont: Path = SOUNDFONT):
+        name = ctypes.util.find_library("fluidsynth")
+        if name is None or not soundfont.exists():
+            raise AvatarCamError(f"the corpus's band needs FluidSynth and a General MIDI soundfont "
+                                 f"({soundfont}): apt install {PACKAGES}")
+        lib = self._lib = ctypes.CDLL(name)
+        lib.new_fluid_settings.restype = lib.new_fluid_synth.restype = ctypes.c_void_p  # pointers, not ints
+        self._settings = ctypes.c_void_p(lib.new_fluid_settings())
+        lib.fluid_settings_setnum(self._settings, b"synth.sample-rate", ctypes.c_double(RATE))
+        lib.fluid_settings_setnum(self._settings, b"synth.gain", ctypes.c_double(0.5))
+        lib.fluid_settings_setint(self._settings, b"synth.reverb.active", 0)
+        lib.fluid_settings_setint(self._settings, b"synth.chorus.active", 0)
+        self._synth = ctypes.c_void_p(lib.new_fluid_synth(self._settings))
+        self._font = lib.fluid_synth_sfload(self._synth, str(soundfont).encode(), 1)
+        if self._font < 0:
+            raise AvatarCamError(f"FluidSynth could not load the soundfont {soundfont}: reinstall {PACKAGES}")
+        # Every note a band can play, rendered here in one fixed order: FluidSynth's voices carry a
+        # little state from note to note (up to 1e-4 of a note's peak at its onset), so notes
+        # rendered as a band first needs them would differ between processes.
+        self._notes = {}
+        for program in sorted(CHORD_PROGRAMS):
+            for key in range(CHORD_KEYS[0], CHORD_KEYS[1] + 1):
+                for velocity in _VELOCITIES:
+                    self._render(0, program, key, velocity)
+        for program in BASS_PROGRAMS:
+            for key in range(BASS_KEYS[0], BASS_KEYS[1] + 1):
+                self._render(0, program, key, _VELOCITIES[1])
+        for drum in DRUMS.values():
+            for velocity in _VELOCITIES[1:]:
+                self._render(128, 0, drum, velocity)
+
+    def note(self, bank: int, program: int, key: int, velocity: int) -> np.ndarray:
+        """One note of `program` (bank 128: the drum kit, `key` a drum) at a velocity of _VELOCITIES."""
+        return self._notes[bank, program, key, velocity]
+
+    def _render(self, bank: int, program: int, key: int, velocity: int) -> None:
+        lib, channel = self._lib, 9 if bank == 128 else 0
+        lib.fluid_synth_program_select(self._synth, channel, self._font, bank, program)
+        lib.fluid_synth_noteon(self._synth, channel, key, velocity)
+        held = self._write(int(NOTE_S * RATE))
+        lib.fluid_synth_noteoff(self._synth, channel, key)
+        self._notes[bank, program, key, velocity] = np.concatenate([held, self._write(int(RING_S * RATE))])
+        lib.fluid_synth_all_sounds_off(self._synth, channel)
+        self._write(RATE // 10)  # let the cut voices go before the next note
+
+    def _write(self, samples: int) -> np.ndarray:
+        left, right = np.zeros(samples, np.float32), np.zeros(samples, np.float32)
+        self._lib.fluid_synth_write_float(self._synth, samples, left.ctypes.data_as(ctypes.c_void_p), 0, 1,
+                                          right.ctypes.data_as(ctypes.c_void_p), 0, 1)
+        return 0.5 * (left + right)
 
 
-def pluck(rng: np.random.Generator, midi: float, seconds: float, brightness: float) -> np.ndarray:
-    """One plucked string: harmonics 1/k loud, each dying away faster the higher it is."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    f0 = _hz(midi)
-    out = np.zeros_like(t)
-    for k in range(1, 13):
-        f = f0 * k * np.sqrt(1.0 + 1e-4 * k * k)  # a stiff string's partials run sharp
-        if f >= RATE / 2 - 500:
-            break
-        decay = 1.5 + brightness * 0.8 * k * k
-        out += np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * np.exp(-decay * t) / k
-    attack = np.minimum(t / 0.002, 1.0)
-    return out * attack
-
-
-def _drum(rng: np.random.Generator, kind: str) -> np.ndarray:
-    if kind == "kick":
-        t = np.arange(int(0.3 * RATE)) / RATE
-        sweep = 2 * np.pi * np.cumsum(50.0 + 90.0 * np.exp(-t / 0.03)) / RATE
-        return np.sin(sweep) * np.exp(-t / 0.12)
-    length = int((0.18 if kind == "snare" else 0.05) * RATE)
-    t = np.arange(length) / RATE
-    noise = rng.standard_normal(length)
-    if kind == "hat":  # the noise's high part: a first difference, twice
-        noise = np.diff(noise, 2, prepend=[0.0, 0.0])
-        return 0.15 * noise * np.exp(-t / 0.015)
-    body = np.sin(2 * np.pi * 190.0 * t) * np.exp(-t / 0.04)
-    return 0.5 * noise * np.exp(-t / 0.06) + body
+@functools.cache
+def instruments() -> Instruments:
+    return Instruments()
 
 
 def _add(out: np.ndarray, sound: np.ndarray, at: float, gain: float) -> None:
@@ -63,14 +111,15 @@ def _add(out: np.ndarray, sound: np.ndarray, at: float, gain: float) -> None:
 
 def band(rng: np.random.Generator, samples: int) -> np.ndarray:
     """`samples` of a band at RATE, normalised to unit RMS: a key, a tempo, a chord progression,
-    a strumming pattern; a bass and drums each play in some songs and not in others."""
+    an instrument strumming it; a bass and drums each play in some songs and not in others."""
+    kit = instruments()
     out = np.zeros(samples)
     seconds = samples / RATE
     beat = 60.0 / rng.uniform(70, 150)
-    root = int(rng.integers(40, 52))  # E2 to D#3
+    root = int(rng.integers(*ROOTS))
     progression = [_DEGREES[i] for i in rng.choice(len(_DEGREES), 4)]
     strums_per_beat = int(rng.choice([1, 2]))
-    brightness = rng.uniform(0.3, 2.0)
+    chords, bass = int(rng.choice(list(CHORD_PROGRAMS))), int(rng.choice(BASS_PROGRAMS))
     strings = int(rng.integers(3, 7))
     with_bass, with_drums = rng.random() < 0.6, rng.random() < 0.5
     start = -rng.uniform(0, 4 * beat)  # the band is already playing when the clip starts
@@ -81,17 +130,17 @@ def band(rng: np.random.Generator, samples: int) -> np.ndarray:
         chord = [root + offset + 12 * (i // 3) + quality[i % 3] for i in range(strings)]
         for s in range(strums_per_beat):
             when = at + s * beat / strums_per_beat
-            if when + 2.0 < 0 or (s and rng.random() < 0.3):
+            if when + NOTE_S + RING_S < 0 or (s and rng.random() < 0.3):
                 continue
-            accent = 1.0 if s == 0 else rng.uniform(0.4, 0.8)
+            velocity = _VELOCITIES[2] if s == 0 else int(rng.choice(_VELOCITIES[:2]))  # the beat accented
             down = s % 2 == 0
-            for i, note in enumerate(chord if down else chord[::-1]):
-                _add(out, pluck(rng, note + 12, 2.0, brightness), when + i * rng.uniform(0.004, 0.015), 0.3 * accent)
-        if with_bass and b % 2 == 0 and at > -2.0:
-            _add(out, pluck(rng, root + offset - 12, 1.5, 0.2), at, 0.8)
+            for i, key in enumerate(chord if down else chord[::-1]):
+                _add(out, kit.note(0, chords, key + 12, velocity), when + i * rng.uniform(0.004, 0.015), 0.3)
+        if with_bass and b % 2 == 0 and at > -NOTE_S:
+            _add(out, kit.note(0, bass, root + offset - 12, _VELOCITIES[1]), at, 0.8)
         if with_drums and at > -0.5:
-            _add(out, _drum(rng, "kick" if b % 2 == 0 else "snare"), at, 0.7)
-            _add(out, _drum(rng, "hat"), at + beat / 2, 0.5)
+            _add(out, kit.note(128, 0, DRUMS["kick" if b % 2 == 0 else "snare"], _VELOCITIES[2]), at, 0.7)
+            _add(out, kit.note(128, 0, DRUMS["hat"], _VELOCITIES[1]), at + beat / 2, 0.5)
     return out / (np.sqrt(np.mean(out ** 2)) + 1e-12)
 
 
