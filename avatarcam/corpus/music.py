@@ -36,7 +36,7 @@ DRUMS = {"kick": 36, "snare": 38, "hat": 42}  # General MIDI percussion keys
 NOTE_S, RING_S = 1.5, 0.5  # a note is held this long, then rings out after its release
 _VELOCITIES = (64, 96, 120)  # how hard the notes are played
 ROOTS = (40, 52)  # a song's key: E2 up to (not including) E3
-CHORD_KEYS, BASS_KEYS = (52, 91), (28, 48)  # the lowest and highest keys a band plays (band: chord and bass)
+CHORD_KEYS, BASS_KEYS = (52, 91), (28, 48)  # lowest and highest key `band` plays: chords, bass
 _MAJOR = (0, 4, 7)
 _MINOR = (0, 3, 7)
 # a key's chords: (semitones above the key's root, quality), I IV V vi ii
