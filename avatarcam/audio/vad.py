@@ -82,7 +82,8 @@ class SpeechGate:
     voiced, and the motion model opens the mouth as if it sang. Periodicity does not tell them
     apart (2026-12-03, normalised autocorrelation over 50 ms, the window's own taken out: median
     0.64 over the guitar, 0.78 over the singing, 0.74-0.89 over the four speech clips; a bar at
-    0.8 would keep 70% of the guitar and lose 12% of LibriSpeech's speech).
+    0.8 would keep 70% of the guitar and lose 12% of LibriSpeech's speech). A motion model that
+    heard a band in training keeps the mouth shut there itself (`avatarcam/corpus/build.py`).
     """
 
     FRAME = 160  # 10 ms at 16 kHz
