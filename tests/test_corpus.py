@@ -273,6 +273,16 @@ def test_the_soundfonts_notes_sound_at_their_pitch_and_the_same_in_every_process
         np.testing.assert_array_equal(again.note(*k), notes.note(*k))
 
 
+@pytest.mark.parametrize("shares", [{"band_share": 1.5}, {"festival_share": -0.1}])
+def test_a_share_outside_0_to_1_is_refused_before_anything_is_written(tmp_path, shares):
+    from avatarcam.corpus import build
+    from avatarcam.errors import AvatarCamError
+
+    with pytest.raises(AvatarCamError, match="is not a share: give 0 to 1"):
+        build.build(tmp_path / "corpus", hours=0.01, test_hours=0.0, progress=False, **shares)
+    assert not (tmp_path / "corpus").exists()
+
+
 @band_installed
 def test_a_band_plays_chords_in_time():
     seconds = 8

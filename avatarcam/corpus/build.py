@@ -180,13 +180,13 @@ def build(out: Path, hours: float = 10.0, test_hours: float = 0.5, jobs: int = 2
     """
     from tqdm import tqdm
 
+    for name, share in (("festival", festival_share), ("band", band_share)):
+        if not 0.0 <= share <= 1.0:
+            raise AvatarCamError(f"{name} share {share} is not a share: give 0 to 1")
     out.mkdir(parents=True, exist_ok=True)
     plan = [(out / f"{split}-{i:05d}.npz", split, i) for split, h in (("train", hours), ("test", test_hours))
             for i in range(int(np.ceil(h * 3600 / shard_seconds)))]
     todo = [p for p in plan if not p[0].exists()]
-    for name, share in (("festival", festival_share), ("band", band_share)):
-        if not 0.0 <= share <= 1.0:
-            raise AvatarCamError(f"{name} share {share} is not a share: give 0 to 1")
     if any(split == "train" for _, split, _ in todo):  # before any work: what the training split needs
         if festival_share > 0:
             festival.executable()
