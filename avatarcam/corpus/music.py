@@ -9,9 +9,10 @@ The instruments are recorded ones: the notes of MuseScore's General MIDI soundfo
 public domain and CC0; Debian main: musescore-general-soundfont-small), played by FluidSynth
 (libfluidsynth3) through ctypes. Guitars, pianos and a harp strum the chords, a bass plays the
 root, a drum kit keeps time. (The first band was additive synthesis: brighter and more percussive
-than the shared song's guitar, and the model trained with it learned that less.) Each note is
-rendered once per process, dry (no reverb or chorus: the corpus's augmentation adds the room), and
-every choice of key, tempo, instruments and timing comes from the `rng` given.
+than the shared song's guitar, and the model trained with it learned that less.) Every note a
+band can play is rendered once per process (about 5 s), dry (no reverb or chorus: the corpus's
+augmentation adds the room), and every choice of key, tempo, instruments and timing comes from
+the `rng` given.
 """
 
 from __future__ import annotations
