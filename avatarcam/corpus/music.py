@@ -37,11 +37,26 @@ DRUMS = {"kick": 36, "snare": 38, "hat": 42}  # General MIDI percussion keys
 NOTE_S, RING_S = 1.5, 0.5  # a note is held this long, then rings out after its release
 _VELOCITIES = (64, 96, 120)  # how hard the notes are played
 ROOTS = (40, 52)  # a song's key: E2 up to (not including) E3
-CHORD_KEYS, BASS_KEYS = (52, 91), (28, 48)  # lowest and highest key `band` plays: chords, bass
+STRINGS = (3, 6)  # notes in a strummed chord: fewest, most
 _MAJOR = (0, 4, 7)
 _MINOR = (0, 3, 7)
 # a key's chords: (semitones above the key's root, quality), I IV V vi ii
 _DEGREES = ((0, _MAJOR), (5, _MAJOR), (7, _MAJOR), (9, _MINOR), (2, _MINOR))
+
+
+def _chord(root: int, offset: int, quality: tuple[int, ...], strings: int) -> list[int]:
+    """The keys of a chord strummed an octave above the key's root, low string first."""
+    return [root + 12 + offset + 12 * (i // 3) + quality[i % 3] for i in range(strings)]
+
+
+def _bass(root: int, offset: int) -> int:
+    return root + offset - 12
+
+
+# lowest and highest key a band plays, chords and bass (what Instruments renders)
+CHORD_KEYS = (min(_chord(ROOTS[0], o, q, 1)[0] for o, q in _DEGREES),
+              max(max(_chord(ROOTS[1] - 1, o, q, STRINGS[1])) for o, q in _DEGREES))
+BASS_KEYS = (min(_bass(ROOTS[0], o) for o, _ in _DEGREES), max(_bass(ROOTS[1] - 1, o) for o, _ in _DEGREES))
 
 
 class Instruments:
@@ -121,14 +136,14 @@ def band(rng: np.random.Generator, samples: int) -> np.ndarray:
     progression = [_DEGREES[i] for i in rng.choice(len(_DEGREES), 4)]
     strums_per_beat = int(rng.choice([1, 2]))
     chords, bass = int(rng.choice(list(CHORD_PROGRAMS))), int(rng.choice(BASS_PROGRAMS))
-    strings = int(rng.integers(3, 7))
+    strings = int(rng.integers(STRINGS[0], STRINGS[1] + 1))
     with_bass, with_drums = rng.random() < 0.6, rng.random() < 0.5
     start = -rng.uniform(0, 4 * beat)  # the band is already playing when the clip starts
     n_beats = int(np.ceil((seconds - start) / beat))
     for b in range(n_beats):
         at = start + b * beat
         offset, quality = progression[(b // 4) % len(progression)]
-        chord = [root + offset + 12 * (i // 3) + quality[i % 3] for i in range(strings)]
+        chord = _chord(root, offset, quality, strings)
         for s in range(strums_per_beat):
             when = at + s * beat / strums_per_beat
             if when + NOTE_S + RING_S < 0 or (s and rng.random() < 0.3):
@@ -136,9 +151,9 @@ def band(rng: np.random.Generator, samples: int) -> np.ndarray:
             velocity = _VELOCITIES[2] if s == 0 else int(rng.choice(_VELOCITIES[:2]))  # the beat accented
             down = s % 2 == 0
             for i, key in enumerate(chord if down else chord[::-1]):
-                _add(out, kit.note(0, chords, key + 12, velocity), when + i * rng.uniform(0.004, 0.015), 0.3)
+                _add(out, kit.note(0, chords, key, velocity), when + i * rng.uniform(0.004, 0.015), 0.3)
         if with_bass and b % 2 == 0 and at > -NOTE_S:
-            _add(out, kit.note(0, bass, root + offset - 12, _VELOCITIES[1]), at, 0.8)
+            _add(out, kit.note(0, bass, _bass(root, offset), _VELOCITIES[1]), at, 0.8)
         if with_drums and at > -0.5:
             _add(out, kit.note(128, 0, DRUMS["kick" if b % 2 == 0 else "snare"], _VELOCITIES[2]), at, 0.7)
             _add(out, kit.note(128, 0, DRUMS["hat"], _VELOCITIES[1]), at + beat / 2, 0.5)
