@@ -47,9 +47,13 @@ def renderer(hopper):
 
 
 @pytest.fixture(scope="module")
-def astronaut(portraits_dir, judge):
-    image, matte, plate, rig = _portrait(portraits_dir, judge, "astronaut.png")
-    return CpuRenderer(build_scene(image, matte, plate, rig, (512, 512)))
+def astronaut_parts(portraits_dir, judge):
+    return _portrait(portraits_dir, judge, "astronaut.png")
+
+
+@pytest.fixture(scope="module")
+def astronaut(astronaut_parts):
+    return CpuRenderer(build_scene(*astronaut_parts, (512, 512)))
 
 
 def _with(rig: Rig, **values: float) -> np.ndarray:
@@ -305,6 +309,31 @@ def test_a_shut_lid_is_skin_where_the_iris_showed_above_the_landmarks(renderer):
         lid = light[y0:y1, x0:x1]
         darkest, skin = np.percentile(lid[iris_top], 5), np.median(lid[around])
         assert darkest > 0.8 * skin, f"a dark smudge on the shut lid: {darkest:.0f} against skin {skin:.0f}"
+
+
+def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_parts):
+    """The lash line of a shut eye is a crescent, darkest in the middle and thinning to nothing at
+    the corners. Drawn with an even width (5% of the eye) it read as a marker line, and was as dark
+    at the corners as in the middle or darker, where the open eye's lashes join it."""
+    renderer = CpuRenderer(build_scene(*astronaut_parts, (1280, 720)))  # eyes about 60 px wide
+    scene = renderer.scene
+    frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
+    light = renderer.render(frame).astype(np.float32).mean(axis=2)
+    points = scene.points(frame)
+    for upper, (skin, lash, _) in zip((fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER), scene.eye_colours):
+        lid = points[list(upper)]
+        lid = lid[np.argsort(lid[:, 0])]
+        width = float(np.ptp(lid[:, 0]))
+        xs = np.arange(int(np.ceil(lid[0, 0])), int(lid[-1, 0]))
+        ys = np.interp(xs, lid[:, 0], lid[:, 1])
+        reach = int(round(0.1 * width))
+        # per column: how many pixels about the lid are nearer the lash colour than the skin's
+        dark = np.array([np.sum((skin.mean() - light[int(y) - reach:int(y) + reach, x])
+                                > 0.5 * (skin.mean() - lash.mean())) for x, y in zip(xs, ys)])
+        u = (xs - xs[0]) / (len(xs) - 1)
+        middle, ends = dark[(u > 0.4) & (u < 0.6)].mean(), dark[(u < 0.08) | (u > 0.92)].mean()
+        assert 0.5 <= middle <= 0.06 * width, f"lash line {middle:.1f} px deep in the middle of a {width:.0f} px eye"
+        assert ends <= 0.8 * middle, f"lash line {ends:.1f} px deep at the corners, {middle:.1f} in the middle"
 
 
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):
