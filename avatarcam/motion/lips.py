@@ -49,7 +49,10 @@ ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head i
 # is 0.824 / 0.760 / 0.722 / 0.774): funnel and pucker smoothed over time (Gaussian, sigma 2 and
 # 4 frames, centred, so beyond what the 80 ms lookahead allows live) 0.823 / 0.761 / 0.728 / 0.773
 # and 0.823 / 0.762 / 0.739 / 0.779; the expressions of seeds 0 and 1 averaged 0.822 / 0.754 /
-# 0.727 / 0.767. Neither reaches the DSP driver on LJ Speech (0.755).
+# 0.727 / 0.767. Neither reaches the DSP driver on LJ Speech (0.755). Nor does the jaw scaled by the
+# clip's speech loudness (audio.features.speech_loudness L, jawOpen * (a + (1 - a) L), 2026-12-03):
+# LJ Speech 0.715 / 0.719 at a 0.3 / 0.6, codec2 0.801 / 0.813. Without any rounding the same
+# motion reaches 0.819 / 0.767 / 0.756 / 0.806: the rounding is what LJ Speech loses on.
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
