@@ -71,6 +71,11 @@ SONG_SHARE = 0.1
 #   held-out bars all passed, closures 87.9%, streaming/offline 0.971 but one clip at 0.78),
 #   so real speech pays about 0.01 of r for the band (both runs agree). Not shipped for codec2's
 #   bar; the model with the still mouth over music: `avatarcam corpus --band-share 0.15`, then train.
+# - the same band ducked under the voice (2026-12-03: 0-15 dB under it before and after, 10-25 dB
+#   while it speaks, 0.3 s fades; 12000 steps): held-out bars all passed (closures 86.3%,
+#   streaming/offline 0.962, min 0.77), but the model learned to keep still over anything with
+#   music in it: the song's mouth shut in 96.9% of its quiet frames and its r 0.138 (sung phrases
+#   barely opened it), and real speech followed less: 0.809 / 0.727 / 0.687 / 0.754.
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
