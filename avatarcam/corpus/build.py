@@ -76,6 +76,9 @@ SONG_SHARE = 0.1
 #   streaming/offline 0.962, min 0.77), but the model learned to keep still over anything with
 #   music in it: the song's mouth shut in 96.9% of its quiet frames and its r 0.138 (sung phrases
 #   barely opened it), and real speech followed less: 0.809 / 0.727 / 0.687 / 0.754.
+# - the recorded band at 0.07 (2026-12-03, 12000 steps): the song's mouth shut in 71.3% of its
+#   quiet frames (r 0.395), but real speech 0.802 / 0.738 / 0.699 / 0.757, under the 0.15 run:
+#   between two runs real speech moves by about 0.01 either way, as much as the band costs it.
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
