@@ -13,7 +13,7 @@ from avatarcam.render import open_renderer
 from avatarcam.render.cpu import CpuRenderer, coverage, eye_geometry, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
-from avatarcam.render.scene import build_scene, framing
+from avatarcam.render.scene import DETAIL_LIMIT, build_scene, framing
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +334,37 @@ def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_parts):
         middle, ends = dark[(u > 0.4) & (u < 0.6)].mean(), dark[(u < 0.08) | (u > 0.92)].mean()
         assert 0.5 <= middle <= 0.06 * width, f"lash line {middle:.1f} px deep in the middle of a {width:.0f} px eye"
         assert ends <= 0.8 * middle, f"lash line {ends:.1f} px deep at the corners, {middle:.1f} in the middle"
+
+
+def _fine(image: np.ndarray) -> np.ndarray:
+    """An RGB image's fine texture: its grey level less a blur."""
+    grey = image.astype(np.float32).mean(axis=2)
+    return grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
+
+
+def test_a_shut_lid_carries_the_skins_texture(hopper):
+    """A shut lid is not a smooth patch: over the former opening, away from the lashes, Grace
+    Hopper's shut lids show fine texture (grey level less a blur) like the wrinkled skin above her
+    open eyes, as far as the lid's texture is limited (DETAIL_LIMIT). Filled with a blur of the
+    skin around, the shut lid's texture was 0.7 grey levels (now 3.4; the skin above 20)."""
+    renderer = CpuRenderer(build_scene(*hopper, (1280, 720)))
+    scene = renderer.scene
+    frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
+    shut, still = (_fine(renderer.render(f)) for f in (frame, scene.rig.rest))
+    points = scene.points(frame)
+    geometry = eye_geometry(scene, points, frame, (0, 0), shut.shape)
+    for g, upper in zip(geometry, (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER)):
+        x0, y0, x1, y1 = g.lid.box
+        opening = cv2.erode(coverage(g.lid.was, g.lid.shape), np.ones((5, 5), np.uint8)) > 128
+        lashes = cv2.dilate(g.lid.line, np.ones((9, 9), np.uint8)) > 0
+        lid = opening & ~lashes
+        above = np.zeros_like(opening)  # the band of lid skin above the open eye, clear of its lashes
+        rest = scene.points(scene.rig.rest)[list(upper)]
+        for x, y in np.round(rest[2:-2] - (x0, y0)).astype(int):
+            above[max(y - 12, 0):max(y - 5, 0), max(x - 2, 0):x + 3] = True
+        texture, skin = shut[y0:y1, x0:x1][lid].std(), still[y0:y1, x0:x1][above].std()
+        assert lid.sum() > 100 and above.sum() > 50
+        assert texture > 0.3 * min(skin, DETAIL_LIMIT), f"shut lid texture {texture:.2f}, the lid skin's {skin:.2f}"
 
 
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):

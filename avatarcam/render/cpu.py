@@ -30,6 +30,7 @@ _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 # A closed eye's lash line: its depth in the middle, in eye widths, and how fast it thins toward
 # the corners (the power of sin along the lid: under 1, it keeps its depth over most of the lid).
 LASH_DEPTH, LASH_TAPER = 0.035, 0.6
+LID_SKIN_FROM = 0.06  # a shut lid's texture comes from this far above the lashes, in eye widths
 
 
 class CpuRenderer:
@@ -107,13 +108,15 @@ class CpuRenderer:
                 # The warp stretches the lid skin down over the eye, squeezing the white, iris and
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
                 # (a normalised blur of everything outside the open eye), so the closed lid takes
-                # the colour and shading of the lid above and the cheek below.
+                # the colour and shading of the lid above and the cheek below, and the fine
+                # texture of the lid's own skin (`lid_skin`): without it, a smooth patch.
                 covered = cv2.GaussianBlur(cover * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
                 outside = 1 - was_wide
                 spread = max(1.0, 0.2 * g.width)
                 skin_around = cv2.GaussianBlur(sub * outside[..., None], (0, 0), spread)
                 skin_around /= np.maximum(cv2.GaussianBlur(outside, (0, 0), spread), 1e-3)[..., None]
+                skin_around += lid_skin(s, eye, lid).astype(np.float32)[..., None] - 128  # its texture
                 sub += covered[..., None] * (skin_around - sub)
                 a = (lid.line.astype(np.float32) / 255) * lid.lash_alpha
                 sub += a[..., None] * (lash - sub)
@@ -334,6 +337,28 @@ def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     wide = cv2.dilate(swept, kernel)
     closed = ((swept.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
     return was, now, wide, np.minimum(wide, cv2.dilate(closed, kernel))
+
+
+def lid_skin(scene: Scene, eye: int, lid: LidGeometry) -> np.ndarray:
+    """uint8 in the lid's box: the fine texture a shut lid carries (`scene.skin_detail`, 128 for
+    none). Each pixel takes the texture of the lid skin above the open eye (from LID_SKIN_FROM of
+    its width above the lashes) as far above it as the pixel lies from the lash line, folded back
+    and forth within the lower half of the skin below the brow, whose hairs would come down too;
+    the eye's still outline says where it is, so the texture moves with the head."""
+    upper, brow = ((fm.RIGHT_EYE_UPPER, fm.RIGHT_BROW), (fm.LEFT_EYE_UPPER, fm.LEFT_BROW))[eye]
+    rest = scene.rest_points[list(upper)]
+    rest = rest[np.argsort(rest[:, 0])]
+    corner = np.add(scene.roi[:2], lid.box[:2])  # the box's corner in the frame
+    shift = lid.was[:len(upper)].mean(axis=0) + corner - rest.mean(axis=0)
+    skin = max(2.0, 0.5 * float(rest[:, 1].mean() - scene.rest_points[list(brow), 1].mean()) - lid.rim)
+    ys, xs = np.mgrid[0:lid.shape[0], 0:lid.shape[1]].astype(np.float32)
+    xs += np.float32(corner[0] - shift[0])  # where each pixel lies on the face at rest
+    ys += np.float32(corner[1] - shift[1])
+    lash_y = np.interp(xs, rest[:, 0], rest[:, 1]).astype(np.float32)
+    fold = skin - np.abs(np.abs(ys - lash_y) % (2 * skin) - skin)
+    above = lid.rim + LID_SKIN_FROM * float(np.ptp(rest[:, 0]))
+    return cv2.remap(scene.skin_detail, xs, lash_y - above - fold, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=128)
 
 
 def lash_line(lid: np.ndarray, down: np.ndarray, width: float, shape: tuple[int, int]) -> np.ndarray:

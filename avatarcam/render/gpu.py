@@ -28,8 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, mouth_geometry,
-                  unmoved)
+from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, lid_skin,
+                  mouth_geometry, unmoved)
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,9 @@ class KernelPlan:
         """cpu.CpuRenderer._draw_eyes's geometry (cpu.eye_geometry) and masks; the kernel blends."""
         s = self.scene
         shape = self.roi_shape
-        keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "kt", "kt_off",
-                "kc", "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off", "alpha_off", "tex_n",
-                "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
+        keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "lid_skin",
+                "kt", "kt_off", "kc", "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off",
+                "alpha_off", "tex_n", "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
         for k in keys:
             job.ints[k] = [0, 0]
         job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), iris_shift=np.zeros(4),
@@ -226,6 +226,7 @@ class KernelPlan:
                              ("lid_was", job.add_mask(was_m)), ("lid_now", job.add_mask(now_m)),
                              ("lid_wide", job.add_mask(was_wide)), ("lid_cover", job.add_mask(covered)),
                              ("lid_line", job.add_mask(lid.line)),
+                             ("lid_skin", job.add_mask(lid_skin(s, eye, lid))),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),
                              ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)),
                              ("w_ph", job.add_work(3 * area)), ("w_oh", job.add_work(area)),

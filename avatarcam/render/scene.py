@@ -24,6 +24,8 @@ FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the 
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
 BACKDROP_BLUR = 0.02   # blur (sigma, share of the frame height) of the backdrop beyond the portrait
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
+DETAIL_SCALE = 0.06   # the skin's fine texture: what a blur this share of an eye's width takes out,
+DETAIL_LIMIT = 8.0    # softly held within this many grey levels
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
@@ -52,6 +54,7 @@ class Scene:
     mouth_colours: np.ndarray      # (3, 3) cavity, teeth, tongue (RGB)
     eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): lid skin, lash line, white (RGB)
     rig: Rig
+    skin_detail: np.ndarray        # (H, W) uint8 the source's fine texture: grey level less its blur, + 128
 
     def points(self, frame: np.ndarray) -> np.ndarray:
         """Control points of one motion frame in output pixels."""
@@ -207,6 +210,17 @@ def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.
     return np.array(out, np.float32)
 
 
+def _skin_detail(source: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The fine texture of the picture (pores, wrinkles): its grey level less a blur over
+    DETAIL_SCALE of an eye's width, softly limited, offset by 128, for a shut lid to carry
+    (cpu.lid_skin)."""
+    grey = source.astype(np.float32).mean(axis=2)
+    eye = float(np.mean([np.ptp(points[list(upper), 0]) for upper in (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER)]))
+    fine = grey - cv2.GaussianBlur(grey, (0, 0), max(1.0, DETAIL_SCALE * eye))
+    fine = DETAIL_LIMIT * np.tanh(fine / DETAIL_LIMIT)  # pores and wrinkles, not the crease's or lashes' dark
+    return np.clip(np.round(fine) + 128, 0, 255).astype(np.uint8)
+
+
 def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
     """Barycentric weights of each grid pixel (block centres) over a triangulation of the ROI."""
     x0, y0, x1, y1 = roi
@@ -280,4 +294,5 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
-                 eye_colours=_eye_colours(image_o, points, iris), rig=rig)
+                 eye_colours=_eye_colours(image_o, points, iris), rig=rig,
+                 skin_detail=_skin_detail(source, points))

@@ -70,7 +70,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
-  IA(lid_cover, 2) IA(lid_line, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
+  IA(lid_cover, 2) IA(lid_line, 2) IA(lid_skin, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
   IA(w_pic, 2) IA(w_ph, 2) IA(w_oh, 2) IA(w_ch, 2) IA(w_skin, 2) IA(w_cov, 2) \
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
@@ -235,15 +235,17 @@ AC_FN void ac_eye_open(const Frame& f, int e, int x, int y, int* rgb) {
 }
 
 // An eye's closing lid: the squeezed eye covered with the skin around it (a normalised blur of
-// the picture outside the open eye, made by ac_prepare), then the lash line.
+// the picture outside the open eye, made by ac_prepare) and the lid skin's texture (cpu.lid_skin,
+// 128 for none), then the lash line.
 AC_FN void ac_eye_close(const Frame& f, int e, int x, int y, int* rgb) {
   if (!ac_in_lid(f, e, x, y)) return;
   int bw = f.lx1[e] - f.lx0[e], bx = x - f.lx0[e], by = y - f.ly0[e], i = by * bw + bx;
   float covered = f.work[f.w_cov[e] + i];
   float lash = ac_mask(f, f.lid_line[e], bw, bx, by) * f.lash_a[e];
+  float texture = (float)f.masks[f.lid_skin[e] + i] - 128.0f;
   for (int c = 0; c < 3; ++c) {
     float s = (float)rgb[c];
-    s += covered * (f.work[f.w_skin[e] + i * 3 + c] - s);
+    s += covered * (f.work[f.w_skin[e] + i * 3 + c] + texture - s);
     s += lash * (f.lash[e * 3 + c] - s);
     rgb[c] = ac_store(s);
   }
