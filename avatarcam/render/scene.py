@@ -24,8 +24,8 @@ FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the 
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
 BACKDROP_BLUR = 0.02   # blur (sigma, share of the frame height) of the backdrop beyond the portrait
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
-DETAIL_SCALE = 0.06   # the skin's fine texture: what a blur this share of an eye's width takes out,
-DETAIL_LIMIT = 8.0    # softly held within this many grey levels
+DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
+DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
