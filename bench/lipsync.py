@@ -109,7 +109,7 @@ def eyes_closing(seen: judge.Measurements) -> np.ndarray:
 
 def rest_readings(renderer, rest: np.ndarray) -> tuple[float, float, float]:
     """What the judge reads on the portrait's rest frame: jawOpen and eyeBlink, and eyeBlink with
-    both eyes shut. It reads this renderer's fully shut eyes well under 1 (0.2-0.35:
+    both eyes shut. It reads this renderer's fully shut eyes well under 1 (0.1-0.35:
     bench/results/roundtrip.md), so a blink is counted halfway between the two eyeBlinks."""
     shut = rest.copy()
     shut[[latent.index("eyeBlinkLeft"), latent.index("eyeBlinkRight")]] = 1.0
