@@ -77,8 +77,11 @@ SONG_SHARE = 0.1
 #   music in it: the song's mouth shut in 96.9% of its quiet frames and its r 0.138 (sung phrases
 #   barely opened it), and real speech followed less: 0.809 / 0.727 / 0.687 / 0.754.
 # - the recorded band at 0.07 (2026-12-03, 12000 steps): the song's mouth shut in 71.3% of its
-#   quiet frames (r 0.395), but real speech 0.802 / 0.738 / 0.699 / 0.757, under the 0.15 run:
-#   between two runs real speech moves by about 0.01 either way, as much as the band costs it.
+#   quiet frames (r 0.395), but real speech 0.802 / 0.738 / 0.699 / 0.757, under the 0.15 runs.
+# How far two runs differ without the band: the shipped corpus trained with `--seed 1` (2026-12-03)
+# follows real speech at 0.819 / 0.755 / 0.727 / 0.769 against the shipped (seed 0) 0.821 / 0.761 /
+# 0.721 / 0.776 (song 0.445, shut in 29.7% of its quiet frames; DSP 0.814 / 0.733 / 0.752 / 0.726):
+# within 0.007, so the band's cost (up to 0.012 at 0.15, 0.023 at 0.07) is more than a run's luck.
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}
