@@ -348,12 +348,12 @@ def lid_skin(scene: Scene, eye: int, lid: LidGeometry) -> np.ndarray:
     upper, brow = ((fm.RIGHT_EYE_UPPER, fm.RIGHT_BROW), (fm.LEFT_EYE_UPPER, fm.LEFT_BROW))[eye]
     rest = scene.rest_points[list(upper)]
     rest = rest[np.argsort(rest[:, 0])]
-    corner = np.add(scene.roi[:2], lid.box[:2])  # the box's corner in the frame
-    shift = lid.was[:len(upper)].mean(axis=0) + corner - rest.mean(axis=0)
     skin = max(2.0, 0.5 * float(rest[:, 1].mean() - scene.rest_points[list(brow), 1].mean()) - lid.rim)
+    # where each pixel of the box lies on the face at rest: the still upper lid onto the rest one
+    to_rest = rest.mean(axis=0) - lid.was[:len(upper)].mean(axis=0)
     ys, xs = np.mgrid[0:lid.shape[0], 0:lid.shape[1]].astype(np.float32)
-    xs += np.float32(corner[0] - shift[0])  # where each pixel lies on the face at rest
-    ys += np.float32(corner[1] - shift[1])
+    xs += np.float32(to_rest[0])
+    ys += np.float32(to_rest[1])
     lash_y = np.interp(xs, rest[:, 0], rest[:, 1]).astype(np.float32)
     fold = skin - np.abs(np.abs(ys - lash_y) % (2 * skin) - skin)
     above = lid.rim + LID_SKIN_FROM * float(np.ptp(rest[:, 0]))
