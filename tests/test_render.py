@@ -10,7 +10,7 @@ from avatarcam import latent
 from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
-from avatarcam.render.cpu import CpuRenderer, coverage, eye_geometry, mouth_geometry
+from avatarcam.render.cpu import CpuRenderer, coverage, crescent, eye_geometry, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import DETAIL_LIMIT, build_scene, framing
@@ -365,6 +365,26 @@ def test_a_shut_lid_carries_the_skins_texture(hopper):
         texture, skin = shut[y0:y1, x0:x1][lid].std(), still[y0:y1, x0:x1][above].std()
         assert lid.sum() > 100 and above.sum() > 50
         assert texture > 0.3 * min(skin, DETAIL_LIMIT), f"shut lid texture {texture:.2f}, the lid skin's {skin:.2f}"
+
+
+@pytest.mark.parametrize("portrait", ["hopper", "astronaut_parts"])
+def test_a_shut_eye_leaves_no_ghost_of_its_lashes(portrait, request):
+    """The open eye's lashes and the shadow under its upper lid lie above the landmarks' lid line;
+    a shut lid covers them too. Left alone, they stayed behind as a dark arc over the shut eye, the
+    open eye's ghost: in the band above the open upper lid, the darkest tenth of the shut eye's
+    pixels were at 0.76-0.92 of the skin around the eye (0.15-0.38 over the open eye's lashes)."""
+    renderer = CpuRenderer(build_scene(*request.getfixturevalue(portrait), (1280, 720)))
+    scene = renderer.scene
+    light = renderer.render(_with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)).astype(np.float32).mean(axis=2)
+    rest = scene.points(scene.rig.rest)
+    for upper, lower in ((fm.RIGHT_EYE_UPPER, fm.RIGHT_EYE_LOWER), (fm.LEFT_EYE_UPPER, fm.LEFT_EYE_LOWER)):
+        lid = rest[list(upper)]
+        width = float(np.ptp(lid[:, 0]))
+        band = coverage(crescent(lid, np.array([0.0, -1.0]), 0.12 * width), light.shape) > 200
+        eye = coverage(np.concatenate([lid, rest[list(lower)][::-1]]), light.shape)
+        near, far = (cv2.dilate(eye, np.ones((k, k), np.uint8)) > 0 for k in (int(0.15 * width) | 1, int(0.3 * width) | 1))
+        darkest, skin = np.percentile(light[band], 10), np.median(light[far & ~near & ~band])
+        assert darkest > 0.85 * skin, f"a ghost of the lashes over the shut eye: {darkest:.0f} against skin {skin:.0f}"
 
 
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):

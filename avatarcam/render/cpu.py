@@ -31,6 +31,14 @@ _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 # the corners (the power of sin along the lid: under 1, it keeps its depth over most of the lid).
 LASH_DEPTH, LASH_TAPER = 0.035, 0.6
 LID_SKIN_FROM = 0.06  # a shut lid's texture comes from this far above the lashes, in eye widths
+# A closing lid also covers the open eye's lashes and the shadow under its lid, which lie above
+# the landmarks' lid line and stay behind as a dark ghost of the open eye: a crescent over the
+# still upper lid, this deep in eye widths at its middle when the lid is shut (less on the way).
+LASH_BAND = 0.15
+# The skin spread over a closing lid is a blur of the picture around the eye, weighted by how
+# near each pixel is to the lid's skin colour (a Gaussian, this wide in shares of the colour's
+# length), so lashes, brows, a glasses frame or an iris left outside the eye do not darken it.
+SKIN_SIGMA = 0.15
 
 
 class CpuRenderer:
@@ -95,7 +103,7 @@ class CpuRenderer:
             if g is None:
                 continue
             lid = g.lid
-            _, lash, white = s.eye_colours[eye]  # the lid is covered with the skin around it instead
+            skin, lash, white = s.eye_colours[eye]
             if lid is not None:
                 x0, y0, x1, y1 = lid.box
                 was_m, now_m, was_wide, cover = (m.astype(np.float32) / 255 for m in lid_masks(lid))
@@ -107,12 +115,13 @@ class CpuRenderer:
             if lid is not None:
                 # The warp stretches the lid skin down over the eye, squeezing the white, iris and
                 # lashes into streaks. Cover them with the skin around the eye, spread inward
-                # (a normalised blur of everything outside the open eye), so the closed lid takes
-                # the colour and shading of the lid above and the cheek below, and the fine
+                # (a normalised blur of what lies outside the open eye, weighted by how near it is to
+                # the skin's colour), so the closed lid takes the colour and shading of the lid
+                # above and the cheek below, not of lashes, brows or glasses, and the fine
                 # texture of the lid's own skin (`lid_skin`): without it, a smooth patch.
                 covered = cv2.GaussianBlur(cover * (1 - now_m), (0, 0), max(0.7, lid.rim / 2))  # no seam
                 sub = roi[y0:y1, x0:x1].astype(np.float32)
-                outside = 1 - was_wide
+                outside = (1 - was_wide) * np.exp(-np.sum((sub - skin) ** 2, axis=2) * skin_closeness(skin))
                 spread = max(1.0, 0.2 * g.width)
                 skin_around = cv2.GaussianBlur(sub * outside[..., None], (0, 0), spread)
                 skin_around /= np.maximum(cv2.GaussianBlur(outside, (0, 0), spread), 1e-3)[..., None]
@@ -161,6 +170,7 @@ class LidGeometry:
     line: np.ndarray    # uint8 coverage of the lash line
     lash_alpha: float   # how dark the lash line is drawn: more as the lid travels further
     iris_top: np.ndarray | None = None  # a closing lid's: the open eye's iris x, y, radius (see lid_masks)
+    lashes: tuple[np.ndarray, np.ndarray] | None = None  # a closing lid's lash band, was and now (see lid_masks)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -221,6 +231,13 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 ring = still_points[list(iris)]
                 iris_top = np.append(ring[0], IRIS_MARGIN * np.linalg.norm(ring[1:] - ring[0], axis=1).mean())
             reach = [was, now] + ([iris_top[None, :2] - (0.0, iris_top[2])] if iris_top is not None else [])
+            lashes = None
+            if lid_shift:
+                still_upper = still_points[list(upper)]
+                closure = min(1.0, lid_shift / max(float(((still_points[list(lower)] - still_upper) @ ey).max()), 1e-6))
+                lashes = (crescent(still_upper, -ey, LASH_BAND * width),
+                          crescent(points[list(upper)], -ey, LASH_BAND * width * (1.0 - closure)))
+                reach.append(lashes[0])
             box = polygon_box(np.concatenate(reach), roi_shape, margin=3)
             if box is not None:
                 off = np.array(box[:2], np.float32)
@@ -228,7 +245,8 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 if iris_top is not None:
                     iris_top[:2] -= off
                 lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
-                                  0.75 * min(1.0, lid_shift / 3.0), iris_top)
+                                  0.75 * min(1.0, lid_shift / 3.0), iris_top,
+                                  None if lashes is None else (lashes[0] - off, lashes[1] - off))
         centre = points[iris[0]] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
         # foreshortened as its eye: the corners' distance against the portrait's at this head size
         rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * scale
@@ -333,9 +351,15 @@ def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), 255, -1, cv2.LINE_AA, _SHIFT)
         disc[int(np.ceil(cy)):] = 0
         swept = np.maximum(was, disc)
+    kept = now
+    if lid.lashes is not None:
+        # The lashes and the shadow under the lid lie above its landmarks: what the band they
+        # leave as the lid comes down is covered too (at rest, none; shut, all of it).
+        swept = np.maximum(swept, coverage(lid.lashes[0], lid.shape))
+        kept = np.maximum(now, coverage(lid.lashes[1], lid.shape))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim))
     wide = cv2.dilate(swept, kernel)
-    closed = ((swept.astype(np.int32) * (255 - now.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
+    closed = ((swept.astype(np.int32) * (255 - kept.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
     return was, now, wide, np.minimum(wide, cv2.dilate(closed, kernel))
 
 
@@ -366,10 +390,20 @@ def lash_line(lid: np.ndarray, down: np.ndarray, width: float, shape: tuple[int,
     the upper lid's points `lid` (corner to corner, box pixels) toward `down`, LASH_DEPTH of the
     eye's `width` deep in the middle and tapering to nothing at the corners, as lashes seen from
     the front. (A line of even width, 5% of the eye, read as drawn on with a marker.)"""
+    return coverage(crescent(lid, down, LASH_DEPTH * width), shape)
+
+
+def skin_closeness(skin: np.ndarray) -> float:
+    """k in exp(-k |colour - skin|^2): a pixel's weight in the skin spread over a closing lid."""
+    return 0.5 / (SKIN_SIGMA ** 2 * max(float(np.sum(np.square(skin))), 1.0))
+
+
+def crescent(lid: np.ndarray, toward: np.ndarray, depth: float) -> np.ndarray:
+    """The polygon of a crescent along a lid's points (corner to corner) toward `toward`: `depth`
+    deep in the middle, thinning to nothing at the corners as sin ** LASH_TAPER along the lid."""
     along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(lid, axis=0), axis=1))])
     arch = np.clip(np.sin(np.pi * along / max(float(along[-1]), 1e-6)), 0.0, 1.0)  # 0 at both corners
-    depth = LASH_DEPTH * width * arch ** LASH_TAPER
-    return coverage(np.concatenate([lid, (lid + depth[:, None] * down)[::-1]]), shape)
+    return np.concatenate([lid, (lid + (depth * arch ** LASH_TAPER)[:, None] * toward)[::-1]])
 
 
 def _mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

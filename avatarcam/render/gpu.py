@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, lid_skin,
-                  mouth_geometry, unmoved)
+                  mouth_geometry, skin_closeness, unmoved)
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -205,16 +205,16 @@ class KernelPlan:
         s = self.scene
         shape = self.roi_shape
         keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "lid_skin",
-                "kt", "kt_off", "kc", "kc_off", "w_pic", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off",
+                "kt", "kt_off", "kc", "kc_off", "w_pic", "w_out", "w_ph", "w_oh", "w_ch", "w_skin", "w_cov", "tex_off",
                 "alpha_off", "tex_n", "px0", "py0", "cx0", "cy0", "cx1", "cy1", "clip_off")
         for k in keys:
             job.ints[k] = [0, 0]
-        job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), iris_shift=np.zeros(4),
-                          iris_squeeze=np.ones(2))
+        job.floats.update(lash=np.zeros(6), white=np.zeros(6), lash_a=np.zeros(2), skin=np.zeros(6), skin_k=np.zeros(2),
+                          iris_shift=np.zeros(4), iris_squeeze=np.ones(2))
         for eye, (layer, g) in enumerate(zip(s.eyes, eye_geometry(s, points, frame, origin, shape))):
             if g is None:
                 continue
-            _, lash, white = s.eye_colours[eye]
+            skin, lash, white = s.eye_colours[eye]
             lid = g.lid
             if lid is not None:
                 bx0, by0, bx1, by1 = lid.box
@@ -228,12 +228,14 @@ class KernelPlan:
                              ("lid_line", job.add_mask(lid.line)),
                              ("lid_skin", job.add_mask(lid_skin(s, eye, lid))),
                              ("kt", len(spread)), ("kt_off", job.add_taps(spread)), ("kc", len(cover)),
-                             ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)),
+                             ("kc_off", job.add_taps(cover)), ("w_pic", job.add_work(3 * area)), ("w_out", job.add_work(area)),
                              ("w_ph", job.add_work(3 * area)), ("w_oh", job.add_work(area)),
                              ("w_ch", job.add_work(area)), ("w_skin", job.add_work(3 * area)),
                              ("w_cov", job.add_work(area))):
                     job.ints[k][eye] = v
                 job.floats["lash_a"][eye] = lid.lash_alpha
+                job.floats["skin"][3 * eye:3 * eye + 3] = skin
+                job.floats["skin_k"][eye] = skin_closeness(skin)
             job.floats["lash"][3 * eye:3 * eye + 3] = lash
             job.floats["white"][3 * eye:3 * eye + 3] = white
             # the iris (cpu._paste_clipped): texture centred on the moved centre, clipped by the lids

@@ -52,7 +52,7 @@ class Scene:
     grid: int                      # output pixels per grid step
     eyes: tuple[EyeLayer, EyeLayer]
     mouth_colours: np.ndarray      # (3, 3) cavity, teeth, tongue (RGB)
-    eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): lid skin, lash line, white (RGB)
+    eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): skin around it, lash line, white (RGB)
     rig: Rig
     skin_detail: np.ndarray        # (H, W) uint8 the source's fine texture: grey level less its blur, + 128
 
@@ -189,25 +189,33 @@ def _mouth_colours(image: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.ndarray:
-    """Per eye: the lid skin just above the lashes, the lash line, and the white of the eye."""
+    """Per eye: the skin around it, the lash line, and the white of the eye."""
     out = []
-    for (cx, cy, r), upper, lower, brow in zip(iris, (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER),
-                                                (fm.RIGHT_EYE_LOWER, fm.LEFT_EYE_LOWER), (fm.RIGHT_BROW, fm.LEFT_BROW)):
+    for (cx, cy, r), upper, lower in zip(iris, (fm.RIGHT_EYE_UPPER, fm.LEFT_EYE_UPPER),
+                                         (fm.RIGHT_EYE_LOWER, fm.LEFT_EYE_LOWER)):
         lid = points[list(upper), :2]
-        lift = 0.35 * max(float(lid[:, 1].mean() - points[list(brow), 1].mean()), 2.0)
-        band = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(band, [np.round(np.concatenate([lid - (0, 0.3 * lift), (lid - (0, lift))[::-1]])).astype(np.int32)], 255)
-        skin = np.array(cv2.mean(image, mask=band)[:3]) if band.any() else image[int(lid[4, 1]), int(lid[4, 0])]
+        width = float(np.ptp(lid[:, 0]))
+        eye = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(eye, [np.round(_eye_polygon(points, upper, lower)).astype(np.int32)], 255)
+        # the median colour of a ring around the eye, past its lashes: lashes, brows and a
+        # glasses frame are a minority there (a band just above the lashes took in the shadow
+        # under Grace Hopper's lids)
+        ring = (_dilated(eye, 0.4 * width) > 0) & ~(_dilated(eye, 0.15 * width) > 0)
+        skin = np.median(image[ring], axis=0) if ring.any() else image[int(lid[4, 1]), int(lid[4, 0])]
         line = np.zeros(image.shape[:2], np.uint8)
         cv2.polylines(line, [np.round(lid).astype(np.int32)], False, 255, 2)
         lash = np.percentile(image[line > 0], 15, axis=0) if line.any() else skin * 0.4
-        opening = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(opening, [np.round(_eye_polygon(points, upper, lower)).astype(np.int32)], 255)
+        opening = eye.copy()
         cv2.circle(opening, (int(round(cx)), int(round(cy))), int(round(IRIS_MARGIN * r)), 0, -1)
         seen = image[opening > 0]
         white = np.percentile(seen, 75, axis=0) if len(seen) >= 8 else np.maximum(skin, 200)
         out.append([skin, np.minimum(lash, skin * 0.6), white])
     return np.array(out, np.float32)
+
+
+def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
+    size = 2 * max(1, int(round(radius))) + 1
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
 
 
 def _skin_detail(source: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -71,12 +71,13 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
   IA(lid_cover, 2) IA(lid_line, 2) IA(lid_skin, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
-  IA(w_pic, 2) IA(w_ph, 2) IA(w_oh, 2) IA(w_ch, 2) IA(w_skin, 2) IA(w_cov, 2) \
+  IA(w_pic, 2) IA(w_out, 2) IA(w_ph, 2) IA(w_oh, 2) IA(w_ch, 2) IA(w_skin, 2) IA(w_cov, 2) \
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
   F(half_g) F(mouth_a) FA(iris_shift, 4) /* per eye: the texture's sub-pixel shift x, y */ \
   FA(iris_squeeze, 2) /* per eye: the texture narrowed across about its centre (a turned eye) */ \
   FA(lash, 6) FA(white, 6) FA(lash_a, 2) \
+  FA(skin, 6) FA(skin_k, 2) /* per eye: the lid skin's colour and cpu.skin_closeness */ \
   FA(cavity, 3) FA(teeth_u, 3) FA(teeth_l, 3) FA(tongue, 3)
 
 typedef struct Frame {
@@ -344,16 +345,22 @@ AC_FN float ac_cover_source(const Frame& f, int e, int bw, int x, int y) {
   return ac_mask(f, f.lid_cover[e], bw, x, y) * (1.0f - ac_mask(f, f.lid_now[e], bw, x, y));
 }
 
-// Phase 2: the picture in each lid box (warp, the white revealed, the iris) times what lies
-// outside the open eye: the numerator of the skin spread over a closing lid.
+// Phase 2: the picture in each lid box (warp, the white revealed, the iris) and its weight in
+// the skin spread over a closing lid: outside the open eye, as near as it is to the lid's skin.
 AC_FN void ac_lid_picture(const Frame& f, int item) {
   int i = item, bx, by, bw, bh;
   int e = ac_region(f, &i, &bx, &by, &bw, &bh);
   int rgb[3];
   ac_warp(f, f.lx0[e] + bx, f.ly0[e] + by, rgb);
   ac_eye_open(f, e, f.lx0[e] + bx, f.ly0[e] + by, rgb);
-  float outside = 1.0f - ac_mask(f, f.lid_wide[e], bw, bx, by);
-  for (int c = 0; c < 3; ++c) f.work[f.w_pic[e] + i * 3 + c] = (float)rgb[c] * outside;
+  float d2 = 0.0f;
+  for (int c = 0; c < 3; ++c) {
+    float d = (float)rgb[c] - f.skin[e * 3 + c];
+    d2 += d * d;
+  }
+  float weight = (1.0f - ac_mask(f, f.lid_wide[e], bw, bx, by)) * expf(-d2 * f.skin_k[e]);
+  f.work[f.w_out[e] + i] = weight;
+  for (int c = 0; c < 3; ++c) f.work[f.w_pic[e] + i * 3 + c] = (float)rgb[c] * weight;
 }
 
 // Phase 3: the row pass of every blur (lids: picture, outside, cover; mouth: depth, feather).
@@ -363,12 +370,10 @@ AC_FN void ac_blur_rows(const Frame& f, int item) {
   if (e < 2) {
     for (int c = 0; c < 3; ++c)
       f.work[f.w_ph[e] + i * 3 + c] = ac_rows(f, f.kt_off[e], f.kt[e], f.work + f.w_pic[e], bw, 3, c, bx, by);
-    float o = 0.0f, cv = 0.0f;
-    for (int k = 0; k < f.kt[e]; ++k)
-      o += f.taps[f.kt_off[e] + k] * (1.0f - ac_mask(f, f.lid_wide[e], bw, ac_reflect101(bx + k - f.kt[e] / 2, bw), by));
+    float cv = 0.0f;
+    f.work[f.w_oh[e] + i] = ac_rows(f, f.kt_off[e], f.kt[e], f.work + f.w_out[e], bw, 1, 0, bx, by);
     for (int k = 0; k < f.kc[e]; ++k)
       cv += f.taps[f.kc_off[e] + k] * ac_cover_source(f, e, bw, ac_reflect101(bx + k - f.kc[e] / 2, bw), by);
-    f.work[f.w_oh[e] + i] = o;
     f.work[f.w_ch[e] + i] = cv;
     return;
   }
