@@ -58,6 +58,15 @@ ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head i
 # Rounding less its running minimum (over the last 0.5-2 s), which keeps short rounded vowels and
 # takes out a rounding that persists, cut LJ Speech's rounded frames from 71% to 38-55% but moved
 # its r only to 0.721-0.727.
+# Rounding from the head alone (2026-12-03, the denoiser's funnel and pucker dropped before
+# `settle`; unencoded as above, as is 0.824 / 0.763 / 0.723 / 0.773, DSP 0.820 / 0.736 / 0.755 /
+# 0.717): 0.823 / 0.770 / 0.734 / 0.806, rounded on 4 / 2 / 23 / 1% of the speech frames (80% on
+# LJ Speech as is), held-out rounded / unrounded vowels 0.49 / 0.06 (other held-out bars pass);
+# with the head retrained alone on mel windows coloured up to 8 dB/octave (training.data.colour,
+# 3000 steps from the shipped head), LJ Speech rounded on 13% (the teacher's 17%) and followed at
+# 0.732. With no rounding at all on that path, 0.824 / 0.774 / 0.750 / 0.807: LJ Speech stays
+# under DSP even so, since the model's own jaw follows its loudness less (commanded jaw against
+# the loudness r 0.855, DSP 0.879), which audio guidance does not change (1.5 / 2.5: 0.717 / 0.725).
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
