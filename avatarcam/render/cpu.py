@@ -32,9 +32,14 @@ _SHIFT = 4  # sub-pixel bits for anti-aliased polygon drawing
 LASH_DEPTH, LASH_TAPER = 0.035, 0.6
 LID_SKIN_FROM = 0.06  # a shut lid's texture comes from this far above the lashes, in eye widths
 # A closing lid also covers the open eye's lashes and the shadow under its lid, which lie above
-# the landmarks' lid line and stay behind as a dark ghost of the open eye: a crescent over the
-# still upper lid, this deep in eye widths at its middle when the lid is shut (less on the way).
+# the landmarks' lid line and stayed behind as a dark ghost of the open eye: a crescent over the
+# still upper lid this deep in eye widths at its middle, less the band its lashes take above the
+# lid as it comes down (as deep, thinning to none as it shuts).
 LASH_BAND = 0.15
+# ... and below the still lower lid, whose lashes and edge, and a drawn eye's white beyond its
+# landmarks, the shut lid covers: this deep in eye widths when shut, as closure ** 6 on the way
+# (a lid half down leaves the lower lid as it is).
+LOWER_BAND = 0.06
 # The skin spread over a closing lid is a blur of the picture around the eye, weighted by how
 # near each pixel is to the lid's skin colour (a Gaussian, this wide in shares of the colour's
 # length), so lashes, brows, a glasses frame or an iris left outside the eye do not darken it.
@@ -170,7 +175,8 @@ class LidGeometry:
     line: np.ndarray    # uint8 coverage of the lash line
     lash_alpha: float   # how dark the lash line is drawn: more as the lid travels further
     iris_top: np.ndarray | None = None  # a closing lid's: the open eye's iris x, y, radius (see lid_masks)
-    lashes: tuple[np.ndarray, np.ndarray] | None = None  # a closing lid's lash band, was and now (see lid_masks)
+    bands: tuple[np.ndarray, ...] = ()  # a closing lid's: about the open eye, what it covers too (see lid_masks)
+    kept: np.ndarray | None = None  # ... and the band above the lid now, where its lashes are left
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -231,13 +237,14 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 ring = still_points[list(iris)]
                 iris_top = np.append(ring[0], IRIS_MARGIN * np.linalg.norm(ring[1:] - ring[0], axis=1).mean())
             reach = [was, now] + ([iris_top[None, :2] - (0.0, iris_top[2])] if iris_top is not None else [])
-            lashes = None
+            bands, kept = (), None
             if lid_shift:
                 still_upper = still_points[list(upper)]
                 closure = min(1.0, lid_shift / max(float(((still_points[list(lower)] - still_upper) @ ey).max()), 1e-6))
-                lashes = (crescent(still_upper, -ey, LASH_BAND * width),
-                          crescent(points[list(upper)], -ey, LASH_BAND * width * (1.0 - closure)))
-                reach.append(lashes[0])
+                bands = (crescent(still_upper, -ey, LASH_BAND * width),
+                         crescent(still_points[list(lower)], ey, LOWER_BAND * width * closure ** 6))
+                kept = crescent(points[list(upper)], -ey, LASH_BAND * width * (1.0 - closure))
+                reach += list(bands)
             box = polygon_box(np.concatenate(reach), roi_shape, margin=3)
             if box is not None:
                 off = np.array(box[:2], np.float32)
@@ -245,8 +252,8 @@ def eye_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, origin: tu
                 if iris_top is not None:
                     iris_top[:2] -= off
                 lid = LidGeometry(box, was - off, now - off, 2 * round(0.03 * width) + 1, line,
-                                  0.75 * min(1.0, lid_shift / 3.0), iris_top,
-                                  None if lashes is None else (lashes[0] - off, lashes[1] - off))
+                                  0.75 * min(1.0, lid_shift / 3.0), iris_top, tuple(b - off for b in bands),
+                                  None if kept is None else kept - off)
         centre = points[iris[0]] + EYEBALL_RADIUS * width * (d_yaw * ex + d_pitch * ey)
         # foreshortened as its eye: the corners' distance against the portrait's at this head size
         rest_width = float(np.linalg.norm(scene.rest_points[upper[-1]] - scene.rest_points[upper[0]])) * scale
@@ -351,12 +358,12 @@ def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), 255, -1, cv2.LINE_AA, _SHIFT)
         disc[int(np.ceil(cy)):] = 0
         swept = np.maximum(was, disc)
-    kept = now
-    if lid.lashes is not None:
-        # The lashes and the shadow under the lid lie above its landmarks: what the band they
-        # leave as the lid comes down is covered too (at rest, none; shut, all of it).
-        swept = np.maximum(swept, coverage(lid.lashes[0], lid.shape))
-        kept = np.maximum(now, coverage(lid.lashes[1], lid.shape))
+    # The lashes and the shadow under the lid lie above its landmarks, the white of a drawn eye
+    # may show below them: the bands about the open eye are covered too, less the band the lashes
+    # still take above the lid as it comes down.
+    for band in lid.bands:
+        swept = np.maximum(swept, coverage(band, lid.shape))
+    kept = now if lid.kept is None else np.maximum(now, coverage(lid.kept, lid.shape))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (lid.rim, lid.rim))
     wide = cv2.dilate(swept, kernel)
     closed = ((swept.astype(np.int32) * (255 - kept.astype(np.int32))) > 128 * 255).astype(np.uint8) * 255
@@ -378,7 +385,8 @@ def lid_skin(scene: Scene, eye: int, lid: LidGeometry) -> np.ndarray:
     ys, xs = np.mgrid[0:lid.shape[0], 0:lid.shape[1]].astype(np.float32)
     xs += np.float32(to_rest[0])
     ys += np.float32(to_rest[1])
-    lash_y = np.interp(xs, rest[:, 0], rest[:, 1]).astype(np.float32)
+    # a smooth curve through the lid (its points joined straight made the folded rows polygons)
+    lash_y = np.polyval(np.polyfit(rest[:, 0], rest[:, 1], 3), np.clip(xs, rest[0, 0], rest[-1, 0])).astype(np.float32)
     fold = skin - np.abs(np.abs(ys - lash_y) % (2 * skin) - skin)
     above = lid.rim + LID_SKIN_FROM * float(np.ptp(rest[:, 0]))
     return cv2.remap(scene.skin_detail, xs, lash_y - above - fold, cv2.INTER_LINEAR,
