@@ -358,9 +358,9 @@ def lid_masks(lid: LidGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), 255, -1, cv2.LINE_AA, _SHIFT)
         disc[int(np.ceil(cy)):] = 0
         swept = np.maximum(was, disc)
-    # The lashes and the shadow under the lid lie above its landmarks, the white of a drawn eye
-    # may show below them: the bands about the open eye are covered too, less the band the lashes
-    # still take above the lid as it comes down.
+    # The lashes and the shadow under the upper lid lie above its landmarks, and a drawn eye's
+    # white may show below the lower lid's: the bands about the open eye are covered too, less
+    # the band the lashes still take above the lid as it comes down.
     for band in lid.bands:
         swept = np.maximum(swept, coverage(band, lid.shape))
     kept = now if lid.kept is None else np.maximum(now, coverage(lid.kept, lid.shape))
