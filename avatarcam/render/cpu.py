@@ -22,6 +22,14 @@ from .scene import IRIS_MARGIN, Scene
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                          for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
+# Steps of the inverse warp's fixed-point iteration (CpuRenderer._inverse_map). Where a turn
+# stretches the picture the iteration converges slowly or oscillates (its error shrinks by the
+# forward motion's slope per step): tried 2026-12-03, at +8 degrees of yaw the painting's far
+# cheek comes out scalloped after three steps and smooth after four or six, but at +-20 degrees,
+# where the stretch passes twice, an even count tears holes in the face that three do not (the
+# cartoon, Grace Hopper); solving on a 4x coarser grid first (16 steps, then 2) came 5-10x closer
+# to the converged inverse but folded the astronaut's hair into a flap at +-20; Newton's steps
+# with the Jacobian at the target cell diverged (at the source, they need a second remap per step).
 INVERSE_ITERATIONS = 3
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
 # The teeth's light against the eyes' whites: the lower ones stand in the upper lip's shadow.
