@@ -120,7 +120,13 @@ def _complete_iris(patch: np.ndarray, seen: np.ndarray, dist: np.ndarray) -> np.
     image across the iris's horizontal midline where that is in sight (the upper lid hides the
     top, the lower lid less of the bottom), else from the visible pixels at the same distance
     from the centre. A widened eye or a raised gaze shows this part; filled by inpainting, it
-    took the colour of the lid skin and lashes around it and drew a lid inside the eye."""
+    took the colour of the lid skin and lashes around it and drew a lid inside the eye.
+    Known defect: where the landmarks' outline takes in the lids' edges and lashes, the mirror
+    copies them too, and a raised gaze shows them as a dark line under the iris (the astronaut,
+    Grace Hopper, the cartoon at gazePitch -0.1 and beyond). Tried (2026-12-03): keeping a band of
+    5% of the eye's width inside the outline with the lids (painted out, mirrored and pasted only
+    within it) and filling the hidden iris by ring medians alone; the line went, but the band's
+    static iris colour drew a ring round the moving iris."""
     out = patch.copy()
     hidden = ~seen
     mirrored = hidden & seen[::-1]
