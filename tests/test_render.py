@@ -52,6 +52,11 @@ def astronaut_parts(portraits_dir, judge):
 
 
 @pytest.fixture(scope="module")
+def cartoon_parts(portraits_dir, judge):
+    return _portrait(portraits_dir, judge, "cartoon_boy.jpg")
+
+
+@pytest.fixture(scope="module")
 def astronaut(astronaut_parts):
     return CpuRenderer(build_scene(*astronaut_parts, (512, 512)))
 
@@ -386,6 +391,27 @@ def test_a_shut_eye_leaves_no_ghost_of_its_lashes(portrait, request):
         near, far = (cv2.dilate(eye, np.ones((k, k), np.uint8)) > 0 for k in (int(0.15 * width) | 1, int(0.3 * width) | 1))
         darkest, skin = np.percentile(light[band], 10), np.median(light[far & ~near & ~band])
         assert darkest > 0.85 * skin, f"a ghost of the lashes over the shut eye: {darkest:.0f} against skin {skin:.0f}"
+
+
+def test_a_raised_gaze_shows_no_lashes_under_the_iris(cartoon_parts):
+    """Looking up shows the bottom of the iris texture, which the lower lid hid in the picture. Filled
+    by mirroring the iris's top from all the landmarks' outline, it took the dark upper lid line
+    that the outline takes in and drew it as a line under the raised iris: across the iris's width
+    below it, the darkest row was at 0.15-0.19 of the white (now 0.53-0.66)."""
+    renderer = CpuRenderer(build_scene(*cartoon_parts, (1280, 720)))
+    scene = renderer.scene
+    frame = _with(scene.rig, gazePitch=float(scene.rig.rest[latent.index("gazePitch")]) - 0.2)
+    light = renderer.render(frame).astype(np.float32).mean(axis=2)
+    points = scene.points(frame)
+    yy, xx = np.mgrid[0:light.shape[0], 0:light.shape[1]]
+    for eye, (g, iris) in enumerate(zip(eye_geometry(scene, points, frame, (0, 0), light.shape), (fm.RIGHT_IRIS, fm.LEFT_IRIS))):
+        radius = np.linalg.norm(points[list(iris[1:])] - points[iris[0]], axis=1).mean()
+        cx, cy = g.iris_centre
+        below = (coverage(g.outline, light.shape) > 200) & (np.abs(xx - cx) < 0.6 * radius) & (yy > cy + radius)
+        rows = [light[y][below[y]].mean() for y in np.unique(yy[below]) if below[y].sum() >= 3]
+        assert len(rows) >= 2, "the raised iris left no white below it to look at"
+        white = scene.eye_colours[eye][2].mean()
+        assert min(rows) > 0.4 * white, f"eye {eye}: a dark line under the raised iris ({min(rows):.0f}, white {white:.0f})"
 
 
 def test_an_open_mouth_is_a_lens_not_a_box(renderer):

@@ -24,6 +24,7 @@ FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the 
 FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
 BACKDROP_BLUR = 0.02   # blur (sigma, share of the frame height) of the backdrop beyond the portrait
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
+LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
@@ -109,32 +110,33 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         seen = _crop(opening, x0, y0, 2 * half + 1)
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
-        texture = _complete_iris(patch, seen >= 128, dist)
+        # the eye proper, without the lids' edges and lashes that the landmarks' outline takes in
+        size = 2 * max(1, int(round(LID_EDGE * float(np.ptp(points[list(upper), 0]))))) + 1
+        inner = cv2.erode(seen, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) >= 128
+        texture = _complete_iris(patch, seen >= 128, inner if inner.any() else seen >= 128, dist)
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha))
     return source, layers
 
 
-def _complete_iris(patch: np.ndarray, seen: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """The iris patch with its lid-hidden pixels filled from the iris itself: each from its mirror
-    image across the iris's horizontal midline where that is in sight (the upper lid hides the
-    top, the lower lid less of the bottom), else from the visible pixels at the same distance
-    from the centre. A widened eye or a raised gaze shows this part; filled by inpainting, it
-    took the colour of the lid skin and lashes around it and drew a lid inside the eye.
-    Known defect: where the landmarks' outline takes in the lids' edges and lashes, the mirror
-    copies them too, and a raised gaze shows them as a dark line under the iris (the astronaut,
-    Grace Hopper, the cartoon at gazePitch -0.1 and beyond). Tried (2026-12-03): keeping a band of
-    5% of the eye's width inside the outline with the lids (painted out, mirrored and pasted only
-    within it) and filling the hidden iris by ring medians alone; the line went, but the band's
-    static iris colour drew a ring round the moving iris."""
+def _complete_iris(patch: np.ndarray, seen: np.ndarray, inner: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The iris patch with its lid-hidden pixels (not `seen`) filled from the iris itself: each from
+    its mirror image across the iris's horizontal midline where that lies in the eye proper
+    (`inner`: the lids hide the top more than the bottom), else from the eye proper's pixels at the
+    same distance from the centre. A widened eye or a raised gaze shows this part; filled by
+    inpainting, it took the colour of the lid skin and lashes around it and drew a lid inside the
+    eye; mirrored from all the landmarks' outline, which takes in the lids' edges, it drew the
+    upper lashes as a dark line under a raised iris. (Tried too, 2026-12-03: keeping that edge
+    band with the lids, painted out and pasted only within it; the band's static iris colour drew
+    a ring round the moving iris.)"""
     out = patch.copy()
     hidden = ~seen
-    mirrored = hidden & seen[::-1]
+    mirrored = hidden & inner[::-1]
     out[mirrored] = patch[::-1][mirrored]
     ring = np.round(dist).astype(int)
     for radius in np.unique(ring[hidden & ~mirrored]):
-        near = seen & (np.abs(dist - radius) <= 1.0)
-        near = near if near.any() else seen
+        near = inner & (np.abs(dist - radius) <= 1.0)
+        near = near if near.any() else inner
         if near.any():
             out[hidden & ~mirrored & (ring == radius)] = np.median(patch[near], axis=0)
     return out
