@@ -107,13 +107,14 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         half = int(np.ceil(r * IRIS_MARGIN)) + 2
         x0, y0 = int(round(cx)) - half, int(round(cy)) - half
         patch = _crop(scene, x0, y0, 2 * half + 1)
-        seen = _crop(opening, x0, y0, 2 * half + 1)
+        coverage = _crop(opening, x0, y0, 2 * half + 1)
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
         # the eye proper, without the lids' edges and lashes that the landmarks' outline takes in
         size = 2 * max(1, int(round(LID_EDGE * float(np.ptp(points[list(upper), 0]))))) + 1
-        inner = cv2.erode(seen, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) >= 128
-        texture = _complete_iris(patch, seen >= 128, inner if inner.any() else seen >= 128, dist)
+        seen = coverage >= 128
+        inner = cv2.erode(coverage, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) >= 128
+        texture = _complete_iris(patch, seen, inner if inner.any() else seen, dist)
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha))
     return source, layers
