@@ -110,10 +110,9 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         coverage = _crop(opening, x0, y0, 2 * half + 1)
         yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
         dist = np.hypot(xx - (cx - round(cx)), yy - (cy - round(cy)))
-        # the eye proper, without the lids' edges and lashes that the landmarks' outline takes in
-        size = 2 * max(1, int(round(LID_EDGE * float(np.ptp(points[list(upper), 0]))))) + 1
         seen = coverage >= 128
-        inner = cv2.erode(coverage, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) >= 128
+        # the eye proper, without the lids' edges and lashes that the landmarks' outline takes in
+        inner = cv2.erode(coverage, _disc(LID_EDGE * float(np.ptp(points[list(upper), 0])))) >= 128
         texture = _complete_iris(patch, seen, inner if inner.any() else seen, dist)
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha))
@@ -209,7 +208,7 @@ def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.
         # the median colour of a ring around the eye, past its lashes: lashes, brows and a
         # glasses frame are a minority there (a band just above the lashes took in the shadow
         # under Grace Hopper's lids)
-        ring = (_dilated(eye, 0.4 * width) > 0) & ~(_dilated(eye, 0.15 * width) > 0)
+        ring = (cv2.dilate(eye, _disc(0.4 * width)) > 0) & ~(cv2.dilate(eye, _disc(0.15 * width)) > 0)
         skin = np.median(image[ring], axis=0) if ring.any() else image[int(lid[4, 1]), int(lid[4, 0])]
         line = np.zeros(image.shape[:2], np.uint8)
         cv2.polylines(line, [np.round(lid).astype(np.int32)], False, 255, 2)
@@ -222,9 +221,10 @@ def _eye_colours(image: np.ndarray, points: np.ndarray, iris: np.ndarray) -> np.
     return np.array(out, np.float32)
 
 
-def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
+def _disc(radius: float) -> np.ndarray:
+    """A round structuring element of `radius` pixels (at least 1)."""
     size = 2 * max(1, int(round(radius))) + 1
-    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def _skin_detail(source: np.ndarray, points: np.ndarray) -> np.ndarray:
