@@ -61,6 +61,16 @@ def astronaut(astronaut_parts):
     return CpuRenderer(build_scene(*astronaut_parts, (512, 512)))
 
 
+@pytest.fixture(scope="module")
+def hopper_720p(hopper):
+    return CpuRenderer(build_scene(*hopper, (1280, 720)))
+
+
+@pytest.fixture(scope="module")
+def astronaut_720p(astronaut_parts):
+    return CpuRenderer(build_scene(*astronaut_parts, (1280, 720)))  # eyes about 60 px wide
+
+
 def _with(rig: Rig, **values: float) -> np.ndarray:
     frame = rig.rest.copy()
     for name, value in values.items():
@@ -82,9 +92,9 @@ def test_rest_frame_is_the_portrait_framed_without_bars(renderer):
         assert edge.mean() > 10, "black bars at the frame edge"
 
 
-def test_wide_frame_fills_16_9_without_black_bars(hopper):
+def test_wide_frame_fills_16_9_without_black_bars(hopper, hopper_720p):
     image, matte, plate, rig = hopper
-    frame = CpuRenderer(build_scene(image, matte, plate, rig, (1280, 720))).render(_with(rig, jawOpen=0.4))
+    frame = hopper_720p.render(_with(rig, jawOpen=0.4))
     assert frame.shape == (720, 1280, 3)
     columns = frame.reshape(720, 1280 * 3).T.reshape(1280, -1)
     assert (columns.max(axis=1) > 20).all(), "a column of the 16:9 frame is black"
@@ -316,11 +326,11 @@ def test_a_shut_lid_is_skin_where_the_iris_showed_above_the_landmarks(renderer):
         assert darkest > 0.8 * skin, f"a dark smudge on the shut lid: {darkest:.0f} against skin {skin:.0f}"
 
 
-def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_parts):
+def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_720p):
     """The lash line of a shut eye is a crescent, darkest in the middle and thinning to nothing at
     the corners. Drawn with an even width (5% of the eye) it read as a marker line, and was as dark
     at the corners as in the middle or darker, where the open eye's lashes join it."""
-    renderer = CpuRenderer(build_scene(*astronaut_parts, (1280, 720)))  # eyes about 60 px wide
+    renderer = astronaut_720p
     scene = renderer.scene
     frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
     light = renderer.render(frame).astype(np.float32).mean(axis=2)
@@ -347,12 +357,12 @@ def _fine(image: np.ndarray) -> np.ndarray:
     return grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
 
 
-def test_a_shut_lid_carries_the_skins_texture(hopper):
+def test_a_shut_lid_carries_the_skins_texture(hopper_720p):
     """A shut lid is not a smooth patch: over the former opening, away from the lashes, Grace
     Hopper's shut lids show fine texture (grey level less a blur) like the wrinkled skin above her
     open eyes, as far as the lid's texture is limited (DETAIL_LIMIT). Filled with a blur of the
     skin around, the shut lid's texture was 0.7 grey levels (now 3.4; the skin above 20)."""
-    renderer = CpuRenderer(build_scene(*hopper, (1280, 720)))
+    renderer = hopper_720p
     scene = renderer.scene
     frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
     shut, still = (_fine(renderer.render(f)) for f in (frame, scene.rig.rest))
@@ -372,14 +382,14 @@ def test_a_shut_lid_carries_the_skins_texture(hopper):
         assert texture > 0.3 * min(skin, DETAIL_LIMIT), f"shut lid texture {texture:.2f}, the lid skin's {skin:.2f}"
 
 
-@pytest.mark.parametrize("portrait", ["hopper", "astronaut_parts"])
+@pytest.mark.parametrize("portrait", ["hopper_720p", "astronaut_720p"])
 def test_a_shut_eye_leaves_no_ghost_of_its_lashes(portrait, request):
     """The open eye's lashes and the shadow under its upper lid lie above the landmarks' lid line;
     a shut lid covers them too. Left alone, they stayed behind as a dark arc over the shut eye, the
     open eye's ghost: in the band above the open upper lid, the darkest tenth of the shut eye's
     pixels were at 0.73-0.87 of the skin around the eye (now 0.87-0.96; the open eye's lashes
     there, 0.15-0.38)."""
-    renderer = CpuRenderer(build_scene(*request.getfixturevalue(portrait), (1280, 720)))
+    renderer = request.getfixturevalue(portrait)
     scene = renderer.scene
     light = renderer.render(_with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)).astype(np.float32).mean(axis=2)
     rest = scene.points(scene.rig.rest)
