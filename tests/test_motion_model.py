@@ -154,6 +154,18 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     assert half[0, close] == pytest.approx(0.05) and 0.0 < half[2, close] < settled[2, close]
 
 
+def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teacher_would():
+    motion = latent.zeros(3)
+    motion[:, JAW] = [0.0, 0.0, 0.5]  # shut by the denoiser, shut, open wider than the floor
+    loudness = np.array([1.0, 0.0, 1.0], np.float32)
+    settled = lips.settle(motion.copy(), np.zeros((3, 2), np.float32), np.zeros(3), loudness)
+    floor = lips.MIN_SHAPE * lips.LOUD_JAW
+    np.testing.assert_allclose(settled[:, JAW], [floor, 0.0, 0.5], rtol=1e-6)
+    # where the voice is low (a bilabial's closure) the lips still shut over it
+    shut = lips.settle(motion.copy(), np.array([[1.0, 0.0]] * 3, np.float32), np.ones(3), loudness)
+    np.testing.assert_allclose(shut[:, latent.index("mouthClose")], settled[:, JAW], rtol=1e-6)
+
+
 def test_lips_are_shut_only_where_the_voice_is_low():
     loud, low = -20.0, -20.0 - lips.QUIET_AT
     windows = np.full((4, TINY.mel_window, mel.BANDS), loud, np.float32)
@@ -371,6 +383,18 @@ def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
         r, closed = _follows_speech(diffusion.generate(samples, network=net), samples)
         assert r > 0.5, path.name
         assert closed > 0.8, path.name
+
+
+def test_the_shipped_model_keeps_the_jaw_open_while_a_real_voice_is_loud(net, speech_dir):
+    # The denoiser alone shut the jaw inside loud syllables of real voices (LJ Speech's loud /w/:
+    # jawOpen 0.01); the jaw is held to the teacher's least opening at that loudness.
+    for path in _spoken_clips(speech_dir):
+        samples = load_audio(path, 16000)[: 16000 * 20]
+        motion = diffusion.generate(samples, network=net)
+        envelope = loudness_envelope(samples)
+        n = min(len(motion), len(envelope))
+        loud = envelope[:n] > np.percentile(envelope[:n], 95) - 10.0  # dB
+        assert motion[:n, JAW][loud].min() > 0.2, path.name
 
 
 def test_the_shipped_model_blinks_fully_at_every_cue_even_over_music(net, speech_dir):

@@ -28,7 +28,6 @@ from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 
 FPS = latent.FPS
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
-JAW_MAX = 0.62  # jawOpen of a loud open vowel
 LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
 # espeak-ng's event for a stop marks its release: the silence of the closure lies before it. In
 # the held-out split the clean voice is quietest 27 ms (/p/) and 18 ms (/b/) before the middle of
@@ -200,9 +199,9 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     # the jaw opens with the voice's loudness, shaped by the phoneme: an open /a/ wider than a
     # loud /i/, a bilabial shut whatever its loudness (set in articulation_track)
     # (stress needs no rule of its own: a stressed syllable is louder)
-    level = speech_level(loudness_db) ** 0.8
-    shape = 0.7 + 0.3 * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
-    jaw = np.clip(JAW_MAX * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
+    level = speech_level(loudness_db) ** lips.LEVEL_POWER
+    shape = lips.MIN_SHAPE + (1 - lips.MIN_SHAPE) * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
+    jaw = np.clip(lips.LOUD_JAW * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
     shut = art[:, _P["close"]] >= 0.999  # the frames articulation_track closed outright
     jaw[shut] = np.minimum(jaw[shut], art[shut, _P["jaw"]])
     rnd, spread = art[:, _P["round"]], art[:, _P["spread"]]

@@ -69,6 +69,7 @@ class CueStream:
         self._blink = 0.0
         self._rows = np.zeros((0, CUES), np.float32)
         self._lids = np.zeros((0, 2), np.float32)  # the behaviour's eyeBlinkLeft/Right, per frame
+        self._loudness = np.zeros(0, np.float32)  # the DSP driver's speech loudness, per frame
         self._first = 0  # frame index of _rows[0]
 
     def push(self, samples: np.ndarray) -> None:
@@ -88,6 +89,7 @@ class CueStream:
         self._blink = float(track[-1, _BLINK])
         self._rows = np.concatenate([self._rows, cues])
         self._lids = np.concatenate([self._lids, track[:, BLINK]])
+        self._loudness = np.concatenate([self._loudness, loudness.astype(np.float32)])
 
     def rows(self, frames: np.ndarray) -> np.ndarray:
         """Cues of frame indices `frames` (before the stream: no blink, head ahead; past what has
@@ -102,7 +104,8 @@ class CueStream:
         if later.any() and len(self._rows):
             out[later] = self._rows[-1] * np.array([0, 1, 1, 1], np.float32)
         drop = int(np.clip(frames.min() - self._first, 0, len(self._rows)))
-        self._rows, self._lids, self._first = self._rows[drop:], self._lids[drop:], self._first + drop
+        self._rows, self._lids, self._loudness = self._rows[drop:], self._lids[drop:], self._loudness[drop:]
+        self._first += drop
         return out
 
     def blink(self, motion: np.ndarray, first: int) -> np.ndarray:
@@ -111,7 +114,18 @@ class CueStream:
         blinks, and the cues say when those are: the model drew cued blinks shallow on music and
         some real voices, and on the held-out split blinked where no cue asked (26.6 a minute
         against the behaviour's 20.4)."""
-        index = np.arange(first, first + len(motion)) - self._first
-        known = (index >= 0) & (index < len(self._lids))
+        index, known = self._known(first, len(motion))
         motion[np.ix_(np.flatnonzero(known), BLINK)] = self._lids[index[known]]
         return motion
+
+    def loudness(self, first: int, count: int) -> np.ndarray:
+        """The speech loudness (0..1, `avatarcam.motion.dsp.Mouth`'s) of `count` frames from
+        index `first` (not yet passed by `rows`); 0 where not yet heard."""
+        index, known = self._known(first, count)
+        out = np.zeros(count, np.float32)
+        out[known] = self._loudness[index[known]]
+        return out
+
+    def _known(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        index = np.arange(first, first + count) - self._first
+        return index, (index >= 0) & (index < len(self._lids))

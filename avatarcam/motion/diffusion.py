@@ -193,7 +193,8 @@ class DiffusionEngine:
         # offline render (held-out jawOpen r 0.945 against 0.955).
         sampled = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (sampled - self._mean) / self._std])[-c.past:].astype(np.float32)
-        motion = latent.clip(lips.settle(sampled.copy(), sure, lips.quiet(windows, c.mel_past)))
+        loudness = self._cues.loudness(self._done, size) if self._cues is not None else None
+        motion = latent.clip(lips.settle(sampled.copy(), sure, lips.quiet(windows, c.mel_past), loudness))
         if self._cues is not None:
             self._cues.blink(motion, self._done)
         self._done += size

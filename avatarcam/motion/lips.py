@@ -6,7 +6,8 @@ it pick up some of its rounding. So the motion model carries a lip head beside t
 classifier over each frame's audio, `avatarcam.motion.network`) that says how sure it is of
 each shape, and the sampler sets a shape where the head is sure (`settle`), the way the teacher
 forms it (`rounded`, the teacher's own rule). Elsewhere the motion stays as sampled. Lips are
-shut only where the voice is low (`quiet`): closed lips stop the sound.
+shut only where the voice is low (`quiet`): closed lips stop the sound. And the jaw opens at
+least as far as the teacher's does at the voice's loudness (`jaw_floor`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head i
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
 QUIET_FROM, QUIET_AT = 6.0, 12.0
+# The teacher's jaw (`avatarcam.corpus.teacher.track`) is LOUD_JAW * level ** LEVEL_POWER * shape:
+# level the clean voice's loudness (0..1), shape the phoneme's (an open /a/ 1, a /w/ 0.75), never
+# under MIN_SHAPE; only a bilabial's closure, which it places where the voice is quietest, takes
+# the jaw lower. The denoiser learned that on synthetic voices, but on real ones it shuts the jaw
+# now and then inside a loud syllable (on LJ Speech's "with which we", jawOpen 0.01 where the
+# loudness alone opens the DSP driver's to 0.40). So the sampler holds the jaw to the teacher's
+# least opening at the loudness the DSP driver measures (`avatarcam.motion.dsp.Mouth`, causal),
+# the style's jaw gain left out (a sad voice's teacher jaw is 0.8 of this).
+LOUD_JAW = 0.62  # jawOpen of a loud open vowel
+LEVEL_POWER = 0.8
+MIN_SHAPE = 0.7
 
 
 def rounded(degree: np.ndarray, jaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,14 +109,22 @@ def quiet(windows: np.ndarray, centre: int) -> np.ndarray:
     return np.where(silent, 1.0, np.clip((below - QUIET_FROM) / (QUIET_AT - QUIET_FROM), 0.0, 1.0))
 
 
-def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray) -> np.ndarray:
+def jaw_floor(loudness: np.ndarray) -> np.ndarray:
+    """The least jawOpen the teacher gives a voice of this loudness (0..1) outside a closure."""
+    return MIN_SHAPE * LOUD_JAW * np.asarray(loudness, np.float32) ** LEVEL_POWER
+
+
+def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.ndarray | None = None) -> np.ndarray:
     """Set the shapes the head is sure of in `motion` (frames, DIM), in place; `sure` is the
-    head's (frames, 2) probabilities, `low` how low the voice is (`quiet`). Shut: mouthClose rises
+    head's (frames, 2) probabilities, `low` how low the voice is (`quiet`), `loudness` the
+    voice's loudness where known, which holds the jaw at `jaw_floor` first. Shut: mouthClose rises
     to jawOpen, as through the teacher's bilabials, and the jaw keeps following the voice (an /m/
     is loud and may keep it open). Rounded: funnel and pucker rise to the teacher's rounding at
     this jaw; lips rounded more already stay so. Lips close only as far as the voice is low, the
     denoiser's own closures too: on real voices it seals lips inside loud syllables as well (on
     LibriSpeech the judged mouth followed the loudness at r 0.62 with them, 0.71 without)."""
+    if loudness is not None:
+        motion[:, JAW] = np.maximum(motion[:, JAW], jaw_floor(loudness))
     amount = np.clip((sure - SURE_FROM) / (SURE_AT - SURE_FROM), 0.0, 1.0)
     amount[:, 0] *= low
     motion[:, CLOSE] *= low
