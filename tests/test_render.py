@@ -108,6 +108,29 @@ def test_wide_frame_fills_16_9_without_black_bars(hopper, hopper_720p):
     assert (beyond.std(axis=0) < 0.5 * edge.std(axis=0)).all()
 
 
+def test_behind_the_person_is_the_photograph_where_the_picture_does_not_move(hopper):
+    # The plate's fill reaches past the matte's rim; where a matte misses part of the person (this
+    # rough hull round the face misses the hat's crown and the neck) it smeared them in every frame.
+    image, matte, plate, rig = hopper
+    scene = build_scene(image, matte, plate, rig, (512, 512))
+    renderer = CpuRenderer(scene)
+    photo = cv2.warpAffine(image, scene.to_output, scene.size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.erode(cv2.warpAffine(np.ones(image.shape[:2], np.uint8), scene.to_output, scene.size),
+                       np.ones((5, 5), np.uint8)) > 0  # where the frame shows the photograph, not its extension
+    plate_o = cv2.warpAffine(plate, scene.to_output, scene.size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    filled = inside & (np.abs(plate_o.astype(int) - photo).max(axis=-1) > 20)  # where the plate is not the photo
+    assert filled.sum() > 2000
+    rest = renderer.render(rig.rest)
+    assert np.abs(rest.astype(int) - photo)[inside].max() <= 1
+    # a speaking mouth moves the chin, not the top of the head: there the photograph stays
+    speaking = renderer.render(_with(rig, jawOpen=0.6, mouthFunnel=0.3))
+    brows = int(scene.rest_points[list(fm.RIGHT_BROW + fm.LEFT_BROW), 1].min())
+    above = filled.copy()
+    above[brows:] = False
+    assert above.sum() > 500
+    assert np.abs(speaking.astype(int) - photo)[above].max() <= 2  # rounding of matte and compositing
+
+
 def test_same_motion_gives_the_same_picture(renderer):
     frame = _with(renderer.scene.rig, jawOpen=0.5, headYaw=0.1, eyeBlinkLeft=0.6)
     assert np.array_equal(renderer.render(frame), renderer.render(frame))

@@ -80,6 +80,13 @@ QUIET_FROM, QUIET_AT = 6.0, 12.0
 # loudness alone opens the DSP driver's to 0.40). So the sampler holds the jaw to the teacher's
 # least opening at the loudness the DSP driver measures (`avatarcam.motion.dsp.Mouth`, causal),
 # the style's jaw gain left out (a sad voice's teacher jaw is 0.8 of this).
+# Tried beside it (2026-12-03; judged unencoded, seed 0, codec2 / LibriSpeech / LJ Speech / Common
+# Voice 0.828 / 0.777 / 0.751 / 0.776 with it, DSP 0.818 / 0.737 / 0.755 / 0.719): mouthLowerDown
+# raised with the held jaw as the teacher ties them, no change; QUIET_FROM / QUIET_AT 8 / 14, which
+# reaches only 81% of the held-out bilabials (bar 85%); `quiet` from each frame's loudness envelope
+# (the teacher's measure) instead of the mel rows, mixed (0.823-0.832 / 0.784-0.787 / 0.755-0.760 /
+# 0.750-0.768). The DSP driver's mouthClose in place of the model's gained 0.006-0.013 on every
+# clip: the model seals the lips a frame early or late round a quiet closure, on its loud edges.
 LOUD_JAW = 0.62  # jawOpen of a loud open vowel
 LEVEL_POWER = 0.8
 MIN_SHAPE = 0.7

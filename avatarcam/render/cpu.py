@@ -2,8 +2,8 @@
 
 Per frame: move the control points (rig), spread their motion over the moving region with
 the scene's barycentric weights, invert that forward field by fixed-point iteration (so every
-output pixel knows where to sample), warp the portrait and its matte over the background
-plate, then draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior
+output pixel knows where to sample), warp the portrait and its matte over what lies behind it
+(the photograph where the picture barely moves, the background plate where it moves away), then draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior
 (cavity, teeth, tongue) as their own layers.
 """
 
@@ -22,7 +22,7 @@ from .scene import IRIS_MARGIN, Scene
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
                          for side in ("Right", "Left")])  # (eye, channel), eyes as in Scene.eyes
-# Steps of the inverse warp's fixed-point iteration (CpuRenderer._inverse_map). Where a turn
+# Steps of the inverse warp's fixed-point iteration (CpuRenderer._inverse_shift). Where a turn
 # stretches the picture the iteration converges slowly or oscillates (its error shrinks by the
 # forward motion's slope per step): tried 2026-12-03, at +8 degrees of yaw the painting's far
 # cheek comes out scalloped after three steps and smooth after four or six, but at +-20 degrees,
@@ -31,6 +31,11 @@ LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeW
 # to the converged inverse but folded the astronaut's hair into a flap at +-20; Newton's steps
 # with the Jacobian at the target cell diverged (at the source, they need a second remap per step).
 INVERSE_ITERATIONS = 3
+# Behind the warped person lies the photograph where the warp moves the picture less than
+# STILL_PX[0] (per 512 output rows), the background plate from STILL_PX[1] on, a blend between:
+# the plate's fill reaches past the matte's rim, so at rest it would replace whatever the matte
+# missed (a collar, a shoulder) with a smear, while a rim moved a pixel or two leaves no ghost.
+STILL_PX = (1.0, 4.0)
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
 # The teeth's light against the eyes' whites: the lower ones stand in the upper lip's shadow.
 UPPER_TEETH_SHADE, LOWER_TEETH_SHADE = 0.9, 0.85
@@ -70,6 +75,8 @@ class CpuRenderer:
         person = np.round(scene.source[y0:y1, x0:x1] * matte).astype(np.uint8)
         self._source = np.ascontiguousarray(np.dstack([person, np.round(matte * 255).astype(np.uint8)]))
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
+        self._photo = cv2.cvtColor(np.ascontiguousarray(scene.scene[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
+        self._still = still_ramp(scene.size[1])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -84,10 +91,11 @@ class CpuRenderer:
         moved = points - s.rest_points
         if unmoved(s, moved, frame):
             return out
-        fixed, frac = cv2.convertMaps(self._inverse_map(moved), None, cv2.CV_16SC2)
+        shift = self._inverse_shift(moved)
+        fixed, frac = cv2.convertMaps(self._pix - shift, None, cv2.CV_16SC2)
         warped = cv2.remap(self._source, fixed, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         behind = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGBA)
-        composite = cv2.add(warped, cv2.multiply(self._plate, behind, scale=1 / 255))
+        composite = cv2.add(warped, cv2.multiply(self._background(shift), behind, scale=1 / 255))
         roi = out[y0:y1, x0:x1]
         cv2.cvtColor(composite, cv2.COLOR_RGBA2RGB, dst=roi)
         local = points - (x0, y0)
@@ -95,8 +103,18 @@ class CpuRenderer:
         self._draw_mouth(roi, local, frame, (x0, y0))
         return out
 
-    def _inverse_map(self, moved: np.ndarray) -> np.ndarray:
-        """Where each ROI pixel samples from (H, W, 2), given the control points' forward motion."""
+    def _background(self, shift: np.ndarray) -> np.ndarray:
+        """What lies behind the person (ROI, RGBA): photograph and plate blended by how far the
+        warp moves each pixel (`STILL_PX`, `still_ramp`)."""
+        to, scale, offset = self._still
+        moved = cv2.threshold(cv2.magnitude(shift[..., 0], shift[..., 1]), to, to, cv2.THRESH_TRUNC)[1]
+        still = cv2.cvtColor(cv2.convertScaleAbs(moved, alpha=scale, beta=offset), cv2.COLOR_GRAY2RGBA)
+        return cv2.add(cv2.multiply(self._photo, still, scale=1 / 255),
+                       cv2.multiply(self._plate, cv2.bitwise_not(still), scale=1 / 255))
+
+    def _inverse_shift(self, moved: np.ndarray) -> np.ndarray:
+        """How far back each ROI pixel samples from (H, W, 2): it shows the source at its own
+        position less this, given the control points' forward motion."""
         gh, gw, g = *self.scene.grid_shape, self.scene.grid
         forward = (self.scene.weights @ moved).astype(np.float32).reshape(gh, gw, 2)
         # The source p of target q solves q = p + forward(p): iterate p <- q - forward(p).
@@ -105,8 +123,7 @@ class CpuRenderer:
             uv = (src - (g - 1) / 2) / g
             src = self._grid_xy - cv2.remap(forward, uv, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         h, w = self._pix.shape[:2]
-        shift = cv2.resize(self._grid_xy - src, (gw * g, gh * g), interpolation=cv2.INTER_LINEAR)[:h, :w]
-        return self._pix - shift
+        return cv2.resize(self._grid_xy - src, (gw * g, gh * g), interpolation=cv2.INTER_LINEAR)[:h, :w]
 
     def _draw_eyes(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
         """Per eye: the white a raised lid reveals, the iris (moved for gaze, clipped by the lids),
@@ -199,6 +216,15 @@ class EyeGeometry:
     iris_centre: np.ndarray  # ROI pixels, moved over the eyeball for gaze
     lid: LidGeometry | None  # None where the lids are where the portrait has them
     squeeze: float           # the iris's width as a share of its width in the portrait: a turned eye narrows
+
+
+def still_ramp(height: int) -> tuple[float, float, float]:
+    """The photograph's share behind the person, 0..255, as round(|min(d, to) * scale + offset|)
+    of a pixel's displacement d (OpenCV's convertScaleAbs): (to, scale, offset) for frames
+    `height` rows high."""
+    start, to = (px * height / 512 for px in STILL_PX)
+    scale = -255.0 / (to - start)
+    return to, scale, -scale * to
 
 
 def unmoved(scene: Scene, moved: np.ndarray, frame: np.ndarray) -> bool:

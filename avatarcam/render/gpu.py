@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, lid_skin,
-                  mouth_geometry, skin_closeness, unmoved)
+                  mouth_geometry, skin_closeness, still_ramp, unmoved)
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ class KernelPlan:
         self.cells = gh * gw
         self.ints = {"width": w, "height": h, "rx0": x0, "ry0": y0, "rw": x1 - x0, "rh": y1 - y0, "gw": gw, "gh": gh,
                      "g": scene.grid, "points": len(scene.rest_points)}
-        self.floats = {"half_g": (scene.grid - 1) / 2}
+        to, scale, offset = still_ramp(h)
+        self.floats = {"half_g": (scene.grid - 1) / 2, "still_to": to, "still_scale": scale, "still_offset": offset}
 
     def frame(self, motion: np.ndarray) -> FrameJob:
         """The kernels' inputs for one motion frame (absolute latent), as CpuRenderer.render sees it."""

@@ -42,9 +42,9 @@ class EyeLayer:
 class Scene:
     size: tuple[int, int]          # output (width, height)
     to_output: np.ndarray          # (2, 3) affine: portrait pixels -> output pixels
-    scene: np.ndarray              # (H, W, 3) uint8 the still frame: portrait over extended backdrop
+    scene: np.ndarray              # (H, W, 3) uint8 the still frame: the portrait, its backdrop extended
     source: np.ndarray             # (H, W, 3) uint8 what the warp samples: the still frame, irises removed
-    plate: np.ndarray              # (H, W, 3) uint8 the background without the person
+    plate: np.ndarray              # (H, W, 3) uint8 the background without the person, where the head moves
     matte: np.ndarray              # (H, W) float32 person alpha in the still frame
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 of the moving region
     rest_points: np.ndarray        # (M, 2) control points at rest, output pixels
@@ -294,7 +294,11 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REPLICATE, **warp)
     image_o = _extend(image_o, coverage, _backdrop(image_o, known))
     matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_REPLICATE, **warp), 0, 1)
-    scene = (plate_o + matte_o[..., None] * (image_o.astype(np.float32) - plate_o)).round().astype(np.uint8)
+    # The still frame is the photograph itself, not the person over the plate: the plate's fill
+    # reaches past the matte (`plate.hole_mask`), and where a matte misses part of the body (the
+    # astronaut's collar ring) the fill would smear it in every frame. The renderer shows the
+    # plate only where the warp moves the picture away (`cpu.STILL_PX`).
+    scene = image_o
 
     points = rig.points[:, :2] @ a[:, :2].T + a[:, 2]
     iris = rig.iris.copy()

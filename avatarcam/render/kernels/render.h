@@ -49,7 +49,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
 #define AC_FRAME_FIELDS(P, I, IA, F, FA) \
   P(const u8*, scene)        /* H x W x 3: the still frame (outside the ROI, and when nothing moves) */ \
   P(const u8*, source)       /* ROI x 4: the person premultiplied by the matte, matte in A */ \
-  P(const u8*, plate)        /* ROI x 4: the background plate */ \
+  P(const u8*, plate)        /* ROI x 4: the background plate (the still frame is the photograph) */ \
   P(const int*, cells)       /* grid cells x 3: control points of each cell's triangle */ \
   P(const float*, cell_w)    /* grid cells x 3: barycentric weights */ \
   P(const float*, moved)     /* M x 2: control point motion of this frame, output pixels */ \
@@ -75,6 +75,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
   F(half_g) F(mouth_a) FA(iris_shift, 4) /* per eye: the texture's sub-pixel shift x, y */ \
+  F(still_to) F(still_scale) F(still_offset) /* cpu.still_ramp: the photograph's share behind */ \
   FA(iris_squeeze, 2) /* per eye: the texture narrowed across about its centre (a turned eye) */ \
   FA(lash, 6) FA(white, 6) FA(lash_a, 2) \
   FA(skin, 6) FA(skin_k, 2) /* per eye: the lid skin's colour and cpu.skin_closeness */ \
@@ -143,8 +144,8 @@ AC_FN float ac_cols(const Frame& f, int koff, int k, const float* img, int w, in
 // One pixel of the animated region (ROI coordinates)
 
 // The inverse field at ROI pixel (x, y): the grid's shift resized as cv2.resize(INTER_LINEAR)
-// enlarges it (pixel centres, edge samples repeated), subtracted from the pixel's position.
-AC_FN void ac_map(const Frame& f, int x, int y, float* mx, float* my) {
+// enlarges it (pixel centres, edge samples repeated); the pixel samples its position less this.
+AC_FN void ac_shift(const Frame& f, int x, int y, float* dx, float* dy) {
   const float* s = f.work + f.w_shift;
   double scale_x = (double)f.gw / (double)(f.gw * f.g), scale_y = (double)f.gh / (double)(f.gh * f.g);
   float fx = (float)(((double)x + 0.5) * scale_x - 0.5), fy = (float)(((double)y + 0.5) * scale_y - 0.5);
@@ -159,16 +160,22 @@ AC_FN void ac_map(const Frame& f, int x, int y, float* mx, float* my) {
     float r0 = s[(sy * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy * f.gw + sx1) * 2 + c] * ax;
     float r1 = s[(sy1 * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy1 * f.gw + sx1) * 2 + c] * ax;
     float v = r0 * (1.0f - ay) + r1 * ay;
-    if (c == 0) *mx = (float)x - v; else *my = (float)y - v;
+    if (c == 0) *dx = v; else *dy = v;
   }
 }
 
-// The portrait warped and composited over the plate: cv2.remap of the premultiplied RGBA source
-// with OpenCV's integer bilinear weights (1/32 pixel, 15 bits), then plate * (255 - alpha) / 255
-// added, saturating, as cv2.multiply and cv2.add do.
+// The portrait warped and composited over what lies behind it: cv2.remap of the premultiplied
+// RGBA source with OpenCV's integer bilinear weights (1/32 pixel, 15 bits), then the background
+// * (255 - alpha) / 255 added, saturating, as cv2.multiply and cv2.add do. The background is the
+// photograph (the still frame) and the plate blended by how far the pixel moves
+// (cpu.CpuRenderer._background: convertScaleAbs of the truncated magnitude, two multiplies, an add).
 AC_FN void ac_warp(const Frame& f, int x, int y, int* rgb) {
-  float mx, my;
-  ac_map(f, x, y, &mx, &my);
+  float dx = 0.0f, dy = 0.0f;
+  ac_shift(f, x, y, &dx, &dy);
+  float mx = (float)x - dx, my = (float)y - dy;
+  float moved = sqrtf(dx * dx + dy * dy);
+  if (moved > f.still_to) moved = f.still_to;
+  int still = ac_clampi(AC_ROUND(fabsf(moved * f.still_scale + f.still_offset)), 0, 255);
   int X = AC_ROUND(mx * 32.0f), Y = AC_ROUND(my * 32.0f);
   int x0 = X >> 5, y0 = Y >> 5, ax = X & 31, ay = Y & 31;
   int xs[2] = {ac_clampi(x0, 0, f.rw - 1), ac_clampi(x0 + 1, 0, f.rw - 1)};
@@ -183,9 +190,12 @@ AC_FN void ac_warp(const Frame& f, int x, int y, int* rgb) {
     }
   int a = ac_clampi((acc[3] + (1 << 14)) >> 15, 0, 255);
   const u8* plate = f.plate + (y * f.rw + x) * 4;
+  const u8* photo = f.scene + ((y + f.ry0) * f.width + x + f.rx0) * 3;
   for (int c = 0; c < 3; ++c) {
     int person = ac_clampi((acc[c] + (1 << 14)) >> 15, 0, 255);
-    int behind = (2 * plate[c] * (255 - a) + 255) / 510;  // round(plate * (255 - a) / 255)
+    int back = (2 * photo[c] * still + 255) / 510 + (2 * plate[c] * (255 - still) + 255) / 510;
+    if (back > 255) back = 255;
+    int behind = (2 * back * (255 - a) + 255) / 510;  // round(back * (255 - a) / 255)
     rgb[c] = person + behind > 255 ? 255 : person + behind;
   }
 }
@@ -309,7 +319,7 @@ AC_FN void ac_forward(const Frame& f, int i) {
 }
 
 // Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p):
-// iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu._inverse_map).
+// iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu.CpuRenderer._inverse_shift).
 AC_FN void ac_inverse(const Frame& f, int i) {
   const float* fwd = f.work + f.w_forward;
   int gx = i % f.gw, gy = i / f.gw;
