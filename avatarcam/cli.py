@@ -98,9 +98,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         sinks.append(open_sink(str(args.output), size, settings.fps, audio=samples, audio_rate=AUDIO_RATE))
     if args.frames is not None:
         sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
-    engine = chain.motion_engine(args.engine or settings.engine, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE,
-                                 chunk=OFFLINE_CHUNK, lookahead_s=settings.lookahead_ms / 1000,
-                                 steps=settings.diffusion_steps,
+    engine_name = chain.engine_name(args.engine or settings.engine, "file")
+    engine = chain.motion_engine(engine_name, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
+                                 lookahead_s=settings.lookahead_ms / 1000, steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
     renderer = open_renderer(profile, size, settings.renderer)
     total = frame_count(len(samples), AUDIO_RATE, settings.fps)
@@ -170,7 +170,7 @@ def _live_options(args: argparse.Namespace, settings: Settings):
     mic = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
     options = LiveOptions(
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
-        fps=args.fps or settings.fps, engine=args.engine or settings.engine, seed=args.seed,
+        fps=args.fps or settings.fps, engine=chain.engine_name(args.engine or settings.engine, "live"), seed=args.seed,
         delay_s=None if args.delay_ms is None else args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
         virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control,
         realtime=not args.no_realtime)
@@ -242,8 +242,8 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--fps", type=int, help="frame rate (default 30)")
     lv.add_argument("--size", help="frame size WxH (default 1280x720)")
     lv.add_argument("--engine", choices=chain.ENGINES,
-                   help="motion engine: dsp (no model, least latency; the default) or diffusion (the learned "
-                        "model: better lips, but it does not blink and barely moves the head yet)")
+                   help="motion engine: dsp (no model, about 100 ms behind the voice; the default live) or "
+                        "diffusion (the learned model: better lips, about 200 ms behind)")
     lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
     lv.add_argument("--delay-ms", type=float, default=None,
@@ -299,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
     r.add_argument("--size", help="output size WxH (default 1280x720)")
     r.add_argument("--engine", choices=chain.ENGINES,
-                   help="motion engine: dsp (no model, least latency; the default) or diffusion (the learned "
-                        "model: better lips, but it does not blink and barely moves the head yet)")
+                   help="motion engine: diffusion (the learned model; the default for files) or dsp (no model: "
+                        "loudness and spectrum to mouth shapes)")
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_render)

@@ -35,9 +35,9 @@ class Settings(BaseSettings):
     face_model_url: str = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/"
                            "face_landmarker/float16/1/face_landmarker.task")
     profile: str = Field("default", description="profile used when none is named")
-    # dsp stays the default until the motion model blinks and moves the head as the bars ask
-    # (bench/results/motion.md, lipsync.md); its lips are already better on most clips.
-    engine: Literal["dsp", "diffusion"] = Field("dsp", description="motion engine")
+    engine: Literal["auto", "dsp", "diffusion"] = Field(
+        "auto", description="motion engine: auto is the learned model for files and the DSP driver live "
+                            "(the model's lookahead puts it over the live latency budget)")
     chunk_frames: int = Field(2, ge=1, le=32, description="frames the live diffusion engine makes per step")
     lookahead_ms: int = Field(80, ge=0, le=80, description="audio the live diffusion engine waits for past a frame")
     diffusion_steps: int = Field(2, ge=1, le=4, description="sampler steps per chunk (network calls, guidance included)")

@@ -77,6 +77,19 @@ def test_same_seed_same_frames_other_seed_other_motion(tmp_path, speech_dir):
     assert any(p.read_bytes() != q.read_bytes() for p, q in zip(frames[0], frames[2]))
 
 
+def test_files_are_animated_by_the_learned_model_and_live_by_the_dsp_driver(tmp_path, speech_dir):
+    audio = str(speech_dir / "fr_commonvoice_17299458.wav")
+    dirs = {engine: tmp_path / engine for engine in ("default", "diffusion", "dsp")}
+    for engine, d in dirs.items():
+        chosen = [] if engine == "default" else ["--engine", engine]
+        assert run("render", "--audio", audio, "--frames", str(d), "--size", "256x256", "-q", *chosen) == 0
+    frames = {engine: sorted(d.glob("frame_*.png")) for engine, d in dirs.items()}
+    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(frames["default"], frames["diffusion"]))
+    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(frames["default"], frames["dsp"]))
+    live = cli._live_options(cli.build_parser().parse_args(["live"]), cli.load_settings())
+    assert live.engine == "dsp"  # the model's lookahead puts it over the live latency budget
+
+
 def test_ogg_stereo_input_renders(tmp_path, speech_dir):
     out = tmp_path / "libri.mp4"
     assert run("render", "--audio", str(speech_dir / "en_librispeech_5703-47212-0000.ogg"), "-o", str(out),
