@@ -514,6 +514,23 @@ def test_pursed_lips_close_in_around_a_small_opening(renderer, judge, jaw):
     assert seen["mouthPucker"] > seen_alone["mouthPucker"] + 0.05
 
 
+@pytest.mark.parametrize("portrait", ["renderer", "astronaut"])
+def test_the_tongue_rests_on_the_lower_teeth(request, portrait):
+    # up the middle of an open mouth from the lower lip: the lower teeth, then straight the tongue,
+    # with no dark band of the cavity between (the tongue's flat base once hung above the teeth)
+    renderer = request.getfixturevalue(portrait)
+    frame = _with(renderer.scene.rig, jawOpen=0.45)
+    grey = renderer.render(frame).astype(np.float32).mean(axis=-1)
+    points = renderer.scene.points(frame)
+    lower, upper = points[list(fm.LIPS_LOWER_INNER)], points[list(fm.LIPS_UPPER_INNER)]
+    width = float(np.linalg.norm(upper[-1] - upper[0]))
+    x, y = np.round(lower[5]).astype(int)
+    up = grey[y - int(0.3 * width):y + 1, x][::-1]
+    teeth = int(np.argmax(up[:int(0.1 * width)]))
+    above = up[teeth + 1:teeth + 1 + int(0.1 * width)]
+    assert above.min() > 0.5 * up[teeth], f"a dark band between teeth and tongue: {up.round()}"
+
+
 def test_upper_teeth_are_longest_in_the_middle(renderer):
     """The upper front teeth hang from the upper lip, longest at the incisors and shorter toward
     the canines, and stay inside the opening."""

@@ -339,11 +339,15 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
         return None
     off = np.array(box[:2], np.float32)
     shape = (box[3] - box[1], box[2] - box[0])
+    # the tongue: a dome on a body as wide that reaches down behind the lower teeth, the mouth's
+    # outline cutting it off (the dome alone left a dark band with a flat edge above the teeth)
     centre = lower[5] - off - (0, 0.1 * width)
     tongue = np.zeros(shape, np.uint8)
-    cv2.ellipse(tongue, (int(centre[0] * 16), int(centre[1] * 16)),
-                (int(0.28 * width * 16), int(max(1.0, 0.18 * width) * 16)), 0, 180, 360, 255, -1,
-                cv2.LINE_AA, _SHIFT)
+    half = (0.28 * width, max(1.0, 0.18 * width))
+    cv2.ellipse(tongue, (int(centre[0] * 16), int(centre[1] * 16)), (int(half[0] * 16), int(half[1] * 16)),
+                0, 180, 360, 255, -1, cv2.LINE_AA, _SHIFT)
+    body = np.array([[-half[0], 0.0], [half[0], 0.0], [half[0], 0.2 * width], [-half[0], 0.2 * width]]) + centre
+    cv2.fillConvexPoly(tongue, np.round(body * 16).astype(np.int32), 255, cv2.LINE_AA, _SHIFT)
     # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a smile):
     # upper ones hang from the upper lip unless the portrait already shows its own, lower ones
     # rise from the lower lip.
