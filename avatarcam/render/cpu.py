@@ -3,8 +3,9 @@
 Per frame: move the control points (rig), spread their motion over the moving region with
 the scene's barycentric weights, invert that forward field by fixed-point iteration (so every
 output pixel knows where to sample), warp the portrait and its matte over what lies behind it
-(the photograph where the picture barely moves, the background plate where it moves away), then draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior
-(cavity, teeth, tongue) as their own layers.
+(the photograph where the picture barely moves, the background plate where it moves away), then
+draw the eyes (iris moved for gaze, clipped by the lids) and the mouth interior (cavity, teeth,
+tongue) as their own layers.
 """
 
 from __future__ import annotations
