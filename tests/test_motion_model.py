@@ -161,9 +161,14 @@ def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teacher_would():
     settled = lips.settle(motion.copy(), np.zeros((3, 2), np.float32), np.zeros(3), loudness)
     floor = lips.MIN_SHAPE * lips.LOUD_JAW
     np.testing.assert_allclose(settled[:, JAW], [floor, 0.0, 0.5], rtol=1e-6)
-    # where the voice is low (a bilabial's closure) the lips still shut over it
+    # where the voice is low (a bilabial's closure) the lips still shut over it, whether the head
+    # is sure of it or the denoiser shut them itself
     shut = lips.settle(motion.copy(), np.array([[1.0, 0.0]] * 3, np.float32), np.ones(3), loudness)
     np.testing.assert_allclose(shut[:, latent.index("mouthClose")], settled[:, JAW], rtol=1e-6)
+    sealed = motion.copy()
+    sealed[0, latent.index("mouthClose")] = 0.0  # shut by a shut jaw: the lips meet
+    kept = lips.settle(sealed, np.zeros((3, 2), np.float32), np.ones(3), loudness)
+    assert kept[0, JAW] == pytest.approx(floor) and lips.shapes(kept[0])[0]
 
 
 def test_lips_are_shut_only_where_the_voice_is_low():
