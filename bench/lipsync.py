@@ -181,8 +181,8 @@ def compare(model: list[dict], dsp: list[dict]) -> dict:
             "pass": bool(difference.mean() >= 0.0)}
 
 
-def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, float, float], encode: bool,
-           quick: bool, seeds: list[int]) -> str:
+def report(results: dict, comparison: dict, portrait: str, rest_jaw: float, blink: tuple[float, float, float],
+           encode: bool, quick: bool, seeds: list[int]) -> str:
     lines = ["# Lip sync on real speech", "",
              f"Portrait {portrait} at 512x512, motion composed with the portrait's rest, "
              + ("encoded to H.264 and decoded, " if encode else "not encoded, ")
@@ -209,12 +209,11 @@ def report(results: dict, portrait: str, rest_jaw: float, blink: tuple[float, fl
                   judge.table(["clip", "s", "r lag0", "r best", "r bar", "lags", "lag bar", "closed in silence",
                                "silence bar", "cmd r", "cmd~seen r", "rounded", "yaw std °", "blinks/min",
                                "jitter jaw", "jitter head °", "faces"], rows, 3), ""]
-    if {"diffusion", "dsp"} <= set(results):
+    if comparison:
         model, dsp = results["diffusion"], results["dsp"]
-        names = [name for name in model if name in dsp]
+        names = list(comparison)
         rows = []
-        for name in names:
-            c = compare(model[name], dsp[name])
+        for name, c in comparison.items():
             rows.append([name, _spread(dsp[name]), _spread(model[name]),
                          f"{c['difference']:+.3f} ± {c['standard_error']:.3f}", c["pass"],
                          summary(dsp[name])["closed_in_silence"], summary(model[name])["closed_in_silence"]])
@@ -268,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{engine} {path.stem} seed {seed}: r {c['r_best']:.3f} at lag {c['best_lag']}, closed in "
                       f"silence {c['closed_in_silence']:.0%}, yaw std {c['head_yaw_std_deg']:.1f}°, "
                       f"{c['blinks_per_min']:.0f} blinks/min ({time.perf_counter() - start:.0f} s)", flush=True)
-    markdown = report(results, portrait.name, rest_jaw, (blink_at, blink_rest, blink_shut), not args.no_encode,
-                      args.quick, seeds)
     comparison = ({name: compare(results["diffusion"][name], results["dsp"][name]) for name in results["diffusion"]
                    if name in results["dsp"]} if {"diffusion", "dsp"} <= set(results) else {})
+    markdown = report(results, comparison, portrait.name, rest_jaw, (blink_at, blink_rest, blink_shut),
+                      not args.no_encode, args.quick, seeds)
     judge.write_results(args.name, {"portrait": portrait.name, "seeds": seeds, "enrolled_by": portrait.how,
                                     "size": SIZE, "quick": args.quick, "encoded": not args.no_encode, "rest_jaw_open": rest_jaw,
                                     "blink": {"threshold": blink_at, "rest": blink_rest, "shut": blink_shut},
