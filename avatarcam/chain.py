@@ -51,17 +51,24 @@ def engine_name(setting: str, job: str) -> str:
 def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 2,
                   lookahead_s: float = 0.08, steps: int = 2, guidance: tuple[float, float] = (1.0, 1.0)) -> MotionEngine:
     """A streaming motion generator by name; `chunk`, `lookahead_s`, `steps` and `guidance` (audio,
-    controls) tune the diffusion model."""
-    if fps != latent.FPS:
-        raise AvatarCamError(f"motion is generated at {latent.FPS} fps, not {fps}")
-    if name == "diffusion":
-        from .motion.diffusion import DiffusionEngine
-        return DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate,
-                               audio_scale=guidance[0], control_scale=guidance[1])
+    controls) tune the diffusion model. The DSP driver works at any frame rate; the model makes
+    30 fps, and at a multiple of that (60, 90, 120) the frames in between are interpolated
+    (`motion.upsample`)."""
     if name == "dsp":
         from .motion.dsp import DspDriver
         return DspDriver(seed=seed, fps=fps, rate=rate)
-    raise AvatarCamError(f"unknown motion engine {name!r}: choose one of {', '.join(ENGINES)}")
+    if name != "diffusion":
+        raise AvatarCamError(f"unknown motion engine {name!r}: choose one of {', '.join(ENGINES)}")
+    if fps < latent.FPS or fps % latent.FPS:
+        raise AvatarCamError(f"the motion model makes {latent.FPS} fps: choose {latent.FPS} fps or a multiple of it "
+                             f"(60, 90, 120), not {fps}, or the dsp engine")
+    from .motion.diffusion import DiffusionEngine
+    engine = DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate,
+                             audio_scale=guidance[0], control_scale=guidance[1])
+    if fps == latent.FPS:
+        return engine
+    from .motion.upsample import Upsampled
+    return Upsampled(engine, fps // latent.FPS, rate)
 
 
 def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:

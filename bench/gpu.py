@@ -56,6 +56,36 @@ def time_frames(fn, frames: list[np.ndarray], warmup: int = 3) -> dict[str, floa
     return stats(ms)
 
 
+def kernel_times(renderer, frames: list[np.ndarray]) -> dict[str, float]:
+    """GPU time of `ac_prepare` + `ac_compose` per frame, from CUDA events around the launches."""
+    import cupy
+
+    runner = renderer._device()
+    launch, ms = runner.launch, []
+    begin, end = cupy.cuda.Event(), cupy.cuda.Event()
+    opened = False
+
+    def timed(kernel, frame, grid, block) -> None:
+        nonlocal opened
+        if not opened:
+            begin.record()
+            opened = True
+        launch(kernel, frame, grid, block)
+        if kernel == "ac_compose":
+            end.record()
+            end.synchronize()
+            ms.append(cupy.cuda.get_elapsed_time(begin, end))
+            opened = False
+
+    runner.launch = timed
+    try:
+        for f in frames:
+            renderer.render(f)
+    finally:
+        runner.launch = launch
+    return stats(ms)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s of speech instead of the whole clip")
@@ -123,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_r = CpuRenderer(scene)
         row(f"render_{k}", time_frames(cpu_r.render, track),
             time_frames(gpu_renderers[k].render, track) if gpu_renderers else NO_GPU)
+    if gpu_renderers:
+        row("render_720_kernels_only", None, kernel_times(gpu_renderers["720"], track),
+            "the two kernels alone (CUDA events): the rest of the GPU column is host work and the two copies")
     hd = scenes["720"]
     cpu_hd, cpu_stamp = CpuRenderer(hd), Provenance(hd.size, settings=settings)
     row("render_watermark_label_720", time_frames(lambda f: cpu_stamp(cpu_hd.render(f), in_place=True), track),
