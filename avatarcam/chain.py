@@ -111,14 +111,19 @@ def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRende
     stamp = provenance if provenance is not None else Provenance.for_renderer(renderer)
     count = 0
     for motion in frames(chunks, engine):
-        placed = compose(motion, rest() if callable(rest) else rest)
-        stamped = getattr(renderer, "render_stamped", None)  # the GPU renderer marks inside its kernel
-        # marked in place: a renderer hands over a new frame each call (CpuRenderer: a fresh copy)
-        sink.write(stamped(placed, stamp) if stamped is not None else stamp(renderer.render(placed), in_place=True))
+        sink.write(render_marked(renderer, compose(motion, rest() if callable(rest) else rest), stamp))
         count += 1
         if on_frame is not None:
             on_frame(count)
     return count
+
+
+def render_marked(renderer: FrameRenderer, motion: np.ndarray, stamp: Provenance) -> np.ndarray:
+    """One frame with its watermark and label: inside the kernel where the renderer can
+    (`render_stamped`, the GPU renderer), else on the rendered frame, in place (a renderer hands
+    over a new frame each call)."""
+    stamped = getattr(renderer, "render_stamped", None)
+    return stamped(motion, stamp) if stamped is not None else stamp(renderer.render(motion), in_place=True)
 
 
 def file_chunks(samples: np.ndarray, rate: int = 16000, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:

@@ -112,6 +112,9 @@ class RendererSlot:
     def render(self, motion: np.ndarray) -> np.ndarray:
         return self.renderer.render(motion)
 
+    def render_stamped(self, motion: np.ndarray, stamp) -> np.ndarray:
+        return chain.render_marked(self.renderer, motion, stamp)
+
     def load(self, name: str, settings: Settings | None, opener: Callable | None = None) -> None:
         """Prepare profile `name`; raises AvatarCamError (the old profile stays) when it cannot.
 
@@ -194,14 +197,15 @@ class _CatchUp:
     def profile(self):  # the provenance stage names the profile on air
         return self.slot.profile
 
-    def render(self, motion: np.ndarray) -> np.ndarray:
+    def render_stamped(self, motion: np.ndarray, stamp) -> np.ndarray:
+        """The frame, marked by `stamp` (chain.run's provenance stage; the GPU marks in its kernel)."""
         d, index = self.daemon, self.index
         self.index += 1
         late = d.clock() - d.pacer.due(index)
         if self._last is not None and late > 1.0 / d.options.fps:
             self.skipped += 1
             return self._last
-        self._last = self.slot.render(motion)
+        self._last = self.slot.render_stamped(motion, stamp)
         return self._last
 
 

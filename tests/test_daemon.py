@@ -276,10 +276,11 @@ def test_frames_already_late_are_not_rendered():
     daemon = SimpleNamespace(clock=lambda: clock[0], options=SimpleNamespace(fps=30),
                              pacer=SimpleNamespace(due=lambda i: 0.1 + i / 30))
     rendered = []
-    slot = SimpleNamespace(size=(4, 4), profile="p", render=lambda m: rendered.append(m) or np.full((1,), m))
+    slot = SimpleNamespace(size=(4, 4), profile="p",
+                           render_stamped=lambda m, stamp: rendered.append(m) or np.full((1,), m + stamp))
     catch_up = _CatchUp(slot, daemon)
-    assert [int(catch_up.render(i)[0]) for i in range(3)] == [0, 1, 2]  # on time
+    assert [int(catch_up.render_stamped(i, 100)[0]) for i in range(3)] == [100, 101, 102]  # on time, marked
     clock[0] = 0.1 + 10 / 30  # a stall: it is now frame 10's tick
-    shown = [int(catch_up.render(i)[0]) for i in range(3, 12)]
-    assert shown == [2] * 6 + [9, 10, 11]  # 3..8 skipped; 9 is within a frame of its tick
+    shown = [int(catch_up.render_stamped(i, 100)[0]) for i in range(3, 12)]
+    assert shown == [102] * 6 + [109, 110, 111]  # 3..8 skipped (the last frame, marked once); 9 is within a frame
     assert rendered == [0, 1, 2, 9, 10, 11] and catch_up.skipped == 6 and catch_up.profile == "p"
