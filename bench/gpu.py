@@ -42,6 +42,7 @@ from bench.speed import per_frame, pin_one_core, stats  # noqa: E402
 NO_GPU = "no GPU"
 VASA1_FPS = 45.0
 BARS = {"render_720_gpu_ms": 0.5, "offline_512_gpu_fps": 400.0}
+PARITY = 0.999  # share of pixels within 2/255 of the CPU renderer, every frame
 
 
 def time_frames(fn, frames: list[np.ndarray], warmup: int = 3) -> dict[str, float]:
@@ -54,6 +55,24 @@ def time_frames(fn, frames: list[np.ndarray], warmup: int = 3) -> dict[str, floa
         fn(f)
         ms.append((time.perf_counter() - start) * 1000)
     return stats(ms)
+
+
+def same_picture(gpu_renderer, cpu_renderer, frames: list[np.ndarray], name: str) -> dict:
+    """Issue 7's picture bar over the frames: the share of pixels within 2/255 of the CPU
+    renderer (worst frame, and the mean), and the worst frame saved as GPU | CPU | difference x 8."""
+    shares, worst = [], None
+    for i, f in enumerate(frames):
+        a, b = gpu_renderer.render(f), cpu_renderer.render(f)
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
+        shares.append(float(np.mean(diff <= 2)))
+        if worst is None or shares[-1] < worst[0]:
+            worst = (shares[-1], i, np.concatenate([a, b, np.repeat(np.minimum(diff * 8, 255).astype(np.uint8)[..., None], 3, -1)], 1))
+    path = judge.RESULTS / f"{name}_parity.png"
+    cv2.imwrite(str(path), cv2.cvtColor(worst[2], cv2.COLOR_RGB2BGR))
+    print(f"  same picture: worst frame {worst[1]} has {worst[0]:.5f} of its pixels within 2/255 (bar {PARITY}); "
+          f"mean {np.mean(shares):.5f}; {path}", flush=True)
+    return {"worst_share": worst[0], "worst_frame": worst[1], "mean_share": float(np.mean(shares)),
+            "bar": PARITY, "on_gpu": gpu_renderer.on_gpu}
 
 
 def kernel_times(renderer, frames: list[np.ndarray]) -> dict[str, float]:
@@ -153,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_r = CpuRenderer(scene)
         row(f"render_{k}", time_frames(cpu_r.render, track),
             time_frames(gpu_renderers[k].render, track) if gpu_renderers else NO_GPU)
+    parity = same_picture(gpu_renderers["720"], CpuRenderer(scenes["720"]), track, args.name) if gpu_renderers else None
     if gpu_renderers:
         row("render_720_kernels_only", None, kernel_times(gpu_renderers["720"], track),
             "the two kernels alone (CUDA events): the rest of the GPU column is host work and the two copies")
@@ -193,16 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     bars = {"render_720_gpu_ms": rows["render_720"]["gpu"]["mean_ms"] if gpu_renderers else None,
             "offline_512_gpu_fps": gpu_fps}
     data = {"frames": n, "core": core, "gpu": device, "no_gpu_reason": why_not_gpu,
-            "motion_on_gpu": trt_missing is None, "stages": rows,
+            "motion_on_gpu": trt_missing is None, "stages": rows, "same_picture": parity,
             "offline_512": {"cpu_fps": cpu_fps, "gpu_fps": gpu_fps, "vasa1_fps": VASA1_FPS}, "bars": bars}
-    md = report(n, device, why_not_gpu, trt_missing, rows, cpu_fps, gpu_fps, bars)
+    md = report(n, device, why_not_gpu, trt_missing, rows, cpu_fps, gpu_fps, bars, parity)
     json_path, md_path = judge.write_results(args.name, data, md)
     print(md)
     print(f"wrote {json_path} and {md_path}")
     return 0
 
 
-def report(n, device, why_not_gpu, trt_missing, rows, cpu_fps, gpu_fps, bars) -> str:
+def report(n, device, why_not_gpu, trt_missing, rows, cpu_fps, gpu_fps, bars, parity) -> str:
     where = f"GPU: {device}" if device else f"GPU: none ({why_not_gpu})"
     lines = ["# CPU and GPU side by side", "",
              f"Bundled demo speech, {n} frames of DSP motion on the bundled default profile (renderer stages). "
@@ -227,7 +247,10 @@ def report(n, device, why_not_gpu, trt_missing, rows, cpu_fps, gpu_fps, bars) ->
                             _verdict(bars["render_720_gpu_ms"], BARS["render_720_gpu_ms"], below=True)],
                            ["offline_512_gpu_fps", bars["offline_512_gpu_fps"] or "not measured",
                             BARS["offline_512_gpu_fps"],
-                            _verdict(bars["offline_512_gpu_fps"], BARS["offline_512_gpu_fps"], below=False)]])]
+                            _verdict(bars["offline_512_gpu_fps"], BARS["offline_512_gpu_fps"], below=False)],
+                           ["same picture (worst frame's share within 2/255 of the CPU's)",
+                            parity["worst_share"] if parity else "not measured", str(PARITY),
+                            _verdict(parity and parity["worst_share"], PARITY, below=False)]])]
     return "\n".join(lines)
 
 
