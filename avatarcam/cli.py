@@ -91,19 +91,20 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     if args.output is None and args.frames is None:
         raise AvatarCamError("render needs -o OUT.mp4 and/or --frames DIR")
     size = parse_size(args.size or settings.size)
+    fps = args.fps or settings.fps
     samples = load_audio(audio_path, AUDIO_RATE)
     profile = load_profile(profile_name, settings)  # before opening outputs: fail before writing
     sinks = []
     if args.output is not None:
-        sinks.append(open_sink(str(args.output), size, settings.fps, audio=samples, audio_rate=AUDIO_RATE))
+        sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE))
     if args.frames is not None:
-        sinks.append(open_sink(f"frames:{args.frames}", size, settings.fps))
+        sinks.append(open_sink(f"frames:{args.frames}", size, fps))
     engine_name = chain.engine_name(args.engine or settings.engine, "file")
-    engine = chain.motion_engine(engine_name, seed=args.seed, fps=settings.fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
+    engine = chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
                                  lookahead_s=settings.lookahead_ms / 1000, steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
     renderer = open_renderer(profile, size, settings.renderer)
-    total = frame_count(len(samples), AUDIO_RATE, settings.fps)
+    total = frame_count(len(samples), AUDIO_RATE, fps)
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(s) for s in sinks]
         bar = stack.enter_context(tqdm(total=total, unit="frame", desc="rendering", disable=args.quiet))
@@ -239,7 +240,7 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
                     help="camera (default), preview (a window), null, or file:OUT.mp4 (frames and the voice, as the call gets them)")
     lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
     lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
-    lv.add_argument("--fps", type=int, help="frame rate (default 30)")
+    lv.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")
     lv.add_argument("--size", help="frame size WxH (default 1280x720)")
     lv.add_argument("--engine", choices=chain.ENGINES,
                    help="motion engine: dsp (no model, about 100 ms behind the voice; the default live) or "
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, help="output .mp4")
     r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
     r.add_argument("--size", help="output size WxH (default 1280x720)")
+    r.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")
     r.add_argument("--engine", choices=chain.ENGINES,
                    help="motion engine: diffusion (the learned model; the default for files) or dsp (no model: "
                         "loudness and spectrum to mouth shapes)")

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -51,6 +52,24 @@ def test_demo_is_h264_aac_30fps_covering_the_clip(demo_video):
     assert (info["width"], info["height"], info["fps"]) == (512, 512, 30)
     assert info["frames"] == int(np.ceil(len(clip) / 16000 * 30))
     assert info["audio_duration"] == pytest.approx(info["duration"], abs=1 / 30)
+
+
+def test_60_fps_video_shows_the_30_fps_motion_and_the_frames_between(tmp_path):
+    """--fps 60 with the learned model: twice the frames, the model's own ones those of a 30 fps render."""
+    out = tmp_path / "60.mp4"
+    assert run("render", "--demo", "-o", str(out), "--frames", str(tmp_path / "60"), "--size", "256x256",
+               "--fps", "60", "-q") == 0
+    assert run("render", "--demo", "--frames", str(tmp_path / "30"), "--size", "256x256", "-q") == 0
+    info, clip = probe(out), load_audio(cli.demo_audio())
+    assert info["fps"] == 60 and info["frames"] == int(np.ceil(len(clip) / 16000 * 60))
+    assert info["audio_duration"] == pytest.approx(info["duration"], abs=1 / 30)
+    frames = {fps: np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / fps).glob("frame_*.png"))]).astype(np.int16)
+              for fps in ("30", "60")}
+    n = len(frames["30"]) - 1
+    even, odd, base = frames["60"][0:2 * n:2], frames["60"][1:2 * n:2], frames["30"][:n]
+    # the model's own frames at their instants (the watermark's state aside), the ones between elsewhere
+    same, between = np.abs(even - base).mean(), np.abs(odd - base).mean()
+    assert same < 0.5 and between > 3 * same, (same, between)
 
 
 def test_demo_lips_follow_the_speech(demo_video, face_model):
