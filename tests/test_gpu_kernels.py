@@ -234,6 +234,42 @@ def test_the_chain_with_the_gpu_renderer(kernels_lib, small, monkeypatch):
     assert detect_frames(outputs[0]).payload == Payload(7, 9)
 
 
+def test_the_live_camera_marks_frames_in_the_kernel(kernels_lib, profile, monkeypatch):
+    """The daemon hands its provenance stage to the GPU renderer: every streamed frame is marked
+    in the kernel (none on the host after rendering) and carries the profile's payload."""
+    from avatarcam.cli import demo_audio
+    from avatarcam.audio.capture import FileCapture
+    from avatarcam.daemon import Daemon, LiveOptions
+    from avatarcam.provenance.stamp import payload_for
+
+    monkeypatch.setattr(gpu.GpuRenderer, "runner_class", host_runner(kernels_lib))
+    monkeypatch.setattr(gpu, "gpu_unavailable", lambda: None)
+    calls = {"render": 0, "render_stamped": 0}
+    for name in calls:
+        method = getattr(gpu.GpuRenderer, name)
+        monkeypatch.setattr(gpu.GpuRenderer, name, lambda self, *a, _m=method, _n=name, **k:
+                            calls.__setitem__(_n, calls[_n] + 1) or _m(self, *a, **k))
+
+    class Keep:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, frame):
+            self.frames.append(frame.copy())
+
+        def close(self):
+            pass
+
+    sink = Keep()
+    settings = Settings(renderer="gpu")
+    daemon = Daemon(LiveOptions(size=(320, 180), sink="null", virtual_mic="off", control=False),
+                    settings=settings, capture=FileCapture(load_audio(demo_audio(), 16000)[:24000]), sink=sink)
+    summary = daemon.run()
+    assert not summary["errors"] and isinstance(daemon.slot.renderer, gpu.GpuRenderer) and daemon.slot.renderer.on_gpu
+    assert calls["render_stamped"] >= 40 and calls["render"] == 1  # only the placeholder, marked on the host
+    assert detect_frames(sink.frames[-40:]).payload == payload_for(profile.consent, settings)
+
+
 def test_a_gpu_failure_mid_stream_continues_on_the_cpu(kernels_lib, small, monkeypatch, caplog):
     base = host_runner(kernels_lib)
 
