@@ -32,6 +32,20 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv
 python3 -c "import cupy; print('cupy', cupy.__version__)"
 python3 -c "import tensorrt; print('tensorrt', tensorrt.__version__)" 2>&1 | tail -1
 nvcc -c -std=c++14 -arch=sm_90 -Xptxas -v avatarcam/render/kernels/render.cu -o "$OUT/render.o" 2>&1 | grep -E "error|Used|spill"
+# memory errors and shared-memory races in the kernels: two small frames under compute-sanitizer
+cat > "$OUT/two_frames.py" <<'PY'
+import sys; sys.path.insert(0, ".")
+from avatarcam.config import Settings
+from avatarcam.profiles import load_profile
+from avatarcam.render import gpu, open_renderer
+r = open_renderer(load_profile("default", Settings()), (320, 180), "gpu")
+rest = r.scene.rig.rest.copy(); talk = rest.copy(); talk[0:3] += 0.1; talk[-40:] = 0.5
+for f in (talk, rest): r.render(f)
+assert r.on_gpu, "fell back to the CPU"
+PY
+for tool in memcheck racecheck; do
+  timeout 240 compute-sanitizer --tool "$tool" --print-limit 20 python3 "$OUT/two_frames.py" 2>&1 | tail -6
+done
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_kernels.py 2>&1 | tee "$OUT/pytest.log" | tail -20
 timeout 300 python3 -m bench.gpu 2>&1 | tee "$OUT/bench_gpu.log" | grep -v "^|"
 cp bench/results/gpu.md bench/results/gpu.json bench/results/gpu_parity.png "$OUT"/ 2>/dev/null
