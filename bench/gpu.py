@@ -66,7 +66,8 @@ def same_picture(gpu_renderer, cpu_renderer, frames: list[np.ndarray], name: str
         diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
         shares.append(float(np.mean(diff <= 2)))
         if worst is None or shares[-1] < worst[0]:
-            worst = (shares[-1], i, np.concatenate([a, b, np.repeat(np.minimum(diff * 8, 255).astype(np.uint8)[..., None], 3, -1)], 1))
+            shown = np.repeat(np.minimum(diff * 8, 255).astype(np.uint8)[..., None], 3, axis=-1)
+            worst = (shares[-1], i, np.concatenate([a, b, shown], axis=1))
     path = judge.RESULTS / f"{name}_parity.png"
     cv2.imwrite(str(path), cv2.cvtColor(worst[2], cv2.COLOR_RGB2BGR))
     print(f"  same picture: worst frame {worst[1]} has {worst[0]:.5f} of its pixels within 2/255 (bar {PARITY}); "
@@ -172,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_r = CpuRenderer(scene)
         row(f"render_{k}", time_frames(cpu_r.render, track),
             time_frames(gpu_renderers[k].render, track) if gpu_renderers else NO_GPU)
-    parity = same_picture(gpu_renderers["720"], CpuRenderer(scenes["720"]), track, args.name) if gpu_renderers else None
+    parity = None
     if gpu_renderers:
+        parity = same_picture(gpu_renderers["720"], CpuRenderer(scenes["720"]), track, args.name)
         row("render_720_kernels_only", None, kernel_times(gpu_renderers["720"], track),
             "the two kernels alone (CUDA events): the rest of the GPU column is host work and the two copies")
     hd = scenes["720"]

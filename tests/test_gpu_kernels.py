@@ -237,8 +237,8 @@ def test_the_chain_with_the_gpu_renderer(kernels_lib, small, monkeypatch):
 def test_the_live_camera_marks_frames_in_the_kernel(kernels_lib, profile, monkeypatch):
     """The daemon hands its provenance stage to the GPU renderer: every streamed frame is marked
     in the kernel (none on the host after rendering) and carries the profile's payload."""
-    from avatarcam.cli import demo_audio
     from avatarcam.audio.capture import FileCapture
+    from avatarcam.cli import demo_audio
     from avatarcam.daemon import Daemon, LiveOptions
     from avatarcam.provenance.stamp import payload_for
 
