@@ -36,7 +36,33 @@ def report(settings: Settings) -> bool:
           f"{model}" if model.exists() else
           "not downloaded yet: `avatarcam enroll` fetches it once (or set AVATARCAM_FACE_MODEL to a copy)")
     ok &= motion_report()
+    ok &= gpu_report(settings)
     live_report()
+    return ok
+
+
+def gpu_report(settings: Settings) -> bool:
+    """Where frames are drawn and the motion model runs: an NVIDIA GPU when it can, else the CPU,
+    which does both live (so only a `renderer = gpu` setting without a GPU is a fault)."""
+    from .motion import engines, onnx_export
+    from .render.gpu import gpu_unavailable
+
+    why = None if settings.renderer == "cpu" else gpu_unavailable()
+    if settings.renderer == "cpu":
+        ok = _line(True, "renderer", "CPU (setting `renderer` = cpu)")
+    elif why is None:
+        ok = _line(True, "renderer", f"GPU: {engines.gpu_name()} (CUDA kernels through CuPy)")
+    else:
+        ok = _line(settings.renderer != "gpu", "renderer", f"CPU: {why}" + (
+            " (but setting `renderer` = gpu asks for the GPU: renders will fail)" if settings.renderer == "gpu" else ""))
+    where = engines.paths_here(onnx_export.model_sha256(onnx_export.shipped_weights()), settings)
+    if isinstance(where, str):
+        detail = f"numpy on the CPU ({where})"
+    elif where.exist():
+        detail = f"TensorRT on the GPU ({where.directory})"
+    else:
+        detail = f"numpy on the CPU (no TensorRT engine for this GPU yet: {engines.BUILD_COMMAND})"
+    _line(True, "motion runtime", detail)
     return ok
 
 

@@ -15,6 +15,7 @@ import pytest
 from avatarcam import cli
 from avatarcam.audio.features import loudness_envelope
 from avatarcam.audio.io import load_audio
+from avatarcam.render import gpu
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.video import probe, read_video
 
@@ -177,9 +178,19 @@ def test_insisting_on_the_gpu_renderer_without_one_is_a_clear_error(tmp_path, ca
 def test_doctor_reports_packages_encoder_and_model(capsys, face_model):
     assert run("doctor") == 0
     out = capsys.readouterr().out
-    for what in ("mediapipe", "video encoder", "face landmark model", "profiles"):
+    for what in ("mediapipe", "video encoder", "face landmark model", "profiles", "renderer", "motion runtime"):
         line = next(l for l in out.splitlines() if what in l)
         assert line.startswith("[ok]"), line
+    if gpu.gpu_unavailable() is not None:  # this machine: it says why the CPU draws the frames
+        assert f"[ok] renderer: CPU: {gpu.gpu_unavailable()}" in out
+
+
+def test_doctor_says_a_gpu_renderer_setting_cannot_work_without_a_gpu(capsys, monkeypatch):
+    monkeypatch.setattr(gpu, "gpu_unavailable", lambda: "no CUDA device")
+    monkeypatch.setenv("AVATARCAM_RENDERER", "gpu")
+    assert run("doctor") == 1
+    line = next(l for l in capsys.readouterr().out.splitlines() if "renderer" in l)
+    assert line.startswith("[!!]") and "no CUDA device" in line and "renders will fail" in line
 
 
 def test_enroll_asks_for_consent_at_a_terminal(portraits_dir, monkeypatch, capsys):
