@@ -142,9 +142,10 @@ def test_enroll_without_consent_and_without_a_terminal_refuses(portraits_dir, ca
     assert run("profiles", "show", "boy") == 2
 
 
-@pytest.mark.parametrize("case", ["missing audio", "corrupt audio", "no output dir", "unknown profile"])
+@pytest.mark.parametrize("case", ["missing audio", "corrupt audio", "no output dir", "unknown profile",
+                                  "a frame rate the model cannot make"])
 def test_bad_render_input_is_a_clear_error_that_writes_nothing(tmp_path, capsys, case):
-    audio, out, profile = str(cli.demo_audio()), tmp_path / "out.mp4", "default"
+    audio, out, profile, more = str(cli.demo_audio()), tmp_path / "out.mp4", "default", []
     if case == "missing audio":
         audio = str(tmp_path / "nope.wav")
     elif case == "corrupt audio":
@@ -152,9 +153,11 @@ def test_bad_render_input_is_a_clear_error_that_writes_nothing(tmp_path, capsys,
         audio = str(tmp_path / "bad.wav")
     elif case == "no output dir":
         out = tmp_path / "missing" / "out.mp4"
-    else:
+    elif case == "unknown profile":
         profile = "nobody"
-    assert run("render", "--profile", profile, "--audio", audio, "-o", str(out), "-q") == 2
+    else:
+        more = ["--fps", "45"]
+    assert run("render", "--profile", profile, "--audio", audio, "-o", str(out), "-q", *more) == 2
     err = capsys.readouterr().err
     assert err.startswith("avatarcam: error:") and "Traceback" not in err
     assert list(tmp_path.rglob("*.mp4")) == []
