@@ -47,14 +47,13 @@ def gpu_report(settings: Settings) -> bool:
     from .motion import engines, onnx_export
     from .render.gpu import gpu_unavailable
 
-    why = None if settings.renderer == "cpu" else gpu_unavailable()
-    if settings.renderer == "cpu":
-        ok = _line(True, "renderer", "CPU (setting `renderer` = cpu)")
-    elif why is None:
+    why = "setting `renderer` = cpu" if settings.renderer == "cpu" else gpu_unavailable()
+    if why is None:
         ok = _line(True, "renderer", f"GPU: {engines.gpu_name()} (CUDA kernels through CuPy)")
+    elif settings.renderer == "gpu":
+        ok = _line(False, "renderer", f"CPU: {why}, but setting `renderer` = gpu asks for the GPU: renders will fail")
     else:
-        ok = _line(settings.renderer != "gpu", "renderer", f"CPU: {why}" + (
-            " (but setting `renderer` = gpu asks for the GPU: renders will fail)" if settings.renderer == "gpu" else ""))
+        ok = _line(True, "renderer", f"CPU: {why}")
     where = engines.paths_here(onnx_export.model_sha256(onnx_export.shipped_weights()), settings)
     if isinstance(where, str):
         detail = f"numpy on the CPU ({where})"
