@@ -170,7 +170,7 @@ def _mean(runs: list[dict], key: str) -> float:
 
 def _spread(runs: list[dict], key: str = "r_best") -> str:
     values = [run[key] for run in runs]
-    return f"{np.mean(values):.3f}" + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
+    return f"{_mean(runs, key):.3f}" + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
 
 
 def compare(model: list[dict], dsp: list[dict]) -> dict:
@@ -195,10 +195,11 @@ def report(results: dict, comparison: dict, portrait: str, rest_jaw: float, blin
              f"The judge reads jawOpen {rest_jaw:.3f} on the rest frame. Blinks: the judge's eyeBlink (mean of both "
              f"eyes) rising through {blink[0]:.2f}, halfway from its reading of the rest frame ({blink[1]:.2f}) to "
              f"that of both eyes shut ({blink[2]:.2f}).", ""]
+    summaries = {engine: {name: summary(runs) for name, runs in clips.items()} for engine, clips in results.items()}
     for engine, clips in results.items():
         rows = []
         for name, runs in clips.items():
-            c = summary(runs)
+            c = summaries[engine][name]
             rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], _spread(runs), c["pass_r"],
                          "/".join(str(run["best_lag"]) for run in runs), c["pass_lag"],
                          f"{c['closed_in_silence']:.1%} of {c['silent_frames']:.0f}", c["pass_closed"],
@@ -216,7 +217,8 @@ def report(results: dict, comparison: dict, portrait: str, rest_jaw: float, blin
         for name, c in comparison.items():
             rows.append([name, _spread(dsp[name]), _spread(model[name]),
                          f"{c['difference']:+.3f} ± {c['standard_error']:.3f}", c["pass"],
-                         summary(dsp[name])["closed_in_silence"], summary(model[name])["closed_in_silence"]])
+                         summaries["dsp"][name]["closed_in_silence"],
+                         summaries["diffusion"][name]["closed_in_silence"]])
         mean = lambda e: float(np.mean([_mean(e[n], "r_best") for n in names]))  # noqa: E731
         lines += ["## Diffusion model against the DSP driver", "",
                   judge.table(["clip", "DSP r", "model r", "model - DSP (± s.e.)", "model ≥ DSP", "DSP closed",

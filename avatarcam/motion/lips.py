@@ -136,12 +136,12 @@ def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.n
     """Set the shapes the head is sure of in `motion` (frames, DIM), in place; `sure` is the
     head's (frames, 2) probabilities, `low` how low the voice is (`quiet`), `loudness` the
     voice's loudness where known, which holds the jaw at `jaw_floor` first (shut lips staying
-    shut). Shut: mouthClose rises
-    to jawOpen, as through the teacher's bilabials, and the jaw keeps following the voice (an /m/
-    is loud and may keep it open). Rounded: funnel and pucker rise to the teacher's rounding at
-    this jaw; lips rounded more already stay so. Lips close only as far as the voice is low, the
-    denoiser's own closures too: on real voices it seals lips inside loud syllables as well (on
-    LibriSpeech the judged mouth followed the loudness at r 0.62 with them, 0.71 without)."""
+    shut). Shut: mouthClose rises to jawOpen, as through the teacher's bilabials, and the jaw
+    keeps following the voice (an /m/ is loud and may keep it open). Rounded: funnel and pucker
+    rise to the teacher's rounding at this jaw; lips rounded more already stay so. Lips close
+    only as far as the voice is low, the denoiser's own closures too: on real voices it seals
+    lips inside loud syllables as well (on LibriSpeech the judged mouth followed the loudness at
+    r 0.62 with them, 0.71 without)."""
     if loudness is not None:
         # lips the denoiser shut stay shut over the jaw held open, as over an /m/ (parted, the
         # held-out split's bilabials reached fell from 86.3% to 85.0%; kept shut, 85.7%)
