@@ -1,11 +1,12 @@
 """The GPU renderer: CpuRenderer's picture from two CUDA kernels (CuPy), provenance included.
 
 The rig's static data (the still frame, the premultiplied portrait and the plate of the moving
-region, the grid's barycentric weights, the iris textures) is uploaded once. Per frame the host
-moves the control points (`Scene.points`, a few hundred points), works out the eye and mouth
-geometry and draws their small anti-aliased coverage masks with the OpenCV calls the CPU renderer
-uses; everything goes up in one host-to-device copy. Then `ac_prepare` (one block) inverts the
-warp field on the grid and runs the eye and mouth layers' blurs (the skin spread over a closing
+region, the grid's barycentric weights and the mesh's triangle under each pixel, the iris textures)
+is uploaded once. Per frame the host moves the control points (`Scene.points`, a few hundred points),
+maps each mesh triangle back to its rest place (`WarpMesh.inverse_affines`), works out the eye and
+mouth geometry and draws their small anti-aliased coverage masks with the OpenCV calls the CPU
+renderer uses; everything goes up in one host-to-device copy. Then `ac_prepare` (one block) inverts
+the warp field on the grid and runs the eye and mouth layers' blurs (the skin spread over a closing
 lid, the mouth's depth shadow and feathered edge), and `ac_compose` makes every output pixel:
 sample, composite, eyes, mouth, watermark, label, and the camera's pixel format. One
 device-to-host copy brings the frame back (with the few unmarked rows the watermark's texture
@@ -122,6 +123,7 @@ class FrameJob:
     ints: dict[str, object] = field(default_factory=dict)
     floats: dict[str, object] = field(default_factory=dict)
     moved: np.ndarray = field(default_factory=lambda: np.zeros((1, 2), np.float32))
+    affines: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), np.float32))  # WarpMesh.inverse_affines
     masks: list[np.ndarray] = field(default_factory=list)
     taps: list[np.ndarray] = field(default_factory=list)
     work_floats: int = 0  # scratch the kernels need: the grid's fields, then each layer's buffers
@@ -172,6 +174,7 @@ class KernelPlan:
         self.static = {
             "scene": np.ascontiguousarray(scene.scene, np.uint8), "source": np.ascontiguousarray(source),
             "plate": np.ascontiguousarray(plate), "cells": cells, "cell_w": cell_w,
+            "tri_at": np.ascontiguousarray(scene.mesh.at, np.int32),
             "iris": np.concatenate([t.ravel() for t in textures]),
             "iris_alpha": np.concatenate([a.ravel() for a in alphas]),
         }
@@ -188,7 +191,7 @@ class KernelPlan:
         x0, y0 = s.roi[:2]
         job = FrameJob()
         job.ints = {"lid_on": [0, 0], "iris_on": [0, 0], "w_forward": job.add_work(2 * self.cells),
-                    "w_shift": job.add_work(2 * self.cells)}
+                    "w_src": job.add_work(2 * self.cells), "w_state": job.add_work(self.cells)}
         points = s.points(motion)
         moved = points - s.rest_points
         if unmoved(s, moved, motion):
@@ -196,6 +199,7 @@ class KernelPlan:
             return job
         job.ints["warp"] = 1
         job.moved = np.ascontiguousarray(moved, np.float32)
+        job.affines = s.mesh.inverse_affines(moved)
         local = points - (x0, y0)
         self._eyes(job, local, motion, (x0, y0))
         self._mouth(job, local, motion)
@@ -386,8 +390,9 @@ class KernelRunner:
                 band, tail = _delta(wm, r0, r1), wm.observed_rows()
                 values.update(mark_on=1, band_y0=r0, band_y1=r1, tail_y0=tail[0], tail_y1=tail[1])
         tail_bytes = (tail[1] - tail[0]) * w * 3
-        # one upload: the struct, then the motion, the Gaussian taps, the masks and the refreshed band
-        parts = [job.moved, job.arena("taps"), job.arena("masks"), band]
+        # one upload: the struct, then the motion, the triangles' maps, the Gaussian taps, the masks
+        # and the refreshed band
+        parts = [job.moved, job.affines, job.arena("taps"), job.arena("masks"), band]
         offsets, total = [], -(-frame_dtype().itemsize // 16) * 16
         for p in parts:
             offsets.append(total)
@@ -401,7 +406,8 @@ class KernelRunner:
         base, down = self.pointer(self.upload), self.pointer(self.download)
         values.update({k: self.pointer(v) for k, v in self.static.items()})
         values.update(work=self.pointer(self.work), mark=self.pointer(self.mark), moved=base + offsets[0],
-                      taps=base + offsets[1], masks=base + offsets[2], band=base + offsets[3], out=down,
+                      affines=base + offsets[1], taps=base + offsets[2], masks=base + offsets[3],
+                      band=base + offsets[4], out=down,
                       tail=down + out_bytes if tail_bytes else 0)
         if self.label is not None:
             values.update(label_keep=self.pointer(self.label[0]), label_add=self.pointer(self.label[1]))

@@ -4,12 +4,14 @@ Built once per (profile, output size). The portrait is scaled so the face sits w
 would put it, the rest of the 16:9 (or any) frame is filled with a blurred extension of the
 background plate (never black bars), and the moving region (the ROI) gets a fixed
 triangulation whose barycentric weights let a renderer turn control-point motion into a
-dense displacement field with one sparse product.
+dense displacement field with one sparse product (and whose triangles let it invert that field
+exactly where it stretches the picture).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -27,6 +29,7 @@ IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: t
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
+FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
 GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
@@ -36,6 +39,58 @@ class EyeLayer:
 
     texture: np.ndarray  # (h, w, 3) uint8, centred on the iris
     alpha: np.ndarray    # (h, w) float32 soft disc
+
+
+@dataclass
+class WarpMesh:
+    """The moving region's triangulation, in ROI pixels: where the warp stretches the picture so much
+    that inverting its field by iteration does not settle, the renderer solves it triangle by
+    triangle instead (the warp is affine on each)."""
+
+    skin: np.ndarray         # (S,) the control point of each of the first S vertices; the rest are the ROI's still border
+    rest: np.ndarray         # (V, 2) float32 vertices at rest (the lips parted, as the weights see them)
+    triangles: np.ndarray    # (T, 3) int32 vertex indices
+    orientation: np.ndarray  # (T,) int8 sign of each triangle's area at rest
+    at: np.ndarray           # (h, w) int32 the triangle under each ROI pixel's centre at rest
+
+    def inverse_affines(self, moved: np.ndarray) -> np.ndarray:
+        """(T, 8) float32 per triangle, for control-point motion `moved` (M, 2): the affine map from
+        where the motion puts the triangle back to its rest place, p = [[a0 a1] [a3 a4]] q + (a2, a5);
+        then 1 where the motion turned the triangle over or one beside it (a fold, where the map does
+        not say which layer shows), else 0."""
+        moved_at = self.rest.copy()
+        moved_at[:len(self.skin)] += moved[self.skin]
+        d = moved_at[self.triangles]
+        d1, d2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+        area = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+        out = np.zeros((len(area), 8), np.float32)
+        # Turned over, and by more than a sliver: the lips' parted seam closes to nothing when they
+        # seal, and its flipped slivers must not count as a fold (their neighbours, the lips, would).
+        folded = (np.sign(area) != self.orientation) & (np.abs(area) > FOLD_AREA)
+        area[np.abs(area) < 1e-6] = 1e-6  # a collapsed triangle: any finite map (it covers no pixel)
+        # [r1 r2] @ inverse([d1 d2]), then the offset that takes d's first corner to r's
+        r1, r2 = self._edges
+        i00, i01, i10, i11 = d2[:, 1] / area, -d2[:, 0] / area, -d1[:, 1] / area, d1[:, 0] / area
+        out[:, 0] = r1[:, 0] * i00 + r2[:, 0] * i10
+        out[:, 1] = r1[:, 0] * i01 + r2[:, 0] * i11
+        out[:, 3] = r1[:, 1] * i00 + r2[:, 1] * i10
+        out[:, 4] = r1[:, 1] * i01 + r2[:, 1] * i11
+        first = self.rest[self.triangles[:, 0]]
+        out[:, 2] = first[:, 0] - out[:, 0] * d[:, 0, 0] - out[:, 1] * d[:, 0, 1]
+        out[:, 5] = first[:, 1] - out[:, 3] * d[:, 0, 0] - out[:, 4] * d[:, 0, 1]
+        # Beside a fold (a turned face's far edge passing over its hair) the layers overlap: the
+        # triangles that share a corner with a folded one are left out too (without, a strip of
+        # the background showed through Grace Hopper's cheek at 20 degrees).
+        corner = np.zeros(len(moved_at), bool)
+        corner[self.triangles[folded].ravel()] = True
+        out[:, 6] = corner[self.triangles].any(axis=1)
+        return out
+
+    @cached_property
+    def _edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each triangle's two edges from its first corner, at rest."""
+        r = self.rest[self.triangles]
+        return r[:, 1] - r[:, 0], r[:, 2] - r[:, 0]
 
 
 @dataclass
@@ -51,6 +106,7 @@ class Scene:
     weights: scipy.sparse.csr_matrix  # (grid pixels, M + fixed) barycentric weights
     grid_shape: tuple[int, int]    # (gh, gw)
     grid: int                      # output pixels per grid step
+    mesh: WarpMesh                 # the triangulation behind `weights`, for the exact inverse
     eyes: tuple[EyeLayer, EyeLayer]
     mouth_colours: np.ndarray      # (3, 3) cavity, teeth, tongue (RGB)
     eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): skin around it, lash line, white (RGB)
@@ -238,8 +294,10 @@ def _skin_detail(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.clip(np.round(fine) + 128, 0, 255).astype(np.uint8)
 
 
-def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> tuple[scipy.sparse.csr_matrix, tuple[int, int]]:
-    """Barycentric weights of each grid pixel (block centres) over a triangulation of the ROI."""
+def _triangulate(points: np.ndarray, roi: tuple[int, int, int, int],
+                 grid: int) -> tuple[scipy.sparse.csr_matrix, tuple[int, int], WarpMesh]:
+    """The moving region's triangulation: each grid pixel's barycentric weights (block centres) over
+    the control points, and the mesh itself for the exact inverse."""
     x0, y0, x1, y1 = roi
     border = []
     for t in np.linspace(0, 1, 9):
@@ -261,7 +319,16 @@ def _weights(points: np.ndarray, roi: tuple[int, int, int, int], grid: int) -> t
     column = np.r_[skin, np.full(len(border), len(points))]  # border points: a column of zero motion
     w = scipy.sparse.csr_matrix((bary.ravel(), (rows, column[tri.simplices[simplex].ravel()])),
                                 shape=(len(px), len(points) + 1))
-    return w[:, :len(points)].tocsr(), (gh, gw)
+    # The triangle under each ROI pixel's centre at rest, where the exact inverse starts its search.
+    py, pxx = np.mgrid[y0:y1, x0:x1] + 0.5
+    at = tri.find_simplex(np.stack([pxx.ravel(), py.ravel()], -1)).reshape(y1 - y0, x1 - x0)
+    rest = (allp - (x0, y0)).astype(np.float32)
+    corners = rest[tri.simplices]
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    mesh = WarpMesh(skin=skin, rest=rest, triangles=tri.simplices.astype(np.int32),
+                    orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
+                    at=np.maximum(at, 0).astype(np.int32))
+    return w[:, :len(points)].tocsr(), (gh, gw), mesh
 
 
 def _split_lips(points: np.ndarray, mouth_top: np.ndarray, gap: float = 1.5) -> np.ndarray:
@@ -311,9 +378,9 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     lo = np.floor(points.min(0)).astype(int) - margin
     hi = np.ceil(points.max(0)).astype(int) + margin
     roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
-    weights, grid_shape = _weights(_split_lips(points, rig.mouth_top), roi, grid)
+    weights, grid_shape, mesh = _triangulate(_split_lips(points, rig.mouth_top), roi, grid)
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
-                 rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid,
+                 rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid, mesh=mesh,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
                  eye_colours=_eye_colours(image_o, points, iris), rig=rig,
                  skin_detail=_skin_detail(source, points))

@@ -7,8 +7,10 @@
 // float->uint8 stores), so the two pictures agree within a grey level or two. Per frame:
 //
 //   ac_prepare (one block):  forward motion of the grid cells (barycentric weights over the moved
-//                            control points), its inverse by fixed-point iteration, and the mouth
-//                            layer's blurs (separable Gaussians over the mouth's box);
+//                            control points), its inverse by fixed-point iteration, solved exactly
+//                            triangle by triangle where that does not settle (the host uploads each
+//                            triangle's inverse affine map), the cells left open filled from their
+//                            neighbours, and the eye and mouth layers' blurs (separable Gaussians);
 //   ac_compose (the frame):  each thread makes a 2x2 quad: sample the portrait through the inverse
 //                            field, composite it over the plate, the eye and mouth layers, the
 //                            invisible watermark, the visible label, then write RGB, I420, NV12 or
@@ -37,7 +39,12 @@ typedef signed char i8;
 typedef unsigned short u16;
 
 #define AC_INVERSE_ITERATIONS 3  // cpu.INVERSE_ITERATIONS
-#define AC_PHASES 6
+#define AC_EXACT_AFTER 0.5f      // cpu.EXACT_AFTER
+#define AC_JUMPS 4               // cpu.JUMPS
+#define AC_SETTLED 0.1f          // cpu.SETTLED
+#define AC_FILL_PASSES 4         // cpu.FILL_PASSES
+#define AC_OPEN 1000.0f          // a grid cell's state before any fill pass has solved it
+#define AC_PHASES (6 + AC_FILL_PASSES)
 
 enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
 
@@ -52,6 +59,8 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(const u8*, plate)        /* ROI x 4: the background plate (the still frame is the photograph) */ \
   P(const int*, cells)       /* grid cells x 3: control points of each cell's triangle */ \
   P(const float*, cell_w)    /* grid cells x 3: barycentric weights */ \
+  P(const int*, tri_at)      /* ROI: the mesh triangle under each pixel at rest (WarpMesh.at) */ \
+  P(const float*, affines)   /* triangles x 8: this frame's WarpMesh.inverse_affines */ \
   P(const float*, moved)     /* M x 2: control point motion of this frame, output pixels */ \
   P(float*, work)            /* scratch: the grid's fields, the layers' blur buffers */ \
   P(const u8*, masks)        /* this frame's coverage masks (eyes, mouth), 0..255 */ \
@@ -66,7 +75,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(u8*, tail)               /* rows tail_y0..tail_y1 before the watermark (its texture measure) */ \
   I(width) I(height) I(rx0) I(ry0) I(rw) I(rh) I(gw) I(gh) I(g) I(points) \
   I(warp) I(format) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
-  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_shift) \
+  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_src) I(w_state) \
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
@@ -145,8 +154,12 @@ AC_FN float ac_cols(const Frame& f, int koff, int k, const float* img, int w, in
 
 // The inverse field at ROI pixel (x, y): the grid's shift resized as cv2.resize(INTER_LINEAR)
 // enlarges it (pixel centres, edge samples repeated); the pixel samples its position less this.
+AC_FN float ac_node_shift(const Frame& f, int gx, int gy, int c) {
+  float q = (float)(c ? gy : gx) * (float)f.g + f.half_g;  // the cell's centre, as cpu's _grid_xy
+  return q - f.work[f.w_src + (gy * f.gw + gx) * 2 + c];
+}
+
 AC_FN void ac_shift(const Frame& f, int x, int y, float* dx, float* dy) {
-  const float* s = f.work + f.w_shift;
   double scale_x = (double)f.gw / (double)(f.gw * f.g), scale_y = (double)f.gh / (double)(f.gh * f.g);
   float fx = (float)(((double)x + 0.5) * scale_x - 0.5), fy = (float)(((double)y + 0.5) * scale_y - 0.5);
   int sx = (int)AC_FLOOR(fx), sy = (int)AC_FLOOR(fy);
@@ -157,8 +170,8 @@ AC_FN void ac_shift(const Frame& f, int x, int y, float* dx, float* dy) {
   if (sy >= f.gh - 1) { sy = f.gh - 1; ay = 0.0f; }
   int sx1 = sx + (ax != 0.0f), sy1 = sy + (ay != 0.0f);
   for (int c = 0; c < 2; ++c) {
-    float r0 = s[(sy * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy * f.gw + sx1) * 2 + c] * ax;
-    float r1 = s[(sy1 * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy1 * f.gw + sx1) * 2 + c] * ax;
+    float r0 = ac_node_shift(f, sx, sy, c) * (1.0f - ax) + ac_node_shift(f, sx1, sy, c) * ax;
+    float r1 = ac_node_shift(f, sx, sy1, c) * (1.0f - ax) + ac_node_shift(f, sx1, sy1, c) * ax;
     float v = r0 * (1.0f - ay) + r1 * ay;
     if (c == 0) *dx = v; else *dy = v;
   }
@@ -298,8 +311,10 @@ AC_FN void ac_picture(const Frame& f, int x, int y, int* rgb) {
 AC_FN int ac_lid_area(const Frame& f, int e) { return f.lid_on[e] ? (f.lx1[e] - f.lx0[e]) * (f.ly1[e] - f.ly0[e]) : 0; }
 AC_FN int ac_mouth_area(const Frame& f) { return f.mouth_on ? (f.mx1 - f.mx0) * (f.my1 - f.my0) : 0; }
 
+// Phases 0 .. 1 + AC_FILL_PASSES work on the grid, the rest on the layers (see ac_phase).
 AC_FN int ac_phase_size(const Frame& f, int phase) {
-  if (phase <= 1) return f.warp ? f.gw * f.gh : 0;
+  if (phase <= 1 + AC_FILL_PASSES) return f.warp ? f.gw * f.gh : 0;
+  phase -= AC_FILL_PASSES;
   if (phase == 2) return ac_lid_area(f, 0) + ac_lid_area(f, 1);
   if (phase == 5) return ac_mouth_area(f);
   return ac_lid_area(f, 0) + ac_lid_area(f, 1) + ac_mouth_area(f);
@@ -320,19 +335,67 @@ AC_FN void ac_forward(const Frame& f, int i) {
 
 // Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p):
 // iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu.CpuRenderer._inverse_shift).
+// Where the last step still moved the cell more than AC_EXACT_AFTER, solve it exactly (cpu.solve_exactly):
+// jump to the rest triangle under the estimate and map q back through its inverse affine map. A cell
+// that does not settle, or lands beside a fold, stays open for the fill passes (state AC_OPEN).
 AC_FN void ac_inverse(const Frame& f, int i) {
   const float* fwd = f.work + f.w_forward;
   int gx = i % f.gw, gy = i / f.gw;
   float qx = (float)gx * (float)f.g + f.half_g, qy = (float)gy * (float)f.g + f.half_g;
-  float sx = qx - fwd[i * 2], sy = qy - fwd[i * 2 + 1];
+  float sx = qx - fwd[i * 2], sy = qy - fwd[i * 2 + 1], lx = sx, ly = sy;
   for (int it = 0; it < AC_INVERSE_ITERATIONS - 1; ++it) {
     float u = (sx - f.half_g) / (float)f.g, v = (sy - f.half_g) / (float)f.g;
     int X = AC_ROUND(u * 32.0f), Y = AC_ROUND(v * 32.0f);
+    lx = sx;
+    ly = sy;
     sx = qx - ac_bilinear32(fwd, f.gw, f.gh, 0, X, Y);
     sy = qy - ac_bilinear32(fwd, f.gw, f.gh, 1, X, Y);
   }
-  f.work[f.w_shift + i * 2] = qx - sx;
-  f.work[f.w_shift + i * 2 + 1] = qy - sy;
+  float state = 0.0f;
+  if (fabsf(sx - lx) + fabsf(sy - ly) > AC_EXACT_AFTER) {
+    float px = sx, py = sy, wx = sx, wy = sy;
+    const float* a = f.affines;
+    for (int k = 0; k < AC_JUMPS; ++k) {
+      int ix = (int)fminf(fmaxf(px, 0.0f), (float)(f.rw - 1)), iy = (int)fminf(fmaxf(py, 0.0f), (float)(f.rh - 1));
+      a = f.affines + f.tri_at[iy * f.rw + ix] * 8;
+      wx = px;
+      wy = py;
+      px = a[0] * qx + a[1] * qy + a[2];
+      py = a[3] * qx + a[4] * qy + a[5];
+    }
+    if (fabsf(px - wx) + fabsf(py - wy) <= AC_SETTLED && a[6] == 0.0f) {
+      sx = px;
+      sy = py;
+    } else {
+      state = AC_OPEN;
+    }
+  }
+  f.work[f.w_src + i * 2] = sx;
+  f.work[f.w_src + i * 2 + 1] = sy;
+  f.work[f.w_state + i] = state;
+}
+
+// Phases 2 .. 1 + AC_FILL_PASSES (pass = 1 ..): an open cell takes the mean of its 8 neighbours (and
+// itself; coordinates clamped to the grid) solved before this pass, and counts as solved from the
+// next one (cpu.fill_from_neighbours). Cells solved in this pass are marked `pass`, so no cell reads
+// a value written in the same pass.
+AC_FN void ac_fill(const Frame& f, int pass, int i) {
+  if (f.work[f.w_state + i] != AC_OPEN) return;
+  int gx = i % f.gw, gy = i / f.gw, n = 0;
+  float sx = 0.0f, sy = 0.0f;
+  for (int dy = -1; dy <= 1; ++dy)
+    for (int dx = -1; dx <= 1; ++dx) {
+      int j = ac_clampi(gy + dy, 0, f.gh - 1) * f.gw + ac_clampi(gx + dx, 0, f.gw - 1);
+      if (f.work[f.w_state + j] < (float)pass) {
+        sx += f.work[f.w_src + j * 2];
+        sy += f.work[f.w_src + j * 2 + 1];
+        ++n;
+      }
+    }
+  if (n == 0) return;
+  f.work[f.w_src + i * 2] = sx / (float)n;
+  f.work[f.w_src + i * 2 + 1] = sy / (float)n;
+  f.work[f.w_state + i] = (float)pass;
 }
 
 // The item's region: 0 and 1 an eye's lid box, 2 the mouth's box; its box coordinates.
@@ -431,7 +494,11 @@ AC_FN void ac_mouth_rows(const Frame& f, int i) {
 }
 
 AC_FN void ac_phase(const Frame& f, int phase, int i) {
-  switch (phase) {
+  if (phase > 1 && phase <= 1 + AC_FILL_PASSES) {
+    ac_fill(f, phase - 1, i);
+    return;
+  }
+  switch (phase > 1 ? phase - AC_FILL_PASSES : phase) {
     case 0: ac_forward(f, i); break;
     case 1: ac_inverse(f, i); break;
     case 2: ac_lid_picture(f, i); break;
