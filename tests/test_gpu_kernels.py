@@ -30,6 +30,7 @@ from avatarcam.profiles import load_profile
 from avatarcam.provenance.stamp import Provenance
 from avatarcam.provenance.watermark import Payload, detect_frames
 from avatarcam.render import gpu, prepare_rig, renderer_for
+from avatarcam.render import cpu as cpu_module
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.scene import build_scene
 
@@ -102,6 +103,8 @@ def designed_frames(rest: np.ndarray) -> dict[str, np.ndarray]:
         "eyes wide": _with(rest, eyeWideLeft=0.9, eyeWideRight=0.5, browInnerUp=0.6),
         "gaze": _with(rest, gazeYaw=0.3, gazePitch=-0.2),
         "head turned, talking": _with(rest, headYaw=yaw + 0.3, headLogScale=scale + 0.1, jawOpen=0.4),
+        "lips sealed over a dropped jaw": _with(rest, jawOpen=0.7, mouthClose=0.7),  # solved exactly, filled
+        "head turned far": _with(rest, headYaw=yaw - 0.35),
         "rest": rest.copy(),
     }
 
@@ -129,10 +132,21 @@ def test_the_struct_layout_matches_the_compilers(kernels_lib):
     assert kernels_lib.ac_host_frame_size() == dtype.itemsize
 
 
-def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion):
+def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion, monkeypatch):
     cpu, plan = CpuRenderer(hd), gpu.KernelPlan(hd)
     runner = host_runner(kernels_lib)(plan)
-    used = {"warp": 0, "mouth": 0, "lids": 0, "iris": 0, "turned iris": 0}
+    used = {"warp": 0, "mouth": 0, "lids": 0, "iris": 0, "turned iris": 0, "exact": 0, "filled": 0}
+
+    def counted(name, key):
+        function = getattr(cpu_module, name)
+
+        def call(*args):
+            used[key] += 1
+            return function(*args)
+        monkeypatch.setattr(cpu_module, name, call)
+
+    counted("solve_exactly", "exact")
+    counted("fill_from_neighbours", "filled")
     layer_frames = designed_frames(hd.rig.rest)
     frames = list(layer_frames.items()) + [(f"speech {i}", f) for i, f in enumerate(speech_motion)]
     for name, frame in frames:
@@ -154,6 +168,7 @@ def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion
     # every layer was drawn, by the speech and the designed frames alike
     assert used["warp"] >= len(frames) - 1 and used["mouth"] >= 5 and used["lids"] >= 3 and used["iris"] >= 10
     assert used["turned iris"] >= 1  # an iris narrowed with its turned eye
+    assert used["exact"] >= 3 and used["filled"] >= 2  # the warp solved through its triangles, folds filled
 
 
 def test_an_odd_frame_size(kernels_lib, profile):

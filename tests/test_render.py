@@ -10,7 +10,8 @@ from avatarcam import latent
 from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
-from avatarcam.render.cpu import CpuRenderer, coverage, crescent, eye_geometry, mouth_geometry
+from avatarcam.render import cpu
+from avatarcam.render.cpu import CpuRenderer, coverage, crescent, eye_geometry, fill_from_neighbours, mouth_geometry
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import DETAIL_LIMIT, build_scene, framing
@@ -144,6 +145,90 @@ def test_far_from_the_head_nothing_moves(renderer):
     outside[y0:y1, x0:x1] = False
     assert outside.any()
     assert np.array_equal(moved[outside], renderer.scene.scene[outside])
+
+
+def _forward(scene, moved: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the piecewise-affine warp takes source points `src` (ROI pixels): each moves with the
+    barycentric mean of its rest triangle's corners' motion. Also whether its triangle was found
+    (the triangle-under-each-pixel table can miss by a pixel at an edge)."""
+    mesh = scene.mesh
+    h, w = mesh.at.shape
+    t = mesh.at[np.clip(src[:, 1], 0, h - 1).astype(int), np.clip(src[:, 0], 0, w - 1).astype(int)]
+    a, b, c = (mesh.rest[mesh.triangles[t, k]] for k in range(3))
+    e1, e2, d = b - a, c - a, src - a
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    l1 = (d[:, 0] * e2[:, 1] - d[:, 1] * e2[:, 0]) / area
+    l2 = (e1[:, 0] * d[:, 1] - e1[:, 1] * d[:, 0]) / area
+    weights = np.stack([1 - l1 - l2, l1, l2], 1)
+    motion = np.zeros_like(mesh.rest)
+    motion[:len(mesh.skin)] = moved[mesh.skin]
+    return src + np.einsum("nk,nkc->nc", weights, motion[mesh.triangles[t]]), weights.min(axis=1) > -1e-3
+
+
+def test_the_warp_is_inverted_exactly_where_it_stretches_the_picture(renderer, monkeypatch):
+    """Lips sealed over a dropped jaw stretch the skin between lip and chin to three times its
+    length. There the fixed-point iteration alone oscillates and sampled the wrong place by 8 px
+    (a band of streaks over the chin); solved through the mesh's triangles, a pixel samples where
+    the warp comes from."""
+    scene = renderer.scene
+    frame = _with(scene.rig, jawOpen=0.7, mouthClose=0.7)
+    points = scene.points(frame)
+    moved = points - scene.rest_points
+    lip, chin = points[fm.LIPS_LOWER_OUTER[len(fm.LIPS_LOWER_OUTER) // 2]] - scene.roi[:2], points[fm.CHIN] - scene.roi[:2]
+    y, x = np.mgrid[int(lip[1]) + 3:int(chin[1]) - 3, int(lip[0]) - 25:int(lip[0]) + 25]
+    targets = np.stack([x.ravel(), y.ravel()], 1).astype(np.float32)
+
+    def error() -> np.ndarray:
+        src = targets - renderer._inverse_shift(moved)[y.ravel(), x.ravel()]
+        landed, found = _forward(scene, moved, src)
+        return np.linalg.norm(landed - targets, axis=1)[found]
+
+    exact = error()
+    assert np.median(exact) < 0.05 and np.mean(exact < 0.5) > 0.85, np.percentile(exact, [50, 85, 95])
+    monkeypatch.setattr(cpu, "EXACT_AFTER", np.inf)  # the iteration alone
+    assert np.median(error()) > 2.0
+
+
+def test_each_triangle_maps_back_to_its_rest_place_and_folds_are_marked(renderer):
+    mesh, scene = renderer.scene.mesh, renderer.scene
+    moved = scene.points(_with(scene.rig, jawOpen=0.6, headYaw=scene.rig.rest[0] + 0.15)) - scene.rest_points
+    maps = mesh.inverse_affines(moved)
+    corners = mesh.rest.copy()
+    corners[:len(mesh.skin)] += moved[mesh.skin]
+    q = corners[mesh.triangles]  # (T, 3, 2) where the motion put each corner
+    back = np.stack([maps[:, None, 0] * q[..., 0] + maps[:, None, 1] * q[..., 1] + maps[:, None, 2],
+                     maps[:, None, 3] * q[..., 0] + maps[:, None, 4] * q[..., 1] + maps[:, None, 5]], -1)
+    unfolded = maps[:, 6] == 0
+    assert unfolded.mean() > 0.85  # an open mouth folds the seam between the lips, a dropped chin over the neck
+    np.testing.assert_allclose(back[unfolded], mesh.rest[mesh.triangles][unfolded], atol=0.02)
+    # a corner pushed across its triangle's far edge turns it over, and the triangles sharing a corner
+    # with it are marked too, nothing further; one that only collapses to a sliver is not
+    t = int(np.flatnonzero((mesh.triangles < len(mesh.skin)).all(axis=1))[len(mesh.triangles) // 3])
+    a, b, c = mesh.triangles[t]
+    pushed = np.zeros_like(moved)
+    far_side = mesh.rest[b] + mesh.rest[c] - mesh.rest[a]  # a mirrored through the middle of b-c
+    pushed[mesh.skin[a]] = far_side - mesh.rest[a]
+    marked = mesh.inverse_affines(pushed)[:, 6] > 0
+    around_a = mesh.triangles[(mesh.triangles == a).any(axis=1)]  # the only ones the push can turn over
+    beside = np.isin(mesh.triangles, around_a).any(axis=1)
+    assert marked[t] and not marked[~beside].any()
+    pushed[mesh.skin[a]] = 0.5 * (mesh.rest[b] + mesh.rest[c]) - mesh.rest[a]  # onto the edge: area 0
+    assert not mesh.inverse_affines(pushed)[:, 6].any()
+
+
+def test_cells_left_open_take_their_nearest_solved_neighbours():
+    grid = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 5, 2), np.float32)  # each cell holds its row
+    grid[1:4] = -100.0
+    fill_from_neighbours(grid, np.arange(1 * 5, 4 * 5))  # rows 1 to 3 left open
+    # row 1 takes row 0's value, row 3 row 4's, pass one; row 2 the mean of both, pass two
+    np.testing.assert_allclose(grid[1], 0.0)
+    np.testing.assert_allclose(grid[3], 4.0)
+    np.testing.assert_allclose(grid[2], 2.0)
+    far = np.zeros((2 * cpu.FILL_PASSES + 3, 1, 2), np.float32)
+    far[1:-1] = 7.0
+    fill_from_neighbours(far, np.arange(1, len(far) - 1))
+    assert far[len(far) // 2, 0, 0] == 7.0  # out of every pass's reach: it keeps its own
+    assert far[1, 0, 0] == 0.0
 
 
 @pytest.mark.parametrize("portrait,channel", [
