@@ -11,6 +11,8 @@ eight seeds of the DSP driver on one clip), more than the engines differ. Report
   lag means the mouth moves after the sound);
 - the share of silent frames (audio.features.silent_frames) where the judge's jawOpen < 0.1
   (bar ≥ 90%);
+- the r ceiling: the highest r any mouth shut on every silent frame can reach, which says whether
+  the two bars can be met together on a clip at all;
 - for diagnosis: the same r for the commanded jawOpen (the driver alone), r between commanded
   and measured jawOpen (the renderer alone), and the share of speech frames with rounded lips
   (mouthFunnel + mouthPucker over ROUNDED_OVER): the judge reads a rounded mouth as more open,
@@ -122,6 +124,19 @@ def rest_readings(renderer, rest: np.ndarray) -> tuple[float, float, float]:
     return float(seen.channel("jawOpen")[0]), float(blink[0]), float(blink[1])
 
 
+def r_ceiling(envelope: np.ndarray, silent: np.ndarray) -> float:
+    """The highest r against the envelope that any mouth shut on every silent frame can reach (at lag
+    0): among mouths at rest (0) on the silent frames and open no less than that on the others, the best
+    follows the loudness above some level, max(0, envelope - c), there; c is searched. Silence is
+    defined by the level, so on a song over a band it is the band's quieter half, and a mouth that
+    stays shut through it cannot pass the r bar when this is under it. (The silence bar counts a
+    judged jawOpen under 0.1 as shut: a mouth opening a little with the band there, a level meter,
+    could go higher.)"""
+    levels = np.linspace(float(envelope.min()), float(envelope[~silent].max()), 400) if (~silent).any() else []
+    values = [judge.pearson(np.where(silent, 0.0, np.maximum(envelope - c, 0.0)), envelope) for c in levels]
+    return float(np.nanmax(values)) if values else float("nan")
+
+
 def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode: bool, engine: str,
              blink_at: float, seed: int = 0) -> dict:
     from avatarcam.audio.features import loudness_envelope, silent_frames, speech_loudness
@@ -152,6 +167,7 @@ def run_clip(path: Path, portrait: judge.Portrait, renderer, quick: bool, encode
         "seconds": n / latent.FPS, "full_seconds": full_seconds, "frames": n, "faces_found": int(seen.found[:n].sum()),
         "r_lag0": r0, "best_lag": lag, "r_best": r_best, "r_by_lag": by_lag,
         "r_speech_loudness": judge.pearson(jaw_seen, speech_loudness(envelope)),
+        "r_ceiling": r_ceiling(envelope, silent),
         "silent_frames": int(silent.sum()), "closed_in_silence": closed_share,
         "silent_jaw_p90": float(np.nanpercentile(jaw_seen[silent], 90)) if silent.any() else float("nan"),
         "commanded_r_lag0": judge.pearson(jaw_cmd, envelope), "commanded_best_lag": cmd_lag,
@@ -200,14 +216,14 @@ def report(results: dict, comparison: dict, portrait: str, rest_jaw: float, blin
         rows = []
         for name, runs in clips.items():
             c = summaries[engine][name]
-            rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], _spread(runs), c["pass_r"],
+            rows.append([name, f"{c['seconds']:.1f}", c["r_lag0"], _spread(runs), c["pass_r"], c["r_ceiling"],
                          "/".join(str(run["best_lag"]) for run in runs), c["pass_lag"],
                          f"{c['closed_in_silence']:.1%} of {c['silent_frames']:.0f}", c["pass_closed"],
                          c["commanded_r_lag0"], c["commanded_vs_measured_r"], f"{c['rounded_share']:.0%}",
                          c["head_yaw_std_deg"], c["blinks_per_min"], c["jitter_jaw"], c["jitter_head_deg"],
                          f"{c['faces_found']:.0f}/{c['frames']:.0f}"])
         lines += [f"## Engine: {engine}", "",
-                  judge.table(["clip", "s", "r lag0", "r best", "r bar", "lags", "lag bar", "closed in silence",
+                  judge.table(["clip", "s", "r lag0", "r best", "r bar", "r ceiling", "lags", "lag bar", "closed in silence",
                                "silence bar", "cmd r", "cmd~seen r", "rounded", "yaw std °", "blinks/min",
                                "jitter jaw", "jitter head °", "faces"], rows, 3), ""]
     if comparison:
@@ -225,7 +241,8 @@ def report(results: dict, comparison: dict, portrait: str, rest_jaw: float, blin
                                "model closed"], rows, 3), "",
                   f"Mean r: DSP {mean(dsp):.3f}, model {mean(model):.3f}. model - DSP: the difference seed by seed "
                   "(the same seed for both), its mean and standard error.", ""]
-    lines += ["cmd r: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
+    lines += ["r ceiling: the highest r against the envelope of any mouth shut on every silent frame (`r_ceiling`); "
+              "cmd r: the driver's commanded jawOpen against the envelope (no renderer, no judge); "
               "cmd~seen: commanded against judged jawOpen (the renderer and judge alone); rounded: the share "
               f"of speech frames whose commanded mouthFunnel + mouthPucker is over {ROUNDED_OVER}. Jitter: median "
               "|second difference| per frame of the judge's jawOpen and head angles (mean of yaw, pitch, roll)."]
