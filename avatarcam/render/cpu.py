@@ -37,9 +37,15 @@ INVERSE_ITERATIONS = 3
 # of a turn) the cell is solved exactly, triangle by triangle (`solve_exactly`): from the iteration's
 # estimate, JUMPS times, look up the rest triangle under it and map the cell back through that
 # triangle's inverse affine; the answer counts when it no longer moves (by SETTLED pixels) and its
-# triangle is not folded over, else the iteration's estimate stays. Where the iteration oscillated,
+# triangle is not beside a fold (`WarpMesh.inverse_affines`). The cells left open take their solved
+# neighbours' values, FILL_PASSES rings deep (`fill_from_neighbours`). Where the iteration oscillated,
 # it smeared the stretched skin into streaks (the lower lip pulled into a band over the chin) and
-# dragged the hair at a turn; most cells never get here, which keeps it to about 1 ms a frame.
+# dragged the hair and background at a turn. The cost is about 1 ms a frame at 512x512 (a quarter of
+# the grid is solved in a talking frame: the iteration is a few tenths of a pixel off wherever the
+# head turns). Tried for the open cells, 2026-12-04: the iteration's own estimate, blended in near
+# them, was smooth where the turned painting's cheek folds over its hair but brought the streaks and
+# smears back elsewhere; a smoothing pass over the filled cells drew a stripe of whatever lay between
+# a fold's two sides (Grace Hopper's background at 20 degrees).
 EXACT_AFTER = 0.5
 JUMPS = 4
 SETTLED = 0.1
