@@ -34,6 +34,14 @@ TURN_GAIN = {"headYaw": 2.1, "headPitch": 1.2, "headRoll": 1.0}
 ROLL_PER_YAW = 0.15
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
 
+# How far a full brow raise lifts the brow, in its height above the lid. 0.75 while the renderer's
+# inverse warp could not follow a lid skin stretched past double (it showed the lid's crease twice);
+# inverted exactly, 1.25 (2026-12-04, bench/roundtrip.py, judged r of browInnerUp / browOuterUp
+# on the four portraits): Grace Hopper behind her glasses 0.37 / 0.37-0.43 -> 0.61 / 0.59-0.75, the
+# cartoon 0.39 / 0.45-0.53 -> 0.54 / 0.57-0.71, the Mona Lisa 0.82 / 0.50-0.64 -> 0.83 / 0.75-0.92,
+# the astronaut 0.91 / 0.92 -> 0.96 / 0.95-0.97, other channels unchanged; 1.0 gained about half
+# of that. At 1.5 the astronaut looked startled and the painting's lid skin broke up.
+BROW_RAISE = 1.25
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
 
 # Pursed lips close in around a small opening whatever the jaw does: over an open jaw, mouthPucker
@@ -290,11 +298,9 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
         inner = _bump(x, sign * 0.15, 0.4) * this_half * around_brow * above_eye
         outer = _bump(x, sign * 0.55, 0.4) * around_brow * above_eye
         whole = _bump(x, sign * 0.38, 0.32) * around_brow * above_eye
-        # A full raise lifts the brow by 75% of its height above the lid: less, and the judge
-        # barely reads it on Grace Hopper behind her glasses; more stretches the lid skin past
-        # double, where the fixed-point inverse warp no longer converges and shows the lid's
-        # crease twice (a Newton inverse handled the whole height but cost 5 ms a frame).
-        raise_by = 0.75 * lid_to_brow
+        # A full raise lifts the brow by BROW_RAISE times its height above the lid, stretching the lid
+        # skin below it (the renderer inverts that stretch exactly: cpu.EXACT_AFTER).
+        raise_by = BROW_RAISE * lid_to_brow
         b[f"browOuterUp{side}"] = field(dy=-raise_by, w=outer)
         b[f"browDown{side}"] = field(dy=0.12, dx=-sign * 0.04, w=whole)
         b.setdefault("_browInner", np.zeros((n, 3)))
