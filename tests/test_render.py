@@ -216,6 +216,52 @@ def test_each_triangle_maps_back_to_its_rest_place_and_folds_are_marked(renderer
     assert not mesh.inverse_affines(pushed)[:, 6].any()
 
 
+def test_where_the_mesh_folds_the_layer_nearest_the_viewer_shows():
+    """A corner pushed past its neighbours folds the mesh: where two triangles now cover a point,
+    the one whose corners follow the head more (the face over the rings behind it) gives the source."""
+    from scipy.spatial import Delaunay
+
+    from avatarcam.render.scene import WarpMesh
+
+    ring = np.array([(0, 0), (40, 0), (80, 0), (80, 40), (80, 80), (40, 80), (0, 80), (0, 40)], np.float32)
+    rest = np.concatenate([ring, [(40, 40), (60, 40)]]).astype(np.float32)  # a "face" point and one beside it
+    tri = Delaunay(rest)
+    corners = rest[tri.simplices]
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    follow = np.r_[np.full(8, 0.2), 1.0, 0.6]
+    mesh = WarpMesh(skin=np.arange(10), rest=rest, triangles=tri.simplices.astype(np.int32),
+                    orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
+                    at=np.zeros((80, 80), np.int32),
+                    to_corners=np.concatenate([tri.transform[:, :2].reshape(-1, 4), tri.transform[:, 2]], 1).astype(np.float32),
+                    depth=follow[tri.simplices].mean(axis=1).astype(np.float32))
+    moved = np.zeros((10, 2), np.float32)
+    moved[8] = (28, 0)  # the face point pushed past its neighbour at (60, 40)
+    affines = mesh.inverse_affines(moved)
+    assert affines[:, 7].any()  # a fold
+    layers = cpu.fold_layers(affines)
+    ys, xs = np.mgrid[2:78:3, 2:78:3]
+    targets = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    src = np.full_like(targets, -1.0)
+    open_cells = cpu.solve_folds(src, targets, np.arange(len(targets)), affines, mesh)
+    overlapped = 0
+    for i, q in enumerate(targets):  # each point against every layer that may show, by hand
+        best, expected, covering = -1.0, None, 0
+        for t in layers:
+            a = affines[t]
+            p = np.array([a[0] * q[0] + a[1] * q[1] + a[2], a[3] * q[0] + a[4] * q[1] + a[5]])
+            b = mesh.to_corners[t, :4].reshape(2, 2) @ (p - mesh.to_corners[t, 4:])
+            inside = b.min() >= -1e-4 and 1 - b.sum() >= -1e-4
+            covering += inside
+            if inside and mesh.depth[t] > best:
+                best, expected = mesh.depth[t], p
+        overlapped += covering > 1
+        if expected is None:
+            assert i in open_cells
+        else:
+            np.testing.assert_allclose(src[i], expected, atol=1e-3)
+    assert overlapped > 5  # points two layers cover, where the choice matters
+
+
 def test_cells_left_open_take_their_nearest_solved_neighbours():
     grid = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 5, 2), np.float32)  # each cell holds its row
     grid[1:4] = -100.0

@@ -18,7 +18,7 @@ import numpy as np
 from .. import latent
 from . import facemesh as fm
 from .rig import EYEBALL_RADIUS, head_scale
-from .scene import IRIS_MARGIN, Scene
+from .scene import IRIS_MARGIN, Scene, WarpMesh
 
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]
 LID_CHANNELS = np.array([[latent.index(f"{c}{side}") for c in ("eyeBlink", "eyeWide", "eyeSquint")]
@@ -37,19 +37,21 @@ INVERSE_ITERATIONS = 3
 # of a turn) the cell is solved exactly, triangle by triangle (`solve_exactly`): from the iteration's
 # estimate, JUMPS times, look up the rest triangle under it and map the cell back through that
 # triangle's inverse affine; the answer counts when it no longer moves (by SETTLED pixels) and its
-# triangle is not beside a fold (`WarpMesh.inverse_affines`). The cells left open take their solved
-# neighbours' values, FILL_PASSES rings deep (`fill_from_neighbours`). Where the iteration oscillated,
-# it smeared the stretched skin into streaks (the lower lip pulled into a band over the chin) and
-# dragged the hair and background at a turn. The cost is about 1 ms a frame at 512x512 (a quarter of
-# the grid is solved in a talking frame: the iteration is a few tenths of a pixel off wherever the
-# head turns). Tried for the open cells, 2026-12-04: the iteration's own estimate, blended in near
-# them, was smooth where the turned painting's cheek folds over its hair but brought the streaks and
-# smears back elsewhere; a smoothing pass over the filled cells drew a stripe of whatever lay between
-# a fold's two sides (Grace Hopper's background at 20 degrees).
-EXACT_AFTER = 0.5
-JUMPS = 4
+# triangle is not beside a fold (`WarpMesh.inverse_affines`). Where the mesh folds (a dropped chin
+# over the neck, a turned face's far cheek over its hair), the layer nearest the viewer shows
+# (`solve_folds`); the few cells left take their solved neighbours' values, FILL_PASSES rings deep
+# (`fill_from_neighbours`). Where the iteration oscillated, it smeared the stretched skin into
+# streaks (the lower lip pulled into a band over the chin) and dragged hair and background at a
+# turn. All this costs about 1 ms a frame at 512x512. Tried, 2026-12-04: EXACT_AFTER 0.5 (0.15 ms
+# more, no visible change); 4 jumps (a band of open cells at the near side of a 20 degree turn);
+# for the open cells, the iteration's own estimate blended in (the streaks came back) or a smoothing
+# pass (a stripe of whatever lay between a fold's two sides), before the front layer was sought.
+EXACT_AFTER = 1.0
+JUMPS = 6
 SETTLED = 0.1
 FILL_PASSES = 4
+FOLD_CHUNK = 1024
+COVER_SLACK = 1e-4  # barycentric weight a point on a triangle's edge may fall short by
 # Behind the warped person lies the photograph where the warp moves the picture less than
 # STILL_PX[0] (per 512 output rows), the background plate from STILL_PX[1] on, a blend between:
 # the plate's fill reaches past the matte's rim, so at rest it would replace whatever the matte
@@ -146,8 +148,11 @@ class CpuRenderer:
         step = cv2.absdiff(src, last)
         cells = np.flatnonzero(step[..., 0] + step[..., 1] > EXACT_AFTER)
         if len(cells):
-            unsolved = solve_exactly(src.reshape(-1, 2), self._grid_xy.reshape(-1, 2), cells,
-                                     s.mesh.inverse_affines(moved), s.mesh.at)
+            affines = s.mesh.inverse_affines(moved)
+            targets = self._grid_xy.reshape(-1, 2)
+            unsolved = solve_exactly(src.reshape(-1, 2), targets, cells, affines, s.mesh.at)
+            if len(unsolved):
+                unsolved = solve_folds(src.reshape(-1, 2), targets, unsolved, affines, s.mesh)
             if len(unsolved):
                 fill_from_neighbours(src, unsolved)
         h, w = self._pix.shape[:2]
@@ -265,6 +270,39 @@ def solve_exactly(src: np.ndarray, targets: np.ndarray, cells: np.ndarray, affin
     src[cells[found], 0] = px[found]
     src[cells[found], 1] = py[found]
     return cells[~found]
+
+
+def fold_layers(affines: np.ndarray) -> np.ndarray:
+    """The triangles that may show where the mesh folds: beside a fold, not turned over themselves
+    (`WarpMesh.inverse_affines`'s flags), in index order."""
+    return np.flatnonzero((affines[:, 6] > 0) & (affines[:, 7] == 0)).astype(np.int32)
+
+
+def solve_folds(src: np.ndarray, targets: np.ndarray, cells: np.ndarray, affines: np.ndarray,
+                mesh: WarpMesh) -> np.ndarray:
+    """Where the mesh folds over itself, the layer nearest the viewer shows: each of `cells` takes the
+    triangle beside a fold (and not itself turned over) that covers it with the greatest
+    `WarpMesh.depth` (the face before the rings behind it), if any, and samples through its inverse
+    map. Returns the cells none covers. FOLD_CHUNK cells at a time bound the memory."""
+    candidates = fold_layers(affines)
+    if not len(candidates):
+        return cells
+    a, m, depth = affines[candidates].T, mesh.to_corners[candidates].T, mesh.depth[candidates]
+    open_cells = []
+    for chunk in np.array_split(cells, -(-len(cells) // FOLD_CHUNK)):
+        qx, qy = targets[chunk, 0][:, None], targets[chunk, 1][:, None]
+        px = a[0] * qx + a[1] * qy + a[2]
+        py = a[3] * qx + a[4] * qy + a[5]
+        dx, dy = px - m[4], py - m[5]
+        b0, b1 = m[0] * dx + m[1] * dy, m[2] * dx + m[3] * dy
+        inside = (b0 >= -COVER_SLACK) & (b1 >= -COVER_SLACK) & (1 - b0 - b1 >= -COVER_SLACK)
+        best = np.argmax(np.where(inside, depth, -1.0), axis=1)
+        row = np.arange(len(chunk))
+        found = inside[row, best]
+        src[chunk[found], 0] = px[row, best][found]
+        src[chunk[found], 1] = py[row, best][found]
+        open_cells.append(chunk[~found])
+    return np.concatenate(open_cells)
 
 
 def fill_from_neighbours(src: np.ndarray, cells: np.ndarray) -> None:

@@ -29,8 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, lid_masks, lid_skin,
-                  mouth_geometry, skin_closeness, still_ramp, unmoved)
+from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, fold_layers, lid_masks,
+                  lid_skin, mouth_geometry, skin_closeness, still_ramp, unmoved)
 from .scene import Scene
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class FrameJob:
     floats: dict[str, object] = field(default_factory=dict)
     moved: np.ndarray = field(default_factory=lambda: np.zeros((1, 2), np.float32))
     affines: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), np.float32))  # WarpMesh.inverse_affines
+    fold_tris: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int32))  # cpu.fold_layers
     masks: list[np.ndarray] = field(default_factory=list)
     taps: list[np.ndarray] = field(default_factory=list)
     work_floats: int = 0  # scratch the kernels need: the grid's fields, then each layer's buffers
@@ -175,6 +176,8 @@ class KernelPlan:
             "scene": np.ascontiguousarray(scene.scene, np.uint8), "source": np.ascontiguousarray(source),
             "plate": np.ascontiguousarray(plate), "cells": cells, "cell_w": cell_w,
             "tri_at": np.ascontiguousarray(scene.mesh.at, np.int32),
+            "to_corners": np.ascontiguousarray(scene.mesh.to_corners, np.float32),
+            "depth": np.ascontiguousarray(scene.mesh.depth, np.float32),
             "iris": np.concatenate([t.ravel() for t in textures]),
             "iris_alpha": np.concatenate([a.ravel() for a in alphas]),
         }
@@ -191,7 +194,7 @@ class KernelPlan:
         x0, y0 = s.roi[:2]
         job = FrameJob()
         job.ints = {"lid_on": [0, 0], "iris_on": [0, 0], "w_forward": job.add_work(2 * self.cells),
-                    "w_src": job.add_work(2 * self.cells), "w_state": job.add_work(self.cells)}
+                    "w_src": job.add_work(2 * self.cells), "w_state": job.add_work(self.cells), "n_fold": 0}
         points = s.points(motion)
         moved = points - s.rest_points
         if unmoved(s, moved, motion):
@@ -200,6 +203,10 @@ class KernelPlan:
         job.ints["warp"] = 1
         job.moved = np.ascontiguousarray(moved, np.float32)
         job.affines = s.mesh.inverse_affines(moved)
+        layers = fold_layers(job.affines)
+        job.ints["n_fold"] = len(layers)
+        if len(layers):
+            job.fold_tris = layers
         local = points - (x0, y0)
         self._eyes(job, local, motion, (x0, y0))
         self._mouth(job, local, motion)
@@ -390,9 +397,9 @@ class KernelRunner:
                 band, tail = _delta(wm, r0, r1), wm.observed_rows()
                 values.update(mark_on=1, band_y0=r0, band_y1=r1, tail_y0=tail[0], tail_y1=tail[1])
         tail_bytes = (tail[1] - tail[0]) * w * 3
-        # one upload: the struct, then the motion, the triangles' maps, the Gaussian taps, the masks
-        # and the refreshed band
-        parts = [job.moved, job.affines, job.arena("taps"), job.arena("masks"), band]
+        # one upload: the struct, then the motion, the triangles' maps and fold layers, the Gaussian
+        # taps, the masks and the refreshed band
+        parts = [job.moved, job.affines, job.fold_tris, job.arena("taps"), job.arena("masks"), band]
         offsets, total = [], -(-frame_dtype().itemsize // 16) * 16
         for p in parts:
             offsets.append(total)
@@ -406,8 +413,8 @@ class KernelRunner:
         base, down = self.pointer(self.upload), self.pointer(self.download)
         values.update({k: self.pointer(v) for k, v in self.static.items()})
         values.update(work=self.pointer(self.work), mark=self.pointer(self.mark), moved=base + offsets[0],
-                      affines=base + offsets[1], taps=base + offsets[2], masks=base + offsets[3],
-                      band=base + offsets[4], out=down,
+                      affines=base + offsets[1], fold_tris=base + offsets[2], taps=base + offsets[3],
+                      masks=base + offsets[4], band=base + offsets[5], out=down,
                       tail=down + out_bytes if tail_bytes else 0)
         if self.label is not None:
             values.update(label_keep=self.pointer(self.label[0]), label_add=self.pointer(self.label[1]))

@@ -52,12 +52,16 @@ class WarpMesh:
     triangles: np.ndarray    # (T, 3) int32 vertex indices
     orientation: np.ndarray  # (T,) int8 sign of each triangle's area at rest
     at: np.ndarray           # (h, w) int32 the triangle under each ROI pixel's centre at rest
+    to_corners: np.ndarray   # (T, 6) float32 a rest point's barycentric weights of corners 0 and 1
+                             # (corner 2's is the rest): [[m0 m1] [m2 m3]] (p - (m4, m5))
+    depth: np.ndarray        # (T,) float32 how near the viewer a triangle lies where the mesh folds: the
+                             # mean of its corners' Rig.follow (the face 1, the rings behind it less)
 
     def inverse_affines(self, moved: np.ndarray) -> np.ndarray:
         """(T, 8) float32 per triangle, for control-point motion `moved` (M, 2): the affine map from
         where the motion puts the triangle back to its rest place, p = [[a0 a1] [a3 a4]] q + (a2, a5);
         then 1 where the motion turned the triangle over or one beside it (a fold, where the map does
-        not say which layer shows), else 0."""
+        not say which layer shows), else 0; then 1 where it turned this one over."""
         moved_at = self.rest.copy()
         moved_at[:len(self.skin)] += moved[self.skin]
         d = moved_at[self.triangles]
@@ -84,6 +88,7 @@ class WarpMesh:
         corner = np.zeros(len(moved_at), bool)
         corner[self.triangles[folded].ravel()] = True
         out[:, 6] = corner[self.triangles].any(axis=1)
+        out[:, 7] = folded
         return out
 
     @cached_property
@@ -294,10 +299,11 @@ def _skin_detail(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.clip(np.round(fine) + 128, 0, 255).astype(np.uint8)
 
 
-def _triangulate(points: np.ndarray, roi: tuple[int, int, int, int],
+def _triangulate(points: np.ndarray, follow: np.ndarray, roi: tuple[int, int, int, int],
                  grid: int) -> tuple[scipy.sparse.csr_matrix, tuple[int, int], WarpMesh]:
     """The moving region's triangulation: each grid pixel's barycentric weights (block centres) over
-    the control points, and the mesh itself for the exact inverse."""
+    the control points (`follow`: how much each follows the head), and the mesh itself for the
+    exact inverse."""
     x0, y0, x1, y1 = roi
     border = []
     for t in np.linspace(0, 1, 9):
@@ -325,9 +331,12 @@ def _triangulate(points: np.ndarray, roi: tuple[int, int, int, int],
     rest = (allp - (x0, y0)).astype(np.float32)
     corners = rest[tri.simplices]
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    to_corners = np.concatenate([tri.transform[:, :2].reshape(-1, 4), tri.transform[:, 2] - (x0, y0)], axis=1)
+    depth = np.r_[follow[skin], np.zeros(len(border))][tri.simplices].mean(axis=1)
     mesh = WarpMesh(skin=skin, rest=rest, triangles=tri.simplices.astype(np.int32),
                     orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
-                    at=np.maximum(at, 0).astype(np.int32))
+                    at=np.maximum(at, 0).astype(np.int32), to_corners=to_corners.astype(np.float32),
+                    depth=depth.astype(np.float32))
     return w[:, :len(points)].tocsr(), (gh, gw), mesh
 
 
@@ -378,7 +387,7 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     lo = np.floor(points.min(0)).astype(int) - margin
     hi = np.ceil(points.max(0)).astype(int) + margin
     roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
-    weights, grid_shape, mesh = _triangulate(_split_lips(points, rig.mouth_top), roi, grid)
+    weights, grid_shape, mesh = _triangulate(_split_lips(points, rig.mouth_top), rig.follow, roi, grid)
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid, mesh=mesh,
                  eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),

@@ -39,10 +39,11 @@ typedef signed char i8;
 typedef unsigned short u16;
 
 #define AC_INVERSE_ITERATIONS 3  // cpu.INVERSE_ITERATIONS
-#define AC_EXACT_AFTER 0.5f      // cpu.EXACT_AFTER
-#define AC_JUMPS 4               // cpu.JUMPS
+#define AC_EXACT_AFTER 1.0f      // cpu.EXACT_AFTER
+#define AC_JUMPS 6               // cpu.JUMPS
 #define AC_SETTLED 0.1f          // cpu.SETTLED
 #define AC_FILL_PASSES 4         // cpu.FILL_PASSES
+#define AC_COVER_SLACK 1e-4f     // cpu.COVER_SLACK
 #define AC_OPEN 1000.0f          // a grid cell's state before any fill pass has solved it
 #define AC_PHASES (6 + AC_FILL_PASSES)
 
@@ -61,6 +62,9 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(const float*, cell_w)    /* grid cells x 3: barycentric weights */ \
   P(const int*, tri_at)      /* ROI: the mesh triangle under each pixel at rest (WarpMesh.at) */ \
   P(const float*, affines)   /* triangles x 8: this frame's WarpMesh.inverse_affines */ \
+  P(const float*, to_corners) /* triangles x 6: WarpMesh.to_corners */ \
+  P(const float*, depth)     /* triangles: WarpMesh.depth */ \
+  P(const int*, fold_tris)   /* this frame's cpu.fold_layers, n_fold of them */ \
   P(const float*, moved)     /* M x 2: control point motion of this frame, output pixels */ \
   P(float*, work)            /* scratch: the grid's fields, the layers' blur buffers */ \
   P(const u8*, masks)        /* this frame's coverage masks (eyes, mouth), 0..255 */ \
@@ -75,7 +79,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(u8*, tail)               /* rows tail_y0..tail_y1 before the watermark (its texture measure) */ \
   I(width) I(height) I(rx0) I(ry0) I(rw) I(rh) I(gw) I(gh) I(g) I(points) \
   I(warp) I(format) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
-  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_src) I(w_state) \
+  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_src) I(w_state) I(n_fold) \
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
@@ -333,11 +337,32 @@ AC_FN void ac_forward(const Frame& f, int i) {
   f.work[f.w_forward + i * 2 + 1] = fy;
 }
 
+// Where the mesh folds, the layer nearest the viewer (cpu.solve_folds): of the triangles beside a fold
+// that cover (qx, qy), the first with the greatest depth gives the source; false where none does.
+AC_FN bool ac_fold_layer(const Frame& f, float qx, float qy, float* sx, float* sy) {
+  float best = -1.0f;
+  for (int k = 0; k < f.n_fold; ++k) {
+    int t = f.fold_tris[k];
+    const float* a = f.affines + t * 8;
+    const float* m = f.to_corners + t * 6;
+    float px = a[0] * qx + a[1] * qy + a[2], py = a[3] * qx + a[4] * qy + a[5];
+    float dx = px - m[4], dy = py - m[5];
+    float b0 = m[0] * dx + m[1] * dy, b1 = m[2] * dx + m[3] * dy;
+    if (b0 >= -AC_COVER_SLACK && b1 >= -AC_COVER_SLACK && 1.0f - b0 - b1 >= -AC_COVER_SLACK && f.depth[t] > best) {
+      best = f.depth[t];
+      *sx = px;
+      *sy = py;
+    }
+  }
+  return best >= 0.0f;
+}
+
 // Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p):
 // iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu.CpuRenderer._inverse_shift).
 // Where the last step still moved the cell more than AC_EXACT_AFTER, solve it exactly (cpu.solve_exactly):
-// jump to the rest triangle under the estimate and map q back through its inverse affine map. A cell
-// that does not settle, or lands beside a fold, stays open for the fill passes (state AC_OPEN).
+// jump to the rest triangle under the estimate and map q back through its inverse affine map; where
+// that does not settle or lands beside a fold, take the fold's front layer. A cell neither gives stays
+// open for the fill passes (state AC_OPEN).
 AC_FN void ac_inverse(const Frame& f, int i) {
   const float* fwd = f.work + f.w_forward;
   int gx = i % f.gw, gy = i / f.gw;
@@ -366,7 +391,7 @@ AC_FN void ac_inverse(const Frame& f, int i) {
     if (fabsf(px - wx) + fabsf(py - wy) <= AC_SETTLED && a[6] == 0.0f) {
       sx = px;
       sy = py;
-    } else {
+    } else if (!ac_fold_layer(f, qx, qy, &sx, &sy)) {
       state = AC_OPEN;
     }
   }
