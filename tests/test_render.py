@@ -223,17 +223,9 @@ def test_where_the_mesh_folds_the_layer_nearest_the_viewer_shows():
 
     from avatarcam.render.scene import WarpMesh
 
-    ring = np.array([(0, 0), (40, 0), (80, 0), (80, 40), (80, 80), (40, 80), (0, 80), (0, 40)], np.float32)
-    rest = np.concatenate([ring, [(40, 40), (60, 40)]]).astype(np.float32)  # a "face" point and one beside it
-    tri = Delaunay(rest)
-    corners = rest[tri.simplices]
-    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    follow = np.r_[np.full(8, 0.2), 1.0, 0.6]
-    mesh = WarpMesh(skin=np.arange(10), rest=rest, triangles=tri.simplices.astype(np.int32),
-                    orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
-                    at=np.zeros((80, 80), np.int32),
-                    to_corners=np.concatenate([tri.transform[:, :2].reshape(-1, 4), tri.transform[:, 2]], 1).astype(np.float32),
-                    depth=follow[tri.simplices].mean(axis=1).astype(np.float32))
+    ring = [(0, 0), (40, 0), (80, 0), (80, 40), (80, 80), (40, 80), (0, 80), (0, 40)]
+    tri = Delaunay(np.array(ring + [(40, 40), (60, 40)], float))  # a "face" point and one beside it
+    mesh = WarpMesh.of(tri, np.arange(10), np.r_[np.full(8, 0.2), 1.0, 0.6], (0, 0, 80, 80))
     moved = np.zeros((10, 2), np.float32)
     moved[8] = (28, 0)  # the face point pushed past its neighbour at (60, 40)
     affines = mesh.inverse_affines(moved)

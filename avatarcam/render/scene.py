@@ -57,6 +57,24 @@ class WarpMesh:
     depth: np.ndarray        # (T,) float32 how near the viewer a triangle lies where the mesh folds: the
                              # mean of its corners' Rig.follow (the face 1, the rings behind it less)
 
+    @classmethod
+    def of(cls, tri: Delaunay, skin: np.ndarray, follow: np.ndarray, roi: tuple[int, int, int, int]) -> WarpMesh:
+        """The mesh of a triangulation in output pixels whose first len(skin) vertices are those control
+        points; `follow` is each vertex's Rig.follow (0 on the still border); `roi` the region it covers."""
+        x0, y0, x1, y1 = roi
+        rest = (tri.points - (x0, y0)).astype(np.float32)
+        corners = rest[tri.simplices]
+        e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        # The triangle under each ROI pixel's centre at rest, where the exact inverse starts its search.
+        py, px = np.mgrid[y0:y1, x0:x1] + 0.5
+        at = tri.find_simplex(np.stack([px.ravel(), py.ravel()], -1)).reshape(y1 - y0, x1 - x0)
+        return cls(skin=skin, rest=rest, triangles=tri.simplices.astype(np.int32),
+                   orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
+                   at=np.maximum(at, 0).astype(np.int32),
+                   to_corners=np.concatenate([tri.transform[:, :2].reshape(-1, 4), tri.transform[:, 2] - (x0, y0)],
+                                             axis=1).astype(np.float32),
+                   depth=np.asarray(follow, np.float32)[tri.simplices].mean(axis=1))
+
     def inverse_affines(self, moved: np.ndarray) -> np.ndarray:
         """(T, 8) float32 per triangle, for control-point motion `moved` (M, 2): the affine map from
         where the motion puts the triangle back to its rest place, p = [[a0 a1] [a3 a4]] q + (a2, a5);
@@ -82,9 +100,9 @@ class WarpMesh:
         first = self.rest[self.triangles[:, 0]]
         out[:, 2] = first[:, 0] - out[:, 0] * d[:, 0, 0] - out[:, 1] * d[:, 0, 1]
         out[:, 5] = first[:, 1] - out[:, 3] * d[:, 0, 0] - out[:, 4] * d[:, 0, 1]
-        # Beside a fold (a turned face's far edge passing over its hair) the layers overlap: the
-        # triangles that share a corner with a folded one are left out too (without, a strip of
-        # the background showed through Grace Hopper's cheek at 20 degrees).
+        # Beside a fold (a turned face's far edge passing over its hair) the layers overlap, and the
+        # triangle under an estimate need not be the one that shows: the triangles that share a
+        # corner with a folded one are left to the fold's layer order (cpu.solve_folds).
         corner = np.zeros(len(moved_at), bool)
         corner[self.triangles[folded].ravel()] = True
         out[:, 6] = corner[self.triangles].any(axis=1)
@@ -325,18 +343,7 @@ def _triangulate(points: np.ndarray, follow: np.ndarray, roi: tuple[int, int, in
     column = np.r_[skin, np.full(len(border), len(points))]  # border points: a column of zero motion
     w = scipy.sparse.csr_matrix((bary.ravel(), (rows, column[tri.simplices[simplex].ravel()])),
                                 shape=(len(px), len(points) + 1))
-    # The triangle under each ROI pixel's centre at rest, where the exact inverse starts its search.
-    py, pxx = np.mgrid[y0:y1, x0:x1] + 0.5
-    at = tri.find_simplex(np.stack([pxx.ravel(), py.ravel()], -1)).reshape(y1 - y0, x1 - x0)
-    rest = (allp - (x0, y0)).astype(np.float32)
-    corners = rest[tri.simplices]
-    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    to_corners = np.concatenate([tri.transform[:, :2].reshape(-1, 4), tri.transform[:, 2] - (x0, y0)], axis=1)
-    depth = np.r_[follow[skin], np.zeros(len(border))][tri.simplices].mean(axis=1)
-    mesh = WarpMesh(skin=skin, rest=rest, triangles=tri.simplices.astype(np.int32),
-                    orientation=np.sign(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).astype(np.int8),
-                    at=np.maximum(at, 0).astype(np.int32), to_corners=to_corners.astype(np.float32),
-                    depth=depth.astype(np.float32))
+    mesh = WarpMesh.of(tri, skin, np.r_[follow[skin], np.zeros(len(border))], roi)
     return w[:, :len(points)].tocsr(), (gh, gw), mesh
 
 
