@@ -194,7 +194,7 @@ class KernelPlan:
         x0, y0 = s.roi[:2]
         job = FrameJob()
         job.ints = {"lid_on": [0, 0], "iris_on": [0, 0], "w_forward": job.add_work(2 * self.cells),
-                    "w_src": job.add_work(2 * self.cells), "w_state": job.add_work(self.cells), "n_fold": 0}
+                    "w_shift": job.add_work(2 * self.cells), "w_state": job.add_work(self.cells), "n_fold": 0}
         points = s.points(motion)
         moved = points - s.rest_points
         if unmoved(s, moved, motion):

@@ -79,7 +79,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(u8*, tail)               /* rows tail_y0..tail_y1 before the watermark (its texture measure) */ \
   I(width) I(height) I(rx0) I(ry0) I(rw) I(rh) I(gw) I(gh) I(g) I(points) \
   I(warp) I(format) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
-  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_src) I(w_state) I(n_fold) \
+  I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_shift) I(w_state) I(n_fold) \
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
@@ -158,12 +158,8 @@ AC_FN float ac_cols(const Frame& f, int koff, int k, const float* img, int w, in
 
 // The inverse field at ROI pixel (x, y): the grid's shift resized as cv2.resize(INTER_LINEAR)
 // enlarges it (pixel centres, edge samples repeated); the pixel samples its position less this.
-AC_FN float ac_node_shift(const Frame& f, int gx, int gy, int c) {
-  float q = (float)(c ? gy : gx) * (float)f.g + f.half_g;  // the cell's centre, as cpu's _grid_xy
-  return q - f.work[f.w_src + (gy * f.gw + gx) * 2 + c];
-}
-
 AC_FN void ac_shift(const Frame& f, int x, int y, float* dx, float* dy) {
+  const float* s = f.work + f.w_shift;
   double scale_x = (double)f.gw / (double)(f.gw * f.g), scale_y = (double)f.gh / (double)(f.gh * f.g);
   float fx = (float)(((double)x + 0.5) * scale_x - 0.5), fy = (float)(((double)y + 0.5) * scale_y - 0.5);
   int sx = (int)AC_FLOOR(fx), sy = (int)AC_FLOOR(fy);
@@ -174,8 +170,8 @@ AC_FN void ac_shift(const Frame& f, int x, int y, float* dx, float* dy) {
   if (sy >= f.gh - 1) { sy = f.gh - 1; ay = 0.0f; }
   int sx1 = sx + (ax != 0.0f), sy1 = sy + (ay != 0.0f);
   for (int c = 0; c < 2; ++c) {
-    float r0 = ac_node_shift(f, sx, sy, c) * (1.0f - ax) + ac_node_shift(f, sx1, sy, c) * ax;
-    float r1 = ac_node_shift(f, sx, sy1, c) * (1.0f - ax) + ac_node_shift(f, sx1, sy1, c) * ax;
+    float r0 = s[(sy * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy * f.gw + sx1) * 2 + c] * ax;
+    float r1 = s[(sy1 * f.gw + sx) * 2 + c] * (1.0f - ax) + s[(sy1 * f.gw + sx1) * 2 + c] * ax;
     float v = r0 * (1.0f - ay) + r1 * ay;
     if (c == 0) *dx = v; else *dy = v;
   }
@@ -395,8 +391,8 @@ AC_FN void ac_inverse(const Frame& f, int i) {
       state = AC_OPEN;
     }
   }
-  f.work[f.w_src + i * 2] = sx;
-  f.work[f.w_src + i * 2 + 1] = sy;
+  f.work[f.w_shift + i * 2] = qx - sx;
+  f.work[f.w_shift + i * 2 + 1] = qy - sy;
   f.work[f.w_state + i] = state;
 }
 
@@ -410,16 +406,16 @@ AC_FN void ac_fill(const Frame& f, int pass, int i) {
   float sx = 0.0f, sy = 0.0f;
   for (int dy = -1; dy <= 1; ++dy)
     for (int dx = -1; dx <= 1; ++dx) {
-      int j = ac_clampi(gy + dy, 0, f.gh - 1) * f.gw + ac_clampi(gx + dx, 0, f.gw - 1);
-      if (f.work[f.w_state + j] < (float)pass) {
-        sx += f.work[f.w_src + j * 2];
-        sy += f.work[f.w_src + j * 2 + 1];
+      int jx = ac_clampi(gx + dx, 0, f.gw - 1), jy = ac_clampi(gy + dy, 0, f.gh - 1), j = jy * f.gw + jx;
+      if (f.work[f.w_state + j] < (float)pass) {  // its source: its centre less its shift
+        sx += (float)jx * (float)f.g + f.half_g - f.work[f.w_shift + j * 2];
+        sy += (float)jy * (float)f.g + f.half_g - f.work[f.w_shift + j * 2 + 1];
         ++n;
       }
     }
   if (n == 0) return;
-  f.work[f.w_src + i * 2] = sx / (float)n;
-  f.work[f.w_src + i * 2 + 1] = sy / (float)n;
+  f.work[f.w_shift + i * 2] = (float)gx * (float)f.g + f.half_g - sx / (float)n;
+  f.work[f.w_shift + i * 2 + 1] = (float)gy * (float)f.g + f.half_g - sy / (float)n;
   f.work[f.w_state + i] = (float)pass;
 }
 
