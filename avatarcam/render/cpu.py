@@ -150,7 +150,7 @@ class CpuRenderer:
         if len(cells):
             affines = s.mesh.inverse_affines(moved)
             targets = self._grid_xy.reshape(-1, 2)
-            unsolved = solve_exactly(src.reshape(-1, 2), targets, cells, affines, s.mesh.at)
+            unsolved = solve_exactly(src.reshape(-1, 2), targets, cells, affines, s.mesh)
             if len(unsolved):
                 unsolved = solve_folds(src.reshape(-1, 2), targets, unsolved, affines, s.mesh)
             if len(unsolved):
@@ -252,13 +252,12 @@ class EyeGeometry:
 
 
 def solve_exactly(src: np.ndarray, targets: np.ndarray, cells: np.ndarray, affines: np.ndarray,
-                  triangle_at: np.ndarray) -> np.ndarray:
+                  mesh: WarpMesh) -> np.ndarray:
     """Replace `src[cells]` (ROI pixels, an estimate of where each target samples from) by the exact
     inverse of the piecewise-affine warp where it is found (see EXACT_AFTER); returns the cells where
-    it is not. `affines` is `WarpMesh.inverse_affines`, `triangle_at` the rest triangle under each
-    ROI pixel."""
-    h, w = triangle_at.shape
-    at, maps = triangle_at.ravel(), affines.T.copy()
+    it is not. `affines` is `mesh.inverse_affines`."""
+    h, w = mesh.at.shape
+    at, maps = mesh.at.ravel(), affines.T.copy()
     qx, qy = targets[cells, 0], targets[cells, 1]
     px, py = src[cells, 0], src[cells, 1]
     for _ in range(JUMPS):
