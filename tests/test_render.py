@@ -10,11 +10,15 @@ from avatarcam import latent
 from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
-from avatarcam.render import cpu
-from avatarcam.render.cpu import CpuRenderer, coverage, crescent, eye_geometry, fill_from_neighbours, mouth_geometry
+from avatarcam.render import cpu, warp
+from avatarcam.render.cpu import CpuRenderer
+from avatarcam.render.eyes import crescent, eye_geometry
 from avatarcam.render.face import FaceMeasurer
+from avatarcam.render.masks import coverage
+from avatarcam.render.mouth import mouth_geometry
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import DETAIL_LIMIT, build_scene, framing
+from avatarcam.render.warp import fill_from_neighbours
 
 
 @pytest.fixture(scope="module")
@@ -230,11 +234,11 @@ def test_where_the_mesh_folds_the_layer_nearest_the_viewer_shows():
     moved[8] = (28, 0)  # the face point pushed past its neighbour at (60, 40)
     affines = mesh.inverse_affines(moved)
     assert affines[:, 7].any()  # a fold
-    layers = cpu.fold_layers(affines)
+    layers = warp.fold_layers(affines)
     ys, xs = np.mgrid[2:78:3, 2:78:3]
     targets = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
     src = np.full_like(targets, -1.0)
-    open_cells = cpu.solve_folds(src, targets, np.arange(len(targets)), affines, mesh)
+    open_cells = warp.solve_folds(src, targets, np.arange(len(targets)), affines, mesh)
     overlapped = 0
     for i, q in enumerate(targets):  # each point against every layer that may show, by hand
         best, expected, covering = -1.0, None, 0
@@ -262,7 +266,7 @@ def test_cells_left_open_take_their_nearest_solved_neighbours():
     np.testing.assert_allclose(grid[1], 0.0)
     np.testing.assert_allclose(grid[3], 4.0)
     np.testing.assert_allclose(grid[2], 2.0)
-    far = np.zeros((2 * cpu.FILL_PASSES + 3, 1, 2), np.float32)
+    far = np.zeros((2 * warp.FILL_PASSES + 3, 1, 2), np.float32)
     far[1:-1] = 7.0
     fill_from_neighbours(far, np.arange(1, len(far) - 1))
     assert far[len(far) // 2, 0, 0] == 7.0  # out of every pass's reach: it keeps its own

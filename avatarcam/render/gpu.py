@@ -29,9 +29,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cpu import (LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, CpuRenderer, coverage, eye_geometry, fold_layers, lid_masks,
-                  lid_skin, mouth_geometry, skin_closeness, still_ramp, unmoved)
+from .cpu import CpuRenderer
+from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
+from .masks import coverage
+from .mouth import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, mouth_geometry
 from .scene import Scene
+from .warp import fold_layers, still_ramp, unmoved
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,6 @@ KERNELS = Path(__file__).with_name("kernels")
 HEADER = KERNELS / "render.h"
 SOURCE = KERNELS / "render.cu"
 FORMATS = {"rgb": 0, "i420": 1, "nv12": 2, "yuyv": 3}
-_SHIFT = 4  # sub-pixel bits of OpenCV's anti-aliased drawing, as cpu.py draws
 PREPARE_THREADS = 1024  # at most: fewer if the compiled kernel's registers do not allow as many
 QUAD_BLOCK = (16, 16)
 
@@ -124,7 +126,7 @@ class FrameJob:
     floats: dict[str, object] = field(default_factory=dict)
     moved: np.ndarray = field(default_factory=lambda: np.zeros((1, 2), np.float32))
     affines: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), np.float32))  # WarpMesh.inverse_affines
-    fold_tris: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int32))  # cpu.fold_layers
+    fold_tris: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int32))  # warp.fold_layers
     masks: list[np.ndarray] = field(default_factory=list)
     taps: list[np.ndarray] = field(default_factory=list)
     work_floats: int = 0  # scratch the kernels need: the grid's fields, then each layer's buffers
@@ -213,7 +215,7 @@ class KernelPlan:
         return job
 
     def _eyes(self, job: FrameJob, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
-        """cpu.CpuRenderer._draw_eyes's geometry (cpu.eye_geometry) and masks; the kernel blends."""
+        """cpu.CpuRenderer._draw_eyes's geometry (eyes.eye_geometry) and masks; the kernel blends."""
         s = self.scene
         shape = self.roi_shape
         keys = ("lx0", "ly0", "lx1", "ly1", "lid_was", "lid_now", "lid_wide", "lid_cover", "lid_line", "lid_skin",

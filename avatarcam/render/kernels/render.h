@@ -2,9 +2,10 @@
 //   nvcc / NVRTC  (render.cu: the CUDA kernels that CuPy launches), and
 //   g++           (host.cpp: the same functions looped on the CPU, for tests on machines without a GPU).
 //
-// It renders what avatarcam/render/cpu.py renders, step for step and with the same arithmetic
-// (OpenCV's fixed-point bilinear remap, its resize and Gaussian conventions, numpy's truncating
-// float->uint8 stores), so the two pictures agree within a grey level or two. Per frame:
+// It renders what avatarcam/render/cpu.py renders (with warp.py, eyes.py and mouth.py), step for
+// step and with the same arithmetic (OpenCV's fixed-point bilinear remap, its resize and Gaussian
+// conventions, numpy's truncating float->uint8 stores), so the two pictures agree within a grey
+// level or two. Per frame:
 //
 //   ac_prepare (one block):  forward motion of the grid cells (barycentric weights over the moved
 //                            control points), its inverse by fixed-point iteration, solved exactly
@@ -38,12 +39,12 @@ typedef unsigned char u8;
 typedef signed char i8;
 typedef unsigned short u16;
 
-#define AC_INVERSE_ITERATIONS 3  // cpu.INVERSE_ITERATIONS
-#define AC_EXACT_AFTER 1.0f      // cpu.EXACT_AFTER
-#define AC_JUMPS 6               // cpu.JUMPS
-#define AC_SETTLED 0.1f          // cpu.SETTLED
-#define AC_FILL_PASSES 4         // cpu.FILL_PASSES
-#define AC_COVER_SLACK 1e-4f     // cpu.COVER_SLACK
+#define AC_INVERSE_ITERATIONS 3  // warp.INVERSE_ITERATIONS
+#define AC_EXACT_AFTER 1.0f      // warp.EXACT_AFTER
+#define AC_JUMPS 6               // warp.JUMPS
+#define AC_SETTLED 0.1f          // warp.SETTLED
+#define AC_FILL_PASSES 4         // warp.FILL_PASSES
+#define AC_COVER_SLACK 1e-4f     // warp.COVER_SLACK
 #define AC_OPEN 1000.0f          // a grid cell's state before any fill pass has solved it
 #define AC_PHASES (6 + AC_FILL_PASSES)
 
@@ -64,7 +65,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(const float*, affines)   /* triangles x 8: this frame's WarpMesh.inverse_affines */ \
   P(const float*, to_corners) /* triangles x 6: WarpMesh.to_corners */ \
   P(const float*, depth)     /* triangles: WarpMesh.depth */ \
-  P(const int*, fold_tris)   /* this frame's cpu.fold_layers, n_fold of them */ \
+  P(const int*, fold_tris)   /* this frame's warp.fold_layers, n_fold of them */ \
   P(const float*, moved)     /* M x 2: control point motion of this frame, output pixels */ \
   P(float*, work)            /* scratch: the grid's fields, the layers' blur buffers */ \
   P(const u8*, masks)        /* this frame's coverage masks (eyes, mouth), 0..255 */ \
@@ -88,10 +89,10 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   IA(iris_on, 2) IA(tex_off, 2) IA(alpha_off, 2) IA(tex_n, 2) IA(px0, 2) IA(py0, 2) \
   IA(cx0, 2) IA(cy0, 2) IA(cx1, 2) IA(cy1, 2) IA(clip_off, 2) \
   F(half_g) F(mouth_a) FA(iris_shift, 4) /* per eye: the texture's sub-pixel shift x, y */ \
-  F(still_to) F(still_scale) F(still_offset) /* cpu.still_ramp: the photograph's share behind */ \
+  F(still_to) F(still_scale) F(still_offset) /* warp.still_ramp: the photograph's share behind */ \
   FA(iris_squeeze, 2) /* per eye: the texture narrowed across about its centre (a turned eye) */ \
   FA(lash, 6) FA(white, 6) FA(lash_a, 2) \
-  FA(skin, 6) FA(skin_k, 2) /* per eye: the lid skin's colour and cpu.skin_closeness */ \
+  FA(skin, 6) FA(skin_k, 2) /* per eye: the lid skin's colour and eyes.skin_closeness */ \
   FA(cavity, 3) FA(teeth_u, 3) FA(teeth_l, 3) FA(tongue, 3)
 
 typedef struct Frame {
@@ -259,7 +260,7 @@ AC_FN void ac_eye_open(const Frame& f, int e, int x, int y, int* rgb) {
 }
 
 // An eye's closing lid: the squeezed eye covered with the skin around it (a normalised blur of
-// the picture outside the open eye, made by ac_prepare) and the lid skin's texture (cpu.lid_skin,
+// the picture outside the open eye, made by ac_prepare) and the lid skin's texture (eyes.lid_skin,
 // 128 for none), then the lash line.
 AC_FN void ac_eye_close(const Frame& f, int e, int x, int y, int* rgb) {
   if (!ac_in_lid(f, e, x, y)) return;
@@ -333,7 +334,7 @@ AC_FN void ac_forward(const Frame& f, int i) {
   f.work[f.w_forward + i * 2 + 1] = fy;
 }
 
-// Where the mesh folds, the layer nearest the viewer (cpu.solve_folds): of the triangles beside a fold
+// Where the mesh folds, the layer nearest the viewer (warp.solve_folds): of the triangles beside a fold
 // that cover (qx, qy), the first with the greatest depth gives the source; false where none does.
 AC_FN bool ac_fold_layer(const Frame& f, float qx, float qy, float* sx, float* sy) {
   float best = -1.0f;
@@ -355,7 +356,7 @@ AC_FN bool ac_fold_layer(const Frame& f, float qx, float qy, float* sx, float* s
 
 // Phase 1: where the cell samples from. The source p of target q solves q = p + forward(p):
 // iterate p <- q - forward(p), with forward sampled as cv2.remap samples it (cpu.CpuRenderer._inverse_shift).
-// Where the last step still moved the cell more than AC_EXACT_AFTER, solve it exactly (cpu.solve_exactly):
+// Where the last step still moved the cell more than AC_EXACT_AFTER, solve it exactly (warp.solve_exactly):
 // jump to the rest triangle under the estimate and map q back through its inverse affine map; where
 // that does not settle or lands beside a fold, take the fold's front layer. A cell neither gives stays
 // open for the fill passes (state AC_OPEN).
@@ -398,7 +399,7 @@ AC_FN void ac_inverse(const Frame& f, int i) {
 
 // Phases 2 .. 1 + AC_FILL_PASSES (pass = 1 ..): an open cell takes the mean of its 8 neighbours (and
 // itself; coordinates clamped to the grid) solved before this pass, and counts as solved from the
-// next one (cpu.fill_from_neighbours). Cells solved in this pass are marked `pass`, so no cell reads
+// next one (warp.fill_from_neighbours). Cells solved in this pass are marked `pass`, so no cell reads
 // a value written in the same pass.
 AC_FN void ac_fill(const Frame& f, int pass, int i) {
   if (f.work[f.w_state + i] != AC_OPEN) return;
@@ -434,7 +435,7 @@ AC_FN int ac_region(const Frame& f, int* i, int* bx, int* by, int* bw, int* bh) 
 }
 
 // what the lid's covering blurs: the widened outline near where the lid closed (`lid_cover`,
-// cpu.lid_masks), less the eye now open
+// eyes.lid_masks), less the eye now open
 AC_FN float ac_cover_source(const Frame& f, int e, int bw, int x, int y) {
   return ac_mask(f, f.lid_cover[e], bw, x, y) * (1.0f - ac_mask(f, f.lid_now[e], bw, x, y));
 }
