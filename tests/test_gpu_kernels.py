@@ -15,6 +15,7 @@ import ctypes.util
 import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 
@@ -48,8 +49,9 @@ def kernels_lib(tmp_path_factory):
         pytest.skip("g++ is not installed: the kernels' CPU build needs it (apt install g++)")
     out = tmp_path_factory.mktemp("kernels") / "libavatarcam_kernels.so"
     # -ffp-contract=off: no fused multiply-adds the numpy/OpenCV reference does not do either
+    # the constants from Python, as NVRTC gets them (gpu.kernel_source)
     cmd = [gxx, "-std=c++14", "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-           "-o", str(out), str(gpu.KERNELS / "host.cpp")]
+           *(f"-D{k}={v}" for k, v in gpu.kernel_defines().items()), "-o", str(out), str(gpu.KERNELS / "host.cpp")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     lib = ctypes.CDLL(str(out))
@@ -130,6 +132,33 @@ def test_the_struct_layout_matches_the_compilers(kernels_lib):
     assert n == len(dtype.names)
     assert list(offsets[:n]) == [dtype.fields[name][1] for name in dtype.names]
     assert kernels_lib.ac_host_frame_size() == dtype.itemsize
+
+
+def test_the_headers_own_constants_are_pythons():
+    """render.h's copies of the constants it shares with the Python renderer, which only a standalone
+    compile uses (`nvcc -c` in CI), are the values every build that draws is given from Python."""
+    text = gpu.HEADER.read_text()
+    block = text[text.index("#ifndef AC_FROM_PYTHON"):]
+    copies = dict(re.findall(r"#define (AC_\w+) (\S+)", block[:block.index("#endif")]))
+    defines = gpu.kernel_defines()
+    assert defines.pop("AC_FROM_PYTHON") == "1"
+    assert copies.keys() == defines.keys()
+    for name, value in defines.items():
+        assert np.float32(copies[name].rstrip("f")) == np.float32(value.rstrip("f")), (name, copies[name], value)
+    assert "AC_FROM_PYTHON" in gpu.kernel_source().split("extern", 1)[0]
+
+
+@pytest.mark.parametrize("with_defines", [True, False], ids=["from Python", "standalone"])
+def test_the_kernels_compile_with_and_without_pythons_constants(with_defines, tmp_path):
+    """Given Python's constants (NVRTC, the tests' build) the header needs all of them and no copy of
+    its own; alone (`nvcc -c`), it has its copies."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed")
+    defines = [f"-D{k}={v}" for k, v in gpu.kernel_defines().items()] if with_defines else []
+    result = subprocess.run([gxx, "-std=c++14", "-fsyntax-only", "-Wall", "-Werror", *defines,
+                             str(gpu.KERNELS / "host.cpp")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion, monkeypatch):

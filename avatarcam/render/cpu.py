@@ -15,7 +15,7 @@ import numpy as np
 
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, mouth_geometry
+from .mouth import CAVITY_SHADOW, LOWER_TEETH_SHADE, TONGUE_SHADOW, UPPER_TEETH_SHADE, mouth_geometry
 from .scene import Scene
 from .warp import (EXACT_AFTER, INVERSE_ITERATIONS, fill_from_neighbours, solve_exactly, solve_folds, still_ramp,
                    unmoved)
@@ -149,8 +149,8 @@ class CpuRenderer:
         depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * m.width))
         layer = np.empty((*shape, 3), np.float32)
         layer[:] = cavity
-        layer *= (1.0 - 0.4 * depth)[..., None]
-        layer += (m.tongue.astype(np.float32) / 255 * (1.0 - 0.3 * depth))[..., None] * (tongue - layer)
+        layer *= (1.0 - CAVITY_SHADOW * depth)[..., None]
+        layer += (m.tongue.astype(np.float32) / 255 * (1.0 - TONGUE_SHADOW * depth))[..., None] * (tongue - layer)
         # the front teeth sit at the front, out of the depth's shadow
         if m.upper_teeth is not None:
             _fill(layer, m.upper_teeth, teeth * UPPER_TEETH_SHADE)

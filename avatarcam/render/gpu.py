@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import mouth, warp
 from .cpu import CpuRenderer
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
@@ -67,10 +68,23 @@ def frame_dtype() -> np.dtype:
     return np.dtype(fields, align=True)
 
 
+def kernel_defines() -> dict[str, str]:
+    """The constants the kernels share with the Python renderer, as C macros (name: literal), from
+    their Python values: the one source of them (render.h's own copies serve a standalone compile)."""
+    ints = {"AC_INVERSE_ITERATIONS": warp.INVERSE_ITERATIONS, "AC_JUMPS": warp.JUMPS,
+            "AC_FILL_PASSES": warp.FILL_PASSES}
+    floats = {"AC_EXACT_AFTER": warp.EXACT_AFTER, "AC_SETTLED": warp.SETTLED, "AC_COVER_SLACK": warp.COVER_SLACK,
+              "AC_CAVITY_SHADOW": mouth.CAVITY_SHADOW, "AC_TONGUE_SHADOW": mouth.TONGUE_SHADOW}
+    return {"AC_FROM_PYTHON": "1", **{k: str(int(v)) for k, v in ints.items()},
+            **{k: f"{float(v)!r}f" for k, v in floats.items()}}
+
+
 def kernel_source() -> str:
-    """render.cu with render.h pasted in: CuPy caches compiled kernels by their source text, so a
-    change to the header must change the text it sees."""
-    return SOURCE.read_text().replace('#include "render.h"', HEADER.read_text())
+    """render.cu with render.h pasted in, after the Python renderer's constants (`kernel_defines`):
+    CuPy caches compiled kernels by their source text, so a change to the header or to a constant
+    must change the text it sees."""
+    defines = "".join(f"#define {k} {v}\n" for k, v in kernel_defines().items())
+    return defines + SOURCE.read_text().replace('#include "render.h"', HEADER.read_text())
 
 
 def gaussian_taps(sigma: float) -> np.ndarray:

@@ -12,12 +12,14 @@ import numpy as np
 
 from . import facemesh as fm
 from .masks import SHIFT, polygon_box
-from .rig import head_scale
 from .scene import Scene
 
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
 # The teeth's light against the eyes' whites: the lower ones stand in the upper lip's shadow.
 UPPER_TEETH_SHADE, LOWER_TEETH_SHADE = 0.9, 0.85
+# The depth shadow (CpuRenderer._draw_mouth): toward the back of the opening the cavity darkens by
+# up to CAVITY_SHADOW of its colour, the tongue's cover thins by up to TONGUE_SHADOW.
+CAVITY_SHADOW, TONGUE_SHADOW = 0.4, 0.3
 
 
 @dataclass
@@ -43,15 +45,9 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
                    roi_shape: tuple[int, ...]) -> MouthGeometry | None:
     """The opening below what the portrait's own parted lips show (`mouth_top`, which stays with
     the upper jaw) down to the lower lip, for control points `points` in ROI pixels; None where the
-    lips part no further than in the portrait."""
+    lips are together (the rig's rest: `Rig.seal` closes a photo's parted lips)."""
     top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
-    gap = np.linalg.norm(lower - top, axis=1)
-    # the portrait's own parting at this head distance (the pose's foreshortening of a gap of a
-    # few pixels is far below the threshold: not worth a second deformation of the rig)
-    rest = scene.rest_points
-    still_gap = np.linalg.norm(rest[list(fm.LIPS_LOWER_INNER)] - rest[scene.rig.mouth_top], axis=1) * \
-        float(head_scale(scene.rig, frame))
-    opening = float((gap - still_gap)[3:8].max())
+    opening = float(np.linalg.norm(lower - top, axis=1)[3:8].max())
     if opening < 0.6:
         return None
     upper = points[list(fm.LIPS_UPPER_INNER)]

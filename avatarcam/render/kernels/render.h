@@ -39,12 +39,20 @@ typedef unsigned char u8;
 typedef signed char i8;
 typedef unsigned short u16;
 
+// The constants shared with the Python renderer. Its values are the only source: every build that
+// draws (NVRTC at run time, the tests' g++ build) is given them by gpu.kernel_defines(), which also
+// defines AC_FROM_PYTHON. The copies below serve a standalone compile alone (`nvcc -c` in CI,
+// tools/gpu_check.sh), and test_gpu_kernels holds them to Python's.
+#ifndef AC_FROM_PYTHON
 #define AC_INVERSE_ITERATIONS 3  // warp.INVERSE_ITERATIONS
 #define AC_EXACT_AFTER 1.0f      // warp.EXACT_AFTER
 #define AC_JUMPS 6               // warp.JUMPS
 #define AC_SETTLED 0.1f          // warp.SETTLED
 #define AC_FILL_PASSES 4         // warp.FILL_PASSES
-#define AC_COVER_SLACK 1e-4f     // warp.COVER_SLACK
+#define AC_COVER_SLACK 0.0001f   // warp.COVER_SLACK
+#define AC_CAVITY_SHADOW 0.4f    // mouth.CAVITY_SHADOW
+#define AC_TONGUE_SHADOW 0.3f    // mouth.TONGUE_SHADOW
+#endif
 #define AC_OPEN 1000.0f          // a grid cell's state before any fill pass has solved it
 #define AC_PHASES (6 + AC_FILL_PASSES)
 
@@ -494,10 +502,10 @@ AC_FN void ac_blur_cols(const Frame& f, int item) {
     return;
   }
   float depth = ac_cols(f, f.kd_off, f.kd, f.work + f.w_ah, bw, bh, 1, 0, bx, by);
-  float dark = 1.0f - 0.4f * depth;
+  float dark = 1.0f - AC_CAVITY_SHADOW * depth;
   float layer[3];
   for (int c = 0; c < 3; ++c) layer[c] = f.cavity[c] * dark;
-  float a = (float)f.masks[f.m_tongue + i] / 255.0f * (1.0f - 0.3f * depth);
+  float a = (float)f.masks[f.m_tongue + i] / 255.0f * (1.0f - AC_TONGUE_SHADOW * depth);
   for (int c = 0; c < 3; ++c) layer[c] += a * (f.tongue[c] - layer[c]);
   if (f.m_upper >= 0) {
     a = (float)f.masks[f.m_upper + i] / 255.0f;
