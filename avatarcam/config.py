@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .errors import SettingsError
 
 APP = "avatarcam"
+FRAMINGS = ("head", "shoulders", "photo")
+# What lies behind the person: "photo" (the photo's own background, extended), "blur", an RGB
+# colour, or a picture to scale over the frame.
+Backdrop = str | tuple[int, int, int] | Path
 
 
 def config_dir() -> Path:
@@ -47,6 +52,11 @@ class Settings(BaseSettings):
         "auto", description="where frames are drawn: auto takes the GPU when CuPy finds one, else the CPU")
     size: str = Field("1280x720", description="output frame size WxH")
     fps: int = Field(30, ge=1, le=120)
+    framing: Literal["head", "shoulders", "photo"] = Field(
+        "head", description="head: the whole head with headroom, as a webcam; shoulders: wider; photo: the whole picture")
+    backdrop: str = Field(
+        "photo", description="behind the person: photo (its own background, extended), blur, a colour #RRGGBB, "
+                             "or a picture's path")
     # The visible label (avatarcam/provenance/label.py). Its bounds keep it legible at 360 lines and
     # never transparent; the invisible watermark has no settings at all: it is always on.
     label_corner: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
@@ -54,6 +64,12 @@ class Settings(BaseSettings):
     label_size: float = Field(0.055, ge=0.05, le=0.2,
                               description="label height as a fraction of the frame height (>= 0.05: legible at 360p)")
     label_opacity: float = Field(0.7, ge=0.6, le=1.0, description="opacity of the label's dark backing (text is opaque)")
+
+    @field_validator("backdrop")
+    @classmethod
+    def _check_backdrop(cls, value: str) -> str:
+        parse_backdrop(value)
+        return value
 
     @property
     def profiles_dir(self) -> Path:
@@ -71,7 +87,11 @@ def load_settings() -> Settings:
     """Settings for this run, with a clear error for a bad value in the environment or config.toml."""
     try:
         return Settings()
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:  # one line per run of the CLI: each field and what is wrong with it
+        wrong = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                          for e in exc.errors())
+        raise SettingsError(f"bad setting (from AVATARCAM_* variables or {config_file()}): {wrong}") from None
+    except ValueError as exc:
         raise SettingsError(f"bad setting (from AVATARCAM_* variables or {config_file()}): {exc}") from None
 
 
@@ -84,3 +104,20 @@ def parse_size(text: str) -> tuple[int, int]:
     if not (64 <= w <= 4096 and 64 <= h <= 4096) or w % 2 or h % 2:
         raise SettingsError(f"size {text!r}: width and height must be even and between 64 and 4096")
     return w, h
+
+
+def parse_backdrop(text: str) -> Backdrop:
+    """'photo' | 'blur' | '#RRGGBB' or '#RGB' (an RGB tuple) | a picture's path, with a helpful error.
+    A path is checked to exist here; whether it decodes, when the scene is built."""
+    value = text.strip()
+    if value in ("photo", "blur"):
+        return value
+    if value.startswith("#"):
+        if not re.fullmatch(r"#([0-9a-fA-F]{3}){1,2}", value):
+            raise SettingsError(f"backdrop {text!r} is not a colour: write it #RRGGBB, e.g. #203040")
+        digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"backdrop {text!r} is neither photo, blur, a colour (#203040) nor a picture that exists")
+    return path

@@ -17,7 +17,7 @@ from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.masks import coverage
 from avatarcam.render.mouth import mouth_geometry
 from avatarcam.render.rig import Rig, build_rig
-from avatarcam.render.scene import DETAIL_LIMIT, build_scene, framing
+from avatarcam.render.scene import DETAIL_LIMIT, EDGE_FADE, build_scene, framing
 from avatarcam.render.warp import fill_from_neighbours
 
 
@@ -119,10 +119,13 @@ def test_behind_the_person_is_the_photograph_where_the_picture_does_not_move(hop
     image, matte, plate, rig = hopper
     scene = build_scene(image, matte, plate, rig, (512, 512))
     renderer = CpuRenderer(scene)
-    photo = cv2.warpAffine(image, scene.to_output, scene.size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    flags = cv2.INTER_CUBIC if scene.to_output[0, 0] > 1 else cv2.INTER_AREA  # as build_scene warps
+    photo = cv2.warpAffine(image, scene.to_output, scene.size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    # where the frame shows the photograph itself: not its edge, which fades into the backdrop
+    fade = 2 * int(np.ceil(EDGE_FADE * scene.size[1])) + 3
     inside = cv2.erode(cv2.warpAffine(np.ones(image.shape[:2], np.uint8), scene.to_output, scene.size),
-                       np.ones((5, 5), np.uint8)) > 0  # where the frame shows the photograph, not its extension
-    plate_o = cv2.warpAffine(plate, scene.to_output, scene.size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+                       np.ones((fade, fade), np.uint8)) > 0
+    plate_o = cv2.warpAffine(plate, scene.to_output, scene.size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     filled = inside & (np.abs(plate_o.astype(int) - photo).max(axis=-1) > 20)  # where the plate is not the photo
     assert filled.sum() > 2000
     rest = renderer.render(rig.rest)

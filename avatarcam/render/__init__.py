@@ -36,10 +36,13 @@ def prepare_rig(profile) -> Rig:
     return rig
 
 
-def open_renderer(profile, size: tuple[int, int], device: str = "auto"):
-    """A renderer of `profile` at output `size` (width, height): see `renderer_for`."""
+def open_renderer(profile, size: tuple[int, int], device: str = "auto", framing: str = "head",
+                  backdrop: str = "photo"):
+    """A renderer of `profile` at output `size` (width, height), framed as `framing` says over
+    `backdrop` (the settings of those names): see `renderer_for`."""
     rig = prepare_rig(profile)
-    return renderer_for(build_scene(profile.image, profile.matte, profile.plate, rig, size), device)
+    scene = build_scene(profile.image, profile.matte, profile.plate, rig, size, framing, backdrop)
+    return renderer_for(scene, device)
 
 
 def renderer_for(scene, device: str = "auto"):

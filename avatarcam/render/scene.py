@@ -1,36 +1,52 @@
 """A portrait framed into a camera frame: the static layers and warp tables every renderer shares.
 
-Built once per (profile, output size). The portrait is scaled so the face sits where a webcam
-would put it, the rest of the 16:9 (or any) frame is filled with a blurred extension of the
-background plate (never black bars), and the moving region (the ROI) gets a fixed
-triangulation whose barycentric weights let a renderer turn control-point motion into a
-dense displacement field with one sparse product (and whose triangles let it invert that field
-exactly where it stretches the picture).
+Built once per (profile, output size, framing, backdrop). The portrait is scaled so the head sits
+where a good webcam would put it (`framing`), the person is composited over the chosen backdrop
+through the enrollment's matte (`backdrop`: the photo's own background extended out of focus, a
+blur of it, a colour or a picture; never stretched edge pixels), and the moving region (the ROI)
+gets a fixed triangulation whose barycentric weights let a renderer turn control-point motion into
+a dense displacement field with one sparse product (and whose triangles let it invert that field
+exactly where it stretches the picture). Framing and backdrop cost nothing per frame: they are in
+the still layers (`Scene.scene`, `source`, `plate`, `matte`) the renderers read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import cv2
 import numpy as np
 import scipy.sparse
 from scipy.spatial import Delaunay
 
+from ..config import FRAMINGS, Backdrop, parse_backdrop
+from ..errors import SettingsError
 from . import facemesh as fm
 from .plate import pyramid_fill
 from .rig import Rig, deform
 
-FACE_HEIGHT = 0.40     # face (brow to chin landmarks) height as a share of the frame height
-FACE_CENTRE_Y = 0.45   # vertical position of the face centre in the frame
-BACKDROP_BLUR = 0.02   # blur (sigma, share of the frame height) of the backdrop beyond the portrait
+# Framing, in shares of the frame height. The face is forehead (landmark 10, below the hairline)
+# to chin; the eye line is the eye corners' mean row. Per framing: the face's (least, wanted, most)
+# and the eye line's (highest, wanted, lowest). `framing()` picks within them.
+FACE_SHARE = {"head": (0.27, 0.33, 0.38), "shoulders": (0.19, 0.24, 0.28)}
+EYE_LINE = {"head": (0.40, 0.43, 0.46), "shoulders": (0.37, 0.40, 0.44)}
+HEADROOM = 0.06    # free above the top of the head (hair, hat): head motion must not touch the top edge
+HEAD_REACH = 1.2   # face heights above the forehead landmark that still count as the head (a tall hat)
+GRID_SHARE = 0.004  # the displacement field's grid step, in frame heights (its cost grows with 1 / step^2)
+# Backdrop, in shares of the frame height: where the photo ends inside the frame it fades into the
+# backdrop over EDGE_FADE (the body at a crop's bottom ends in a soft vignette, not on a cut line);
+# the photo's background extended beyond it is blurred over PHOTO_BLUR (out of focus, not smeared),
+# the `blur` backdrop over BLUR.
+EDGE_FADE = 0.06
+PHOTO_BLUR = 0.05
+BLUR = 0.025
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
 FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
-GRID_PER_FACE = 100    # the displacement field is computed on a grid this fine across the face
 
 
 @dataclass
@@ -142,28 +158,134 @@ class Scene:
         return p @ self.to_output[:, :2].T + self.to_output[:, 2]
 
 
-def framing(points: np.ndarray, image_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Affine portrait -> output that puts the face where a webcam would."""
+EYE_CORNERS = [fm.RIGHT_EYE_OUTER, fm.RIGHT_EYE_UPPER[-1], fm.LEFT_EYE_UPPER[-1], fm.LEFT_EYE_OUTER]
+
+
+def face_height(points: np.ndarray) -> float:
+    """Forehead (landmark 10) to chin, portrait pixels: the face size the framing bands mean."""
+    return max(float(np.linalg.norm(points[fm.CHIN, :2] - points[fm.FOREHEAD, :2])), 1.0)
+
+
+def eye_line(points: np.ndarray) -> float:
+    """The eye line's row: the mean of the four eye corners."""
+    return float(points[EYE_CORNERS, 1].mean())
+
+
+def head_top(points: np.ndarray, matte: np.ndarray | None) -> tuple[float, bool]:
+    """The top of the head (hair and hat included) in portrait rows, and whether the photo cuts it
+    off. It is the top of the person matte's unbroken run of rows above the forehead, over twice the
+    face's width (hair is wider than the face), at most HEAD_REACH face heights up (beyond, it is
+    rather something the matte took in); without a matte, half a face height above the forehead."""
+    forehead, face = float(points[fm.FOREHEAD, 1]), face_height(points)
+    reach = forehead - HEAD_REACH * face
+    if matte is None:
+        return forehead - 0.5 * face, False
+    oval = points[list(fm.FACE_OVAL), 0]
+    mid, half = (oval.min() + oval.max()) / 2, float(np.ptp(oval))
+    x0, x1 = max(int(mid - half), 0), min(int(np.ceil(mid + half)) + 1, matte.shape[1])
+    row = int(np.clip(forehead, 0, matte.shape[0] - 1))
+    gaps = np.flatnonzero(~(matte[:row + 1, x0:x1] > 0.5).any(axis=1))
+    top = int(gaps[-1]) + 1 if len(gaps) else 0
+    if top == 0 and reach <= 0:
+        return 0.0, True
+    return float(max(top, reach)), False
+
+
+def framing(points: np.ndarray, image_size: tuple[int, int], size: tuple[int, int], mode: str = "head",
+            matte: np.ndarray | None = None) -> np.ndarray:
+    """Affine portrait -> output (2, 3) for a framing (FRAMINGS). `photo` fits the whole picture in
+    the frame. `head` and `shoulders` choose the face's size and the eye line within their bands
+    (FACE_SHARE, EYE_LINE), in this order of weight: HEADROOM above the top of the head (`head_top`
+    in the person `matte`); where the photo itself cuts the head off, its top edge at or above the
+    frame's (not a straight cut through the hair in mid-frame); the photo's bottom at or below the
+    frame's (the body runs out of the frame, not out of the photo); then the wanted size and line.
+    The face is centred across the frame."""
     w, h = size
-    face = points[:468, :2]
-    top = float(points[list(fm.RIGHT_BROW + fm.LEFT_BROW), 1].min())
-    bottom = float(points[fm.CHIN, 1])
-    scale = FACE_HEIGHT * h / max(bottom - top, 1.0)
-    cx, cy = face[:, 0].mean(), (top + bottom) / 2
-    return np.array([[scale, 0, w / 2 - scale * cx], [0, scale, FACE_CENTRE_Y * h - scale * cy]], np.float64)
+    iw, ih = image_size
+    if mode == "photo":
+        s = min(w / iw, h / ih)
+        return np.array([[s, 0, (w - s * iw) / 2], [0, s, (h - s * ih) / 2]], np.float64)
+    if mode not in FACE_SHARE:
+        raise SettingsError(f"framing must be one of {', '.join(FRAMINGS)}, not {mode!r}")
+    face, eyes = face_height(points), eye_line(points)
+    top, cut = head_top(points, matte)
+    (f_lo, f_want, f_hi), (e_lo, e_want, e_hi) = FACE_SHARE[mode], EYE_LINE[mode]
+    f = np.linspace(f_lo, f_hi, int(round((f_hi - f_lo) / 0.005)) + 1)[:, None]
+    e = np.linspace(e_lo, e_hi, int(round((e_hi - e_lo) / 0.005)) + 1)[None, :]
+    s = f * h / face
+    room = e - s * (eyes - top) / h          # frame top to head top, in frame heights
+    above = e - s * eyes / h                 # frame top to photo top (> 0: the photo starts inside)
+    below = 1 - e - s * (ih - eyes) / h      # photo bottom to frame bottom (> 0: it ends inside)
+    cost = (100 * np.maximum(HEADROOM - room, 0) * (not cut) + 5 * np.maximum(above, 0) * cut
+            + 5 * np.maximum(below, 0) + 0.1 * ((f - f_want) / 0.05) ** 2 + 0.1 * ((e - e_want) / 0.03) ** 2)
+    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    scale, line = float(s[i, 0]), float(e[0, j])
+    cx = float(points[:468, 0].mean())
+    return np.array([[scale, 0, w / 2 - scale * cx], [0, scale, line * h - scale * eyes]], np.float64)
 
 
-def _extend(layer: np.ndarray, coverage: np.ndarray, backdrop: np.ndarray) -> np.ndarray:
-    return (layer * coverage[..., None] + backdrop * (1 - coverage[..., None])).astype(np.uint8)
+def fade(inside: np.ndarray, width: float) -> np.ndarray:
+    """float32 0..1: how much of the photo shows, from `inside` (1 where the warped photo covers the
+    frame): 1 deep inside, easing to 0 over `width` pixels toward the photo's edge, so it ends in a
+    soft vignette; where the photo runs past the frame's edge it does not fade (the frame's border
+    is not an edge of the photo)."""
+    covered = np.pad((inside > 0.999).astype(np.uint8), 1, constant_values=1)
+    dist = cv2.distanceTransform(covered, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    t = np.clip(dist / max(width, 1.0), 0, 1)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
-def _backdrop(framed: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """What fills the frame beyond the portrait (`known` 0 there): the portrait's surroundings
-    carried outward by the plate's push-pull fill and blurred, so shoulders and background
-    continue softly instead of stopping at a bar. Carrying the edge pixels straight out (a
-    replicated border) drew every stripe and star of a flag at the edge as a band across it."""
-    filled = pyramid_fill(framed.astype(np.float32), known)
-    return cv2.GaussianBlur(filled, (0, 0), BACKDROP_BLUR * framed.shape[0])
+def backdrop_layer(backdrop: Backdrop, plate: np.ndarray, shown: np.ndarray, background: np.ndarray,
+                   size: tuple[int, int]) -> np.ndarray:
+    """float32 (H, W, 3): what lies behind the person. `photo`: the photo's background carried beyond
+    the photo by the push-pull fill from `background` (1 where `plate`, warped, surely shows it) and
+    blurred, so it reads as an out-of-focus background rather than a smear (copying edge pixels
+    outward drew a sweater's stripes as fog and a flag's as bands); the caller fades the sharp
+    plate into it (`shown`). `blur`: the plate so faded, strongly blurred. A colour. A picture
+    scaled to cover the frame."""
+    w, h = size
+    if isinstance(backdrop, tuple):
+        return np.full((h, w, 3), backdrop, np.float32)
+    if isinstance(backdrop, Path):
+        return cover_image(backdrop, size)
+    filled = pyramid_fill(plate, background) if background.any() else np.full((h, w, 3), 128, np.float32)
+    extended = cv2.GaussianBlur(filled, (0, 0), PHOTO_BLUR * h)
+    if backdrop == "photo":
+        return extended
+    return cv2.GaussianBlur(plate * shown + extended * (1 - shown), (0, 0), BLUR * h)
+
+
+def background_known(inside: np.ndarray, matte: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """float32 0/1, output pixels: where the warped plate surely shows the photo's background, the
+    only colours a backdrop may carry beyond the photo. Not the photo's rim (interpolated), not
+    the person grown by a margin (`plate.hole_mask` fills there), and not the body's region below
+    the chin (1.5 face heights either side of the face), where mattes miss shoulders that the plate
+    then keeps and an extension would smear into a dark fog."""
+    h, w = matte.shape
+    face = face_height(points)
+    known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8))
+    grow = 2 * max(3, int(0.03 * face)) + 1
+    known[cv2.dilate((matte > 0.02).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0] = 0
+    chin, cx = int(max(points[fm.CHIN, 1], 0)), float(points[:468, 0].mean())
+    known[chin:, max(int(cx - 1.5 * face), 0):max(int(cx + 1.5 * face), 0)] = 0
+    if not known.any():  # a photo of the person alone: whatever is not the person
+        known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)) * (matte < 0.02)
+    return known.astype(np.float32)
+
+
+def cover_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """float32 (H, W, 3) RGB: the picture at `path` scaled to cover `size` and cropped about its centre."""
+    w, h = size
+    data = np.fromfile(path, np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SettingsError(f"backdrop {str(path)!r} is not a picture AvatarCam can read (JPEG, PNG, ...)")
+    ih, iw = image.shape[:2]
+    s = max(w / iw, h / ih)
+    a = np.array([[s, 0, (w - s * iw) / 2], [0, s, (h - s * ih) / 2]], np.float64)
+    out = cv2.warpAffine(image, a, (w, h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC,
+                         borderMode=cv2.BORDER_REFLECT)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB).astype(np.float32)
 
 
 def _eye_polygon(points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarray:
@@ -246,6 +368,7 @@ def _paint_out(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.nda
         t = ((xs - xa) / max(xb - xa, 1))[:, None]
         out[y, xs] = np.round(a + t * (b - a)).astype(np.uint8)
     return out
+
 
 
 def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
@@ -363,33 +486,44 @@ def _split_lips(points: np.ndarray, mouth_top: np.ndarray, gap: float = 1.5) -> 
     return parted
 
 
-def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Rig, size: tuple[int, int]) -> Scene:
-    """Frame a portrait into an output of `size` (width, height) and prepare its warp tables."""
+def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Rig, size: tuple[int, int],
+                framing_mode: str = "head", backdrop: str | Backdrop = "photo") -> Scene:
+    """Frame a portrait into an output of `size` (width, height) as `framing_mode` says (FRAMINGS),
+    over `backdrop` (see config.parse_backdrop), and prepare its warp tables."""
     w, h = size
-    a = framing(rig.points, image.shape[1::-1], size)
+    behind = parse_backdrop(backdrop) if isinstance(backdrop, str) else backdrop
+    a = framing(rig.points, image.shape[1::-1], size, framing_mode, matte)
     warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
     inside = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
-    known = (inside > 0.999).astype(np.float32)
-    feather = max(3, int(0.02 * h)) | 1
-    coverage = cv2.GaussianBlur(np.clip(cv2.erode(inside, np.ones((feather, feather))), 0, 1), (0, 0), feather / 2)
-    plate_o = cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REPLICATE, **warp)
-    plate_o = _extend(plate_o, coverage, _backdrop(plate_o, known))
-    image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REPLICATE, **warp)
-    image_o = _extend(image_o, coverage, _backdrop(image_o, known))
-    matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_REPLICATE, **warp), 0, 1)
-    # The still frame is the photograph itself, not the person over the plate: the plate's fill
-    # reaches past the matte (`plate.hole_mask`), and where a matte misses part of the body (the
-    # astronaut's collar ring) the fill would smear it in every frame. The renderer shows the
-    # plate only where the warp moves the picture away (`cpu.STILL_PX`).
-    scene = image_o
-
+    shown = fade(inside, EDGE_FADE * h)[..., None]
+    # Edge pixels are reflected, never replicated outward, and only where the fade hides them.
+    plate_o = cv2.warpAffine(plate, a, borderMode=cv2.BORDER_REFLECT, **warp).astype(np.float32)
+    image_o = cv2.warpAffine(image, a, borderMode=cv2.BORDER_REFLECT, **warp)
+    matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp), 0, 1)
     points = rig.points[:, :2] @ a[:, :2].T + a[:, 2]
+    back = backdrop_layer(behind, plate_o, shown, background_known(inside, matte_o, points), size)
+    matte_o *= shown[..., 0]
+    if behind == "photo":
+        # The still frame is the photograph itself, not the person over the plate: the plate's fill
+        # reaches past the matte (`plate.hole_mask`), and where a matte misses part of the body (the
+        # astronaut's collar ring) the fill would smear it in every frame. The renderer shows the
+        # plate only where the warp moves the picture away (`cpu.STILL_PX`). Both fade into the
+        # photo's background carried beyond its edge.
+        scene = image_o * shown + back * (1 - shown)
+        plate_o = plate_o * shown + back * (1 - shown)
+    else:
+        # Any other backdrop replaces the photo's background: the person over it through the matte.
+        scene = image_o * matte_o[..., None] + back * (1 - matte_o[..., None])
+        plate_o = back
+    scene = np.clip(np.round(scene), 0, 255).astype(np.uint8)
+    plate_o = np.clip(np.round(plate_o), 0, 255).astype(np.uint8)
+
     iris = rig.iris.copy()
     iris[:, :2] = iris[:, :2] @ a[:, :2].T + a[:, 2]
     iris[:, 2] *= a[0, 0]
     source, eyes = _remove_irises(scene, points, iris)
 
-    grid = max(2, int(round(FACE_HEIGHT * h / GRID_PER_FACE)))
+    grid = max(2, int(round(GRID_SHARE * h)))
     margin = 4 * grid
     lo = np.floor(points.min(0)).astype(int) - margin
     hi = np.ceil(points.max(0)).astype(int) + margin
