@@ -327,7 +327,7 @@ def main() -> None:
         vertices, triangles = canonical_mesh(task)
     points = canonical_points(vertices, head)
     blendshapes = {n: float(v) for n, v in zip(head.names[1:], head(points)[1:])}
-    rig = build_rig(points, (0.0, 0.0, 0.0), blendshapes, fitted=False)
+    rig = build_rig(points, (0.0, 0.0, 0.0), blendshapes, fitted=False, closed=False)
     lap = laplacian(triangles, 468)
 
     corrections = np.zeros((len(latent.EXPRESSION), 468, 3), np.float32)

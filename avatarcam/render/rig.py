@@ -51,6 +51,20 @@ EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r 
 # so closed, it reads the jaw alone's opening at every pucker (0.26 there) and the pucker better.
 PUCKER_CLOSES = 0.6
 
+# A portrait photographed mid-word, shouting or smiling with its lips apart rests with them together:
+# the rig's rest is a closed mouth (`Rig.seal`). Of the photo's gap between the lips, the upper lip
+# comes down this share and the jaw brings the lower lip up the rest (the jaw carries most of an
+# open mouth's opening; an upper lip pulled down far looks long).
+SEAL_UPPER_SHARE = 0.2
+# ... when they are apart by more than this (face-local units, about a pixel on a 100 px face):
+# below it the lips read as closed already, and the rest stays the photo itself.
+SEAL_FROM = 0.01
+# The channels that say how far apart the lips are: the rest takes them as a closed mouth, whatever
+# the photo shows (its seal brings the lips together), so the voice alone opens the mouth. The other
+# channels (a smile, a frown, a press, the brows) keep the portrait's own values as its style.
+MOUTH_STATE = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft",
+               "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight")
+
 # Per-vertex corrections to the hand-built expression fields, fitted once on MediaPipe's canonical
 # face so that its blendshape head reads each channel as commanded (tools/fit_expressions.py).
 EXPRESSION_FIT_FILE = "expression_fit.npz"
@@ -87,6 +101,7 @@ class Rig:
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
     mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
     lids_follow_gaze: np.ndarray  # (M, 3) lid motion per unit of sin(gaze pitch), face-local units
+    seal: np.ndarray        # (M, 3) what brings the photo's parted lips together at rest, face-local units
     # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
     # measured at enrollment (enroll.turn_gain)
     turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
@@ -336,6 +351,15 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     b["mouthRight"] = field(dx=-0.08, w=near_mouth)
     b["cheekPuff"] = field(dx=0.05 * np.sign(x), w=_bump(np.abs(x), 0.5, 0.2) * _bump(y, 0.65, 0.25) * face_pts)
     b["tongueOut"] = np.zeros((n, 3))  # drawn in the mouth layer, not a deformation
+
+    # Where the seal moves the lips (see _seal): each lip fully, fading into the skin toward the
+    # chin and the nose, and out past the corners.
+    sideways = _bump(x, mx, 1.3 * half) * face_pts
+    seal_lower = np.where(y > line, to_chin, 0.0) * sideways
+    seal_upper = np.where(y < line, 1 - _smoothstep(0.0, 2.5 * lips["upper_thickness"] + 0.05, upper_edge - y), 0.0) * sideways
+    seal_lower[lower_lip], seal_upper[lower_lip] = 1.0, 0.0
+    seal_upper[upper_lip], seal_lower[upper_lip] = 1.0, 0.0
+    b["_sealLower"], b["_sealUpper"] = seal_lower, seal_upper
     return b
 
 
@@ -355,13 +379,13 @@ def _closed_lid(upper: np.ndarray, lower: np.ndarray):
 
 
 def _rest_latent(face_pose: tuple[float, float, float], blendshapes: dict[str, float],
-                 gaze: tuple[float, float]) -> np.ndarray:
+                 gaze: tuple[float, float], closed: bool) -> np.ndarray:
     rest = latent.zeros(1)[0]
     for name, value in zip(("headYaw", "headPitch", "headRoll"), face_pose):
         rest[latent.index(name)] = value
     rest[latent.index("gazeYaw")], rest[latent.index("gazePitch")] = gaze
     for name in latent.EXPRESSION:
-        rest[latent.index(name)] = blendshapes.get(name, 0.0)
+        rest[latent.index(name)] = 0.0 if closed and name in MOUTH_STATE else blendshapes.get(name, 0.0)
     return rest
 
 
@@ -390,10 +414,12 @@ def _gaze_from_iris(q: np.ndarray, iris_local: np.ndarray) -> tuple[float, float
 
 
 def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes: dict[str, float],
-              fitted: bool = True) -> Rig:
+              fitted: bool = True, closed: bool = True) -> Rig:
     """Prepare the rig of a portrait from its 478 landmarks (pixels), head pose and blendshapes.
 
-    `fitted=False` leaves out the shipped expression corrections (for refitting them).
+    `fitted=False` leaves out the shipped expression corrections, `closed=False` rests the mouth as the
+    photo shows it instead of closed (`Rig.seal`, MOUTH_STATE): both for refitting the corrections
+    on MediaPipe's canonical face, whose lips are apart.
     """
     points = np.asarray(points, np.float64)
     origin, axes, unit = face_frame(points)
@@ -412,6 +438,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
 
     expr = _expression_bases(local)
     lids_follow_gaze = expr.pop("_lidsFollowGaze").astype(np.float32)
+    seal_weights = expr.pop("_sealLower"), expr.pop("_sealUpper")
     bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
     if fitted:
         bases[:, :468] += _expression_fit()
@@ -426,17 +453,52 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     bases = np.concatenate([bases, bases[:, upper_inner]], axis=1)
     follow_all = np.concatenate([follow_all, np.ones(len(lower_inner))])
     lids_follow_gaze = np.concatenate([lids_follow_gaze, np.zeros((len(lower_inner), 3), np.float32)])
+    seal_weights = [np.r_[w, np.zeros(len(lower_inner))] for w in seal_weights]  # mouth_top: set by _seal
+    seal = np.zeros_like(local, np.float32) if not closed else _seal(local, axes, bases[latent.EXPRESSION.index("jawOpen")], *seal_weights, mouth_top)
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
     iris_local = ((np.c_[iris[:, :2], np.zeros(2)] - origin) @ axes / unit)[:, :2]
-    rest = _rest_latent(pose, blendshapes, _gaze_from_iris(q, iris_local))
+    rest = _rest_latent(pose, blendshapes, _gaze_from_iris(q, iris_local), closed)
     face_width = float(oval[:, 0].max() - oval[:, 0].min())
     head_radius = 1.02 * float(np.abs(local[follow_all >= 1.0, 0] - pivot[0]).max())
     return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
                axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
                pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width,
-               head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze)
+               head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze, seal=seal)
+
+
+def _seal(local: np.ndarray, axes: np.ndarray, jaw: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+          mouth_top: np.ndarray) -> np.ndarray:
+    """(M, 3) the displacement that closes the photo's parted lips, face-local units: the upper lip
+    comes down SEAL_UPPER_SHARE of each column's gap, the jaw (`jaw`, its field per unit) rises until
+    the lower lip's middle meets it, and the lower lip takes up what the jaw's shape leaves of each
+    column; `lower` and `upper` say how much each point moves with its lip. Gaps and motion are
+    measured down the face as the picture shows it (`axes`: the face tilted in depth shows less of
+    them). What the open lips showed (`mouth_top`, kept with the upper jaw) folds away onto the upper
+    lip's edge, so the closed mouth hides it and an opening jaw reveals the mouth layer. Zero for
+    lips closed in the photo (SEAL_FROM)."""
+    upper_inner, lower_inner = list(fm.LIPS_UPPER_INNER), list(fm.LIPS_LOWER_INNER)
+    down = axes[:2, 1] / max(float(np.linalg.norm(axes[:2, 1])), 1e-6)
+    seen = axes[:2].T @ down  # how far a local displacement shows down the face in the picture
+    gap = np.maximum((local[lower_inner] - local[upper_inner]) @ seen, 0.0)
+    if gap.max() <= SEAL_FROM:
+        return np.zeros_like(local, np.float32)
+    columns = (local[lower_inner, 0] + local[upper_inner, 0]) / 2
+    order = np.argsort(columns)
+    middle = len(lower_inner) // 2
+    rise = jaw[lower_inner] @ seen  # how far one unit of jaw lowers each column of the lower lip
+    closing = (1 - SEAL_UPPER_SHARE) * gap[middle] / max(float(rise[middle]), 1e-6)
+    left = ((1 - SEAL_UPPER_SHARE) * gap - closing * rise) / seen[1]  # what the jaw leaves of each column
+    x = local[:, 0]
+    out = -closing * jaw.astype(np.float64)
+    out[:, 1] -= lower * np.interp(x, columns[order], left[order])
+    out[:, 1] += upper * np.interp(x, columns[order], SEAL_UPPER_SHARE * gap[order] / seen[1])
+    # the inner edges meet column by column (an oval opening's lower edge lies nearer the middle)
+    out[lower_inner, 1] = -closing * jaw[lower_inner, 1] - left
+    out[upper_inner, 1] = SEAL_UPPER_SHARE * gap / seen[1]
+    out[mouth_top] = local[upper_inner] + out[upper_inner] - local[mouth_top]
+    return out.astype(np.float32)
 
 
 def head_scale(rig: Rig, frame: np.ndarray):
@@ -456,7 +518,7 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
     delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
     delta[close] += PUCKER_CLOSES * np.sqrt(np.clip(delta[pucker], 0.0, 1.0)) * max(jaw - delta[close], 0.0)
-    local = rig.local + np.tensordot(delta, rig.bases, axes=1)
+    local = rig.local + rig.seal + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
     cam = local @ rig.axes.T  # image axes, face units, relative to origin

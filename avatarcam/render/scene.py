@@ -46,6 +46,7 @@ IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: t
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
+SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
 FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
 
 
@@ -370,6 +371,24 @@ def _paint_out(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.nda
     return out
 
 
+def _hide_mouth(source: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The picture with what the photo's parted lips show (teeth, tongue, the dark of the mouth)
+    painted over with the lips' own colour, darkened as the shadow where lips meet: the rig's rest
+    closes them (`Rig.seal`), squeezing that region into the seam between them, where its teeth
+    and dark showed as a broken white and black line."""
+    opening = np.concatenate([points[list(fm.LIPS_UPPER_INNER), :2], points[list(fm.LIPS_LOWER_INNER[::-1]), :2]])
+    hole = np.zeros(source.shape[:2], np.uint8)
+    cv2.fillPoly(hole, [np.round(opening * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    if not (hole > 128).any():
+        return source
+    outer = np.concatenate([points[list(fm.LIPS_UPPER_OUTER), :2], points[list(fm.LIPS_LOWER_OUTER[::-1]), :2]])
+    lips = np.zeros_like(hole)
+    cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 255)
+    lips &= ~cv2.dilate(hole, np.ones((3, 3), np.uint8))
+    colour = np.median(source[lips > 0], axis=0) if lips.any() else np.median(source[hole > 128], axis=0)
+    alpha = cv2.dilate(hole, np.ones((3, 3), np.uint8)).astype(np.float32)[..., None] / 255
+    return np.round(source * (1 - alpha) + SEAM_SHADE * colour * alpha).astype(np.uint8)
+
 
 def _crop(image: np.ndarray, x0: int, y0: int, n: int) -> np.ndarray:
     pad = [(n, n), (n, n)] + [(0, 0)] * (image.ndim - 2)
@@ -522,6 +541,8 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     iris[:, :2] = iris[:, :2] @ a[:, :2].T + a[:, 2]
     iris[:, 2] *= a[0, 0]
     source, eyes = _remove_irises(scene, points, iris)
+    if rig.seal.any():  # the rest closes the photo's parted lips
+        source = _hide_mouth(source, points)
 
     grid = max(2, int(round(GRID_SHARE * h)))
     margin = 4 * grid
