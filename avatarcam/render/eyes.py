@@ -175,8 +175,11 @@ def lid_skin(scene: Scene, eye: int, lid: LidGeometry) -> np.ndarray:
     ys, xs = np.mgrid[0:lid.shape[0], 0:lid.shape[1]].astype(np.float32)
     xs += np.float32(to_rest[0])
     ys += np.float32(to_rest[1])
-    # a smooth curve through the lid (its points joined straight made the folded rows polygons)
-    lash_y = np.polyval(np.polyfit(rest[:, 0], rest[:, 1], 3), np.clip(xs, rest[0, 0], rest[-1, 0])).astype(np.float32)
+    # a smooth curve through the lid (its points joined straight made the folded rows polygons),
+    # fitted in float64 over x mapped onto [-1, 1]: np.polyfit on the float32 pixel columns solved
+    # in float32, ill-conditioned (a RankWarning per frame on some photos, the curve 0.2 px off)
+    curve = np.polynomial.Polynomial.fit(rest[:, 0].astype(np.float64), rest[:, 1].astype(np.float64), 3)
+    lash_y = curve(np.clip(xs, rest[0, 0], rest[-1, 0])).astype(np.float32)
     fold = skin - np.abs(np.abs(ys - lash_y) % (2 * skin) - skin)
     above = lid.rim + LID_SKIN_FROM * float(np.ptp(rest[:, 0]))
     return cv2.remap(scene.skin_detail, xs, lash_y - above - fold, cv2.INTER_LINEAR,
