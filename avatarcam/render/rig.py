@@ -56,6 +56,11 @@ PUCKER_CLOSES = 0.6
 # comes down this share and the jaw brings the lower lip up the rest (the jaw carries most of an
 # open mouth's opening; an upper lip pulled down far looks long).
 SEAL_UPPER_SHARE = 0.2
+# ... and the jaw rises this many times the gap at the middle: a shout drops the jaw further than the
+# lips part (the lips stretch over the teeth), and with the jaw raising the lower lip by the gap's
+# remaining 0.8 only, the judge read the shouting photo closed as jawOpen 0.18, its chin still low;
+# 1.0 read 0.11, 1.2 reads 0.02. The lower lip keeps its meeting point (it gives back the excess).
+SEAL_JAW = 1.2
 # ... when they are apart by more than this (face-local units, about a pixel on a 100 px face):
 # below it the lips read as closed already, and the rest stays the photo itself.
 SEAL_FROM = 0.01
@@ -488,7 +493,7 @@ def _seal(local: np.ndarray, axes: np.ndarray, jaw: np.ndarray, lower: np.ndarra
     order = np.argsort(columns)
     middle = len(lower_inner) // 2
     rise = jaw[lower_inner] @ seen  # how far one unit of jaw lowers each column of the lower lip
-    closing = (1 - SEAL_UPPER_SHARE) * gap[middle] / max(float(rise[middle]), 1e-6)
+    closing = SEAL_JAW * gap[middle] / max(float(rise[middle]), 1e-6)
     left = ((1 - SEAL_UPPER_SHARE) * gap - closing * rise) / seen[1]  # what the jaw leaves of each column
     x = local[:, 0]
     out = -closing * jaw.astype(np.float64)
