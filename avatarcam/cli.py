@@ -90,6 +90,13 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         raise AvatarCamError("render needs --audio FILE (or --demo for the bundled clip)")
     if args.output is None and args.frames is None:
         raise AvatarCamError("render needs -o OUT.mp4 and/or --frames DIR")
+    if args.output is not None:  # a name no container answers fails before anything is loaded or written
+        from .camera.file import video_format
+
+        try:
+            video_format(args.output)
+        except AvatarCamError as exc:
+            raise AvatarCamError(f"{exc}, or --frames DIR for PNG frames") from None
     size = parse_size(args.size or settings.size)
     fps = args.fps or settings.fps
     samples = load_audio(audio_path, AUDIO_RATE)
@@ -291,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(run=cmd_profiles)
 
     r = sub.add_parser("render", help="render speech to a video of a profile talking",
-                       description="Animate a profile with an audio file and write an H.264/AAC MP4 "
-                                   "(and/or PNG frames). Audio: wav, flac, ogg, mp3; any rate, mono or stereo.")
+                       description="Animate a profile with an audio file and write an H.264/AAC MP4 (MOV, MKV; "
+                                   "WebM: VP9/Opus) and/or PNG frames. Audio: wav, flac, ogg, mp3; any rate, "
+                                   "mono or stereo.")
     r.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
     r.add_argument("--audio", type=Path, help="speech to animate")
     r.add_argument("--demo", action="store_true", help="the bundled default profile speaking the bundled clip")
-    r.add_argument("-o", "--output", type=Path, help="output .mp4")
+    r.add_argument("-o", "--output", type=Path,
+                   help="output video: .mp4, .mov or .mkv (H.264 + AAC), or .webm (VP9 + Opus)")
     r.add_argument("--frames", type=Path, metavar="DIR", help="also (or only) write PNG frames to DIR")
     r.add_argument("--size", help="output size WxH (default 1280x720)")
     r.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")

@@ -1,8 +1,12 @@
-"""Mp4Sink: H.264 + AAC in an MP4 that every player, browser and editor opens.
+"""VideoSink: H.264 + AAC in an MP4 that every player, browser and editor opens, or the container
+the file's name asks for (`FORMATS`): .mov and .mkv hold the same streams, .webm VP9 + Opus.
 
 Choices and why:
 - libx264, yuv420p, ``+faststart``: the one combination that plays everywhere, and the index at
   the front lets a browser start playing before the whole file has arrived.
+- WebM allows only VP8/VP9/AV1 and Vorbis/Opus: VP9 at constant quality (crf, no bit-rate cap),
+  libvpx's realtime deadline at its fastest setting (the good-quality one encodes 720p at a few
+  frames a second), Opus at 48 kHz.
 - BT.709 colour, limited range, tagged in the stream: players assume BT.709 for HD and would
   shift colours of an untagged BT.601 encode; tagging makes every size unambiguous.
 - Timestamps are frame numbers in a 1/fps time base, so the file runs at exactly ``fps``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +39,41 @@ from avatarcam.errors import OutputError
 
 AAC_RATE = 48_000  # what video tools and browsers expect; speech at 16 kHz is resampled up to it
 AAC_BIT_RATE = 128_000
+OPUS_BIT_RATE = 96_000  # Opus runs at 48 kHz only
+VP9_CRF = 31  # libvpx's constant quality, 0..63 (what its authors suggest for 720p)
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """A container AvatarCam writes and the streams in it."""
+
+    muxer: str          # FFmpeg's name of the container
+    video: str          # video encoder
+    audio: str          # audio encoder
+    audio_bit_rate: int
+    options: dict[str, str] = field(default_factory=dict)  # the muxer's
+
+
+_MOV_FLAGS = {"movflags": "+faststart"}
+FORMATS = {  # by the file name's extension, lower case
+    ".mp4": VideoFormat("mp4", "libx264", "aac", AAC_BIT_RATE, _MOV_FLAGS),
+    ".mov": VideoFormat("mov", "libx264", "aac", AAC_BIT_RATE, _MOV_FLAGS),
+    ".mkv": VideoFormat("matroska", "libx264", "aac", AAC_BIT_RATE),
+    ".webm": VideoFormat("webm", "libvpx-vp9", "libopus", OPUS_BIT_RATE),
+}
+NAMES = ".mp4, .mov, .mkv or .webm"
+
+
+def video_format(path: str | os.PathLike[str]) -> VideoFormat:
+    """The format a video file's name asks for, or an OutputError saying which names work."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory, not a video's name; use {NAMES}")
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        what = f"{path.suffix!r} is not a video format AvatarCam writes" if path.suffix else "the name has no extension"
+        raise OutputError(f"cannot write {path}: {what}; use {NAMES}")
+    return found
 
 
 class AudioStream(Protocol):
@@ -58,16 +98,20 @@ class _Clip:
         return chunk if len(chunk) == n else np.concatenate([chunk, np.zeros(n - len(chunk), np.float32)])
 
 
-class Mp4Sink(SinkBase):
-    """Writes frames (and optional audio) to an MP4, atomically: it appears complete or not at all.
+class VideoSink(SinkBase):
+    """Writes frames (and optional audio) to a video file, atomically: it appears complete or not at all.
 
+    The container is the one the name's extension asks for (`FORMATS`: .mp4, .mov, .mkv, .webm).
     `audio` is a whole clip of mono float samples, or an AudioStream being filled as frames come.
+    `crf` is H.264's (VP9 takes `VP9_CRF` unless given one), `preset` x264's.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
                  fps: float | Fraction = 30, audio: np.ndarray | AudioStream | None = None,
-                 audio_rate: int = 16000, crf: int = 20, preset: str = "veryfast", aac_rate: int = AAC_RATE) -> None:
+                 audio_rate: int = 16000, crf: int | None = None, preset: str = "veryfast",
+                 aac_rate: int = AAC_RATE) -> None:
         self.path = Path(path)
+        self.format = video_format(self.path)
         self.size = check_size(size)
         self.fps = as_rate(fps)
         self.frames = 0
@@ -75,9 +119,6 @@ class Mp4Sink(SinkBase):
             audio = _Clip(check_audio(audio, audio_rate))
         self._audio: AudioStream | None = audio
         self.audio_rate = int(audio_rate)
-        if self.path.is_dir():
-            raise OutputError(f"cannot write {self.path}: it is a directory; give a file name "
-                              "ending .mp4")
         check_output_dir(self.path.parent, self.path)
         self._tmp = temp_file(self.path.parent, self.path.name, self.path)
         self._closed = False
@@ -91,11 +132,15 @@ class Mp4Sink(SinkBase):
             self._tmp.unlink(missing_ok=True)
             raise
 
-    def _open(self, crf: int, preset: str, aac_rate: int) -> None:
-        self._container = av.open(str(self._tmp), "w", format="mp4",
-                                  container_options={"movflags": "+faststart"})
-        video = self._container.add_stream("libx264", rate=self.fps,
-                                           options={"crf": str(crf), "preset": preset})
+    def _open(self, crf: int | None, preset: str, aac_rate: int) -> None:
+        fmt = self.format
+        self._container = av.open(str(self._tmp), "w", format=fmt.muxer, container_options=dict(fmt.options))
+        if fmt.video == "libx264":
+            options = {"crf": str(20 if crf is None else crf), "preset": preset}
+        else:  # VP9: constant quality, as fast as libvpx goes
+            options = {"crf": str(VP9_CRF if crf is None else crf), "b": "0", "deadline": "realtime",
+                       "cpu-used": "8", "row-mt": "1"}
+        video = self._container.add_stream(fmt.video, rate=self.fps, options=options)
         video.width, video.height = self.size
         video.pix_fmt = "yuv420p"
         cc = video.codec_context
@@ -106,9 +151,12 @@ class Mp4Sink(SinkBase):
         self._resampler = None
         self._audio_fed = 0  # input samples handed to the encoder so far
         if self._audio is not None:
-            self._audio_stream = self._container.add_stream("aac", rate=aac_rate, layout="mono")
-            self._audio_stream.bit_rate = AAC_BIT_RATE
-            self._resampler = AudioResampler(format="fltp", layout="mono", rate=aac_rate)
+            rate = aac_rate if fmt.audio == "aac" else 48_000
+            self._audio_stream = self._container.add_stream(fmt.audio, rate=rate, layout="mono")
+            self._audio_stream.bit_rate = fmt.audio_bit_rate
+            # the encoder's own sample format: planar float for AAC, interleaved for Opus
+            self._resampler = AudioResampler(format=self._audio_stream.codec_context.format.name,
+                                             layout="mono", rate=rate)
         self._container.start_encoding()  # opens the encoders now: a bad setting fails here, not mid-render
 
     def write(self, frame: np.ndarray) -> None:
@@ -178,3 +226,6 @@ class Mp4Sink(SinkBase):
             except Exception:  # already failing; the temp file goes either way
                 pass
         self._tmp.unlink(missing_ok=True)
+
+
+Mp4Sink = VideoSink  # its name from when it wrote MP4 only

@@ -172,12 +172,14 @@ class NullSink(SinkBase):
         pass
 
 
-SINK_CHOICES = ("file:OUT.mp4 (or a path ending .mp4)", "frames:DIR", "null")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")  # file.FORMATS, without loading FFmpeg
+SINK_CHOICES = ("file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
 
 
 def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
               audio: np.ndarray | None = None, audio_rate: int = 16000) -> SinkBase:
-    """Open the sink a command-line spec names: 'file:OUT.mp4', 'OUT.mp4', 'frames:DIR', 'null'."""
+    """Open the sink a command-line spec names: 'file:OUT.mp4', 'OUT.mp4' (.mov, .mkv, .webm),
+    'frames:DIR', 'null'."""
     # Backends are imported on demand: the null sink should not pay for loading FFmpeg.
     if spec == "null":
         return NullSink(size)
@@ -187,10 +189,10 @@ def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
         if not directory:
             raise ValueError("sink 'frames:' needs a directory, e.g. frames:out_frames")
         return FramesSink(directory, size=size, fps=fps, audio=audio, audio_rate=audio_rate)
-    if spec.startswith("file:") or spec.lower().endswith(".mp4"):
-        from avatarcam.camera.file import Mp4Sink
+    if spec.startswith("file:") or Path(spec).suffix.lower() in VIDEO_SUFFIXES:
+        from avatarcam.camera.file import VideoSink
         path = spec.removeprefix("file:")
         if not path:
             raise ValueError("sink 'file:' needs a path, e.g. file:out.mp4")
-        return Mp4Sink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate)
+        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate)
     raise ValueError(f"unknown sink {spec!r}; choose one of: {', '.join(SINK_CHOICES)}")
