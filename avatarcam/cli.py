@@ -12,7 +12,7 @@ from pathlib import Path
 import threadpoolctl
 
 from . import __version__, chain
-from .config import Settings, load_settings, parse_size
+from .config import FRAMINGS, Settings, load_settings, parse_backdrop, parse_size
 from .errors import AvatarCamError
 
 log = logging.getLogger("avatarcam")
@@ -99,8 +99,10 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
             raise AvatarCamError(f"{exc}, or --frames DIR for PNG frames") from None
     size = parse_size(args.size or settings.size)
     fps = args.fps or settings.fps
+    settings = _with_look(args, settings)
     samples = load_audio(audio_path, AUDIO_RATE)
     profile = load_profile(profile_name, settings)  # before opening outputs: fail before writing
+    renderer = open_renderer(profile, size, settings.renderer, settings.framing, settings.backdrop)
     sinks = []
     if args.output is not None:
         sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE))
@@ -110,7 +112,6 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     engine = chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
                                  lookahead_s=settings.lookahead_ms / 1000, steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
-    renderer = open_renderer(profile, size, settings.renderer)
     total = frame_count(len(samples), AUDIO_RATE, fps)
     with contextlib.ExitStack() as stack:
         opened = [stack.enter_context(s) for s in sinks]
@@ -122,6 +123,15 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         if target is not None:
             print(f"wrote {target}")
     return 0
+
+
+def _with_look(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings with --framing and --backdrop applied, checked as the settings are."""
+    update = {"framing": args.framing} if args.framing else {}
+    if args.backdrop:
+        parse_backdrop(args.backdrop)
+        update["backdrop"] = args.backdrop
+    return settings.model_copy(update=update)
 
 
 class _Tee:
@@ -187,6 +197,7 @@ def _live_options(args: argparse.Namespace, settings: Settings):
 
 def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from .daemon import run_live
+    settings = _with_look(args, settings)
     return run_live(_live_options(args, settings), settings, stats_path=args.stats)
 
 
@@ -194,6 +205,7 @@ def cmd_tray(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
     from .tray import Tray
+    settings = _with_look(args, settings)
     tray = Tray(_live_options(args, settings), settings)
     signal.signal(signal.SIGTERM, lambda *_: tray.quit())
     return tray.run()
@@ -238,6 +250,16 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 
+def _look_arguments(p: argparse.ArgumentParser) -> None:
+    """Framing and backdrop, shared by `render`, `live` and `tray`."""
+    p.add_argument("--framing", choices=FRAMINGS,
+                   help="head: the whole head with headroom, as a good webcam (default: setting `framing`, head); "
+                        "shoulders: wider; photo: the whole picture")
+    p.add_argument("--backdrop", metavar="BACKDROP",
+                   help="behind the person: photo (its own background, extended; default: setting `backdrop`), "
+                        "blur, a colour such as '#203040', or a picture's path (a virtual background)")
+
+
 def _live_arguments(lv: argparse.ArgumentParser) -> None:
     """Options shared by `live` and `tray`."""
     lv.add_argument("--profile", help="profile name (default: setting `profile`, 'default')")
@@ -263,6 +285,7 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--no-realtime", action="store_true",
                     help="do not ask for real-time scheduling for the frame pacer")
     lv.add_argument("--stats", type=Path, metavar="FILE", help="write the session's timing figures as JSON")
+    _look_arguments(lv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "loudness and spectrum to mouth shapes)")
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _look_arguments(r)
     r.set_defaults(run=cmd_render)
 
     lv = sub.add_parser("live", help="run the live avatar: microphone in, virtual camera out",
@@ -330,10 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=cmd_tray)
 
     c = sub.add_parser("ctl", help="control a running `avatarcam live`",
-                       description="Ask the running daemon for its status, switch profile or emotion, pause, "
-                                   "resume or quit.")
-    c.add_argument("action", choices=("status", "profile", "emotion", "pause", "resume", "quit"))
-    c.add_argument("name", nargs="?", help="profile or emotion name")
+                       description="Ask the running daemon for its status, switch profile, emotion, framing or "
+                                   "backdrop, pause, resume or quit.")
+    c.add_argument("action", choices=("status", "profile", "emotion", "framing", "backdrop", "pause", "resume",
+                                      "quit"))
+    c.add_argument("name", nargs="?", help="profile or emotion name, framing (head, shoulders, photo) or backdrop")
     c.add_argument("--json", action="store_true", help="print the daemon's reply as JSON")
     c.set_defaults(run=cmd_ctl)
 

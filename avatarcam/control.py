@@ -13,7 +13,7 @@ JSON object per line each way:
     -> {"command": "profile", "name": "grandma"}
     <- {"ok": false, "message": "profile 'grandma' failed to load: ...; still showing 'default'", "status": {...}}
 
-Commands: status, profile NAME, emotion NAME, pause, resume, quit.
+Commands: status, profile NAME, emotion NAME, framing NAME, backdrop VALUE, pause, resume, quit.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from avatarcam.errors import AvatarCamError
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("status", "profile", "emotion", "pause", "resume", "quit")
+COMMANDS = ("status", "profile", "emotion", "framing", "backdrop", "pause", "resume", "quit")
+EXAMPLES = {"profile": "default", "emotion": "happy", "framing": "shoulders", "backdrop": "blur"}  # commands that take a name
 SOCKET_NAME = "control.sock"
 PORT_FILE = "control.json"  # the loopback transport's address: {"port", "token", "pid"}
 MAX_REQUEST = 64 * 1024
@@ -247,11 +248,11 @@ def request(req: dict, path: Path | None = None, timeout: float = 30) -> dict:
 
 def main(action: str, name: str | None = None, as_json: bool = False, path: Path | None = None) -> int:
     """`avatarcam ctl ACTION [NAME]`: print the daemon's answer; 0 when it did what was asked."""
-    if action in ("profile", "emotion") and not name:
-        raise ControlError(f"`avatarcam ctl {action}` needs a name, e.g. `avatarcam ctl {action} "
-                           f"{'default' if action == 'profile' else 'happy'}`")
+    if action in EXAMPLES and not name:
+        raise ControlError(f"`avatarcam ctl {action}` needs a name, e.g. `avatarcam ctl {action} {EXAMPLES[action]}`")
     req = {"command": action} | ({"name": name} if name else {})
-    reply = request(req, path, timeout=60 if action == "profile" else 10)
+    rebuilds = action in ("profile", "framing", "backdrop")  # a new renderer is built: seconds, not milliseconds
+    reply = request(req, path, timeout=60 if rebuilds else 10)
     if as_json:
         print(json.dumps(reply, indent=1))
     elif action == "status":
@@ -268,6 +269,7 @@ def describe(status: dict) -> str:
     lines = [
         f"state        {status.get('state')} (pid {status.get('pid')}, up {status.get('uptime_s', 0):.0f} s)",
         f"profile      {status.get('profile')}, emotion {status.get('emotion')}",
+        f"framing      {status.get('framing')}, backdrop {status.get('backdrop')}",
         f"output       {status.get('sink')} {status.get('size', ['?', '?'])[0]}x{status.get('size', ['?', '?'])[1]} "
         f"at {status.get('fps')} fps",
         f"microphone   {status.get('microphone')}" + (", speaking" if status.get("speaking") else ""),

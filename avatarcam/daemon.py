@@ -158,7 +158,7 @@ def _build(name: str, settings_data: dict, size: tuple[int, int]):
 
     settings = Settings(**settings_data)
     profile = load_profile(name, settings)
-    return profile, open_renderer(profile, size, settings.renderer)
+    return profile, open_renderer(profile, size, settings.renderer, settings.framing, settings.backdrop)
 
 
 def _build_elsewhere(name: str, settings: Settings, size: tuple[int, int], timeout_s: float = 120.0):
@@ -337,6 +337,30 @@ class Daemon:
             raise
         self.message = f"switched to profile {name!r}"
 
+    def set_look(self, framing: str | None = None, backdrop: str | None = None) -> None:
+        """Reframe the picture or change its backdrop without closing the camera: both are built into
+        the renderer's still layers, so the profile on air is rebuilt with them, as a profile switch
+        is; AvatarCamError (the old picture kept) on a bad value or a failure."""
+        from avatarcam.config import FRAMINGS, parse_backdrop
+
+        update = {}
+        if framing is not None:
+            if framing not in FRAMINGS:
+                raise AvatarCamError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+            update["framing"] = framing
+        if backdrop is not None:
+            parse_backdrop(backdrop)
+            update["backdrop"] = backdrop
+        settings = self.settings.model_copy(update=update)
+        try:
+            self.slot.load(self.slot.profile.name, settings)
+        except AvatarCamError as exc:
+            self.message = str(exc)
+            log.warning("%s", exc)
+            raise
+        self.settings = settings
+        self.message = f"framing {settings.framing}, backdrop {settings.backdrop}"
+
     def handle(self, req: dict) -> dict:
         """A control request (see avatarcam.control) -> its reply."""
         command = req["command"]
@@ -344,6 +368,10 @@ class Daemon:
             self.set_profile(str(req.get("name", "")))
         elif command == "emotion":
             self.set_emotion(str(req.get("name", "")))
+        elif command == "framing":
+            self.set_look(framing=str(req.get("name", "")))
+        elif command == "backdrop":
+            self.set_look(backdrop=str(req.get("name", "")))
         elif command == "pause":
             self.pause()
         elif command == "resume":
@@ -351,6 +379,7 @@ class Daemon:
         elif command == "quit":
             self.stop()
         done = {"status": "", "profile": f"profile {req.get('name')!r} is live", "emotion": f"emotion {req.get('name')}",
+                "framing": f"framing {req.get('name')}", "backdrop": f"backdrop {req.get('name')}",
                 "pause": "paused", "resume": "live", "quit": "stopping"}[command]
         return {"ok": True, "message": done, "status": self.status()}
 
@@ -362,6 +391,8 @@ class Daemon:
             "profile": self.slot.profile.name if hasattr(self, "slot") else None,
             "emotion": self.engine.emotion if hasattr(self, "engine") else None,
             "emotions": list(EMOTIONS),
+            "framing": self.settings.framing,
+            "backdrop": self.settings.backdrop,
             "sink": self.options.sink,
             "size": list(self.options.size),
             "fps": self.options.fps,
@@ -390,9 +421,9 @@ class Daemon:
         from avatarcam.render import open_renderer
 
         profile = load_profile(opts.profile, self.settings)  # fail before opening any device
-        renderer = open_renderer(profile, opts.size, self.settings.renderer)
-        self.slot = RendererSlot(profile, renderer)
         s = self.settings
+        renderer = open_renderer(profile, opts.size, s.renderer, s.framing, s.backdrop)
+        self.slot = RendererSlot(profile, renderer)
         self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,
                                                            chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
                                                            steps=s.diffusion_steps,

@@ -1,7 +1,7 @@
 """`avatarcam tray`: the live daemon with a tray icon and menu (pystray).
 
 The icon's colour and tooltip say how the daemon is (live, paused, no microphone, no camera,
-starting); the menu switches profile and emotion, pauses, shows a preview window, opens the
+starting); the menu switches profile, emotion and framing, pauses, shows a preview window, opens the
 profiles folder, toggles start at login and quits. It drives the daemon in this process, with
 the same calls the control socket uses, so `avatarcam ctl` and the OBS script keep working
 beside it.
@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from avatarcam.config import Settings
+from avatarcam.config import FRAMINGS, Settings
 from avatarcam.daemon import Daemon, LiveOptions
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import EMOTIONS
@@ -118,11 +118,16 @@ class Tray:
             return item(name, lambda icon, _: self._do(d.set_emotion, name),
                         checked=lambda _: getattr(getattr(d, "engine", None), "emotion", None) == name, radio=True)
 
+        def framing_item(name: str):
+            return item(name, lambda icon, _: self._look(framing=name),
+                        checked=lambda _: d.settings.framing == name, radio=True)
+
         return menu(
             item(lambda _: state_of(d, self.failure)[1].split("\n")[0], None, enabled=False),
             menu.SEPARATOR,
             item("Profile", menu(lambda: [profile_item(n) for n in list_profiles(self.settings)])),
             item("Emotion", menu(*[emotion_item(e) for e in EMOTIONS])),
+            item("Framing", menu(*[framing_item(f) for f in FRAMINGS])),
             item("Paused", lambda icon, _: d.resume() if d.paused else d.pause(), checked=lambda _: d.paused),
             item("Show preview", lambda icon, _: d.show_preview(not d.preview_wanted),
                  checked=lambda _: d.preview_wanted),
@@ -144,6 +149,10 @@ class Tray:
     def _switch(self, name: str) -> None:
         # loading takes a moment: off the icon's thread, so the menu stays responsive
         threading.Thread(target=self._do, args=(self.daemon.set_profile, name), daemon=True).start()
+
+    def _look(self, **look: str) -> None:
+        # reframing rebuilds the renderer, as a profile switch does: off the icon's thread too
+        threading.Thread(target=self._do, args=(lambda: self.daemon.set_look(**look),), daemon=True).start()
 
     def notify(self, text: str) -> None:
         if self.icon is not None and getattr(self.icon, "HAS_NOTIFICATION", False):
