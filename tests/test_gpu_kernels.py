@@ -428,3 +428,31 @@ def test_kernel_source_is_self_contained():
     source = gpu.kernel_source()
     assert '#include "render.h"' not in source and "ac_compose_quad" in source
     assert "extern \"C\" __global__ void ac_prepare" in source
+
+
+def test_kernels_draw_a_photos_own_teeth_as_the_cpu_renderer_does(kernels_lib, portraits_dir, face_model):
+    """A portrait smiling with its lips apart rests with them closed; as the jaw opens, its own
+    teeth (mouth.PhotoTeeth) come back from under the upper lip, in the kernel as on the CPU."""
+    import cv2
+
+    from avatarcam.render.face import FaceMeasurer
+    from avatarcam.render.rig import build_rig
+
+    image = cv2.cvtColor(cv2.imread(str(portraits_dir / "astronaut.png")), cv2.COLOR_BGR2RGB)
+    with FaceMeasurer(face_model, max_faces=1) as measurer:
+        face = measurer.detect(image)[0]
+    matte = np.ones(image.shape[:2], np.float32)
+    rig = build_rig(face.points, face.pose(), face.blendshapes)
+    scene = build_scene(image, matte, image.copy(), rig, (640, 360))
+    cpu, plan = CpuRenderer(scene), gpu.KernelPlan(scene)
+    runner = host_runner(kernels_lib)(plan)
+    for jaw in (0.15, 0.4, 0.8):
+        frame = _with(rig.rest, jawOpen=jaw)
+        job = plan.frame(frame)
+        assert job.ints["mouth_on"] and job.ints["m_photo"] >= 0, f"jaw {jaw}: the photo's teeth not drawn"
+        expected, got = cpu.render(frame), runner.run(job, "rgb", None)
+        assert _within(got, expected) >= BAR, f"jaw {jaw}: the kernel's picture differs from the CPU renderer's"
+        x0, y0, x1, y1 = job.ints["mx0"], job.ints["my0"], job.ints["mx1"], job.ints["my1"]
+        rx, ry = scene.roi[:2]
+        mouth = (slice(ry + y0, ry + y1), slice(rx + x0, rx + x1))
+        assert np.mean(np.abs(got[mouth].astype(np.int16) - expected[mouth]).max(axis=-1) <= 2) >= 0.99

@@ -15,7 +15,7 @@ import numpy as np
 
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import CAVITY_SHADOW, LOWER_TEETH_SHADE, TONGUE_SHADOW, UPPER_TEETH_SHADE, mouth_geometry
+from .mouth import CAVITY_SHADOW, LOWER_TEETH_SHADE, TONGUE_SHADOW, UPPER_TEETH_SHADE, mouth_geometry, photo_teeth
 from .scene import Scene
 from .warp import (EXACT_AFTER, INVERSE_ITERATIONS, fill_from_neighbours, solve_exactly, solve_folds, still_ramp,
                    unmoved)
@@ -39,6 +39,7 @@ class CpuRenderer:
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._photo = cv2.cvtColor(np.ascontiguousarray(scene.scene[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._still = still_ramp(scene.size[1])
+        self._teeth = photo_teeth(scene)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -137,8 +138,8 @@ class CpuRenderer:
 
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
         """The mouth interior where the lips part further than the portrait's own (same pose,
-        `mouth_geometry`): a dark cavity, front teeth, a tongue."""
-        m = mouth_geometry(self.scene, points, frame, roi.shape)
+        `mouth_geometry`): a dark cavity, front teeth (the photo's own where it shows them), a tongue."""
+        m = mouth_geometry(self.scene, points, frame, roi.shape, self._teeth)
         if m is None:
             return  # lips together as in the portrait: nothing to reveal
         x0, y0, x1, y1 = m.box
@@ -155,6 +156,8 @@ class CpuRenderer:
         if m.upper_teeth is not None:
             _fill(layer, m.upper_teeth, teeth * UPPER_TEETH_SHADE)
         _fill(layer, m.lower_teeth, teeth * LOWER_TEETH_SHADE)
+        if m.photo is not None:
+            layer += (m.photo_alpha.astype(np.float32) / 255)[..., None] * (m.photo - layer)
         # A slight blur keeps the drawn parts from looking cut out; the opening's edge is feathered
         # so the lips' inner rims fall into the mouth's shadow instead of ending on a cut line.
         layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * m.width))

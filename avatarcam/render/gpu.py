@@ -33,7 +33,7 @@ from . import mouth, warp
 from .cpu import CpuRenderer
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, mouth_geometry
+from .mouth import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, mouth_geometry, photo_teeth
 from .scene import Scene
 from .warp import fold_layers, still_ramp, unmoved
 
@@ -198,6 +198,7 @@ class KernelPlan:
             "iris_alpha": np.concatenate([a.ravel() for a in alphas]),
         }
         self._iris = [(0, 0), (textures[0].size, alphas[0].size)]  # each eye's texture and alpha offsets
+        self._teeth = photo_teeth(scene)  # placed per frame by mouth_geometry, passed as masks
         self.cells = gh * gw
         self.ints = {"width": w, "height": h, "rx0": x0, "ry0": y0, "rw": x1 - x0, "rh": y1 - y0, "gw": gw, "gh": gh,
                      "g": scene.grid, "points": len(scene.rest_points)}
@@ -288,7 +289,7 @@ class KernelPlan:
     def _mouth(self, job: FrameJob, points: np.ndarray, frame: np.ndarray) -> None:
         """cpu.CpuRenderer._draw_mouth's geometry and masks; the kernels blur and blend."""
         job.ints["mouth_on"] = 0
-        m = mouth_geometry(self.scene, points, frame, self.roi_shape)
+        m = mouth_geometry(self.scene, points, frame, self.roi_shape, self._teeth)
         if m is None:
             return
         x0, y0, x1, y1 = m.box
@@ -301,6 +302,8 @@ class KernelPlan:
                              gaussian_taps(m.feather))
         job.ints.update(mouth_on=1, mx0=x0, my0=y0, mx1=x1, my1=y1, m_poly=job.add_mask(coverage(m.polygon, shape)),
                         m_upper=upper_teeth, m_lower=lower_teeth, m_tongue=job.add_mask(m.tongue),
+                        m_photo=-1 if m.photo is None else job.add_mask(m.photo),
+                        m_photo_a=-1 if m.photo is None else job.add_mask(m.photo_alpha),
                         kd=len(depth), kd_off=job.add_taps(depth), kf=len(edge), kf_off=job.add_taps(edge),
                         kl=len(soft), kl_off=job.add_taps(soft), w_ah=job.add_work(area), w_fh=job.add_work(area),
                         w_alpha=job.add_work(area), w_l1=job.add_work(3 * area), w_l2=job.add_work(3 * area))

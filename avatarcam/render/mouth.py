@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from . import facemesh as fm
-from .masks import SHIFT, polygon_box
+from .masks import SHIFT, coverage, polygon_box
+from .rig import head_scale
 from .scene import Scene
 
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
@@ -20,6 +21,43 @@ UPPER_TEETH_SHADE, LOWER_TEETH_SHADE = 0.9, 0.85
 # The depth shadow (CpuRenderer._draw_mouth): toward the back of the opening the cavity darkens by
 # up to CAVITY_SHADOW of its colour, the tongue's cover thins by up to TONGUE_SHADOW.
 CAVITY_SHADOW, TONGUE_SHADOW = 0.4, 0.3
+# A photo's own teeth: the pixels of its open mouth lit at least TEETH_FROM of the teeth's light
+# show, fully from TEETH_FULL (the dark of the mouth and the tongue are drawn as for any photo);
+# used when they cover PHOTO_TEETH_SHARE of the opening, else the drawn teeth stand in.
+TEETH_FROM, TEETH_FULL = 0.5, 0.75
+PHOTO_TEETH_SHARE = 0.1
+
+
+@dataclass
+class PhotoTeeth:
+    """What a photo's parted lips show of its teeth (they are the person's own), in a box of the still
+    frame: the rest closes the lips over it (`Rig.seal`), an opening jaw shows it again, hanging
+    from the upper lip as the upper teeth do."""
+
+    texture: np.ndarray  # (h, w, 3) uint8 the photo's mouth opening
+    alpha: np.ndarray    # (h, w) float32 where it shows teeth, within the opening
+    anchor: np.ndarray   # (2,) the upper lip's middle (landmark 13) at rest, box pixels
+
+
+def photo_teeth(scene: Scene) -> PhotoTeeth | None:
+    """The teeth a scene's photo shows between its parted lips; None where the rest keeps the
+    photo's lips as they are or the opening shows no teeth (PHOTO_TEETH_SHARE)."""
+    if not scene.rig.seal.any():
+        return None
+    rest = scene.rest_points
+    polygon = np.concatenate([rest[list(fm.LIPS_UPPER_INNER)], rest[list(fm.LIPS_LOWER_INNER[::-1])]])
+    box = polygon_box(polygon, scene.scene.shape, margin=2)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    inside = cv2.erode(coverage(polygon - (x0, y0), (y1 - y0, x1 - x0)), np.ones((3, 3), np.uint8))
+    texture = scene.scene[y0:y1, x0:x1].copy()
+    light = texture.astype(np.float32).mean(axis=2) / max(float(np.mean(scene.mouth_colours[1])), 1.0)
+    teeth = np.clip((light - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0.0, 1.0)
+    alpha = (inside.astype(np.float32) / 255 * teeth * teeth * (3 - 2 * teeth)).astype(np.float32)
+    if alpha.sum() < PHOTO_TEETH_SHARE * max(float(inside.sum()) / 255, 1.0):
+        return None
+    return PhotoTeeth(texture, alpha, (rest[fm.LIPS_UPPER_INNER[5]] - (x0, y0)).astype(np.float32))
 
 
 @dataclass
@@ -34,6 +72,8 @@ class MouthGeometry:
     width: float                    # mouth width, pixels
     feather: float                  # blur of the opening's edge, pixels
     strength: float                 # opacity of the interior: a barely parted mouth shows little
+    photo: np.ndarray | None = None        # (h, w, 3) uint8 the photo's own teeth placed in the box ...
+    photo_alpha: np.ndarray | None = None  # (h, w) uint8 ... and where they show (PhotoTeeth)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -41,11 +81,12 @@ class MouthGeometry:
         return y1 - y0, x1 - x0
 
 
-def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
-                   roi_shape: tuple[int, ...]) -> MouthGeometry | None:
+def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, roi_shape: tuple[int, ...],
+                   teeth: PhotoTeeth | None = None) -> MouthGeometry | None:
     """The opening below what the portrait's own parted lips show (`mouth_top`, which stays with
     the upper jaw) down to the lower lip, for control points `points` in ROI pixels; None where the
-    lips are together (the rig's rest: `Rig.seal` closes a photo's parted lips)."""
+    lips are together (the rig's rest: `Rig.seal` closes a photo's parted lips). `teeth`: the
+    photo's own (`photo_teeth`), drawn instead of the upper row where they show."""
     top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
     opening = float(np.linalg.norm(lower - top, axis=1)[3:8].max())
     if opening < 0.6:
@@ -72,8 +113,16 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
     # upper ones hang from the upper lip unless the portrait already shows its own, lower ones
     # rise from the lower lip.
     tooth_h = 0.06 * width
-    upper_teeth = None
-    if float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
+    upper_teeth = photo = photo_alpha = None
+    if teeth is not None:
+        # hung from the upper lip's middle, at this head distance
+        scale = float(head_scale(scene.rig, frame))
+        shift = upper[5] - off - scale * teeth.anchor
+        to_box = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
+        photo = cv2.warpAffine(teeth.texture, to_box, shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        photo_alpha = np.round(255 * cv2.warpAffine(teeth.alpha, to_box, shape[::-1], flags=cv2.INTER_LINEAR,
+                                                    borderMode=cv2.BORDER_CONSTANT)).astype(np.uint8)
+    elif float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
         # incisors longest in the middle, the row shortening toward the canines (a band of even
         # height read as a mouth guard)
         row = top[2:-2]
@@ -82,4 +131,4 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
         upper_teeth = np.concatenate([row, (row + np.c_[np.zeros(len(row)), length])[::-1]]) - off
     lower_teeth = np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off
     return MouthGeometry(box, polygon - off, upper_teeth, lower_teeth, tongue, width, feather,
-                         min(1.0, opening / 2.0))
+                         min(1.0, opening / 2.0), photo, photo_alpha)
