@@ -88,7 +88,10 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, roi_shap
     lips are together (the rig's rest: `Rig.seal` closes a photo's parted lips). `teeth`: the
     photo's own (`photo_teeth`), drawn instead of the upper row where they show."""
     top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
-    opening = float(np.linalg.norm(lower - top, axis=1)[3:8].max())
+    across = points[fm.LIPS_UPPER_INNER[-1]] - points[fm.LIPS_UPPER_INNER[0]]
+    down = np.array([-across[1], across[0]]) / max(float(np.linalg.norm(across)), 1e-6)
+    # signed: lips pressed a pixel over each other at rest are closed, not open by that pixel
+    opening = float(((lower - top) @ down)[3:8].max())
     if opening < 0.6:
         return None
     upper = points[list(fm.LIPS_UPPER_INNER)]
