@@ -9,11 +9,13 @@ means.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import json
 import math
 import os
+import pickle
 import platform
 import subprocess
 import tempfile
@@ -85,20 +87,69 @@ def portrait_paths(names: Iterable[str] | None = None) -> list[Path]:
     return paths
 
 
-def load_portrait(path_or_name: Path | str) -> Portrait:
+def load_portrait(path_or_name: Path | str, cache: bool = False) -> Portrait:
     """Enroll a shared portrait for benchmarking (nothing is written to the user's profiles).
 
     Uses avatarcam's own enrollment when it is importable, in a throw-away data dir and with the
     small-face check relaxed (the astronaut's face is below the 128 px product minimum); otherwise
-    it builds the same parts directly from the render modules.
+    it builds the same parts directly from the render modules. With `cache`, the enrolled portrait
+    is kept in ENROLL_CACHE under a digest of the picture, the code enrollment runs (it renders
+    the portrait to measure its turn gains) and the face model, and taken from there while none
+    of them changes.
     """
     path = Path(path_or_name)
     if not path.suffix:
         path = portrait_paths([str(path_or_name)])[0]
+    if cache:
+        return _cached_portrait(path)
     enrolled = _enroll_with_product(path)
     if enrolled is not None:
         return enrolled
     return _enroll_directly(path)
+
+
+ENROLL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avatarcam-bench" / "portraits"
+# What an enrollment depends on besides the picture and the face model: the render package (the
+# rig, the scene, the renderer that measures the turn gains), the profile and consent code and the
+# data the rig is fitted with.
+_ENROLL_CODE = ("render", "profiles.py", "latent.py", "config.py", "errors.py", "provenance/consent.py", "data/expression_fit.npz")
+
+
+def enrollment_key(path: Path) -> str:
+    """A digest of everything an enrollment of `path` depends on (see ENROLL_CACHE)."""
+    digest = hashlib.sha256(Path(path).read_bytes())
+    package = REPO / "avatarcam"
+    files: list[Path] = []
+    for name in _ENROLL_CODE:
+        target = package / name
+        files += sorted(f for f in target.rglob("*") if f.is_file() and "__pycache__" not in f.parts) \
+            if target.is_dir() else [target]
+    for f in files:
+        if f.is_file():
+            digest.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes())
+    model = face_model()
+    digest.update(f"{model.name}:{model.stat().st_size}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _cached_portrait(path: Path) -> Portrait:
+    key = enrollment_key(path)
+    stored = ENROLL_CACHE / f"{path.stem}-{key}.pkl"
+    if stored.is_file():
+        try:
+            with stored.open("rb") as f:
+                return pickle.load(f)
+        except Exception:  # an unreadable or stale pickle: enroll again
+            stored.unlink(missing_ok=True)
+    enrolled = _enroll_with_product(path) or _enroll_directly(path)
+    ENROLL_CACHE.mkdir(parents=True, exist_ok=True, mode=0o700)  # portraits are biometric data: owner only
+    for old in ENROLL_CACHE.glob(f"{path.stem}-*.pkl"):
+        old.unlink(missing_ok=True)
+    partial = stored.with_suffix(".tmp")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        pickle.dump(enrolled, f, protocol=pickle.HIGHEST_PROTOCOL)
+    partial.replace(stored)
+    return enrolled
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -149,12 +200,21 @@ def _enroll_with_product(path: Path) -> Portrait | None:
     return Portrait(path.stem, path, profile.image, profile.face, profile.matte, profile.plate, rig, how="enroll")
 
 
-def make_renderer(portrait: Portrait, size: tuple[int, int]):
-    """A CPU renderer of `portrait` framed into a `size` (w, h) output."""
+def make_renderer(portrait: Portrait, size: tuple[int, int], **scene_options):
+    """A CPU renderer of `portrait` framed into a `size` (w, h) output; `scene_options` go to
+    build_scene (those it takes: see `scene_options`)."""
     from avatarcam.render.cpu import CpuRenderer
     from avatarcam.render.scene import build_scene
 
-    return CpuRenderer(build_scene(portrait.image, portrait.matte, portrait.plate, portrait.rig, size=size))
+    return CpuRenderer(build_scene(portrait.image, portrait.matte, portrait.plate, portrait.rig, size=size,
+                                   **scene_options))
+
+
+def scene_options() -> set[str]:
+    """The keyword options build_scene takes besides the portrait and the size (e.g. framing, backdrop)."""
+    from avatarcam.render.scene import build_scene
+
+    return set(inspect.signature(build_scene).parameters) - {"image", "matte", "plate", "rig", "size"}
 
 
 def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -445,15 +505,19 @@ def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def save_png(path: Path, image: np.ndarray, max_side: int = 1600, colours: int = 256) -> Path:
-    """Save an RGB image as a small PNG: downscaled to `max_side`, palette-quantised (keeps files < 1 MB)."""
+def save_png(path: Path, image: np.ndarray, max_side: int = 1600, colours: int = 256, dither: bool = False) -> Path:
+    """Save an RGB image as a small PNG: downscaled to `max_side`, palette-quantised (keeps files < 1 MB).
+    `dither` spreads the palette's error (Floyd-Steinberg): grainier, but smooth gradients (a plain
+    wall, skin) keep no false contours that could pass for the renderer's own smears."""
     from PIL import Image
 
     im = Image.fromarray(image)
     scale = max_side / max(im.size)
     if scale < 1:
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
-    if colours:
+    if colours and dither:
+        im = im.quantize(palette=im.quantize(colours, method=Image.Quantize.MEDIANCUT), dither=Image.Dither.FLOYDSTEINBERG)
+    elif colours:
         im = im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, optimize=True)
