@@ -103,7 +103,7 @@ TURNS: list[tuple[str, dict[str, float]]] = [
     ("roll +10", {"headRoll": 10 * DEG}), ("roll -10", {"headRoll": -10 * DEG}),
 ]
 BACKDROPS = ("photo", "blur", "#203040")
-FRAMINGS = ("head", "shoulders", "photo")
+FRAMINGS = ("shoulders", "photo")  # besides the default (head), which the backdrop tiles show
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,9 +276,9 @@ def load_clips(names: list[str] | None, engine: str, quick: bool) -> list[Clip]:
 # ---------------------------------------------------------------------------------------------
 # The bars, one portrait at a time
 
-def mouth(portrait: judge.Portrait, clips: list[Clip], size: tuple[int, int], reference: dict | None) -> dict:
-    """The mouth bars on one portrait; `reference` is the bundled portrait's result (None: this is it)."""
-    out = Output.of(portrait, size)
+def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: dict | None) -> dict:
+    """The mouth bars on one portrait rendered by `out`; `reference` is the bundled portrait's
+    result (None: this is it)."""
     ref_frame = closed_rest(portrait.rig.rest)
     seen_ref = judge.measure_frames([out(ref_frame)])
     ref_gap = float(inner_lip_gap(seen_ref.points[0]))
@@ -410,8 +410,9 @@ def tears(portrait: judge.Portrait, out: Output, rest_frame: np.ndarray, rest_po
     return result, frames, points
 
 
-def speed(portrait: judge.Portrait, clips: list[Clip], frames: int) -> dict:
-    """The renderer alone per frame at both sizes, on speaking frames (the rest frame is short-cut)."""
+def speed(portrait: judge.Portrait, clips: list[Clip], frames: int, renderers: dict) -> dict:
+    """The renderer alone per frame at both sizes, on speaking frames (the rest frame is short-cut);
+    `renderers` holds those already built, by size."""
     from bench.speed import time_renderer
 
     track = np.concatenate([judge.compose(c.motion, portrait.rig.rest) for c in clips])
@@ -419,7 +420,8 @@ def speed(portrait: judge.Portrait, clips: list[Clip], frames: int) -> dict:
     track = (track[speaking] if speaking.any() else track)[:frames]
     result = {}
     for key, size in (("512", (512, 512)), ("720", (1280, 720))):
-        t = time_renderer(judge.make_renderer(portrait, size), track, passes=3, warmup=3)
+        renderer = renderers.get(size) or judge.make_renderer(portrait, size)
+        t = time_renderer(renderer, track, passes=3, warmup=3)
         result[key] = {"mean_ms": t["mean_ms"], "p95_ms": t["p95_ms"], "frames": t["frames"],
                        "pass": t["mean_ms"] <= SPEED_BARS_MS[key]}
     result["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else math.nan
@@ -432,7 +434,7 @@ def speed(portrait: judge.Portrait, clips: list[Clip], frames: int) -> dict:
 SHEET_WHOLE = (224, 126)  # whole 16:9 frames in the sheets
 SHEET_FACE = 140          # face crops
 OVERVIEW_FACE = 112       # face crops in the overview
-BACKDROP_TILE = (176, 99)
+BACKDROP_TILE = (160, 90)
 SHEET_COLOURS = 256       # dithered: flat walls show grain, not the false contours of a plain palette
 
 
@@ -649,13 +651,15 @@ def run_portrait(portrait: judge.Portrait, clips: list[Clip], args, reference: d
     """Every bar on one portrait; returns its results and its cell of the overview sheet."""
     result: dict = {"how": portrait.how}
     start = time.perf_counter()
-    result["mouth"] = mouth(portrait, clips, args.mouth_size, reference)
+    small = Output.of(portrait, args.mouth_size)
+    result["mouth"] = mouth(portrait, clips, small, reference)
     t_mouth = time.perf_counter() - start
     out = Output.of(portrait, args.frame_size)
     result["framing"], rest_frame, rest_points = framing(portrait, clips, out, args.framing_every)
     result["tears"], turned_frames, turned_points = tears(portrait, out, rest_frame, rest_points)
     if not args.no_speed:
-        result["speed"] = speed(portrait, clips, args.speed_frames)
+        result["speed"] = speed(portrait, clips, args.speed_frames,
+                                {args.mouth_size: small.renderer, args.frame_size: out.renderer})
     result["seconds"] = {"mouth": t_mouth, "all": time.perf_counter() - start}
     cell = None
     if sheets:
@@ -701,36 +705,46 @@ def run_portrait(portrait: judge.Portrait, clips: list[Clip], args, reference: d
         cell_tiles.append(label(_face(turned_frames["yaw +15"], box, side),
                                 f"yaw +15 x{yaw.get('ratio', math.nan):.2f}"))
         cell = _row(cell_tiles, small[0] + 2 * (side + 2))
+        if args.backdrops:
+            result["backdrop_row"], problems = backdrop_row(portrait, out, rest_frame, args.backdrops)
+            result.setdefault("notes", []).extend(problems)
     return result, cell
 
 
-def backdrop_sheet(names: list[str], options: set[str], size: tuple[int, int]) -> tuple[Path | None, list[str]]:
-    """Each portrait at rest with each backdrop (and each framing, where build_scene takes one)."""
+def backdrop_variants(options: set[str]) -> list[tuple[str, str, str]]:
+    """(build_scene keyword, value, tile text) for each backdrop and framing build_scene takes; the
+    first is the default scene (backdrop photo, head framing)."""
+    framing_key = next((k for k in ("framing", "framing_mode") if k in options), None)
+    variants = [("backdrop", b, f"bg {b}") for b in BACKDROPS if "backdrop" in options]
+    variants += [(framing_key, f, f"framing {f}") for f in FRAMINGS if framing_key]
+    return variants
+
+
+def backdrop_row(portrait: judge.Portrait, out: Output, rest_frame: np.ndarray,
+                 variants: list[tuple[str, str, str]]) -> tuple[np.ndarray, list[str]]:
+    """The portrait at rest with each backdrop and framing, one row of tiles; the problems met."""
     from bench.sheets import label
 
-    variants = [("backdrop", b) for b in BACKDROPS if "backdrop" in options]
-    variants += [("framing", f) for f in FRAMINGS if "framing" in options]
-    notes, cells = [], []
+    tiles, notes = [], []
     tile = BACKDROP_TILE
-    for name in judge.progress(names, "backdrops"):
-        portrait = judge.load_portrait(name, cache=True)
-        tiles = []
-        for key, value in variants:
-            try:
-                frame = Output.of(portrait, size, **{key: value})(portrait.rig.rest)
-                tiles.append(label(_fit(frame, tile), f"{name[:18]} {key} {value}"))
-            except Exception as exc:  # an option value the colleague's API does not take (yet)
-                notes.append(f"{name} {key}={value}: {type(exc).__name__}: {exc}")
-                blank = np.full((tile[1], tile[0], 3), 128, np.uint8)
-                tiles.append(label(blank, f"{key} {value}: error"))
-        cells.append(_row(tiles, len(tiles) * (tile[0] + 2) - 2))
-    if not cells:
-        return None, notes
-    per_row = 2 if len(variants) <= 3 else 1
+    for k, (key, value, text) in enumerate(variants):
+        text = f"{portrait.name[:12]}: {text}" if k == 0 else text
+        try:
+            frame = rest_frame if k == 0 else Output.of(portrait, out.renderer.size, **{key: value})(portrait.rig.rest)
+            tiles.append(label(_fit(frame, tile), text))
+        except Exception as exc:  # an option value the renderer does not take (yet)
+            notes.append(f"{portrait.name} {key}={value}: {type(exc).__name__}: {exc}")
+            tiles.append(label(np.full((tile[1], tile[0], 3), 128, np.uint8), f"{text}: error"))
+    return _row(tiles, len(tiles) * (tile[0] + 2) - 2), notes
+
+
+def backdrop_sheet(cells: list[np.ndarray], variants: int) -> Path:
+    """portraits_backdrops.png: every portrait's backdrop row."""
+    per_row = 2 if variants <= 3 else 1  # each portrait's variants on one line
     width = per_row * (cells[0].shape[1] + 6) - 6
     rows = [_row(cells[i:i + per_row], width, gap=6) for i in range(0, len(cells), per_row)]
     return judge.save_png(judge.RESULTS / "portraits_backdrops.png", _stack(rows, gap=4), max_side=10_000,
-                          colours=SHEET_COLOURS, dither=True), notes
+                          colours=SHEET_COLOURS, dither=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -738,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"clips cut to {QUICK_SECONDS:.0f} s, fewer framing and speed frames (~3 min)")
+                        help=f"clips cut to {QUICK_SECONDS:.0f} s, fewer framing and speed frames, no backdrop sheet "
+                        "(~3-4 min)")
     parser.add_argument("--portraits", help="comma-separated portrait file stems (default: all)")
     parser.add_argument("--clips", help="comma-separated speech clip stems (default: every clip but the song)")
     parser.add_argument("--engine", default="diffusion", choices=("diffusion", "dsp"), help="motion engine")
@@ -751,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.framing_every = QUICK_FRAMING_EVERY if args.quick else FRAMING_EVERY
     args.speed_frames = QUICK_SPEED_FRAMES if args.quick else SPEED_FRAMES
+    # each variant is a scene built afresh (~0.5-2 s each): the full run only
+    args.backdrops = [] if args.no_sheets or args.quick else backdrop_variants(judge.scene_options())
     cv2.setNumThreads(1)  # a shared machine; and the renderer's timings are one-thread figures
 
     names = [p.stem for p in judge.portrait_paths(args.portraits.split(",") if args.portraits else None)]
@@ -758,11 +775,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(names)} portraits, clips {', '.join(f'{c.name} ({len(c.motion) / latent.FPS:.1f} s)' for c in clips)}, "
           f"engine {args.engine}", flush=True)
     notes: list[str] = []
+    if args.quick and not args.no_sheets:
+        notes.append("--quick: no backdrop sheet (a scene per backdrop and framing per portrait)")
+    elif not args.backdrops and not args.no_sheets:
+        notes.append("build_scene takes no backdrop or framing option yet: no backdrop sheet")
+        print(notes[-1])
     start = time.perf_counter()
 
     reference = None
     if BUNDLED not in names:  # the lip sync bar compares with the bundled portrait: measure its mouth first
-        reference = mouth(judge.load_portrait(BUNDLED, cache=True), clips, args.mouth_size, None)
+        bundled = judge.load_portrait(BUNDLED, cache=True)
+        reference = mouth(bundled, clips, Output.of(bundled, args.mouth_size), None)
         notes.append(f"{BUNDLED} measured for the lip sync reference only")
     order = ([BUNDLED] if BUNDLED in names else []) + [n for n in names if n != BUNDLED]
     results, cells = {}, {}
@@ -798,16 +821,11 @@ def main(argv: list[str] | None = None) -> int:
         ordered = [cells[n] for n in names if cells.get(n) is not None]
         if ordered:
             sheets["overview"] = str(overview_sheet(ordered).relative_to(judge.REPO))
-        options = judge.scene_options()
-        if {"backdrop", "framing"} & options:
-            path, problems = backdrop_sheet(names, options, args.frame_size)
-            notes += problems
-            if path is not None:
-                sheets["backdrops"] = str(path.relative_to(judge.REPO))
-        else:
-            note = "build_scene takes no backdrop or framing option yet: no backdrop sheet"
-            print(note)
-            notes.append(note)
+        rows = [results[n].pop("backdrop_row") for n in names if "backdrop_row" in results.get(n, {})]
+        if rows:
+            sheets["backdrops"] = str(backdrop_sheet(rows, len(args.backdrops)).relative_to(judge.REPO))
+        for n in names:
+            notes += results.get(n, {}).pop("notes", [])
         for n, r in results.items():
             if "sheet" in r:
                 sheets[n] = r["sheet"]
