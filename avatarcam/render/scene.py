@@ -42,13 +42,16 @@ GRID_SHARE = 0.004  # the displacement field's grid step, in frame heights (its 
 # the photo's background extended beyond it is blurred over PHOTO_BLUR (out of focus, not smeared),
 # the `blur` backdrop over BLUR.
 EDGE_FADE = 0.06
+RIM = 0.015  # the photo's own rim, left out of what the backdrop carries beyond it
+SOLID = 0.95  # person matte from which a pixel is the person's own colour, no background mixed in
+UNSURE = (0.3, 0.7)  # over another backdrop the person matte's soft band is narrowed to this span
+SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
 PHOTO_BLUR = 0.05
 BLUR = 0.025
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
-SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
 FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
 
 
@@ -260,19 +263,22 @@ def backdrop_layer(backdrop: Backdrop, plate: np.ndarray, shown: np.ndarray, bac
 
 def background_known(inside: np.ndarray, matte: np.ndarray, points: np.ndarray) -> np.ndarray:
     """float32 0/1, output pixels: where the warped plate surely shows the photo's background, the
-    only colours a backdrop may carry beyond the photo. Not the photo's rim (interpolated), not
-    the person grown by a margin (`plate.hole_mask` fills there), and not the body's region below
-    the chin (1.5 face heights either side of the face), where mattes miss shoulders that the plate
-    then keeps and an extension would smear into a dark fog."""
+    only colours a backdrop may carry beyond the photo. Not the photo's rim (RIM: interpolated,
+    and scans and paintings often have a light border there that carried out as a pale band), not
+    the person grown by a margin (`plate.hole_mask` fills there), and not the body's region from the
+    mouth down (1.5 face heights either side of the face), where mattes miss shoulders that the plate
+    then keeps: carried out from a few such pixels, a shirt's corner spread into a glow, a black
+    shirt into a dark fog."""
     h, w = matte.shape
     face = face_height(points)
-    known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8))
+    rim = 2 * max(2, int(RIM * h)) + 1
+    known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((rim, rim), np.uint8))
     grow = 2 * max(3, int(0.03 * face)) + 1
     known[cv2.dilate((matte > 0.02).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0] = 0
-    chin, cx = int(max(points[fm.CHIN, 1], 0)), float(points[:468, 0].mean())
-    known[chin:, max(int(cx - 1.5 * face), 0):max(int(cx + 1.5 * face), 0)] = 0
+    mouth, cx = int(max(points[fm.LIPS_LOWER_OUTER[5], 1], 0)), float(points[:468, 0].mean())
+    known[mouth:, max(int(cx - 1.5 * face), 0):max(int(cx + 1.5 * face), 0)] = 0
     if not known.any():  # a photo of the person alone: whatever is not the person
-        known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((5, 5), np.uint8)) * (matte < 0.02)
+        known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((rim, rim), np.uint8)) * (matte < 0.02)
     return known.astype(np.float32)
 
 
@@ -523,7 +529,6 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     matte_o = np.clip(cv2.warpAffine(matte.astype(np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp), 0, 1)
     points = rig.points[:, :2] @ a[:, :2].T + a[:, 2]
     back = backdrop_layer(behind, plate_o, shown, background_known(inside, matte_o, points), size)
-    matte_o *= shown[..., 0]
     if behind == "photo":
         # The still frame is the photograph itself, not the person over the plate: the plate's fill
         # reaches past the matte (`plate.hole_mask`), and where a matte misses part of the body (the
@@ -532,9 +537,17 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
         # photo's background carried beyond its edge.
         scene = image_o * shown + back * (1 - shown)
         plate_o = plate_o * shown + back * (1 - shown)
+        matte_o *= shown[..., 0]
     else:
         # Any other backdrop replaces the photo's background: the person over it through the matte.
-        scene = image_o * matte_o[..., None] + back * (1 - matte_o[..., None])
+        # The matte's soft rim (hair, fingers) holds the photo's background mixed in, which drew a
+        # pale halo round the person on a dark colour: there the person's colour is carried out from
+        # where the matte is solid, and the rim is narrowed to where the matte is fairly sure (its
+        # soft band runs wide round a hand, and showed the background, or that colour, as a glow).
+        solid = (matte_o > SOLID).astype(np.float32)
+        person = pyramid_fill(image_o.astype(np.float32), solid) if solid.any() else image_o
+        matte_o = np.clip((matte_o - UNSURE[0]) / (UNSURE[1] - UNSURE[0]), 0, 1) * shown[..., 0]
+        scene = person * matte_o[..., None] + back * (1 - matte_o[..., None])
         plate_o = back
     scene = np.clip(np.round(scene), 0, 255).astype(np.uint8)
     plate_o = np.clip(np.round(plate_o), 0, 255).astype(np.uint8)
