@@ -449,7 +449,7 @@ def test_kernels_draw_a_photos_own_teeth_as_the_cpu_renderer_does(kernels_lib, p
     for jaw in (0.15, 0.4, 0.8):
         frame = _with(rig.rest, jawOpen=jaw)
         job = plan.frame(frame)
-        assert job.ints["mouth_on"] and job.ints["m_photo"] >= 0, f"jaw {jaw}: the photo's teeth not drawn"
+        assert job.ints["mouth_on"] and job.ints["m_teeth"] >= 0, f"jaw {jaw}: the photo's teeth not drawn"
         expected, got = cpu.render(frame), runner.run(job, "rgb", None)
         assert _within(got, expected) >= BAR, f"jaw {jaw}: the kernel's picture differs from the CPU renderer's"
         x0, y0, x1, y1 = job.ints["mx0"], job.ints["my0"], job.ints["mx1"], job.ints["my1"]

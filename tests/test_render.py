@@ -674,18 +674,49 @@ def test_the_tongue_rests_on_the_lower_teeth(request, portrait):
     assert above.min() > 0.5 * up[teeth], f"a dark band between teeth and tongue: {up.round()}"
 
 
+def _upper_teeth(renderer, jaw: float):
+    """The mouth layer's geometry at `jaw`, the upper lip's inner edge in its box, and per column of
+    the box the rows its teeth cover below that edge."""
+    scene = renderer.scene
+    frame = _with(scene.rig, jawOpen=jaw)
+    x0, y0, x1, y1 = scene.roi
+    points = scene.points(frame) - (x0, y0)
+    m = mouth_geometry(scene, points, frame, (y1 - y0, x1 - x0))
+    assert m is not None
+    lip = points[list(fm.LIPS_UPPER_INNER)] - m.box[:2]
+    rows = np.arange(m.shape[0])[:, None] + 0.5
+    below = rows > np.interp(np.arange(m.shape[1]) + 0.5, lip[:, 0], lip[:, 1])
+    upper = (m.teeth_alpha > 128) & below & (rows < lip[:, 1].max() + 0.2 * m.width)
+    return m, lip, upper
+
+
 def test_upper_teeth_are_longest_in_the_middle(renderer):
     """The upper front teeth hang from the upper lip, longest at the incisors and shorter toward
     the canines, and stay inside the opening."""
-    scene = renderer.scene
-    frame = _with(scene.rig, jawOpen=0.4)
-    x0, y0, x1, y1 = scene.roi
-    m = mouth_geometry(scene, scene.points(frame) - (x0, y0), frame, (y1 - y0, x1 - x0))
-    assert m is not None and m.upper_teeth is not None
-    n = len(m.upper_teeth) // 2
-    top, bottom = m.upper_teeth[:n], m.upper_teeth[n:][::-1]
-    length = bottom[:, 1] - top[:, 1]
-    assert length[n // 2] > 0.08 * m.width
-    assert length[0] < 0.7 * length[n // 2] and length[-1] < 0.7 * length[n // 2]
-    inside = cv2.pointPolygonTest(m.polygon.astype(np.float32), tuple(map(float, bottom[n // 2])), False)
-    assert inside > 0
+    m, lip, upper = _upper_teeth(renderer, 0.4)
+    length = upper.sum(axis=0)
+    span = np.flatnonzero(length)
+    third = len(span) // 3
+    middle = length[span[third:-third]].max()  # the central incisors (a gap parts them at the very middle)
+    assert middle > 0.08 * m.width
+    assert length[span[:2]].mean() < 0.7 * middle and length[span[-2:]].mean() < 0.7 * middle
+    opening = coverage(m.polygon, m.shape) > 0
+    assert np.mean(opening[upper]) > 0.95
+
+
+def test_drawn_teeth_are_shaded_with_gaps_not_a_slab(renderer):
+    """Drawn teeth read as teeth: darker toward the lip they grow from, dark gaps between them,
+    the row dimmer toward the cheeks; a row of one colour read as a white slab."""
+    m, lip, upper = _upper_teeth(renderer, 0.5)
+    grey = m.teeth.astype(np.float32).mean(axis=2)
+    length = upper.sum(axis=0)
+    columns = np.flatnonzero(length >= 3)
+    third = len(columns) // 3
+    middle = columns[third + np.argmax(length[columns[third:-third]])]  # a central incisor's middle
+    down = grey[upper[:, middle], middle]
+    assert down[2 * len(down) // 3] > 1.15 * down[0], f"no shadow under the lip: {down.round()}"
+    # across the row, at a third of the teeth's length: gaps are local dips in the light
+    row = np.array([grey[np.flatnonzero(upper[:, c])[len(np.flatnonzero(upper[:, c])) // 3], c] for c in columns])
+    dips = [i for i in range(2, len(row) - 2) if row[i] < 0.85 * max(row[i - 2], row[i + 2])]
+    assert len(dips) >= 3, f"no gaps between teeth across {row.round()}"
+    assert np.ptp(row) > 40

@@ -15,7 +15,7 @@ import numpy as np
 
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import CAVITY_SHADOW, LOWER_TEETH_SHADE, TONGUE_SHADOW, UPPER_TEETH_SHADE, mouth_geometry, photo_teeth
+from .mouth import CAVITY_SHADOW, TONGUE_SHADOW, mouth_geometry, photo_teeth
 from .scene import Scene
 from .warp import (EXACT_AFTER, INVERSE_ITERATIONS, fill_from_neighbours, solve_exactly, solve_folds, still_ramp,
                    unmoved)
@@ -144,7 +144,7 @@ class CpuRenderer:
             return  # lips together as in the portrait: nothing to reveal
         x0, y0, x1, y1 = m.box
         shape = m.shape
-        cavity, teeth, tongue = self.scene.mouth_colours
+        cavity, _, tongue = self.scene.mouth_colours
         alpha = _mask(m.polygon, shape)
         # Depth: the middle of the opening is the back of the mouth, darker than near the lips.
         depth = cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.12 * m.width))
@@ -153,11 +153,7 @@ class CpuRenderer:
         layer *= (1.0 - CAVITY_SHADOW * depth)[..., None]
         layer += (m.tongue.astype(np.float32) / 255 * (1.0 - TONGUE_SHADOW * depth))[..., None] * (tongue - layer)
         # the front teeth sit at the front, out of the depth's shadow
-        if m.upper_teeth is not None:
-            _fill(layer, m.upper_teeth, teeth * UPPER_TEETH_SHADE)
-        _fill(layer, m.lower_teeth, teeth * LOWER_TEETH_SHADE)
-        if m.photo is not None:
-            layer += (m.photo_alpha.astype(np.float32) / 255)[..., None] * (m.photo - layer)
+        layer += (m.teeth_alpha.astype(np.float32) / 255)[..., None] * (m.teeth - layer)
         # A slight blur keeps the drawn parts from looking cut out; the opening's edge is feathered
         # so the lips' inner rims fall into the mouth's shadow instead of ending on a cut line.
         layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, 0.01 * m.width))

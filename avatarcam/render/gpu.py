@@ -33,7 +33,7 @@ from . import mouth, warp
 from .cpu import CpuRenderer
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import LOWER_TEETH_SHADE, UPPER_TEETH_SHADE, mouth_geometry, photo_teeth
+from .mouth import mouth_geometry, photo_teeth
 from .scene import Scene
 from .warp import fold_layers, still_ramp, unmoved
 
@@ -295,20 +295,16 @@ class KernelPlan:
         x0, y0, x1, y1 = m.box
         shape = m.shape
         area = shape[0] * shape[1]
-        cavity, teeth, tongue = self.scene.mouth_colours
-        upper_teeth = -1 if m.upper_teeth is None else job.add_mask(coverage(m.upper_teeth, shape))
-        lower_teeth = job.add_mask(coverage(m.lower_teeth, shape))
+        cavity, _, tongue = self.scene.mouth_colours
         depth, soft, edge = (gaussian_taps(max(1.0, 0.12 * m.width)), gaussian_taps(max(0.5, 0.01 * m.width)),
                              gaussian_taps(m.feather))
         job.ints.update(mouth_on=1, mx0=x0, my0=y0, mx1=x1, my1=y1, m_poly=job.add_mask(coverage(m.polygon, shape)),
-                        m_upper=upper_teeth, m_lower=lower_teeth, m_tongue=job.add_mask(m.tongue),
-                        m_photo=-1 if m.photo is None else job.add_mask(m.photo),
-                        m_photo_a=-1 if m.photo is None else job.add_mask(m.photo_alpha),
+                        m_teeth=job.add_mask(m.teeth), m_teeth_a=job.add_mask(m.teeth_alpha),
+                        m_tongue=job.add_mask(m.tongue),
                         kd=len(depth), kd_off=job.add_taps(depth), kf=len(edge), kf_off=job.add_taps(edge),
                         kl=len(soft), kl_off=job.add_taps(soft), w_ah=job.add_work(area), w_fh=job.add_work(area),
                         w_alpha=job.add_work(area), w_l1=job.add_work(3 * area), w_l2=job.add_work(3 * area))
-        job.floats.update(mouth_a=m.strength, cavity=cavity, teeth_u=teeth * UPPER_TEETH_SHADE,
-                          teeth_l=teeth * LOWER_TEETH_SHADE, tongue=tongue)
+        job.floats.update(mouth_a=m.strength, cavity=cavity, tongue=tongue)
 
 
 def _triangles(weights) -> tuple[np.ndarray, np.ndarray]:

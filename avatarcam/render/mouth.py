@@ -16,8 +16,19 @@ from .rig import head_scale
 from .scene import Scene
 
 UPPER_TEETH = 0.1  # how far the upper incisors show below the upper lip, in mouth widths
+LOWER_TEETH = 0.045  # ... and the lower ones above the lower lip, once the mouth is open wide
+LOWER_TEETH_FROM = (0.1, 0.3)  # the opening, in mouth widths, over which the lower row rises into view
 # The teeth's light against the eyes' whites: the lower ones stand in the upper lip's shadow.
 UPPER_TEETH_SHADE, LOWER_TEETH_SHADE = 0.9, 0.85
+# Drawn teeth, front to canine (a row's widths, relative): each darker toward the lip it grows from
+# (TOOTH_ROOT_SHADE at the lip), the row darker toward the cheeks (TOOTH_SIDE_SHADE at the canines),
+# a dark gap between neighbours (TOOTH_GAP of a mouth width, TOOTH_GAP_SHADE at its middle) and
+# their biting edges rounded at the gaps (TOOTH_ROUNDING of a tooth's length). A row of one colour
+# read as a white slab.
+TOOTH_WIDTHS = (0.75, 0.85, 1.0, 1.0, 0.85, 0.75)
+TOOTH_ROOT_SHADE, TOOTH_SIDE_SHADE = 0.72, 0.7
+TOOTH_GAP, TOOTH_GAP_SHADE = 0.012, 0.5
+TOOTH_ROUNDING = 0.25
 # The depth shadow (CpuRenderer._draw_mouth): toward the back of the opening the cavity darkens by
 # up to CAVITY_SHADOW of its colour, the tongue's cover thins by up to TONGUE_SHADOW.
 CAVITY_SHADOW, TONGUE_SHADOW = 0.4, 0.3
@@ -66,14 +77,12 @@ class MouthGeometry:
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in ROI pixels
     polygon: np.ndarray             # the opening, box pixels
-    upper_teeth: np.ndarray | None  # box pixels; None where the portrait shows its own teeth
-    lower_teeth: np.ndarray
+    teeth: np.ndarray               # (h, w, 3) uint8 the teeth (the photo's own upper row where it has one) ...
+    teeth_alpha: np.ndarray         # (h, w) uint8 ... and where they cover the mouth behind them
     tongue: np.ndarray              # uint8 coverage of the tongue, the box's shape
     width: float                    # mouth width, pixels
     feather: float                  # blur of the opening's edge, pixels
     strength: float                 # opacity of the interior: a barely parted mouth shows little
-    photo: np.ndarray | None = None        # (h, w, 3) uint8 the photo's own teeth placed in the box ...
-    photo_alpha: np.ndarray | None = None  # (h, w) uint8 ... and where they show (PhotoTeeth)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -112,26 +121,56 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, roi_shap
                 0, 180, 360, 255, -1, cv2.LINE_AA, SHIFT)
     body = np.array([[-half[0], 0.0], [half[0], 0.0], [half[0], 0.2 * width], [-half[0], 0.2 * width]]) + centre
     cv2.fillConvexPoly(tongue, np.round(body * 16).astype(np.int32), 255, cv2.LINE_AA, SHIFT)
-    # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a smile):
-    # upper ones hang from the upper lip unless the portrait already shows its own, lower ones
-    # rise from the lower lip.
-    tooth_h = 0.06 * width
-    upper_teeth = photo = photo_alpha = None
+    # Front teeth only (the side teeth are in the cheeks' shadow; a full row reads as a smile): the
+    # upper ones hang from the upper lip (the photo's own where it shows them), the lower ones rise
+    # from the lower lip as the mouth opens wide.
+    colour = scene.mouth_colours[1]
+    picture = np.zeros((*shape, 3), np.float32)
+    cover = np.zeros(shape, np.float32)
+    rise = float(np.clip((opening / width - LOWER_TEETH_FROM[0]) / (LOWER_TEETH_FROM[1] - LOWER_TEETH_FROM[0]), 0, 1))
+    if rise > 0:
+        _tooth_row(picture, cover, lower[3:-3] - off, -LOWER_TEETH * width * rise, colour * LOWER_TEETH_SHADE, width)
     if teeth is not None:
         # hung from the upper lip's middle, at this head distance
         scale = float(head_scale(scene.rig, frame))
         shift = upper[5] - off - scale * teeth.anchor
         to_box = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
         photo = cv2.warpAffine(teeth.texture, to_box, shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        photo_alpha = np.round(255 * cv2.warpAffine(teeth.alpha, to_box, shape[::-1], flags=cv2.INTER_LINEAR,
-                                                    borderMode=cv2.BORDER_CONSTANT)).astype(np.uint8)
-    elif float(np.median(np.linalg.norm(top - upper, axis=1))) < 0.5 * tooth_h:
-        # incisors longest in the middle, the row shortening toward the canines (a band of even
-        # height read as a mouth guard)
-        row = top[2:-2]
-        across = np.linspace(-1.0, 1.0, len(row))
-        length = UPPER_TEETH * width * np.sqrt(1.0 - 0.75 * across ** 2)
-        upper_teeth = np.concatenate([row, (row + np.c_[np.zeros(len(row)), length])[::-1]]) - off
-    lower_teeth = np.concatenate([lower[3:-3], (lower[3:-3] - (0, 0.6 * tooth_h))[::-1]]) - off
-    return MouthGeometry(box, polygon - off, upper_teeth, lower_teeth, tongue, width, feather,
-                         min(1.0, opening / 2.0), photo, photo_alpha)
+        a = cv2.warpAffine(teeth.alpha, to_box, shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        picture += a[..., None] * (photo - picture)
+        cover += a * (1 - cover)
+    else:
+        _tooth_row(picture, cover, top[2:-2] - off, UPPER_TEETH * width, colour * UPPER_TEETH_SHADE, width)
+    return MouthGeometry(box, polygon - off, np.clip(np.round(picture), 0, 255).astype(np.uint8),
+                         np.round(255 * cover).astype(np.uint8), tongue, width, feather, min(1.0, opening / 2.0))
+
+
+def _tooth_row(picture: np.ndarray, cover: np.ndarray, row: np.ndarray, length: float, colour: np.ndarray,
+               width: float) -> None:
+    """Draw a row of front teeth over `picture` and `cover` (box pixels): from the lip edge `row`
+    (its points, corner to corner) `length` pixels down (up where negative), longest in the middle
+    and shortening toward the canines, each tooth shaded (TOOTH_WIDTHS and the shades above)."""
+    row = row[np.argsort(row[:, 0])]
+    h, w = cover.shape
+    xs = np.arange(w, dtype=np.float32) + 0.5
+    across = (xs - row[0, 0]) / max(float(row[-1, 0] - row[0, 0]), 1e-6) * 2 - 1  # -1 .. 1 over the row
+    inside_x = np.clip(np.minimum(xs - row[0, 0], row[-1, 0] - xs) + 0.5, 0, 1)  # anti-aliased row ends
+    if not inside_x.any():
+        return
+    edges = np.cumsum((0.0,) + TOOTH_WIDTHS) / sum(TOOTH_WIDTHS) * 2 - 1
+    half_span = 0.5 * float(row[-1, 0] - row[0, 0])
+    to_gap = np.abs(across[:, None] - edges[None, 1:-1]).min(axis=1) * half_span  # px to the nearest gap
+    tooth = half_span * np.diff(edges).min() / 2
+    rounded = 1 - TOOTH_ROUNDING * np.clip(1 - to_gap / max(tooth, 1e-6), 0, 1) ** 2
+    size = abs(length) * np.sqrt(np.clip(1 - 0.75 * across ** 2, 0, 1)) * rounded
+    lip = np.interp(xs, row[:, 0], row[:, 1])
+    depth = (np.arange(h, dtype=np.float32)[:, None] + 0.5 - lip) * np.sign(length)  # px from the lip into the row
+    alpha = np.clip(np.minimum(depth + 0.5, size - depth + 0.5), 0, 1) * inside_x
+    along = np.clip(depth / np.maximum(size, 1e-6), 0, 1)
+    shade = (TOOTH_ROOT_SHADE + (1 - TOOTH_ROOT_SHADE) * along * along * (3 - 2 * along))
+    shade = shade * (1 - (1 - TOOTH_SIDE_SHADE) * across ** 2)
+    shade = shade * (1 - (1 - TOOTH_GAP_SHADE) * np.exp(-(to_gap / max(0.5, TOOTH_GAP * width)) ** 2))
+    picture += alpha[..., None] * (shade[..., None] * colour - picture)
+    cover += alpha * (1 - cover)
+
+

@@ -61,6 +61,12 @@ SEAL_UPPER_SHARE = 0.2
 # remaining 0.8 only, the judge read the shouting photo closed as jawOpen 0.18, its chin still low;
 # 1.0 read 0.11, 1.2 reads 0.02. The lower lip keeps its meeting point (it gives back the excess).
 SEAL_JAW = 1.2
+# The lips stop this short of each other (face-local units, about a pixel), the seam between them:
+# what the open lips showed folds onto the lower lip's edge, and the warp's mesh parts that edge
+# from the upper jaw's by a pixel and a half (scene._split_lips); met closer, the triangles of the
+# folded region turned over and the warp drew the seam as blocks.
+SEAL_LEFT = 0.015
+SEAL_JAW_WIDTH = 0.9  # face-local units each side of the mouth: the jaw's rise fades out toward its angles
 # ... when they are apart by more than this (face-local units, about a pixel on a 100 px face):
 # below it the lips read as closed already, and the rest stays the photo itself.
 SEAL_FROM = 0.01
@@ -357,14 +363,22 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     b["cheekPuff"] = field(dx=0.05 * np.sign(x), w=_bump(np.abs(x), 0.5, 0.2) * _bump(y, 0.65, 0.25) * face_pts)
     b["tongueOut"] = np.zeros((n, 3))  # drawn in the mouth layer, not a deformation
 
-    # Where the seal moves the lips (see _seal): each lip fully, fading into the skin toward the
-    # chin and the nose, and out past the corners.
-    sideways = _bump(x, mx, 1.3 * half) * face_pts
-    seal_lower = np.where(y > line, to_chin, 0.0) * sideways
-    seal_upper = np.where(y < line, 1 - _smoothstep(0.0, 2.5 * lips["upper_thickness"] + 0.05, upper_edge - y), 0.0) * sideways
+    # Where the seal moves the lips (see _seal): the lower lip and everything below it, the upper lip
+    # fading into the skin toward the nose, both fading out past the corners; and how far below the
+    # lower lip a point lies on the way to the chin (0 .. 1), which rises further.
+    sideways = (1 - _smoothstep(half, 1.8 * half, np.abs(x - mx))) * face_pts  # the mouth's width, then fading
+    lower_order = np.argsort(q[list(fm.LIPS_LOWER_OUTER), 0])
+    lip_edge = np.interp(x, q[list(fm.LIPS_LOWER_OUTER), 0][lower_order], q[list(fm.LIPS_LOWER_OUTER), 1][lower_order])
+    # the jaw is one bone: it rises across the whole lower face, fading only toward its angles
+    seal_chin = (_smoothstep(0.0, 1.0, (y - lip_edge) / np.maximum(float(q[fm.CHIN, 1]) - lip_edge, 0.1))
+                 * _bump(x, mx, SEAL_JAW_WIDTH) * face_pts)
+    seal_lower = np.where(y > line, 1.0, 0.0) * sideways
+    upper_order = np.argsort(q[list(fm.LIPS_UPPER_OUTER), 0])
+    upper_lip_edge = np.interp(x, q[list(fm.LIPS_UPPER_OUTER), 0][upper_order], q[list(fm.LIPS_UPPER_OUTER), 1][upper_order])
+    seal_upper = np.where(y < line, 1 - _smoothstep(0.0, 0.25, upper_lip_edge - y), 0.0) * sideways
     seal_lower[lower_lip], seal_upper[lower_lip] = 1.0, 0.0
-    seal_upper[upper_lip], seal_lower[upper_lip] = 1.0, 0.0
-    b["_sealLower"], b["_sealUpper"] = seal_lower, seal_upper
+    seal_upper[upper_lip], seal_lower[upper_lip], seal_chin[upper_lip] = 1.0, 0.0, 0.0
+    b["_sealLower"], b["_sealUpper"], b["_sealChin"] = seal_lower, seal_upper, seal_chin
     return b
 
 
@@ -443,7 +457,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
 
     expr = _expression_bases(local)
     lids_follow_gaze = expr.pop("_lidsFollowGaze").astype(np.float32)
-    seal_weights = expr.pop("_sealLower"), expr.pop("_sealUpper")
+    seal_weights = expr.pop("_sealLower"), expr.pop("_sealUpper"), expr.pop("_sealChin")
     bases = np.stack([expr[name] for name in latent.EXPRESSION]).astype(np.float32)
     if fitted:
         bases[:, :468] += _expression_fit()
@@ -459,7 +473,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     follow_all = np.concatenate([follow_all, np.ones(len(lower_inner))])
     lids_follow_gaze = np.concatenate([lids_follow_gaze, np.zeros((len(lower_inner), 3), np.float32)])
     seal_weights = [np.r_[w, np.zeros(len(lower_inner))] for w in seal_weights]  # mouth_top: set by _seal
-    seal = np.zeros_like(local, np.float32) if not closed else _seal(local, axes, bases[latent.EXPRESSION.index("jawOpen")], *seal_weights, mouth_top)
+    seal = _seal(local, axes, *seal_weights, mouth_top) if closed else np.zeros_like(local, np.float32)
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
@@ -473,16 +487,17 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
                head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze, seal=seal)
 
 
-def _seal(local: np.ndarray, axes: np.ndarray, jaw: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndarray, chin: np.ndarray,
           mouth_top: np.ndarray) -> np.ndarray:
-    """(M, 3) the displacement that closes the photo's parted lips, face-local units: the upper lip
-    comes down SEAL_UPPER_SHARE of each column's gap, the jaw (`jaw`, its field per unit) rises until
-    the lower lip's middle meets it, and the lower lip takes up what the jaw's shape leaves of each
-    column; `lower` and `upper` say how much each point moves with its lip. Gaps and motion are
-    measured down the face as the picture shows it (`axes`: the face tilted in depth shows less of
-    them). What the open lips showed (`mouth_top`, kept with the upper jaw) folds away onto the upper
-    lip's edge, so the closed mouth hides it and an opening jaw reveals the mouth layer. Zero for
-    lips closed in the photo (SEAL_FROM)."""
+    """(M, 3) the displacement that closes the photo's parted lips, face-local units: of each
+    column's gap the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, with
+    everything below it (`lower`), the chin further (`chin`: 0 at the lower lip, 1 at the chin)
+    until it has risen SEAL_JAW times the middle's gap; `upper` says how much each point comes down
+    with the upper lip. The motion is straight down the face as the picture shows it (`axes`: a face
+    tilted in depth shows less of it), so points in one column keep their order. What the open lips
+    showed (`mouth_top`, kept with the upper jaw) folds away onto the lower lip's edge, so the closed
+    mouth hides it and an opening jaw reveals the mouth layer. Zero for lips closed in the photo
+    (SEAL_FROM)."""
     upper_inner, lower_inner = list(fm.LIPS_UPPER_INNER), list(fm.LIPS_LOWER_INNER)
     down = axes[:2, 1] / max(float(np.linalg.norm(axes[:2, 1])), 1e-6)
     seen = axes[:2].T @ down  # how far a local displacement shows down the face in the picture
@@ -491,18 +506,16 @@ def _seal(local: np.ndarray, axes: np.ndarray, jaw: np.ndarray, lower: np.ndarra
         return np.zeros_like(local, np.float32)
     columns = (local[lower_inner, 0] + local[upper_inner, 0]) / 2
     order = np.argsort(columns)
-    middle = len(lower_inner) // 2
-    rise = jaw[lower_inner] @ seen  # how far one unit of jaw lowers each column of the lower lip
-    closing = SEAL_JAW * gap[middle] / max(float(rise[middle]), 1e-6)
-    left = ((1 - SEAL_UPPER_SHARE) * gap - closing * rise) / seen[1]  # what the jaw leaves of each column
+    shut = np.maximum(gap - SEAL_LEFT, 0.0)[order]  # how far the lips travel to meet
     x = local[:, 0]
-    out = -closing * jaw.astype(np.float64)
-    out[:, 1] -= lower * np.interp(x, columns[order], left[order])
-    out[:, 1] += upper * np.interp(x, columns[order], SEAL_UPPER_SHARE * gap[order] / seen[1])
+    rises = (1 - SEAL_UPPER_SHARE) * np.interp(x, columns[order], shut)
+    rises += chin * np.maximum(SEAL_JAW * float(gap.max()) - rises, 0.0)
+    out = np.zeros_like(local, np.float64)
+    out[:, 1] = (upper * SEAL_UPPER_SHARE * np.interp(x, columns[order], shut) - lower * rises) / seen[1]
     # the inner edges meet column by column (an oval opening's lower edge lies nearer the middle)
-    out[lower_inner, 1] = -closing * jaw[lower_inner, 1] - left
-    out[upper_inner, 1] = SEAL_UPPER_SHARE * gap / seen[1]
-    out[mouth_top] = local[upper_inner] + out[upper_inner] - local[mouth_top]
+    out[upper_inner, 1] = SEAL_UPPER_SHARE * shut[np.argsort(order)] / seen[1]
+    out[lower_inner, 1] = -(1 - SEAL_UPPER_SHARE) * shut[np.argsort(order)] / seen[1]
+    out[mouth_top] = local[lower_inner] + out[lower_inner] - local[mouth_top]
     return out.astype(np.float32)
 
 

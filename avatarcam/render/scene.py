@@ -44,14 +44,15 @@ GRID_SHARE = 0.004  # the displacement field's grid step, in frame heights (its 
 EDGE_FADE = 0.06
 RIM = 0.015  # the photo's own rim, left out of what the backdrop carries beyond it
 SOLID = 0.95  # person matte from which a pixel is the person's own colour, no background mixed in
+BODY_REACH = 3.0  # face heights either side of the face that shoulders and sleeves may reach
 UNSURE = (0.3, 0.7)  # over another backdrop the person matte's soft band is narrowed to this span
-SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
 PHOTO_BLUR = 0.05
 BLUR = 0.025
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
+SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
 FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
 
 
@@ -266,7 +267,7 @@ def background_known(inside: np.ndarray, matte: np.ndarray, points: np.ndarray) 
     only colours a backdrop may carry beyond the photo. Not the photo's rim (RIM: interpolated,
     and scans and paintings often have a light border there that carried out as a pale band), not
     the person grown by a margin (`plate.hole_mask` fills there), and not the body's region from the
-    mouth down (1.5 face heights either side of the face), where mattes miss shoulders that the plate
+    mouth down (BODY_REACH either side of the face), where mattes miss shoulders that the plate
     then keeps: carried out from a few such pixels, a shirt's corner spread into a glow, a black
     shirt into a dark fog."""
     h, w = matte.shape
@@ -276,7 +277,7 @@ def background_known(inside: np.ndarray, matte: np.ndarray, points: np.ndarray) 
     grow = 2 * max(3, int(0.03 * face)) + 1
     known[cv2.dilate((matte > 0.02).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0] = 0
     mouth, cx = int(max(points[fm.LIPS_LOWER_OUTER[5], 1], 0)), float(points[:468, 0].mean())
-    known[mouth:, max(int(cx - 1.5 * face), 0):max(int(cx + 1.5 * face), 0)] = 0
+    known[mouth:, max(int(cx - BODY_REACH * face), 0):max(int(cx + BODY_REACH * face), 0)] = 0
     if not known.any():  # a photo of the person alone: whatever is not the person
         known = cv2.erode((inside > 0.999).astype(np.uint8), np.ones((rim, rim), np.uint8)) * (matte < 0.02)
     return known.astype(np.float32)
@@ -383,7 +384,8 @@ def _hide_mouth(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The picture with what the photo's parted lips show (teeth, tongue, the dark of the mouth)
     painted over with the lips' own colour, darkened as the shadow where lips meet: the rig's rest
     closes them (`Rig.seal`), squeezing that region into the seam between them, where its teeth
-    and dark showed as a broken white and black line."""
+    and dark showed as a broken white and black line. (Inpainted from the lips instead, it took in
+    the teeth the landmarks' inner outline runs along and the seam showed them pale.)"""
     opening = np.concatenate([points[list(fm.LIPS_UPPER_INNER), :2], points[list(fm.LIPS_LOWER_INNER[::-1]), :2]])
     hole = np.zeros(source.shape[:2], np.uint8)
     cv2.fillPoly(hole, [np.round(opening * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)

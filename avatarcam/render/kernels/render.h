@@ -89,8 +89,8 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   I(width) I(height) I(rx0) I(ry0) I(rw) I(rh) I(gw) I(gh) I(g) I(points) \
   I(warp) I(format) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
   I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_shift) I(w_state) I(n_fold) \
-  I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_upper) I(m_lower) I(m_tongue) \
-  I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(m_photo) I(m_photo_a) I(pad0) \
+  I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_teeth) I(m_teeth_a) I(m_tongue) \
+  I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
   IA(lid_on, 2) IA(lx0, 2) IA(ly0, 2) IA(lx1, 2) IA(ly1, 2) IA(lid_was, 2) IA(lid_now, 2) IA(lid_wide, 2) \
   IA(lid_cover, 2) IA(lid_line, 2) IA(lid_skin, 2) IA(kt, 2) IA(kt_off, 2) IA(kc, 2) IA(kc_off, 2) \
   IA(w_pic, 2) IA(w_out, 2) IA(w_ph, 2) IA(w_oh, 2) IA(w_ch, 2) IA(w_skin, 2) IA(w_cov, 2) \
@@ -101,7 +101,7 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   FA(iris_squeeze, 2) /* per eye: the texture narrowed across about its centre (a turned eye) */ \
   FA(lash, 6) FA(white, 6) FA(lash_a, 2) \
   FA(skin, 6) FA(skin_k, 2) /* per eye: the lid skin's colour and eyes.skin_closeness */ \
-  FA(cavity, 3) FA(teeth_u, 3) FA(teeth_l, 3) FA(tongue, 3)
+  FA(cavity, 3) FA(tongue, 3)
 
 typedef struct Frame {
 #define AC_P(type, name) type name;
@@ -507,16 +507,9 @@ AC_FN void ac_blur_cols(const Frame& f, int item) {
   for (int c = 0; c < 3; ++c) layer[c] = f.cavity[c] * dark;
   float a = (float)f.masks[f.m_tongue + i] / 255.0f * (1.0f - AC_TONGUE_SHADOW * depth);
   for (int c = 0; c < 3; ++c) layer[c] += a * (f.tongue[c] - layer[c]);
-  if (f.m_upper >= 0) {
-    a = (float)f.masks[f.m_upper + i] / 255.0f;
-    for (int c = 0; c < 3; ++c) layer[c] += a * (f.teeth_u[c] - layer[c]);
-  }
-  a = (float)f.masks[f.m_lower + i] / 255.0f;
-  for (int c = 0; c < 3; ++c) layer[c] += a * (f.teeth_l[c] - layer[c]);
-  if (f.m_photo >= 0) {  // the photo's own teeth (mouth.PhotoTeeth), RGB then their alpha
-    a = (float)f.masks[f.m_photo_a + i] / 255.0f;
-    for (int c = 0; c < 3; ++c) layer[c] += a * ((float)f.masks[f.m_photo + i * 3 + c] - layer[c]);
-  }
+  // the teeth (mouth.MouthGeometry.teeth: drawn rows, or the photo's own), RGB then their alpha
+  a = (float)f.masks[f.m_teeth_a + i] / 255.0f;
+  for (int c = 0; c < 3; ++c) layer[c] += a * ((float)f.masks[f.m_teeth + i * 3 + c] - layer[c]);
   for (int c = 0; c < 3; ++c) f.work[f.w_l1 + i * 3 + c] = layer[c];
   f.work[f.w_alpha + i] = ac_cols(f, f.kf_off, f.kf, f.work + f.w_fh, bw, bh, 1, 0, bx, by) * f.mouth_a;
 }
