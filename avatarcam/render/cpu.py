@@ -15,7 +15,7 @@ import numpy as np
 
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import CAVITY_SHADOW, TONGUE_SHADOW, mouth_geometry, photo_teeth
+from .mouth import CAVITY_SHADOW, TONGUE_SHADOW, mouth_geometry
 from .scene import Scene
 from .warp import (EXACT_AFTER, INVERSE_ITERATIONS, fill_from_neighbours, solve_exactly, solve_folds, still_ramp,
                    unmoved)
@@ -39,7 +39,6 @@ class CpuRenderer:
         self._plate = cv2.cvtColor(np.ascontiguousarray(scene.plate[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._photo = cv2.cvtColor(np.ascontiguousarray(scene.scene[y0:y1, x0:x1]), cv2.COLOR_RGB2RGBA)
         self._still = still_ramp(scene.size[1])
-        self._teeth = photo_teeth(scene)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -139,7 +138,7 @@ class CpuRenderer:
     def _draw_mouth(self, roi: np.ndarray, points: np.ndarray, frame: np.ndarray, origin: tuple[int, int]) -> None:
         """The mouth interior where the lips part further than the portrait's own (same pose,
         `mouth_geometry`): a dark cavity, front teeth (the photo's own where it shows them), a tongue."""
-        m = mouth_geometry(self.scene, points, frame, roi.shape, self._teeth)
+        m = mouth_geometry(self.scene, points, frame, roi.shape)
         if m is None:
             return  # lips together as in the portrait: nothing to reveal
         x0, y0, x1, y1 = m.box

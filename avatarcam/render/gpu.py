@@ -33,7 +33,7 @@ from . import mouth, warp
 from .cpu import CpuRenderer
 from .eyes import eye_geometry, lid_masks, lid_skin, skin_closeness
 from .masks import coverage
-from .mouth import mouth_geometry, photo_teeth
+from .mouth import mouth_geometry
 from .scene import Scene
 from .warp import fold_layers, still_ramp, unmoved
 
@@ -198,7 +198,6 @@ class KernelPlan:
             "iris_alpha": np.concatenate([a.ravel() for a in alphas]),
         }
         self._iris = [(0, 0), (textures[0].size, alphas[0].size)]  # each eye's texture and alpha offsets
-        self._teeth = photo_teeth(scene)  # placed per frame by mouth_geometry, passed as masks
         self.cells = gh * gw
         self.ints = {"width": w, "height": h, "rx0": x0, "ry0": y0, "rw": x1 - x0, "rh": y1 - y0, "gw": gw, "gh": gh,
                      "g": scene.grid, "points": len(scene.rest_points)}
@@ -289,7 +288,7 @@ class KernelPlan:
     def _mouth(self, job: FrameJob, points: np.ndarray, frame: np.ndarray) -> None:
         """cpu.CpuRenderer._draw_mouth's geometry and masks; the kernels blur and blend."""
         job.ints["mouth_on"] = 0
-        m = mouth_geometry(self.scene, points, frame, self.roi_shape, self._teeth)
+        m = mouth_geometry(self.scene, points, frame, self.roi_shape)
         if m is None:
             return
         x0, y0, x1, y1 = m.box

@@ -32,45 +32,6 @@ TOOTH_ROUNDING = 0.25
 # The depth shadow (CpuRenderer._draw_mouth): toward the back of the opening the cavity darkens by
 # up to CAVITY_SHADOW of its colour, the tongue's cover thins by up to TONGUE_SHADOW.
 CAVITY_SHADOW, TONGUE_SHADOW = 0.4, 0.3
-# A photo's own teeth: the pixels of its open mouth lit at least TEETH_FROM of the teeth's light
-# show, fully from TEETH_FULL (the dark of the mouth and the tongue are drawn as for any photo);
-# used when they cover PHOTO_TEETH_SHARE of the opening, else the drawn teeth stand in.
-TEETH_FROM, TEETH_FULL = 0.5, 0.75
-PHOTO_TEETH_SHARE = 0.1
-
-
-@dataclass
-class PhotoTeeth:
-    """What a photo's parted lips show of its teeth (they are the person's own), in a box of the still
-    frame: the rest closes the lips over it (`Rig.seal`), an opening jaw shows it again, hanging
-    from the upper lip as the upper teeth do."""
-
-    texture: np.ndarray  # (h, w, 3) uint8 the photo's mouth opening
-    alpha: np.ndarray    # (h, w) float32 where it shows teeth, within the opening
-    anchor: np.ndarray   # (2,) the upper lip's middle (landmark 13) at rest, box pixels
-
-
-def photo_teeth(scene: Scene) -> PhotoTeeth | None:
-    """The teeth a scene's photo shows between its parted lips; None where the rest keeps the
-    photo's lips as they are or the opening shows no teeth (PHOTO_TEETH_SHARE)."""
-    if not scene.rig.seal.any():
-        return None
-    rest = scene.rest_points
-    polygon = np.concatenate([rest[list(fm.LIPS_UPPER_INNER)], rest[list(fm.LIPS_LOWER_INNER[::-1])]])
-    box = polygon_box(polygon, scene.scene.shape, margin=2)
-    if box is None:
-        return None
-    x0, y0, x1, y1 = box
-    inside = cv2.erode(coverage(polygon - (x0, y0), (y1 - y0, x1 - x0)), np.ones((3, 3), np.uint8))
-    texture = scene.scene[y0:y1, x0:x1].copy()
-    light = texture.astype(np.float32).mean(axis=2) / max(float(np.mean(scene.mouth_colours[1])), 1.0)
-    teeth = np.clip((light - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0.0, 1.0)
-    alpha = (inside.astype(np.float32) / 255 * teeth * teeth * (3 - 2 * teeth)).astype(np.float32)
-    if alpha.sum() < PHOTO_TEETH_SHARE * max(float(inside.sum()) / 255, 1.0):
-        return None
-    return PhotoTeeth(texture, alpha, (rest[fm.LIPS_UPPER_INNER[5]] - (x0, y0)).astype(np.float32))
-
-
 @dataclass
 class MouthGeometry:
     """Where the mouth interior goes in a frame, in a box of the ROI (both renderers draw from it)."""
@@ -90,12 +51,12 @@ class MouthGeometry:
         return y1 - y0, x1 - x0
 
 
-def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, roi_shape: tuple[int, ...],
-                   teeth: PhotoTeeth | None = None) -> MouthGeometry | None:
+def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
+                   roi_shape: tuple[int, ...]) -> MouthGeometry | None:
     """The opening below what the portrait's own parted lips show (`mouth_top`, which stays with
     the upper jaw) down to the lower lip, for control points `points` in ROI pixels; None where the
-    lips are together (the rig's rest: `Rig.seal` closes a photo's parted lips). `teeth`: the
-    photo's own (`photo_teeth`), drawn instead of the upper row where they show."""
+    lips are together (the rig's rest closes a photo's parted lips: `Rig.photo_points`). The photo's
+    own upper teeth (`Scene.teeth`) are drawn instead of the upper row where it shows them."""
     top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
     across = points[fm.LIPS_UPPER_INNER[-1]] - points[fm.LIPS_UPPER_INNER[0]]
     down = np.array([-across[1], across[0]]) / max(float(np.linalg.norm(across)), 1e-6)
@@ -130,6 +91,7 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray, roi_shap
     rise = float(np.clip((opening / width - LOWER_TEETH_FROM[0]) / (LOWER_TEETH_FROM[1] - LOWER_TEETH_FROM[0]), 0, 1))
     if rise > 0:
         _tooth_row(picture, cover, lower[3:-3] - off, -LOWER_TEETH * width * rise, colour * LOWER_TEETH_SHADE, width)
+    teeth = scene.teeth
     if teeth is not None:
         # hung from the upper lip's middle, at this head distance
         scale = float(head_scale(scene.rig, frame))

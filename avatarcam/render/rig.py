@@ -112,7 +112,8 @@ class Rig:
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
     mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
     lids_follow_gaze: np.ndarray  # (M, 3) lid motion per unit of sin(gaze pitch), face-local units
-    seal: np.ndarray        # (M, 3) what brings the photo's parted lips together at rest, face-local units
+    photo_points: np.ndarray  # (M, 2) where the photo has the control points, its lips apart as photographed:
+                              # `points` close them (_seal), and the scene warps the photo to match, once
     # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
     # measured at enrollment (enroll.turn_gain)
     turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
@@ -473,7 +474,9 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     follow_all = np.concatenate([follow_all, np.ones(len(lower_inner))])
     lids_follow_gaze = np.concatenate([lids_follow_gaze, np.zeros((len(lower_inner), 3), np.float32)])
     seal_weights = [np.r_[w, np.zeros(len(lower_inner))] for w in seal_weights]  # mouth_top: set by _seal
-    seal = _seal(local, axes, *seal_weights, mouth_top) if closed else np.zeros_like(local, np.float32)
+    photo_points = (origin + unit * local @ axes.T)[:, :2]
+    if closed:
+        local = local + _seal(local, axes, *seal_weights, mouth_top)
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
@@ -484,7 +487,8 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     return Rig(points=all_points.astype(np.float32), local=local.astype(np.float32), origin=origin.astype(np.float32),
                axes=axes.astype(np.float32), unit=unit, bases=bases, follow=follow_all.astype(np.float32),
                pivot=pivot.astype(np.float32), rest=rest, iris=iris, face_width=face_width,
-               head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze, seal=seal)
+               head_radius=head_radius, mouth_top=mouth_top, lids_follow_gaze=lids_follow_gaze,
+               photo_points=photo_points.astype(np.float32))
 
 
 def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndarray, chin: np.ndarray,
@@ -536,7 +540,7 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
     delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
     delta[close] += PUCKER_CLOSES * np.sqrt(np.clip(delta[pucker], 0.0, 1.0)) * max(jaw - delta[close], 0.0)
-    local = rig.local + rig.seal + np.tensordot(delta, rig.bases, axes=1)
+    local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
     cam = local @ rig.axes.T  # image axes, face units, relative to origin

@@ -53,6 +53,11 @@ LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye ou
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
 SEAM_SHADE = 0.75     # the seam between closed lips: the lips' colour this dark
+# A photo's own teeth: the pixels of its open mouth lit at least TEETH_FROM of the teeth's light
+# show, fully from TEETH_FULL (the dark of the mouth and the tongue are drawn as for any photo);
+# used when they cover PHOTO_TEETH_SHARE of the opening, else the drawn teeth stand in.
+TEETH_FROM, TEETH_FULL = 0.5, 0.75
+PHOTO_TEETH_SHARE = 0.1
 FOLD_AREA = 2.0       # px^2 (twice a triangle's area): a triangle turned over by less is a collapsed sliver
 
 
@@ -62,6 +67,17 @@ class EyeLayer:
 
     texture: np.ndarray  # (h, w, 3) uint8, centred on the iris
     alpha: np.ndarray    # (h, w) float32 soft disc
+
+
+@dataclass
+class PhotoTeeth:
+    """What a photo's parted lips show of its teeth (they are the person's own), in a box of the output
+    frame: the rest closes the lips over it (`Rig.photo_points`), an opening jaw shows it again,
+    hanging from the upper lip as the upper teeth do (`mouth.mouth_geometry`)."""
+
+    texture: np.ndarray  # (h, w, 3) uint8 the photo's mouth opening
+    alpha: np.ndarray    # (h, w) float32 where it shows teeth, within the opening
+    anchor: np.ndarray   # (2,) the upper lip's middle (landmark 13) in the photo, box pixels
 
 
 @dataclass
@@ -158,6 +174,7 @@ class Scene:
     eye_colours: np.ndarray        # (2, 3, 3) per eye (right, left): skin around it, lash line, white (RGB)
     rig: Rig
     skin_detail: np.ndarray        # (H, W) uint8 the source's fine texture: grey level less its blur, + 128
+    teeth: PhotoTeeth | None       # what the photo's parted lips show of its teeth, for an opening jaw
 
     def points(self, frame: np.ndarray) -> np.ndarray:
         """Control points of one motion frame in output pixels."""
@@ -380,6 +397,79 @@ def _paint_out(image: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.nda
     return out
 
 
+def _close_mouth(image: np.ndarray, matte: np.ndarray, rig: Rig) -> tuple[np.ndarray, np.ndarray]:
+    """The photo and its matte as the rig's rest shows them, the lips closed (`Rig.photo_points` moved
+    to `Rig.points`), warped once here so that a frame moves the picture only as far as the face
+    moves from its rest: each pixel near the moved points takes the photo's pixel through the
+    triangle it lies in of the closed mesh. What the open lips showed is painted over first
+    (`_hide_mouth`): the seam between the closed lips takes it in."""
+    moves = np.r_[0:fm.RIGHT_IRIS[0], fm.LEFT_IRIS[-1] + 1:len(rig.points)]  # the skin: no iris ...
+    moves = moves[~np.isin(moves, rig.mouth_top)]  # ... nor what the open lips showed (folded away)
+    src, dst = rig.photo_points[moves].astype(np.float64), rig.points[moves, :2].astype(np.float64)
+    moved = np.abs(dst - src).max(axis=1) > 0.01
+    span = np.r_[src[moved], dst[moved]]
+    margin = 0.25 * float(np.ptp(span, axis=0).max()) + 4
+    h, w = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(span.min(axis=0) - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(span.max(axis=0) + margin), (w, h)).astype(int)
+    edge = [(x, y) for t in np.linspace(0, 1, 9) for x, y in ((x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1),
+                                                                (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0)))]
+    inside = ((dst >= (x0, y0)) & (dst <= (x1, y1))).all(axis=1) & ((src >= (x0, y0)) & (src <= (x1, y1))).all(axis=1)
+    src, dst = np.r_[src[inside], edge], np.r_[dst[inside], edge]
+    # The photo's triangulation (the lips apart: each triangle on one side of them), drawn where the
+    # rest puts it; a pixel takes its triangle's map back to the photo. Smallest first: a triangle the
+    # closing squeezes to a sliver (the open lips' gap) gives way to its neighbours.
+    triangles = Delaunay(src).simplices
+    corners = dst[triangles]
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+    under = np.full((y1 - y0, x1 - x0), -1, np.int32)
+    for k in np.argsort(area):
+        cv2.fillConvexPoly(under, np.round((corners[k] - (x0, y0)) * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
+    py, px = np.mgrid[y0:y1, x0:x1] + 0.5
+    at = np.stack([px.ravel(), py.ravel()], -1)
+    k = under.ravel()
+    come_from = at.copy()
+    found = k >= 0
+    c, d = dst[triangles[k[found]]], src[triangles[k[found]]]
+    u1, u2, r = c[:, 1] - c[:, 0], c[:, 2] - c[:, 0], at[found] - c[:, 0]
+    det = u1[:, 0] * u2[:, 1] - u1[:, 1] * u2[:, 0]
+    det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+    b1 = (r[:, 0] * u2[:, 1] - r[:, 1] * u2[:, 0]) / det
+    b2 = (u1[:, 0] * r[:, 1] - u1[:, 1] * r[:, 0]) / det
+    come_from[found] = d[:, 0] + b1[:, None] * (d[:, 1] - d[:, 0]) + b2[:, None] * (d[:, 2] - d[:, 0])
+    maps = (come_from - 0.5).astype(np.float32).reshape(y1 - y0, x1 - x0, 2)
+    painted = _hide_mouth(image, rig.photo_points)
+    closed, closed_matte = image.copy(), matte.copy()
+    closed[y0:y1, x0:x1] = cv2.remap(painted, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    closed_matte[y0:y1, x0:x1] = cv2.remap(matte.astype(np.float32), maps, None, cv2.INTER_LINEAR,
+                                           borderMode=cv2.BORDER_REPLICATE)
+    return closed, closed_matte
+
+
+def _photo_teeth(photo: np.ndarray, rig: Rig, a: np.ndarray, size: tuple[int, int], light: float) -> PhotoTeeth | None:
+    """The teeth the photo shows between its parted lips (`Rig.photo_points`), framed by `a` into an
+    output of `size`, where its pixels are lit near the teeth's `light` (TEETH_FROM .. TEETH_FULL);
+    None where they cover less than PHOTO_TEETH_SHARE of the opening."""
+    points = rig.photo_points @ a[:, :2].T + a[:, 2]
+    polygon = np.concatenate([points[list(fm.LIPS_UPPER_INNER)], points[list(fm.LIPS_LOWER_INNER[::-1])]])
+    x0, y0 = np.maximum(np.floor(polygon.min(axis=0)) - 2, 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)) + 3, size).astype(int)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    box = a.copy()
+    box[:, 2] -= (x0, y0)
+    texture = cv2.warpAffine(photo, box, (x1 - x0, y1 - y0), flags=cv2.INTER_AREA if a[0, 0] < 1 else cv2.INTER_CUBIC)
+    inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(inside, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(np.float32) / 255
+    lit = np.clip((texture.astype(np.float32).mean(axis=2) / max(light, 1.0) - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1)
+    alpha = (inside * lit * lit * (3 - 2 * lit)).astype(np.float32)
+    if alpha.sum() < PHOTO_TEETH_SHARE * max(float(inside.sum()), 1.0):
+        return None
+    return PhotoTeeth(texture, alpha, (points[fm.LIPS_UPPER_INNER[5]] - (x0, y0)).astype(np.float32))
+
+
 def _hide_mouth(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The picture with what the photo's parted lips show (teeth, tongue, the dark of the mouth)
     painted over with the lips' own colour, darkened as the shadow where lips meet: the rig's rest
@@ -396,7 +486,7 @@ def _hide_mouth(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], 255)
     lips &= ~cv2.dilate(hole, np.ones((3, 3), np.uint8))
     colour = np.median(source[lips > 0], axis=0) if lips.any() else np.median(source[hole > 128], axis=0)
-    alpha = cv2.dilate(hole, np.ones((3, 3), np.uint8)).astype(np.float32)[..., None] / 255
+    alpha = hole.astype(np.float32)[..., None] / 255
     return np.round(source * (1 - alpha) + SEAM_SHADE * colour * alpha).astype(np.uint8)
 
 
@@ -521,6 +611,9 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     over `backdrop` (see config.parse_backdrop), and prepare its warp tables."""
     w, h = size
     behind = parse_backdrop(backdrop) if isinstance(backdrop, str) else backdrop
+    photo = image
+    if np.abs(rig.photo_points - rig.points[:, :2]).max() > 0.01:  # the rest closes the photo's parted lips
+        image, matte = _close_mouth(image, matte, rig)
     a = framing(rig.points, image.shape[1::-1], size, framing_mode, matte)
     warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
     inside = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
@@ -558,8 +651,6 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     iris[:, :2] = iris[:, :2] @ a[:, :2].T + a[:, 2]
     iris[:, 2] *= a[0, 0]
     source, eyes = _remove_irises(scene, points, iris)
-    if rig.seal.any():  # the rest closes the photo's parted lips
-        source = _hide_mouth(source, points)
 
     grid = max(2, int(round(GRID_SHARE * h)))
     margin = 4 * grid
@@ -567,8 +658,10 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     hi = np.ceil(points.max(0)).astype(int) + margin
     roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
     weights, grid_shape, mesh = _triangulate(_split_lips(points, rig.mouth_top), rig.follow, roi, grid)
+    mouth_colours = _mouth_colours(image_o, points)
+    teeth = None if photo is image else _photo_teeth(photo, rig, a, size, float(np.mean(mouth_colours[1])))
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid, mesh=mesh,
-                 eyes=(eyes[0], eyes[1]), mouth_colours=_mouth_colours(image_o, points),
+                 eyes=(eyes[0], eyes[1]), mouth_colours=mouth_colours,
                  eye_colours=_eye_colours(image_o, points, iris), rig=rig,
-                 skin_detail=_skin_detail(source, points))
+                 skin_detail=_skin_detail(source, points), teeth=teeth)
