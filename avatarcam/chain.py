@@ -77,7 +77,9 @@ def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:
     Generators move the head and eyes about zero; the portrait keeps its own pose and gaze as
     the centre of that motion. Expressions are absolute, but the portrait's own expression (a
     smile, raised brows) stays unless the generated one is stronger: a talking avatar should
-    not lose the smile it was photographed with.
+    not lose the smile it was photographed with. How far its lips are apart is not kept: the
+    rest of every portrait is a closed mouth (`render.rig.MOUTH_STATE` at 0), so the voice alone
+    opens it.
     """
     out = np.array(track, np.float32, copy=True)
     out[..., _POSE_AND_GAZE] += rest[_POSE_AND_GAZE]

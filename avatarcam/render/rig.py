@@ -52,24 +52,23 @@ EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r 
 PUCKER_CLOSES = 0.6
 
 # A portrait photographed mid-word, shouting or smiling with its lips apart rests with them together:
-# the rig's rest is a closed mouth (`Rig.seal`). Of the photo's gap between the lips, the upper lip
-# comes down this share and the jaw brings the lower lip up the rest (the jaw carries most of an
-# open mouth's opening; an upper lip pulled down far looks long).
-SEAL_UPPER_SHARE = 0.2
-# ... and the jaw rises this many times the gap at the middle: a shout drops the jaw further than the
-# lips part (the lips stretch over the teeth), and with the jaw raising the lower lip by the gap's
-# remaining 0.8 only, the judge read the shouting photo closed as jawOpen 0.18, its chin still low;
-# 1.0 read 0.11, 1.2 reads 0.02. The lower lip keeps its meeting point (it gives back the excess).
-SEAL_JAW = 1.2
-# The lips stop this short of each other (face-local units, about a pixel), the seam between them:
-# what the open lips showed folds onto the lower lip's edge, and the warp's mesh parts that edge
-# from the upper jaw's by a pixel and a half (scene._split_lips); met closer, the triangles of the
-# folded region turned over and the warp drew the seam as blocks.
-SEAL_LEFT = 0.015
-SEAL_JAW_WIDTH = 0.9  # face-local units each side of the mouth: the jaw's rise fades out toward its angles
-# ... when they are apart by more than this (face-local units, about a pixel on a 100 px face):
-# below it the lips read as closed already, and the rest stays the photo itself.
+# the rig's points are a closed mouth, and the scene warps the photo to it once (`Rig.photo_points`,
+# scene._close_mouth). Of the photo's gap between the lips (when over SEAL_FROM, face-local units,
+# about a pixel on a 100 px face: below it the lips read as closed already and the rest is the photo
+# itself), the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, with the
+# whole lower face: the jaw carries most of an open mouth's opening, and an upper lip pulled down
+# far looks long.
 SEAL_FROM = 0.01
+SEAL_UPPER_SHARE = 0.2
+# The chin rises further, to SEAL_JAW times the gap at the middle: a shout drops the jaw further than
+# the lips part. Judged on the shouting photo closed (jawOpen, inner-lip gap over the eye distance):
+# 0.8 reads 0.016 / 0.024, 1.0 0.013 / 0.014, 1.2 0.010 / 0.007. The rise fades out toward the jaw's
+# angles, SEAL_JAW_WIDTH face-local units each side of the mouth.
+SEAL_JAW = 1.2
+SEAL_JAW_WIDTH = 0.9
+# The lips stop this short of each other (face-local units, about a pixel): the seam where closed
+# lips meet, which takes in what the open lips showed (painted over: scene._hide_mouth).
+SEAL_LEFT = 0.015
 # The channels that say how far apart the lips are: the rest takes them as a closed mouth, whatever
 # the photo shows (its seal brings the lips together), so the voice alone opens the mouth. The other
 # channels (a smile, a frown, a press, the brows) keep the portrait's own values as its style.
@@ -438,7 +437,7 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     """Prepare the rig of a portrait from its 478 landmarks (pixels), head pose and blendshapes.
 
     `fitted=False` leaves out the shipped expression corrections, `closed=False` rests the mouth as the
-    photo shows it instead of closed (`Rig.seal`, MOUTH_STATE): both for refitting the corrections
+    photo shows it instead of closed (`_seal`, MOUTH_STATE): both for refitting the corrections
     on MediaPipe's canonical face, whose lips are apart.
     """
     points = np.asarray(points, np.float64)

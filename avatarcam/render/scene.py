@@ -473,7 +473,7 @@ def _photo_teeth(photo: np.ndarray, rig: Rig, a: np.ndarray, size: tuple[int, in
 def _hide_mouth(source: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The picture with what the photo's parted lips show (teeth, tongue, the dark of the mouth)
     painted over with the lips' own colour, darkened as the shadow where lips meet: the rig's rest
-    closes them (`Rig.seal`), squeezing that region into the seam between them, where its teeth
+    closes them (`_close_mouth`), squeezing that region into the seam between them, where its teeth
     and dark showed as a broken white and black line. (Inpainted from the lips instead, it took in
     the teeth the landmarks' inner outline runs along and the seam showed them pale.)"""
     opening = np.concatenate([points[list(fm.LIPS_UPPER_INNER), :2], points[list(fm.LIPS_LOWER_INNER[::-1]), :2]])
