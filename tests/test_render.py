@@ -75,7 +75,19 @@ def hopper_720p(hopper):
 
 @pytest.fixture(scope="module")
 def astronaut_720p(astronaut_parts):
-    return CpuRenderer(build_scene(*astronaut_parts, (1280, 720)))  # eyes about 60 px wide
+    return CpuRenderer(build_scene(*astronaut_parts, (1280, 720)))  # eyes about 43 px wide
+
+
+# The shut lid's measures below count pixels across the lash line and the lid; they were set on
+# eyes about 60 px wide, as 1080p frames the head (at 720p the webcam framing makes them 43 px).
+@pytest.fixture(scope="module")
+def hopper_1080p(hopper):
+    return CpuRenderer(build_scene(*hopper, (1920, 1080)))
+
+
+@pytest.fixture(scope="module")
+def astronaut_1080p(astronaut_parts):
+    return CpuRenderer(build_scene(*astronaut_parts, (1920, 1080)))
 
 
 def _with(rig: Rig, **values: float) -> np.ndarray:
@@ -481,11 +493,11 @@ def test_a_shut_lid_is_skin_where_the_iris_showed_above_the_landmarks(renderer):
         assert darkest > 0.8 * skin, f"a dark smudge on the shut lid: {darkest:.0f} against skin {skin:.0f}"
 
 
-def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_720p):
+def test_a_shut_eyes_lash_line_thins_toward_the_corners(astronaut_1080p):
     """The lash line of a shut eye is a crescent, darkest in the middle and thinning to nothing at
     the corners. Drawn with an even width (5% of the eye) it read as a marker line, and was as dark
     at the corners as in the middle or darker, where the open eye's lashes join it."""
-    renderer = astronaut_720p
+    renderer = astronaut_1080p
     scene = renderer.scene
     frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
     light = renderer.render(frame).astype(np.float32).mean(axis=2)
@@ -512,12 +524,12 @@ def _fine(image: np.ndarray) -> np.ndarray:
     return grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
 
 
-def test_a_shut_lid_carries_the_skins_texture(hopper_720p):
+def test_a_shut_lid_carries_the_skins_texture(hopper_1080p):
     """A shut lid is not a smooth patch: over the former opening, away from the lashes, Grace
     Hopper's shut lids show fine texture (grey level less a blur) like the wrinkled skin above her
     open eyes, as far as the lid's texture is limited (DETAIL_LIMIT). Filled with a blur of the
     skin around, the shut lid's texture was 0.7 grey levels (now 3.4; the skin above 20)."""
-    renderer = hopper_720p
+    renderer = hopper_1080p
     scene = renderer.scene
     frame = _with(scene.rig, eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
     shut, still = (_fine(renderer.render(f)) for f in (frame, scene.rig.rest))
@@ -574,7 +586,7 @@ def test_a_raised_gaze_shows_no_lashes_under_the_iris(cartoon_parts):
     by mirroring the iris's top from all the landmarks' outline, it took the dark upper lid line
     that the outline takes in and drew it as a line under the raised iris: across the iris's width
     below it, the darkest row was at 0.15-0.19 of the white (now 0.53-0.66)."""
-    renderer = CpuRenderer(build_scene(*cartoon_parts, (1280, 720)))
+    renderer = CpuRenderer(build_scene(*cartoon_parts, (1920, 1080)))  # eyes as wide as the measure was set on
     scene = renderer.scene
     frame = _with(scene.rig, gazePitch=float(scene.rig.rest[latent.index("gazePitch")]) - 0.2)
     light = renderer.render(frame).astype(np.float32).mean(axis=2)
