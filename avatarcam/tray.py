@@ -127,10 +127,11 @@ class Tray:
             menu.SEPARATOR,
             item("Profile", menu(lambda: [profile_item(n) for n in list_profiles(self.settings)])),
             item("Emotion", menu(*[emotion_item(e) for e in EMOTIONS])),
-            item("Framing", menu(*[framing_item(f) for f in FRAMINGS])),
             item("Paused", lambda icon, _: d.resume() if d.paused else d.pause(), checked=lambda _: d.paused),
             item("Show preview", lambda icon, _: d.show_preview(not d.preview_wanted),
                  checked=lambda _: d.preview_wanted),
+            # Framing comes after these, so the first items keep their places for keyboard users
+            item("Framing", menu(*[framing_item(f) for f in FRAMINGS])),
             menu.SEPARATOR,
             item("Open profiles folder", lambda icon, _: open_folder(self.settings.profiles_dir)),
             item("Start at login", lambda icon, _: self._do(set_autostart, not autostart_file().exists()),

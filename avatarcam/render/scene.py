@@ -159,10 +159,10 @@ class WarpMesh:
 class Scene:
     size: tuple[int, int]          # output (width, height)
     to_output: np.ndarray          # (2, 3) affine: portrait pixels -> output pixels
-    scene: np.ndarray              # (H, W, 3) uint8 the still frame: the portrait, its backdrop extended
+    scene: np.ndarray              # (H, W, 3) uint8 the still frame: the portrait framed over its backdrop
     source: np.ndarray             # (H, W, 3) uint8 what the warp samples: the still frame, irises removed
-    plate: np.ndarray              # (H, W, 3) uint8 the background without the person, where the head moves
-    matte: np.ndarray              # (H, W) float32 person alpha in the still frame
+    plate: np.ndarray              # (H, W, 3) uint8 what is behind the person (the backdrop), where the head moves
+    matte: np.ndarray              # (H, W) float32 person alpha in the still frame (fading with the photo's edge)
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 of the moving region
     rest_points: np.ndarray        # (M, 2) control points at rest, output pixels
     weights: scipy.sparse.csr_matrix  # (grid pixels, M + fixed) barycentric weights
