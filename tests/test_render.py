@@ -732,3 +732,22 @@ def test_drawn_teeth_are_shaded_with_gaps_not_a_slab(renderer):
     dips = [i for i in range(2, len(row) - 2) if row[i] < 0.85 * max(row[i - 2], row[i + 2])]
     assert len(dips) >= 3, f"no gaps between teeth across {row.round()}"
     assert np.ptp(row) > 40
+
+
+def test_a_moved_iris_has_no_halo(portraits_dir, judge):
+    """An iris moved for gaze carries no ring of the photo's white round it: beside the iris, within
+    the eye, the picture is as light as the white further out (the texture's margin was the photo's
+    white as it lay beside the iris, and drew a pale ring 12-18 levels lighter on this photo)."""
+    renderer = CpuRenderer(build_scene(*_portrait(portraits_dir, judge, "toothy_smile_small.png"), (1280, 720)))
+    scene, rig = renderer.scene, renderer.scene.rig
+    for turn in (0.3, -0.3):
+        frame = _with(rig, gazeYaw=float(rig.rest[latent.index("gazeYaw")]) + turn)
+        light = renderer.render(frame).astype(np.float32).mean(axis=2)
+        yy, xx = np.mgrid[0:light.shape[0], 0:light.shape[1]]
+        for g, radius in zip(eye_geometry(scene, scene.points(frame), frame, (0, 0), light.shape), rig.iris[:, 2]):
+            r = radius * scene.to_output[0, 0]
+            dist = np.hypot(xx - g.iris_centre[0], yy - g.iris_centre[1])
+            inside = coverage(g.outline, light.shape) > 200
+            ring, further = inside & (dist > 1.1 * r) & (dist < 1.3 * r), inside & (dist > 1.4 * r) & (dist < 1.8 * r)
+            assert ring.sum() > 5 and further.sum() > 5
+            assert abs(light[ring].mean() - light[further].mean()) < 10, f"gaze {turn:+}: a ring round the iris"

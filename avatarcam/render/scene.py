@@ -49,6 +49,8 @@ UNSURE = (0.3, 0.7)  # over another backdrop the person matte's soft band is nar
 PHOTO_BLUR = 0.05
 BLUR = 0.025
 IRIS_MARGIN = 1.3     # the landmarker's iris radius runs small on big irises: take a margin
+IRIS_EDGE = (1.0, 1.15)  # iris radii: the iris texture fades into the painted-out white between them
+PAINT_SMOOTH = 0.3    # of the iris radius: the painted-out white is smoothed down the eye over this
 LID_EDGE = 0.05       # of an eye's width: the lids' edges the landmarks' eye outline takes in
 DETAIL_SCALE = 0.06   # the skin's fine texture is what a blur over this share of an eye's width takes out
 DETAIL_LIMIT = 8.0    # grey levels: that texture softly held within them
@@ -330,7 +332,15 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
                      cv2.LINE_AA, shift=4)
         disc = np.zeros_like(opening)
         cv2.circle(disc, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * IRIS_MARGIN * 16)), 255, -1, cv2.LINE_AA, 4)
-        source = _paint_out(source, hole=cv2.bitwise_and(disc, opening) > 0, known=(opening > 128) & (disc == 0))
+        hole = cv2.bitwise_and(disc, opening) > 0
+        source = _paint_out(source, hole=hole, known=(opening > 128) & (disc == 0))
+        # Filled row by row, the white came out in streaks; smoothed down the eye, within its opening
+        # (the lids and lashes around it kept out).
+        inside = (opening > 128).astype(np.float32)
+        spread = dict(ksize=(0, 0), sigmaX=0.5, sigmaY=max(0.5, PAINT_SMOOTH * r))
+        smooth = cv2.GaussianBlur(source.astype(np.float32) * inside[..., None], **spread)
+        smooth /= np.maximum(cv2.GaussianBlur(inside, **spread), 1e-3)[..., None]
+        source[hole] = np.clip(np.round(smooth[hole]), 0, 255).astype(np.uint8)
 
         half = int(np.ceil(r * IRIS_MARGIN)) + 2
         x0, y0 = int(round(cx)) - half, int(round(cy)) - half
@@ -342,6 +352,11 @@ def _remove_irises(scene: np.ndarray, points: np.ndarray, iris: np.ndarray) -> t
         # the eye proper, without the lids' edges and lashes that the landmarks' outline takes in
         inner = cv2.erode(coverage, _disc(LID_EDGE * float(np.ptp(points[list(upper), 0])))) >= 128
         texture = _complete_iris(patch, seen, inner if inner.any() else seen, dist)
+        # Past the iris's own edge the texture is the white as painted out here, not as the photo has
+        # it beside the iris: moved, the photo's white (a highlight, a shadow, a painted rim) drew a
+        # ring round the iris. (The lid-hidden part keeps its completion.)
+        beyond = (np.clip((dist - IRIS_EDGE[0] * r) / ((IRIS_EDGE[1] - IRIS_EDGE[0]) * r), 0, 1) * seen)[..., None]
+        texture = np.round(texture * (1 - beyond) + _crop(source, x0, y0, 2 * half + 1) * beyond).astype(np.uint8)
         alpha = np.clip(IRIS_MARGIN * r + 0.5 - dist, 0, 1).astype(np.float32)  # as far as the white was painted
         layers.append(EyeLayer(texture=texture, alpha=alpha))
     return source, layers
