@@ -516,7 +516,8 @@ def save_png(path: Path, image: np.ndarray, max_side: int = 1600, colours: int =
     if scale < 1:
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
     if colours and dither:
-        im = im.quantize(palette=im.quantize(colours, method=Image.Quantize.MEDIANCUT), dither=Image.Dither.FLOYDSTEINBERG)
+        palette = im.quantize(colours, method=Image.Quantize.MEDIANCUT, kmeans=2)
+        im = im.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
     elif colours:
         im = im.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     path.parent.mkdir(parents=True, exist_ok=True)
