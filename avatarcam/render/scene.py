@@ -218,14 +218,16 @@ def head_top(points: np.ndarray, matte: np.ndarray | None) -> tuple[float, bool]
 
 
 def framing(points: np.ndarray, image_size: tuple[int, int], size: tuple[int, int], mode: str = "head",
-            matte: np.ndarray | None = None) -> np.ndarray:
+            matte: np.ndarray | None = None, photo_points: np.ndarray | None = None) -> np.ndarray:
     """Affine portrait -> output (2, 3) for a framing (FRAMINGS). `photo` fits the whole picture in
     the frame. `head` and `shoulders` choose the face's size and the eye line within their bands
     (FACE_SHARE, EYE_LINE), in this order of weight: HEADROOM above the top of the head (`head_top`
     in the person `matte`); where the photo itself cuts the head off, its top edge at or above the
     frame's (not a straight cut through the hair in mid-frame); the photo's bottom at or below the
     frame's (the body runs out of the frame, not out of the photo); then the wanted size and line.
-    The face is centred across the frame."""
+    The face is centred across the frame. Its size is the taller of the rest's (`points`) and the
+    photo's own (`photo_points`, lips apart as photographed): speech opens the jaw again, and framed
+    by the closed rest a shouting photo's face grew to 0.41 of the frame as it spoke."""
     w, h = size
     iw, ih = image_size
     if mode == "photo":
@@ -234,6 +236,8 @@ def framing(points: np.ndarray, image_size: tuple[int, int], size: tuple[int, in
     if mode not in FACE_SHARE:
         raise SettingsError(f"framing must be one of {', '.join(FRAMINGS)}, not {mode!r}")
     face, eyes = face_height(points), eye_line(points)
+    if photo_points is not None:
+        face = max(face, face_height(photo_points))
     top, cut = head_top(points, matte)
     (f_lo, f_want, f_hi), (e_lo, e_want, e_hi) = FACE_SHARE[mode], EYE_LINE[mode]
     f = np.linspace(f_lo, f_hi, int(round((f_hi - f_lo) / 0.005)) + 1)[:, None]
@@ -629,7 +633,7 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     photo = image
     if np.abs(rig.photo_points - rig.points[:, :2]).max() > 0.01:  # the rest closes the photo's parted lips
         image, matte = _close_mouth(image, matte, rig)
-    a = framing(rig.points, image.shape[1::-1], size, framing_mode, matte)
+    a = framing(rig.points, image.shape[1::-1], size, framing_mode, matte, rig.photo_points)
     warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
     inside = cv2.warpAffine(np.ones(image.shape[:2], np.float32), a, borderMode=cv2.BORDER_CONSTANT, **warp)
     shown = fade(inside, EDGE_FADE * h)[..., None]
