@@ -18,9 +18,10 @@ from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.scene import build_scene, cover_image, head_top
 
 HD = (1280, 720)
-# tall, full-length, small and square, a hand on the cheek, three-quarter paintings with a cap and a veil
+# tall, full-length, small and square, a hand on the cheek, three-quarter paintings with a cap and a
+# veil, a shouting mouth (its rest closes it: speaking, the face grows back toward the photo's)
 PORTRAITS = ("grace_hopper", "hand_on_cheek_woman", "full_body_doll", "toothy_smile_small",
-             "mustache_painting_three_quarter", "veiled_painting_three_quarter")
+             "mustache_painting_three_quarter", "veiled_painting_three_quarter", "open_mouth_woman")
 _enrolled: dict = {}
 
 
