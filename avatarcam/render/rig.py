@@ -534,10 +534,8 @@ def head_scale(rig: Rig, frame: np.ndarray):
     return np.exp(frame[scale] - rig.rest[scale])
 
 
-def deform(rig: Rig, frame: np.ndarray, nearness: bool = False) -> np.ndarray:
-    """Control point positions (M, 2) in portrait pixels for one motion frame (absolute latent);
-    with `nearness`, (M, 3): then how near the viewer each lies, in face-local units from the
-    face's origin (where the mesh folds, the nearer layer shows).
+def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
+    """Control point positions (M, 2) in portrait pixels for one motion frame (absolute latent).
 
     Expressions and pose are applied as the difference from the portrait's own (rig.rest).
     """
@@ -569,8 +567,7 @@ def deform(rig: Rig, frame: np.ndarray, nearness: bool = False) -> np.ndarray:
     shift = np.array([frame[latent.index("headX")], frame[latent.index("headY")], 0.0]) * rig.face_width
     posed = pivot + scale * (turned @ rig.axes.T - pivot) @ tilt.T + shift
     moved = cam + rig.follow[:, None] * (posed - cam)
-    at = (rig.origin[:2] + rig.unit * moved[:, :2]).astype(np.float32)
-    return np.c_[at, -moved[:, 2]].astype(np.float32) if nearness else at
+    return (rig.origin[:2] + rig.unit * moved[:, :2]).astype(np.float32)
 
 
 def _cylinder_yaw(p: np.ndarray, angle: float, radius: float, seen: float) -> np.ndarray:
