@@ -66,11 +66,15 @@ PUCKER_CLOSES = 0.6
 # far looks long.
 SEAL_FROM = 0.01
 SEAL_UPPER_SHARE = 0.2
-# The chin rises further, to SEAL_JAW times the gap at the middle: a shout drops the jaw further than
-# the lips part. Judged on the shouting photo closed (jawOpen, inner-lip gap over the eye distance):
-# 0.8 reads 0.016 / 0.024, 1.0 0.013 / 0.014, 1.2 0.010 / 0.007. The rise fades out toward the jaw's
-# angles, SEAL_JAW_WIDTH face-local units each side of the mouth.
+# The chin rises to SEAL_JAW times the gap at the middle where the photo's jaw is dropped (its
+# jawOpen at SEAL_JAW_FULL or more; in proportion below), a shout dropping it further than the lips
+# part; where the lips part in a smile, the jaw stays and the lower lip alone comes up. Judged on
+# the shouting photo closed (jawOpen, inner-lip gap over the eye distance): 0.8 reads 0.016 / 0.024,
+# 1.0 0.013 / 0.014, 1.2 0.010 / 0.007; the smiling astronaut's chin raised as far read a jaw opened
+# to 0.5 as jawOpen 0.08 (0.27 with the photo's parted lips kept). The rise fades out toward the
+# jaw's angles, SEAL_JAW_WIDTH face-local units each side of the mouth.
 SEAL_JAW = 1.2
+SEAL_JAW_FULL = 0.5
 SEAL_JAW_WIDTH = 0.9
 # The lips stop this short of each other (face-local units, a fraction of a pixel): the seam where
 # closed lips meet, which takes in what the open lips showed (painted over: scene._hide_mouth).
@@ -483,7 +487,8 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
     seal_weights = [np.r_[w, np.zeros(len(lower_inner))] for w in seal_weights]  # mouth_top: set by _seal
     photo_points = (origin + unit * local @ axes.T)[:, :2]
     if closed:
-        local = local + _seal(local, axes, *seal_weights, mouth_top)
+        jaw_share = float(np.clip(blendshapes.get("jawOpen", 0.0) / SEAL_JAW_FULL, 0.0, 1.0))
+        local = local + _seal(local, axes, *seal_weights, mouth_top, jaw_share)
 
     all_points = origin + unit * local @ axes.T
     iris = _iris(points)
@@ -499,12 +504,12 @@ def build_rig(points: np.ndarray, pose: tuple[float, float, float], blendshapes:
 
 
 def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndarray, chin: np.ndarray,
-          mouth_top: np.ndarray) -> np.ndarray:
+          mouth_top: np.ndarray, jaw_share: float) -> np.ndarray:
     """(M, 3) the displacement that closes the photo's parted lips, face-local units: of each
     column's gap the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, with
-    everything below it (`lower`), the chin further (`chin`: 0 at the lower lip, 1 at the chin)
-    until it has risen SEAL_JAW times the middle's gap; `upper` says how much each point comes down
-    with the upper lip. The motion is straight down the face as the picture shows it (`axes`: a face
+    everything below it (`lower`) easing toward the chin's rise (`chin`: 0 at the lower lip, 1 at
+    the chin): `jaw_share` of SEAL_JAW times the middle's gap; `upper` says how much each point comes
+    down with the upper lip. The motion is straight down the face as the picture shows it (`axes`: a face
     tilted in depth shows less of it), so points in one column keep their order. What the open lips
     showed (`mouth_top`, kept with the upper jaw) folds away onto the lower lip's edge, so the closed
     mouth hides it and an opening jaw reveals the mouth layer. Zero for lips closed in the photo
@@ -520,7 +525,7 @@ def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndar
     shut = np.maximum(gap - SEAL_LEFT, 0.0)[order]  # how far the lips travel to meet
     x = local[:, 0]
     rises = (1 - SEAL_UPPER_SHARE) * np.interp(x, columns[order], shut)
-    rises += chin * np.maximum(SEAL_JAW * float(gap.max()) - rises, 0.0)
+    rises += chin * (jaw_share * SEAL_JAW * float(gap.max()) - rises)
     out = np.zeros_like(local, np.float64)
     out[:, 1] = (upper * SEAL_UPPER_SHARE * np.interp(x, columns[order], shut) - lower * rises) / seen[1]
     # the inner edges meet column by column (an oval opening's lower edge lies nearer the middle)
