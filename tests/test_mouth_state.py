@@ -21,18 +21,6 @@ def judge(face_model):
         yield m
 
 
-def _parts(portraits_dir, judge, filename: str):
-    """Image, measured face, a rough person matte and plate, as enrollment's would be."""
-    image = cv2.cvtColor(cv2.imread(str(portraits_dir / filename)), cv2.COLOR_BGR2RGB)
-    face = judge.detect(image)[0]
-    matte = np.zeros(image.shape[:2], np.float32)
-    hull = cv2.convexHull(face.points[:468, :2].astype(np.float32))[:, 0]
-    centre = hull.mean(0)
-    cv2.fillPoly(matte, [np.round((hull - centre) * 1.6 + centre).astype(np.int32)], 1.0)
-    plate = cv2.inpaint(image, (matte > 0).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-    return image, face, matte, plate
-
-
 def _inner_gap(face) -> float:
     """The judge's inner-lip gap (landmarks 13-14) over the outer eye corners' distance (33-263)."""
     p = face.points[:, :2]
@@ -44,8 +32,8 @@ def _lip_gaps(points: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("filename", ["open_mouth_woman.jpg", "astronaut.png", "photo_of_photo_child.jpg"])
-def test_the_rest_brings_the_photos_parted_lips_together(portraits_dir, judge, filename):
-    _, face, _, _ = _parts(portraits_dir, judge, filename)
+def test_the_rest_brings_the_photos_parted_lips_together(portrait_parts, filename):
+    _, face, _, _ = portrait_parts(filename)
     rig = build_rig(face.points, face.pose(), face.blendshapes)
     assert _lip_gaps(rig.photo_points).max() > 3.0  # apart in the photo, in pixels
     rested = deform(rig, rig.rest)
@@ -58,8 +46,8 @@ def test_the_rest_brings_the_photos_parted_lips_together(portraits_dir, judge, f
         assert rig.rest[latent.index(name)] == 0.0, name
 
 
-def test_a_closed_mouth_photo_rests_as_it_is(portraits_dir, judge):
-    image, face, matte, plate = _parts(portraits_dir, judge, "grace_hopper.jpg")
+def test_a_closed_mouth_photo_rests_as_it_is(portrait_parts):
+    image, face, matte, plate = portrait_parts("grace_hopper.jpg")
     rig = build_rig(face.points, face.pose(), face.blendshapes)
     np.testing.assert_array_equal(rig.photo_points, rig.points[:, :2])
     scene = build_scene(image, matte, plate, rig, (512, 512))
@@ -70,8 +58,8 @@ def test_a_closed_mouth_photo_rests_as_it_is(portraits_dir, judge):
     assert np.abs(scene.scene[y:y + h, x:x + w].astype(int) - photo[y:y + h, x:x + w]).max() <= 2  # its own lips
 
 
-def test_an_open_mouthed_photo_closes_in_silence_and_opens_with_the_voice(portraits_dir, judge):
-    image, face, matte, plate = _parts(portraits_dir, judge, "open_mouth_woman.jpg")
+def test_an_open_mouthed_photo_closes_in_silence_and_opens_with_the_voice(portrait_parts, judge):
+    image, face, matte, plate = portrait_parts("open_mouth_woman.jpg")
     assert face.blendshapes["jawOpen"] > 0.5 and _inner_gap(face) > 0.3  # the photo: a shout
     rig = build_rig(face.points, face.pose(), face.blendshapes)
     renderer = CpuRenderer(build_scene(image, matte, plate, rig, (512, 512)))
@@ -88,11 +76,11 @@ def test_an_open_mouthed_photo_closes_in_silence_and_opens_with_the_voice(portra
     assert _inner_gap(read[0.5]) > 0.15
 
 
-def test_the_closed_seam_shows_no_teeth(portraits_dir, judge):
+def test_the_closed_seam_shows_no_teeth(portrait_parts):
     """What the smiling photo's parted lips showed (its white teeth) is painted over before the lips
     close over it: along the closed seam no pixel is nearer the teeth's light than the lips' (with
     the teeth left in, a fifth of the seam showed them as white specks)."""
-    image, face, matte, plate = _parts(portraits_dir, judge, "astronaut.png")
+    image, face, matte, plate = portrait_parts("astronaut.png")
     rig = build_rig(face.points, face.pose(), face.blendshapes)
     scene = build_scene(image, matte, plate, rig, (1280, 720))
     seam = np.zeros(scene.scene.shape[:2], np.uint8)

@@ -29,22 +29,15 @@ def judge(face_model):
         yield m
 
 
-def _portrait(portraits_dir, judge, filename: str):
-    """A portrait with its face, a rough person matte and plate, and its rig."""
-    image = cv2.cvtColor(cv2.imread(str(portraits_dir / filename)), cv2.COLOR_BGR2RGB)
-    face = judge.detect(image)[0]
-    matte = np.zeros(image.shape[:2], np.float32)
-    hull = cv2.convexHull(face.points[:468, :2].astype(np.float32))[:, 0]
-    centre = hull.mean(0)
-    cv2.fillPoly(matte, [np.round((hull - centre) * 1.6 + centre).astype(np.int32)], 1.0)
-    plate = cv2.inpaint(image, (matte > 0).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-    rig = build_rig(face.points, face.pose(), face.blendshapes)
-    return image, matte, plate, rig
+def _portrait(portrait_parts, filename: str):
+    """A portrait with a rough person matte and plate, and its rig."""
+    image, face, matte, plate = portrait_parts(filename)
+    return image, matte, plate, build_rig(face.points, face.pose(), face.blendshapes)
 
 
 @pytest.fixture(scope="module")
-def hopper(portraits_dir, judge):
-    return _portrait(portraits_dir, judge, "grace_hopper.jpg")
+def hopper(portrait_parts):
+    return _portrait(portrait_parts, "grace_hopper.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +47,13 @@ def renderer(hopper):
 
 
 @pytest.fixture(scope="module")
-def astronaut_parts(portraits_dir, judge):
-    return _portrait(portraits_dir, judge, "astronaut.png")
+def astronaut_parts(portrait_parts):
+    return _portrait(portrait_parts, "astronaut.png")
 
 
 @pytest.fixture(scope="module")
-def cartoon_parts(portraits_dir, judge):
-    return _portrait(portraits_dir, judge, "cartoon_boy.jpg")
+def cartoon_parts(portrait_parts):
+    return _portrait(portrait_parts, "cartoon_boy.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -549,11 +542,11 @@ def test_a_shut_lid_carries_the_skins_texture(hopper_1080p):
         assert texture > 0.3 * min(skin, DETAIL_LIMIT), f"shut lid texture {texture:.2f}, the lid skin's {skin:.2f}"
 
 
-def test_a_closing_lid_draws_without_warnings(portraits_dir, judge):
+def test_a_closing_lid_draws_without_warnings(portrait_parts):
     """The shut lid's texture follows a curve fitted through the lid (eyes.lid_skin). On the
     open-mouthed portrait np.polyfit fitted it in float32 pixels, ill-conditioned: a RankWarning
     every frame with a closing lid (twenty in a render). Now none."""
-    renderer = CpuRenderer(build_scene(*_portrait(portraits_dir, judge, "open_mouth_woman.jpg"), (1280, 720)))
+    renderer = CpuRenderer(build_scene(*_portrait(portrait_parts, "open_mouth_woman.jpg"), (1280, 720)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for closed in (0.3, 0.7, 1.0):
@@ -734,11 +727,11 @@ def test_drawn_teeth_are_shaded_with_gaps_not_a_slab(renderer):
     assert np.ptp(row) > 40
 
 
-def test_a_moved_iris_has_no_halo(portraits_dir, judge):
+def test_a_moved_iris_has_no_halo(portrait_parts):
     """An iris moved for gaze carries no ring of the photo's white round it: beside the iris, within
     the eye, the picture is as light as the white further out (the texture's margin was the photo's
     white as it lay beside the iris, and drew a pale ring 12-18 levels lighter on this photo)."""
-    renderer = CpuRenderer(build_scene(*_portrait(portraits_dir, judge, "toothy_smile_small.png"), (1280, 720)))
+    renderer = CpuRenderer(build_scene(*_portrait(portrait_parts, "toothy_smile_small.png"), (1280, 720)))
     scene, rig = renderer.scene, renderer.scene.rig
     for turn in (0.3, -0.3):
         frame = _with(rig, gazeYaw=float(rig.rest[latent.index("gazeYaw")]) + turn)
