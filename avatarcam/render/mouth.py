@@ -114,11 +114,15 @@ def _tooth_row(picture: np.ndarray, cover: np.ndarray, row: np.ndarray, length: 
     and shortening toward the canines, each tooth shaded (TOOTH_WIDTHS and the shades above)."""
     row = row[np.argsort(row[:, 0])]
     h, w = cover.shape
-    xs = np.arange(w, dtype=np.float32) + 0.5
+    # only the columns under the row and the rows it reaches
+    x0, x1 = max(int(np.floor(row[0, 0])), 0), min(int(np.ceil(row[-1, 0])) + 1, w)
+    reach = np.r_[row[:, 1], row[:, 1] + length]
+    y0, y1 = max(int(np.floor(reach.min())) - 1, 0), min(int(np.ceil(reach.max())) + 2, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    xs = np.arange(x0, x1, dtype=np.float32) + 0.5
     across = (xs - row[0, 0]) / max(float(row[-1, 0] - row[0, 0]), 1e-6) * 2 - 1  # -1 .. 1 over the row
     inside_x = np.clip(np.minimum(xs - row[0, 0], row[-1, 0] - xs) + 0.5, 0, 1)  # anti-aliased row ends
-    if not inside_x.any():
-        return
     edges = np.cumsum((0.0,) + TOOTH_WIDTHS) / sum(TOOTH_WIDTHS) * 2 - 1
     half_span = 0.5 * float(row[-1, 0] - row[0, 0])
     to_gap = np.abs(across[:, None] - edges[None, 1:-1]).min(axis=1) * half_span  # px to the nearest gap
@@ -126,13 +130,12 @@ def _tooth_row(picture: np.ndarray, cover: np.ndarray, row: np.ndarray, length: 
     rounded = 1 - TOOTH_ROUNDING * np.clip(1 - to_gap / max(tooth, 1e-6), 0, 1) ** 2
     size = abs(length) * np.sqrt(np.clip(1 - 0.75 * across ** 2, 0, 1)) * rounded
     lip = np.interp(xs, row[:, 0], row[:, 1])
-    depth = (np.arange(h, dtype=np.float32)[:, None] + 0.5 - lip) * np.sign(length)  # px from the lip into the row
+    depth = (np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - lip) * np.sign(length)  # px from the lip in
     alpha = np.clip(np.minimum(depth + 0.5, size - depth + 0.5), 0, 1) * inside_x
     along = np.clip(depth / np.maximum(size, 1e-6), 0, 1)
-    shade = (TOOTH_ROOT_SHADE + (1 - TOOTH_ROOT_SHADE) * along * along * (3 - 2 * along))
-    shade = shade * (1 - (1 - TOOTH_SIDE_SHADE) * across ** 2)
-    shade = shade * (1 - (1 - TOOTH_GAP_SHADE) * np.exp(-(to_gap / max(0.5, TOOTH_GAP * width)) ** 2))
-    picture += alpha[..., None] * (shade[..., None] * colour - picture)
-    cover += alpha * (1 - cover)
-
-
+    across_shade = (1 - (1 - TOOTH_SIDE_SHADE) * across ** 2) * \
+        (1 - (1 - TOOTH_GAP_SHADE) * np.exp(-(to_gap / max(0.5, TOOTH_GAP * width)) ** 2))
+    shade = (TOOTH_ROOT_SHADE + (1 - TOOTH_ROOT_SHADE) * along * along * (3 - 2 * along)) * across_shade
+    box = picture[y0:y1, x0:x1]
+    box += alpha[..., None] * (shade[..., None] * colour - box)
+    cover[y0:y1, x0:x1] += alpha * (1 - cover[y0:y1, x0:x1])
