@@ -61,9 +61,9 @@ PUCKER_CLOSES = 0.6
 # the rig's points are a closed mouth, and the scene warps the photo to it once (`Rig.photo_points`,
 # scene._close_mouth). Of the photo's gap between the lips (when over SEAL_FROM, face-local units,
 # about a pixel on a 100 px face: below it the lips read as closed already and the rest is the photo
-# itself), the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, with the
-# whole lower face: the jaw carries most of an open mouth's opening, and an upper lip pulled down
-# far looks long.
+# itself), the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, the skin
+# below it easing toward the chin's own rise: the jaw carries most of an open mouth's opening, and
+# an upper lip pulled down far looks long.
 SEAL_FROM = 0.01
 SEAL_UPPER_SHARE = 0.2
 # The chin rises to SEAL_JAW times the gap at the middle where the photo's jaw is dropped (its
@@ -509,8 +509,8 @@ def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndar
     column's gap the upper lip comes down SEAL_UPPER_SHARE and the lower lip rises the rest, with
     everything below it (`lower`) easing toward the chin's rise (`chin`: 0 at the lower lip, 1 at
     the chin): `jaw_share` of SEAL_JAW times the middle's gap; `upper` says how much each point comes
-    down with the upper lip. The motion is straight down the face as the picture shows it (`axes`: a face
-    tilted in depth shows less of it), so points in one column keep their order. What the open lips
+    down with the upper lip. The motion is straight down the face as the picture shows it (`axes`: a
+    face tilted in depth shows less of it), so points in one column keep their order. What the open lips
     showed (`mouth_top`, kept with the upper jaw) folds away onto the lower lip's edge, so the closed
     mouth hides it and an opening jaw reveals the mouth layer. Zero for lips closed in the photo
     (SEAL_FROM)."""
@@ -522,15 +522,15 @@ def _seal(local: np.ndarray, axes: np.ndarray, lower: np.ndarray, upper: np.ndar
         return np.zeros_like(local, np.float32)
     columns = (local[lower_inner, 0] + local[upper_inner, 0]) / 2
     order = np.argsort(columns)
-    shut = np.maximum(gap - SEAL_LEFT, 0.0)[order]  # how far the lips travel to meet
-    x = local[:, 0]
-    rises = (1 - SEAL_UPPER_SHARE) * np.interp(x, columns[order], shut)
+    shut = np.maximum(gap - SEAL_LEFT, 0.0)  # how far the lips travel to meet, column by column
+    shut_at = np.interp(local[:, 0], columns[order], shut[order])  # ... and at each point's place across
+    rises = (1 - SEAL_UPPER_SHARE) * shut_at
     rises += chin * (jaw_share * SEAL_JAW * float(gap.max()) - rises)
     out = np.zeros_like(local, np.float64)
-    out[:, 1] = (upper * SEAL_UPPER_SHARE * np.interp(x, columns[order], shut) - lower * rises) / seen[1]
+    out[:, 1] = (upper * SEAL_UPPER_SHARE * shut_at - lower * rises) / seen[1]
     # the inner edges meet column by column (an oval opening's lower edge lies nearer the middle)
-    out[upper_inner, 1] = SEAL_UPPER_SHARE * shut[np.argsort(order)] / seen[1]
-    out[lower_inner, 1] = -(1 - SEAL_UPPER_SHARE) * shut[np.argsort(order)] / seen[1]
+    out[upper_inner, 1] = SEAL_UPPER_SHARE * shut / seen[1]
+    out[lower_inner, 1] = -(1 - SEAL_UPPER_SHARE) * shut / seen[1]
     out[mouth_top] = local[lower_inner] + out[lower_inner] - local[mouth_top]
     return out.astype(np.float32)
 
