@@ -259,8 +259,9 @@ class _WithPreview:
 
 def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
                    on_close: Callable[[], None] | None = None, audio: AudioRing | None = None) -> Sink:
-    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or file:OUT.mp4;
-    a file records the stream's audio from `audio` beside the frames, as the call would hear it."""
+    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or a file (OUT.mp4,
+    .mov, .mkv, .webm, file:OUT); a file records the stream's audio from `audio` beside the frames,
+    as the call would hear it."""
     if spec == "camera":
         from avatarcam.camera.virtual import VirtualCameraSink
         return VirtualCameraSink(size, fps, device=camera)
@@ -268,9 +269,7 @@ def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | Non
         from avatarcam.camera.preview import PreviewSink
         return PreviewSink(size, on_close=on_close)
     try:
-        if spec.startswith("file:") or spec.lower().endswith(".mp4"):
-            return open_sink(spec, size, fps, audio=audio, audio_rate=RATE)
-        return open_sink(spec, size, fps)
+        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE)
     except ValueError as exc:
         raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
 
