@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from . import facemesh as fm
-from .masks import SHIFT, coverage, polygon_box
+from .masks import SHIFT, polygon_box
 from .rig import head_scale
 from .scene import Scene
 
@@ -32,6 +32,8 @@ TOOTH_ROUNDING = 0.25
 # The depth shadow (CpuRenderer._draw_mouth): toward the back of the opening the cavity darkens by
 # up to CAVITY_SHADOW of its colour, the tongue's cover thins by up to TONGUE_SHADOW.
 CAVITY_SHADOW, TONGUE_SHADOW = 0.4, 0.3
+
+
 @dataclass
 class MouthGeometry:
     """Where the mouth interior goes in a frame, in a box of the ROI (both renderers draw from it)."""
@@ -97,7 +99,8 @@ def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
         scale = float(head_scale(scene.rig, frame))
         shift = upper[5] - off - scale * teeth.anchor
         to_box = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
-        photo = cv2.warpAffine(teeth.texture, to_box, shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        photo = cv2.warpAffine(teeth.texture, to_box, shape[::-1], flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
         a = cv2.warpAffine(teeth.alpha, to_box, shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         picture += a[..., None] * (photo - picture)
         cover += a * (1 - cover)

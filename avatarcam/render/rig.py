@@ -379,14 +379,14 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     # fading into the skin toward the nose, both fading out past the corners; and how far below the
     # lower lip a point lies on the way to the chin (0 .. 1), which rises further.
     sideways = (1 - _smoothstep(half, 1.8 * half, np.abs(x - mx))) * face_pts  # the mouth's width, then fading
-    lower_order = np.argsort(q[list(fm.LIPS_LOWER_OUTER), 0])
-    lip_edge = np.interp(x, q[list(fm.LIPS_LOWER_OUTER), 0][lower_order], q[list(fm.LIPS_LOWER_OUTER), 1][lower_order])
+    lower_outer = q[list(fm.LIPS_LOWER_OUTER)]
+    lip_edge = np.interp(x, *lower_outer[np.argsort(lower_outer[:, 0]), :2].T)
     # the jaw is one bone: it rises across the whole lower face, fading only toward its angles
     seal_chin = (_smoothstep(0.0, 1.0, (y - lip_edge) / np.maximum(float(q[fm.CHIN, 1]) - lip_edge, 0.1))
                  * _bump(x, mx, SEAL_JAW_WIDTH) * face_pts)
     seal_lower = np.where(y > line, 1.0, 0.0) * sideways
-    upper_order = np.argsort(q[list(fm.LIPS_UPPER_OUTER), 0])
-    upper_lip_edge = np.interp(x, q[list(fm.LIPS_UPPER_OUTER), 0][upper_order], q[list(fm.LIPS_UPPER_OUTER), 1][upper_order])
+    upper_outer = q[list(fm.LIPS_UPPER_OUTER)]
+    upper_lip_edge = np.interp(x, *upper_outer[np.argsort(upper_outer[:, 0]), :2].T)
     seal_upper = np.where(y < line, 1 - _smoothstep(0.0, 0.25, upper_lip_edge - y), 0.0) * sideways
     seal_lower[lower_lip], seal_upper[lower_lip] = 1.0, 0.0
     seal_upper[upper_lip], seal_lower[upper_lip], seal_chin[upper_lip] = 1.0, 0.0, 0.0

@@ -482,7 +482,8 @@ def _photo_teeth(photo: np.ndarray, rig: Rig, a: np.ndarray, size: tuple[int, in
     inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(inside, [np.round((polygon - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(np.float32) / 255
-    lit = np.clip((texture.astype(np.float32).mean(axis=2) / max(light, 1.0) - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1)
+    lit = texture.astype(np.float32).mean(axis=2) / max(light, 1.0)
+    lit = np.clip((lit - TEETH_FROM) / (TEETH_FULL - TEETH_FROM), 0, 1)
     alpha = (inside * lit * lit * (3 - 2 * lit)).astype(np.float32)
     if alpha.sum() < PHOTO_TEETH_SHARE * max(float(inside.sum()), 1.0):
         return None
