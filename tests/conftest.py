@@ -34,30 +34,37 @@ def speech_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def portrait_parts(portraits_dir, face_model):
+def judge(face_model):
+    """The Face Landmarker as the independent judge of rendered frames (one face, image mode)."""
+    from avatarcam.render.face import FaceMeasurer
+
+    with FaceMeasurer(face_model, max_faces=1) as measurer:
+        yield measurer
+
+
+@pytest.fixture(scope="session")
+def portrait_parts(portraits_dir, judge):
     """A function: a shared portrait's file name -> (image RGB, its face as the Face Landmarker
     measures it, a rough person matte (the face hull widened), a plate inpainted behind it), as
     enrollment's would be, without enrollment's slow GrabCut and turn probes."""
     import cv2
     import numpy as np
 
-    from avatarcam.render.face import FaceMeasurer
-
     made = {}
-    with FaceMeasurer(face_model, max_faces=1) as judge:
-        def parts(filename: str):
-            if filename not in made:
-                image = cv2.cvtColor(cv2.imread(str(portraits_dir / filename)), cv2.COLOR_BGR2RGB)
-                face = judge.detect(image)[0]
-                matte = np.zeros(image.shape[:2], np.float32)
-                hull = cv2.convexHull(face.points[:468, :2].astype(np.float32))[:, 0]
-                centre = hull.mean(0)
-                cv2.fillPoly(matte, [np.round((hull - centre) * 1.6 + centre).astype(np.int32)], 1.0)
-                plate = cv2.inpaint(image, (matte > 0).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-                made[filename] = (image, face, matte, plate)
-            image, face, matte, plate = made[filename]
-            return image.copy(), face, matte.copy(), plate.copy()
-        yield parts
+
+    def parts(filename: str):
+        if filename not in made:
+            image = cv2.cvtColor(cv2.imread(str(portraits_dir / filename)), cv2.COLOR_BGR2RGB)
+            face = judge.detect(image)[0]
+            matte = np.zeros(image.shape[:2], np.float32)
+            hull = cv2.convexHull(face.points[:468, :2].astype(np.float32))[:, 0]
+            centre = hull.mean(0)
+            cv2.fillPoly(matte, [np.round((hull - centre) * 1.6 + centre).astype(np.int32)], 1.0)
+            plate = cv2.inpaint(image, (matte > 0).astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
+            made[filename] = (image, face, matte, plate)
+        image, face, matte, plate = made[filename]
+        return image.copy(), face, matte.copy(), plate.copy()
+    return parts
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,6 @@ from avatarcam import cli, latent
 from avatarcam.config import parse_backdrop
 from avatarcam.errors import SettingsError
 from avatarcam.render.cpu import CpuRenderer
-from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.scene import build_scene, cover_image, head_top
 
 HD = (1280, 720)
@@ -32,12 +31,6 @@ def _portrait(name: str):
     if name not in _enrolled:
         _enrolled[name] = load_portrait(name)
     return _enrolled[name]
-
-
-@pytest.fixture(scope="module")
-def judge(face_model, portraits_dir):
-    with FaceMeasurer(face_model, max_faces=1) as m:
-        yield m
 
 
 def _posed(rest: np.ndarray, **offsets: float) -> np.ndarray:
@@ -62,7 +55,7 @@ def _judged(judge, frame: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("name", PORTRAITS)
-def test_head_framing_puts_eyes_and_face_where_a_webcam_would(judge, name):
+def test_head_framing_puts_eyes_and_face_where_a_webcam_would(judge, portraits_dir, name):
     scene = _scene(name)
     renderer = CpuRenderer(scene)
     rest = scene.rig.rest

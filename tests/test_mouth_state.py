@@ -10,15 +10,8 @@ from avatarcam import latent
 from avatarcam.chain import compose
 from avatarcam.render import facemesh as fm
 from avatarcam.render.cpu import CpuRenderer
-from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.rig import MOUTH_STATE, SEAL_LEFT, build_rig, deform
 from avatarcam.render.scene import build_scene
-
-
-@pytest.fixture(scope="module")
-def judge(face_model):
-    with FaceMeasurer(face_model, max_faces=1) as m:
-        yield m
 
 
 def _inner_gap(face) -> float:

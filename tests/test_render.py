@@ -15,18 +15,11 @@ from avatarcam.render import open_renderer
 from avatarcam.render import cpu, warp
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.eyes import crescent, eye_geometry
-from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.masks import coverage
 from avatarcam.render.mouth import mouth_geometry
 from avatarcam.render.rig import Rig, build_rig
 from avatarcam.render.scene import DETAIL_LIMIT, EDGE_FADE, build_scene, framing
 from avatarcam.render.warp import fill_from_neighbours
-
-
-@pytest.fixture(scope="module")
-def judge(face_model):
-    with FaceMeasurer(face_model, max_faces=1) as m:
-        yield m
 
 
 def _portrait(portrait_parts, filename: str):
