@@ -55,9 +55,9 @@ class MouthGeometry:
 
 def mouth_geometry(scene: Scene, points: np.ndarray, frame: np.ndarray,
                    roi_shape: tuple[int, ...]) -> MouthGeometry | None:
-    """The opening below what the portrait's own parted lips show (`mouth_top`, which stays with
-    the upper jaw) down to the lower lip, for control points `points` in ROI pixels; None where the
-    lips are together (the rig's rest closes a photo's parted lips: `Rig.photo_points`). The photo's
+    """The opening between the upper jaw (`mouth_top`, on the lower lip's edge at rest) and the lower
+    lip, for control points `points` in ROI pixels; None where the lips are together, as at the
+    rig's rest (which closes a photo's parted lips: `Rig.photo_points`). The photo's
     own upper teeth (`Scene.teeth`) are drawn instead of the upper row where it shows them."""
     top, lower = points[scene.rig.mouth_top], points[list(fm.LIPS_LOWER_INNER)]
     across = points[fm.LIPS_UPPER_INNER[-1]] - points[fm.LIPS_UPPER_INNER[0]]

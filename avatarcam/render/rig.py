@@ -121,7 +121,7 @@ class Rig:
     iris: np.ndarray        # (2, 3): per eye (right, left) iris centre x, y in portrait px and radius
     face_width: float       # face width in face-local units (for translations in face widths)
     head_radius: float      # half the width of the head and hair, face-local units (yaw cylinder)
-    mouth_top: np.ndarray   # (11,) control points along the bottom of what the open lips show at rest
+    mouth_top: np.ndarray   # (11,) control points on the lower lip's inner edge at rest, moving with the upper jaw
     lids_follow_gaze: np.ndarray  # (M, 3) lid motion per unit of sin(gaze pitch), face-local units
     photo_points: np.ndarray  # (M, 2) where the photo has the control points, its lips apart as photographed:
                               # `points` close them (_seal), and the scene warps the photo to match, once

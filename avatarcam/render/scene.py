@@ -632,7 +632,8 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     w, h = size
     behind = parse_backdrop(backdrop) if isinstance(backdrop, str) else backdrop
     photo = image
-    if np.abs(rig.photo_points - rig.points[:, :2]).max() > 0.01:  # the rest closes the photo's parted lips
+    closes = bool(np.any(rig.photo_points != rig.points[:, :2]))  # the rest closes the photo's parted lips
+    if closes:
         image, matte = _close_mouth(image, matte, rig)
     a = framing(rig.points, image.shape[1::-1], size, framing_mode, matte, rig.photo_points)
     warp = dict(dsize=(w, h), flags=cv2.INTER_CUBIC if a[0, 0] > 1 else cv2.INTER_AREA)
@@ -679,7 +680,7 @@ def build_scene(image: np.ndarray, matte: np.ndarray, plate: np.ndarray, rig: Ri
     roi = (int(max(0, lo[0])), int(max(0, lo[1])), int(min(w, hi[0])), int(min(h, hi[1])))
     weights, grid_shape, mesh = _triangulate(_split_lips(points, rig.mouth_top), rig.follow, roi, grid)
     mouth_colours = _mouth_colours(image_o, points)
-    teeth = None if photo is image else _photo_teeth(photo, rig, a, size, float(np.mean(mouth_colours[1])))
+    teeth = _photo_teeth(photo, rig, a, size, float(np.mean(mouth_colours[1]))) if closes else None
     return Scene(size=size, to_output=a, scene=scene, source=source, plate=plate_o, matte=matte_o, roi=roi,
                  rest_points=points.astype(np.float32), weights=weights, grid_shape=grid_shape, grid=grid, mesh=mesh,
                  eyes=(eyes[0], eyes[1]), mouth_colours=mouth_colours,
