@@ -436,28 +436,23 @@ def _close_mouth(image: np.ndarray, matte: np.ndarray, rig: Rig) -> tuple[np.nda
     inside = ((dst >= (x0, y0)) & (dst <= (x1, y1))).all(axis=1) & ((src >= (x0, y0)) & (src <= (x1, y1))).all(axis=1)
     src, dst = np.r_[src[inside], edge], np.r_[dst[inside], edge]
     # The photo's triangulation (the lips apart: each triangle on one side of them), drawn where the
-    # rest puts it; a pixel takes its triangle's map back to the photo. Smallest first: a triangle the
-    # closing squeezes to a sliver (the open lips' gap) gives way to its neighbours.
-    triangles = Delaunay(src).simplices
-    corners = dst[triangles]
+    # rest puts it; a pixel takes its triangle's map back to the photo (WarpMesh.inverse_affines).
+    # Smallest first: a triangle the closing squeezes to a sliver (the open lips' gap) gives way to
+    # its neighbours.
+    moving = len(src) - len(edge)
+    mesh = WarpMesh.of(Delaunay(src), np.arange(moving), np.zeros(len(src)), (x0, y0, x1, y1))
+    maps_back = mesh.inverse_affines(dst[:moving] - src[:moving])
+    corners = dst[mesh.triangles] - (x0, y0)
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
     under = np.full((y1 - y0, x1 - x0), -1, np.int32)
     for k in np.argsort(area):
-        cv2.fillConvexPoly(under, np.round((corners[k] - (x0, y0)) * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
-    py, px = np.mgrid[y0:y1, x0:x1] + 0.5
-    at = np.stack([px.ravel(), py.ravel()], -1)
-    k = under.ravel()
-    come_from = at.copy()
-    found = k >= 0
-    c, d = dst[triangles[k[found]]], src[triangles[k[found]]]
-    u1, u2, r = c[:, 1] - c[:, 0], c[:, 2] - c[:, 0], at[found] - c[:, 0]
-    det = u1[:, 0] * u2[:, 1] - u1[:, 1] * u2[:, 0]
-    det = np.where(np.abs(det) < 1e-9, 1e-9, det)
-    b1 = (r[:, 0] * u2[:, 1] - r[:, 1] * u2[:, 0]) / det
-    b2 = (u1[:, 0] * r[:, 1] - u1[:, 1] * r[:, 0]) / det
-    come_from[found] = d[:, 0] + b1[:, None] * (d[:, 1] - d[:, 0]) + b2[:, None] * (d[:, 2] - d[:, 0])
-    maps = (come_from - 0.5).astype(np.float32).reshape(y1 - y0, x1 - x0, 2)
+        cv2.fillConvexPoly(under, np.round(corners[k] * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
+    qy, qx = np.mgrid[0:y1 - y0, 0:x1 - x0] + 0.5
+    m = maps_back[np.maximum(under, 0)]
+    come_from = np.stack([m[..., 0] * qx + m[..., 1] * qy + m[..., 2], m[..., 3] * qx + m[..., 4] * qy + m[..., 5]], -1)
+    come_from = np.where((under >= 0)[..., None], come_from, np.stack([qx, qy], -1))
+    maps = (come_from + (x0 - 0.5, y0 - 0.5)).astype(np.float32)
     painted = _hide_mouth(image, rig.photo_points)
     closed, closed_matte = image.copy(), matte.copy()
     closed[y0:y1, x0:x1] = cv2.remap(painted, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
