@@ -12,7 +12,7 @@ from pathlib import Path
 import threadpoolctl
 
 from . import __version__, chain
-from .config import FRAMINGS, Settings, load_settings, parse_backdrop, parse_size
+from .config import FRAMINGS, Settings, load_settings, parse_size, with_look
 from .errors import AvatarCamError
 
 log = logging.getLogger("avatarcam")
@@ -127,11 +127,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
 
 def _with_look(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings with --framing and --backdrop applied, checked as the settings are."""
-    update = {"framing": args.framing} if args.framing else {}
-    if args.backdrop:
-        parse_backdrop(args.backdrop)
-        update["backdrop"] = args.backdrop
-    return settings.model_copy(update=update)
+    return with_look(settings, args.framing or None, args.backdrop or None)
 
 
 class _Tee:

@@ -106,6 +106,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def with_look(settings: Settings, framing: str | None = None, backdrop: str | None = None) -> Settings:
+    """`settings` with another framing and/or backdrop (None: as they are), checked as the settings
+    check them (a copy of a model is not validated again)."""
+    update: dict[str, str] = {}
+    if framing is not None:
+        if framing not in FRAMINGS:
+            raise SettingsError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        update["framing"] = framing
+    if backdrop is not None:
+        parse_backdrop(backdrop)
+        update["backdrop"] = backdrop
+    return settings.model_copy(update=update)
+
+
 def parse_backdrop(text: str) -> Backdrop:
     """'photo' | 'blur' | '#RRGGBB' or '#RGB' (an RGB tuple) | a picture's path, with a helpful error.
     A path is checked to exist here; whether it decodes, when the scene is built."""

@@ -340,17 +340,9 @@ class Daemon:
         """Reframe the picture or change its backdrop without closing the camera: both are built into
         the renderer's still layers, so the profile on air is rebuilt with them, as a profile switch
         is; AvatarCamError (the old picture kept) on a bad value or a failure."""
-        from avatarcam.config import FRAMINGS, parse_backdrop
+        from avatarcam.config import with_look
 
-        update = {}
-        if framing is not None:
-            if framing not in FRAMINGS:
-                raise AvatarCamError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
-            update["framing"] = framing
-        if backdrop is not None:
-            parse_backdrop(backdrop)
-            update["backdrop"] = backdrop
-        settings = self.settings.model_copy(update=update)
+        settings = with_look(self.settings, framing, backdrop)
         try:
             self.slot.load(self.slot.profile.name, settings)
         except AvatarCamError as exc:
