@@ -70,12 +70,12 @@ def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judg
             seen = j.measure(renderer.render(f) for f in judge.progress(frames, "render+judge"))
         timing["total_s"] = time.perf_counter() - start
         return seen, timing
-    from avatarcam.camera.file import Mp4Sink
+    from avatarcam.camera.file import VideoSink
     from avatarcam.video import iter_frames
 
     with tempfile.TemporaryDirectory(prefix="avatarcam-lipsync-") as tmp:
         path = Path(tmp) / "clip.mp4"
-        with Mp4Sink(path, size=SIZE, fps=latent.FPS) as sink:
+        with VideoSink(path, size=SIZE, fps=latent.FPS) as sink:
             for frame in judge.progress(frames, "render"):
                 sink.write(renderer.render(frame))
         timing["render_encode_s"] = time.perf_counter() - start

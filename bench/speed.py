@@ -9,7 +9,7 @@ numeric is imported. Stages, over a real speech clip and the motion the DSP driv
   driver both ways;
 - renderer per frame at 512x512 and 1280x720 (mean, p50, p95);
 - watermark per frame (in place on a fresh frame, as the chain marks it);
-- sink encode per frame (Mp4Sink: H.264 + AAC), apart from everything else;
+- sink encode per frame (VideoSink: H.264 + AAC), apart from everything else;
 - offline generation fps (the product's chain, as `avatarcam render` runs it: motion + compose +
   render + watermark into a null sink, no encoding), with the diffusion model and with the
   DSP driver (the default), and the ratio to VASA-1's 45 fps on an RTX 4090.
@@ -105,13 +105,13 @@ def time_watermark(size: tuple[int, int], frames: list[np.ndarray]) -> dict[str,
 
 
 def time_sink(size: tuple[int, int], frames: list[np.ndarray], samples: np.ndarray) -> dict[str, float]:
-    from avatarcam.camera.file import Mp4Sink
+    from avatarcam.camera.file import VideoSink
 
     audio = samples[: int(len(frames) / latent.FPS * 16000)]
     with tempfile.TemporaryDirectory(prefix="avatarcam-speed-") as tmp:
         ms = []
         total = time.perf_counter()
-        sink = Mp4Sink(Path(tmp) / "out.mp4", size=size, fps=latent.FPS, audio=audio, audio_rate=16000)
+        sink = VideoSink(Path(tmp) / "out.mp4", size=size, fps=latent.FPS, audio=audio, audio_rate=16000)
         for frame in frames:
             start = time.perf_counter()
             sink.write(frame)

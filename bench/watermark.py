@@ -3,7 +3,7 @@
 Marked clips: 5-second renders at 1280x720 of the bundled profile and every shared portrait
 (enrolled as ``judge.load_portrait`` does), speaking 5-second segments of every shared speech clip
 (shorter clips padded with silence), each with its own random payload, through the product's
-provenance stage and ``Mp4Sink`` (H.264 CRF 20, as ``avatarcam render`` writes them). Each clip is
+provenance stage and ``VideoSink`` (H.264 CRF 20, as ``avatarcam render`` writes them). Each clip is
 then attacked with the ffmpeg command line and read back with PyAV; ``watermark.detect`` runs on
 the average luma of the decoded frames, as ``avatarcam verify`` does.
 
@@ -175,7 +175,7 @@ def judge_detection(d, payload) -> dict:
 def run_clip(job: dict) -> dict:
     import cv2
 
-    from avatarcam.camera.file import Mp4Sink
+    from avatarcam.camera.file import VideoSink
     from avatarcam.config import Settings
     from avatarcam.provenance import watermark as wm
     from avatarcam.provenance.stamp import Provenance
@@ -188,7 +188,7 @@ def run_clip(job: dict) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="wm-bench-"))
     try:
         marked_path, clean_path = workdir / "marked.mp4", workdir / "unmarked.mp4"
-        with Mp4Sink(marked_path, SIZE, FPS, audio=samples) as marked, Mp4Sink(clean_path, SIZE, FPS) as clean:
+        with VideoSink(marked_path, SIZE, FPS, audio=samples) as marked, VideoSink(clean_path, SIZE, FPS) as clean:
             for frame in frames:
                 out = stage.watermark(frame)  # the invisible part alone, for PSNR
                 mse = float(np.mean((out.astype(np.float32) - frame) ** 2))

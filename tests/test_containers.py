@@ -90,3 +90,12 @@ def test_the_sinks_take_the_containers_and_refuse_other_names(tmp_path):
         with pytest.raises(OutputError, match="use .mp4, .mov, .mkv or .webm"):
             VideoSink(bad, size=(64, 64))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_sink_factory_knows_every_container_the_file_sink_writes():
+    """`open_sink` tells a video file by its name without loading FFmpeg: its list of extensions
+    must be the file sink's formats, or a name one of them writes would be refused."""
+    from avatarcam.camera.file import FORMATS
+    from avatarcam.camera.sinks import VIDEO_SUFFIXES
+
+    assert set(VIDEO_SUFFIXES) == set(FORMATS)

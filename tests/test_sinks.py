@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from avatarcam.camera.file import Mp4Sink
+from avatarcam.camera.file import VideoSink
 from avatarcam.camera.frames import FramesSink
 from avatarcam.camera.sinks import NullSink, Sink, open_sink
 from avatarcam.errors import OutputError
@@ -58,7 +58,7 @@ def test_mp4_round_trip(tmp_path: Path, speech: np.ndarray, size: tuple[int, int
     n = 2 * FPS
     out = tmp_path / "out.mp4"
     written = [smooth_frame(w, h, i) for i in range(n)]
-    with Mp4Sink(out, size=size, fps=FPS, audio=speech, audio_rate=RATE) as sink:
+    with VideoSink(out, size=size, fps=FPS, audio=speech, audio_rate=RATE) as sink:
         assert isinstance(sink, Sink)
         for frame in written:
             sink.write(frame)
@@ -95,7 +95,7 @@ def test_live_audio_arriving_behind_the_frames_is_all_recorded(tmp_path: Path, s
     out = tmp_path / "live.mp4"
     lag = 5  # the audio for a frame arrives 5 frames after it
     per_frame = RATE // FPS
-    with Mp4Sink(out, size=(64, 64), fps=FPS, audio=ring, audio_rate=RATE) as sink:
+    with VideoSink(out, size=(64, 64), fps=FPS, audio=ring, audio_rate=RATE) as sink:
         for i in range(n):
             if i >= lag:
                 ring.write(speech[(i - lag) * per_frame:(i - lag + 1) * per_frame])
@@ -116,7 +116,7 @@ def test_audio_and_video_stay_in_sync(tmp_path: Path) -> None:
     audio = np.zeros(n * RATE // FPS, np.float32)
     audio[RATE : RATE + 80] = 0.8  # 5 ms click at exactly 1.0 s
     out = tmp_path / "sync.mp4"
-    with Mp4Sink(out, size=size, fps=FPS, audio=audio, audio_rate=RATE) as sink:
+    with VideoSink(out, size=size, fps=FPS, audio=audio, audio_rate=RATE) as sink:
         for i in range(n):
             sink.write(np.full((144, 256, 3), 255 if i == FPS else 20, np.uint8))
 
@@ -132,7 +132,7 @@ def test_audio_is_cut_or_padded_to_the_video(tmp_path: Path) -> None:
     for seconds in (0.5, 3.0):
         out = tmp_path / f"a{seconds}.mp4"
         audio = np.full(int(seconds * RATE), 0.1, np.float32)
-        with Mp4Sink(out, size=(64, 64), audio=audio, audio_rate=RATE) as sink:
+        with VideoSink(out, size=(64, 64), audio=audio, audio_rate=RATE) as sink:
             for _ in range(FPS):
                 sink.write(np.zeros((64, 64, 3), np.uint8))
         info = probe(out)
@@ -141,18 +141,18 @@ def test_audio_is_cut_or_padded_to_the_video(tmp_path: Path) -> None:
 
 def test_output_directory_missing(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="does not exist"):
-        Mp4Sink(tmp_path / "nope" / "out.mp4", size=(64, 64))
+        VideoSink(tmp_path / "nope" / "out.mp4", size=(64, 64))
 
 
 def test_output_parent_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="not a directory"):
-        Mp4Sink(tmp_path / "file" / "out.mp4", size=(64, 64))
+        VideoSink(tmp_path / "file" / "out.mp4", size=(64, 64))
 
 
 def test_output_path_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is a directory"):
-        Mp4Sink(tmp_path, size=(64, 64))
+        VideoSink(tmp_path, size=(64, 64))
 
 
 def test_output_directory_not_writable(tmp_path: Path) -> None:
@@ -163,18 +163,18 @@ def test_output_directory_not_writable(tmp_path: Path) -> None:
         locked.mkdir(mode=0o555)
         target = locked / "out.mp4"
     with pytest.raises(OutputError, match="not writable"):
-        Mp4Sink(target, size=(64, 64))
+        VideoSink(target, size=(64, 64))
     assert not target.exists()
 
 
 def test_wrong_frames_are_refused_and_nothing_is_left(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     with pytest.raises(ValueError, match=r"\(512, 512, 3\)"):
-        with Mp4Sink(out, size=(512, 512)) as sink:
+        with VideoSink(out, size=(512, 512)) as sink:
             sink.write(np.zeros((512, 512, 3), np.uint8))
             sink.write(np.zeros((720, 1280, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
-        with Mp4Sink(out, size=(64, 64)) as sink:
+        with VideoSink(out, size=(64, 64)) as sink:
             sink.write(np.zeros((64, 64, 3), np.float32))
     assert os.listdir(tmp_path) == []
 
@@ -183,7 +183,7 @@ def test_exception_removes_the_temporary_file_and_keeps_the_old_output(tmp_path:
     out = tmp_path / "out.mp4"
     out.write_bytes(b"previous render")
     with pytest.raises(RuntimeError):
-        with Mp4Sink(out, size=(64, 64)) as sink:
+        with VideoSink(out, size=(64, 64)) as sink:
             for _ in range(5):
                 sink.write(np.zeros((64, 64, 3), np.uint8))
             assert len(os.listdir(tmp_path)) == 2  # the old file and the hidden temporary one
@@ -194,7 +194,7 @@ def test_exception_removes_the_temporary_file_and_keeps_the_old_output(tmp_path:
 
 def test_closing_without_frames_saves_nothing(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="no frames"):
-        Mp4Sink(tmp_path / "out.mp4", size=(64, 64)).close()
+        VideoSink(tmp_path / "out.mp4", size=(64, 64)).close()
     assert os.listdir(tmp_path) == []
 
 
@@ -237,7 +237,7 @@ def test_open_sink_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(open_sink("null", (64, 64), FPS), NullSink)
     for spec in (f"file:{tmp_path / 'a.mp4'}", str(tmp_path / "b.MP4")):
         sink = open_sink(spec, (64, 64), FPS)
-        assert isinstance(sink, Mp4Sink)
+        assert isinstance(sink, VideoSink)
         sink.discard()
     sink = open_sink(f"frames:{tmp_path / 'f'}", (64, 64), FPS)
     assert isinstance(sink, FramesSink)
@@ -257,7 +257,7 @@ def test_null_sink_counts_and_checks() -> None:
 
 def test_bad_settings_fail_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="even"):
-        Mp4Sink(tmp_path / "o.mp4", size=(513, 512))
+        VideoSink(tmp_path / "o.mp4", size=(513, 512))
     with pytest.raises(OutputError, match="preset"):
-        Mp4Sink(tmp_path / "o.mp4", size=(64, 64), preset="bogus")
+        VideoSink(tmp_path / "o.mp4", size=(64, 64), preset="bogus")
     assert os.listdir(tmp_path) == []

@@ -101,14 +101,14 @@ def test_exit_codes(tmp_path, rendered, capsys):
 def test_unmarked_video_is_not_found(tmp_path, speech):
     """A video that never passed the provenance stage (written by the sink directly)."""
     from avatarcam import chain
-    from avatarcam.camera.file import Mp4Sink
+    from avatarcam.camera.file import VideoSink
     from avatarcam.config import Settings
     from avatarcam.profiles import load_profile
     from avatarcam.render import open_renderer
 
     renderer = open_renderer(load_profile("default", Settings()), (640, 360))
     path = tmp_path / "unmarked.mp4"
-    with Mp4Sink(path, size=(640, 360)) as sink:
+    with VideoSink(path, size=(640, 360)) as sink:
         for m in chain.frames(chain.file_chunks(load_audio(speech)), chain.motion_engine("dsp")):
             sink.write(renderer.render(chain.compose(m, renderer.scene.rig.rest)))
     verdict = verify_file(path)

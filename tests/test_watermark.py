@@ -15,7 +15,7 @@ import pytest
 
 from avatarcam import chain
 from avatarcam.audio.io import load_audio
-from avatarcam.camera.file import Mp4Sink
+from avatarcam.camera.file import VideoSink
 from avatarcam.cli import demo_audio
 from avatarcam.config import Settings
 from avatarcam.profiles import BUNDLED_DIR, load_profile
@@ -179,7 +179,7 @@ def marked_mp4(tmp_path_factory):
         pytest.skip("ffmpeg is not installed (bash .ci/run installs it): the attacks need it")
     path = tmp_path_factory.mktemp("wm") / "marked.mp4"
     stage = Provenance(SIZE, PAYLOAD, settings=Settings())
-    with Mp4Sink(path, size=SIZE, fps=30) as sink:
+    with VideoSink(path, size=SIZE, fps=30) as sink:
         for frame in unmarked(5.0):
             sink.write(stage(frame))
     return path

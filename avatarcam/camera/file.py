@@ -226,6 +226,3 @@ class VideoSink(SinkBase):
             except Exception:  # already failing; the temp file goes either way
                 pass
         self._tmp.unlink(missing_ok=True)
-
-
-Mp4Sink = VideoSink  # its name from when it wrote MP4 only
