@@ -202,19 +202,12 @@ def _enroll_with_product(path: Path) -> Portrait | None:
 
 def make_renderer(portrait: Portrait, size: tuple[int, int], **scene_options):
     """A CPU renderer of `portrait` framed into a `size` (w, h) output; `scene_options` go to
-    build_scene (those it takes: see `scene_options`)."""
+    build_scene (framing_mode, backdrop)."""
     from avatarcam.render.cpu import CpuRenderer
     from avatarcam.render.scene import build_scene
 
     return CpuRenderer(build_scene(portrait.image, portrait.matte, portrait.plate, portrait.rig, size=size,
                                    **scene_options))
-
-
-def scene_options() -> set[str]:
-    """The keyword options build_scene takes besides the portrait and the size (e.g. framing, backdrop)."""
-    from avatarcam.render.scene import build_scene
-
-    return set(inspect.signature(build_scene).parameters) - {"image", "matte", "plate", "rig", "size"}
 
 
 def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:

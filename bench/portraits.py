@@ -712,36 +712,29 @@ def run_portrait(portrait: judge.Portrait, clips: list[Clip], args, reference: d
                                 f"yaw +15 x{yaw.get('ratio', math.nan):.2f}"))
         cell = _row(cell_tiles, small[0] + 2 * (side + 2))
         if args.backdrops:
-            result["backdrop_row"], problems = backdrop_row(portrait, out, rest_frame, args.backdrops)
-            result.setdefault("notes", []).extend(problems)
+            result["backdrop_row"] = backdrop_row(portrait, out, rest_frame, args.backdrops)
     return result, cell
 
 
-def backdrop_variants(options: set[str]) -> list[tuple[str, str, str]]:
-    """(build_scene keyword, value, tile text) for each backdrop and framing build_scene takes; the
-    first is the default scene (backdrop photo, head framing)."""
-    framing_key = next((k for k in ("framing", "framing_mode") if k in options), None)
-    variants = [("backdrop", b, f"bg {b}") for b in BACKDROPS if "backdrop" in options]
-    variants += [(framing_key, f, f"framing {f}") for f in FRAMINGS if framing_key]
-    return variants
+def backdrop_variants() -> list[tuple[str, str, str]]:
+    """(build_scene keyword, value, tile text) for each backdrop and framing; the first is the
+    default scene (backdrop photo, head framing)."""
+    return ([("backdrop", b, f"bg {b}") for b in BACKDROPS]
+            + [("framing_mode", f, f"framing {f}") for f in FRAMINGS])
 
 
 def backdrop_row(portrait: judge.Portrait, out: Output, rest_frame: np.ndarray,
-                 variants: list[tuple[str, str, str]]) -> tuple[np.ndarray, list[str]]:
-    """The portrait at rest with each backdrop and framing, one row of tiles; the problems met."""
+                 variants: list[tuple[str, str, str]]) -> np.ndarray:
+    """The portrait at rest with each backdrop and framing, one row of tiles."""
     from bench.sheets import label
 
-    tiles, notes = [], []
+    tiles = []
     tile = BACKDROP_TILE
     for k, (key, value, text) in enumerate(variants):
         text = f"{portrait.name[:12]}: {text}" if k == 0 else text
-        try:
-            frame = rest_frame if k == 0 else Output.of(portrait, out.renderer.size, **{key: value})(portrait.rig.rest)
-            tiles.append(label(_fit(frame, tile), text))
-        except Exception as exc:  # an option value the renderer does not take (yet)
-            notes.append(f"{portrait.name} {key}={value}: {type(exc).__name__}: {exc}")
-            tiles.append(label(np.full((tile[1], tile[0], 3), 128, np.uint8), f"{text}: error"))
-    return _row(tiles, len(tiles) * (tile[0] + 2) - 2), notes
+        frame = rest_frame if k == 0 else Output.of(portrait, out.renderer.size, **{key: value})(portrait.rig.rest)
+        tiles.append(label(_fit(frame, tile), text))
+    return _row(tiles, len(tiles) * (tile[0] + 2) - 2)
 
 
 def backdrop_sheet(cells: list[np.ndarray], variants: int) -> Path:
@@ -773,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     args.framing_every = QUICK_FRAMING_EVERY if args.quick else FRAMING_EVERY
     args.speed_frames = QUICK_SPEED_FRAMES if args.quick else SPEED_FRAMES
     # each variant is a scene built afresh (~0.5-2 s each): the full run only
-    args.backdrops = [] if args.no_sheets or args.quick else backdrop_variants(judge.scene_options())
+    args.backdrops = [] if args.no_sheets or args.quick else backdrop_variants()
     cv2.setNumThreads(1)  # a shared machine; and the renderer's timings are one-thread figures
 
     names = [p.stem for p in judge.portrait_paths(args.portraits.split(",") if args.portraits else None)]
@@ -783,9 +776,6 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     if args.quick and not args.no_sheets:
         notes.append("--quick: no backdrop sheet (a scene per backdrop and framing per portrait)")
-    elif not args.backdrops and not args.no_sheets:
-        notes.append("build_scene takes no backdrop or framing option yet: no backdrop sheet")
-        print(notes[-1])
     start = time.perf_counter()
 
     reference = None
@@ -846,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
                                       for c in clips},
         "engine": args.engine, "seed": SEED, "quick": args.quick, "mouth_size": args.mouth_size,
         "frame_size": args.frame_size, "framing_every": args.framing_every, "bundled": BUNDLED,
-        "three_quarter": THREE_QUARTER, "scene_options": sorted(judge.scene_options()),
+        "three_quarter": THREE_QUARTER,
         "product_compose": judge.uses_product_compose(),
         "bars": {"closed_share": CLOSED_BAR, "closed_jaw_below": CLOSED_JAW_BELOW, "gap_within": GAP_WITHIN,
                  "jaw_range": JAW_RANGE_BAR, "r_within": R_WITHIN, "eye_line": EYE_LINE_BAR,
