@@ -12,12 +12,7 @@ from avatarcam.render import facemesh as fm
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.rig import MOUTH_STATE, SEAL_LEFT, build_rig, deform
 from avatarcam.render.scene import build_scene
-
-
-def _inner_gap(face) -> float:
-    """The judge's inner-lip gap (landmarks 13-14) over the outer eye corners' distance (33-263)."""
-    p = face.points[:, :2]
-    return float(np.linalg.norm(p[13] - p[14]) / np.linalg.norm(p[33] - p[263]))
+from bench.portraits import inner_lip_gap
 
 
 def _lip_gaps(points: np.ndarray) -> np.ndarray:
@@ -53,7 +48,7 @@ def test_a_closed_mouth_photo_rests_as_it_is(portrait_parts):
 
 def test_an_open_mouthed_photo_closes_in_silence_and_opens_with_the_voice(portrait_parts, judge):
     image, face, matte, plate = portrait_parts("open_mouth_woman.jpg")
-    assert face.blendshapes["jawOpen"] > 0.5 and _inner_gap(face) > 0.3  # the photo: a shout
+    assert face.blendshapes["jawOpen"] > 0.5 and inner_lip_gap(face.points) > 0.3  # the photo: a shout
     rig = build_rig(face.points, face.pose(), face.blendshapes)
     renderer = CpuRenderer(build_scene(image, matte, plate, rig, (512, 512)))
     read = {}
@@ -64,9 +59,9 @@ def test_an_open_mouthed_photo_closes_in_silence_and_opens_with_the_voice(portra
         assert faces, f"the judge lost the face at jaw {jaw}"
         read[jaw] = faces[0]
     assert read[0.0].blendshapes["jawOpen"] < 0.1
-    assert _inner_gap(read[0.0]) < 0.03
+    assert inner_lip_gap(read[0.0].points) < 0.03
     assert read[0.5].blendshapes["jawOpen"] > 0.3
-    assert _inner_gap(read[0.5]) > 0.15
+    assert inner_lip_gap(read[0.5].points) > 0.15
 
 
 def test_the_closed_seam_shows_no_teeth(portrait_parts):
