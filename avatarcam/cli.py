@@ -79,6 +79,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from .camera.sinks import open_sink
     from .motion.diffusion import OFFLINE_CHUNK
     from .profiles import load_profile
+    from .provenance.credentials import content_signer, embeds, sidecar_path
     from .provenance.stamp import Provenance
     from .render import open_renderer
 
@@ -103,11 +104,12 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     samples = load_audio(audio_path, AUDIO_RATE)
     profile = load_profile(profile_name, settings)  # before opening outputs: fail before writing
     renderer = open_renderer(profile, size, settings.renderer, settings.framing, settings.backdrop)
+    signer = content_signer(profile, settings)  # every file carries content credentials: no switch
     sinks = []
     if args.output is not None:
-        sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE))
+        sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE, signer=signer))
     if args.frames is not None:
-        sinks.append(open_sink(f"frames:{args.frames}", size, fps))
+        sinks.append(open_sink(f"frames:{args.frames}", size, fps, signer=signer))
     engine_name = chain.engine_name(args.engine or settings.engine, "file")
     engine = chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
                                  lookahead_s=settings.lookahead_ms / 1000, steps=settings.diffusion_steps,
@@ -122,6 +124,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     for target in (args.output, args.frames):
         if target is not None:
             print(f"wrote {target}")
+    if args.output is not None and not embeds(args.output):
+        print(f"wrote {sidecar_path(args.output)} (its content credentials: {args.output.suffix} cannot hold them; "
+              f"keep the two together)")
     return 0
 
 

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     label_size: float = Field(0.055, ge=0.05, le=0.2,
                               description="label height as a fraction of the frame height (>= 0.05: legible at 360p)")
     label_opacity: float = Field(0.7, ge=0.6, le=1.0, description="opacity of the label's dark backing (text is opaque)")
+    # Content credentials (avatarcam/provenance/credentials.py): every rendered file carries a signed
+    # C2PA manifest. Without a certificate of the user's own, this installation's self-made one signs.
+    c2pa_cert: Path | None = Field(None, description="PEM certificate chain (signing certificate first) for "
+                                                     "content credentials; with c2pa_key")
+    c2pa_key: Path | None = Field(None, description="PEM private key of c2pa_cert")
+    c2pa_tsa_url: str | None = Field(None, description="RFC 3161 timestamp authority for content credentials "
+                                                       "(none by default: signing stays offline)")
+    c2pa_subject_name: bool = Field(False, description="name the person in the portrait in content credentials "
+                                                       "(off: only the consent record's id and digest)")
 
     @field_validator("backdrop")
     @classmethod

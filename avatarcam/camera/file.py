@@ -33,8 +33,8 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
-from avatarcam.camera.sinks import (SinkBase, as_rate, check_audio, check_frame, check_output_dir, check_size,
-                                    samples_at, temp_file, umask_mode)
+from avatarcam.camera.sinks import (FileSigner, SinkBase, as_rate, check_audio, check_frame, check_output_dir,
+                                    check_size, samples_at, temp_file, umask_mode)
 from avatarcam.errors import OutputError
 
 AAC_RATE = 48_000  # what video tools and browsers expect; speech at 16 kHz is resampled up to it
@@ -103,14 +103,16 @@ class VideoSink(SinkBase):
 
     The container is the one the name's extension asks for (`FORMATS`: .mp4, .mov, .mkv, .webm).
     `audio` is a whole clip of mono float samples, or an AudioStream being filled as frames come.
-    `crf` is H.264's (VP9 takes `VP9_CRF` unless given one), `preset` x264's.
+    `crf` is H.264's (VP9 takes `VP9_CRF` unless given one), `preset` x264's. With a `signer`, the
+    finished file gets its content credentials (a C2PA manifest) before it takes its final name.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
                  fps: float | Fraction = 30, audio: np.ndarray | AudioStream | None = None,
                  audio_rate: int = 16000, crf: int | None = None, preset: str = "veryfast",
-                 aac_rate: int = AAC_RATE) -> None:
+                 aac_rate: int = AAC_RATE, signer: FileSigner | None = None) -> None:
         self.path = Path(path)
+        self.signer = signer
         self.format = video_format(self.path)
         self.size = check_size(size)
         self.fps = as_rate(fps)
@@ -209,7 +211,10 @@ class VideoSink(SinkBase):
             self._container.close()
             self._closed = True
             os.chmod(self._tmp, umask_mode())
-            os.replace(self._tmp, self.path)
+            if self.signer is not None:  # signs into a second temp file, renamed over the final name
+                self.signer.sign_file(self._tmp, self.path)
+            else:
+                os.replace(self._tmp, self.path)
         except (OSError, av.FFmpegError) as e:
             self.discard()
             raise OutputError(f"finishing {self.path} failed: {e}") from e

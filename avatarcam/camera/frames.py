@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import soundfile
 
-from avatarcam.camera.sinks import (SinkBase, as_rate, check_audio, check_frame, check_output_dir, check_size,
-                                    samples_at, temp_file, umask_mode)
+from avatarcam.camera.sinks import (FileSigner, SinkBase, as_rate, check_audio, check_frame, check_output_dir,
+                                    check_size, samples_at, temp_file, umask_mode)
 from avatarcam.errors import OutputError
 
 FRAME_NAME = "frame_{:06d}.png"
@@ -31,8 +31,9 @@ class FramesSink(SinkBase):
 
     def __init__(self, directory: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
                  fps: float | Fraction = 30, audio: np.ndarray | None = None,
-                 audio_rate: int = 16000) -> None:
+                 audio_rate: int = 16000, signer: FileSigner | None = None) -> None:
         self.directory = Path(directory)
+        self.signer = signer  # each PNG gets its own content credentials
         self.size = check_size(size)
         self.fps = as_rate(fps)  # a PNG sequence has no clock; fps only sets the audio's length
         self.frames = 0
@@ -60,7 +61,9 @@ class FramesSink(SinkBase):
         ok, png = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         if not ok:
             raise OutputError(f"could not encode frame {self.frames} as PNG")
-        self._atomic_write(FRAME_NAME.format(self.frames), png.tobytes())
+        name = FRAME_NAME.format(self.frames)
+        data = png.tobytes() if self.signer is None else self.signer.sign_png(png.tobytes(), name)
+        self._atomic_write(name, data)
         self.frames += 1
 
     def _atomic_write(self, name: str, data: bytes) -> None:

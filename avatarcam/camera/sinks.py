@@ -172,14 +172,25 @@ class NullSink(SinkBase):
         pass
 
 
+class FileSigner(Protocol):
+    """Puts content credentials into finished files (provenance.credentials.ContentSigner)."""
+
+    def sign_file(self, source: Path, final: Path) -> list[Path]:
+        """Move the complete file `source` to `final`, signed; the paths written."""
+
+    def sign_png(self, png: bytes, title: str) -> bytes:
+        """A PNG's bytes with its manifest inside."""
+
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")  # file.FORMATS, without loading FFmpeg
 SINK_CHOICES = ("file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
 
 
 def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
-              audio: np.ndarray | None = None, audio_rate: int = 16000) -> SinkBase:
+              audio: np.ndarray | None = None, audio_rate: int = 16000,
+              signer: FileSigner | None = None) -> SinkBase:
     """Open the sink a command-line spec names: 'file:OUT.mp4', 'OUT.mp4' (.mov, .mkv, .webm),
-    'frames:DIR', 'null'."""
+    'frames:DIR', 'null'. Files are signed with content credentials by `signer`, when given."""
     # Backends are imported on demand: the null sink should not pay for loading FFmpeg.
     if spec == "null":
         return NullSink(size)
@@ -188,11 +199,11 @@ def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
         directory = spec.removeprefix("frames:")
         if not directory:
             raise ValueError("sink 'frames:' needs a directory, e.g. frames:out_frames")
-        return FramesSink(directory, size=size, fps=fps, audio=audio, audio_rate=audio_rate)
+        return FramesSink(directory, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer)
     if spec.startswith("file:") or Path(spec).suffix.lower() in VIDEO_SUFFIXES:
         from avatarcam.camera.file import VideoSink
         path = spec.removeprefix("file:")
         if not path:
             raise ValueError("sink 'file:' needs a path, e.g. file:out.mp4")
-        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate)
+        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer)
     raise ValueError(f"unknown sink {spec!r}; choose one of: {', '.join(SINK_CHOICES)}")
