@@ -340,3 +340,98 @@ def content_signer(profile, settings: Settings) -> ContentSigner:
 
     return ContentSigner.for_settings(settings, credentials_for([(profile.consent, payload_for(profile.consent, settings))],
                                                                 settings))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file's content credentials back (`avatarcam verify`)
+
+# Validation codes that say "nobody vouched for this signer", not "this file changed": a self-made
+# certificate (or any outside the trust lists) is valid but untrusted, and said so.
+UNTRUSTED = {"signingCredential.untrusted"}
+READ_TYPES = {**EMBEDDED, ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".m4v": "video/mp4",
+              ".tif": "image/tiff", ".tiff": "image/tiff", ".gif": "image/gif", ".avif": "image/avif"}
+
+
+@dataclass
+class ManifestReport:
+    """What a file's C2PA manifest says and whether it holds.
+
+    `state`: "valid" (signature, certificate chain and hashes hold, signer trusted), "untrusted"
+    (all that holds, but no trust list vouches for the signer: AvatarCam's self-made chain),
+    "invalid" (the file or the manifest changed after signing, or the manifest is broken), or
+    "absent" (no manifest inside the file nor beside it).
+    """
+
+    state: str
+    where: str = ""  # "embedded" or the sidecar's name
+    generator: str = ""  # the claim generator, e.g. "AvatarCam 0.1.0"
+    signer: str = ""  # the signing certificate's common name and issuer
+    source_type: str = ""  # the digitalSourceType of its c2pa.created action
+    soft_bindings: list[str] = field(default_factory=list)  # watermark payloads, 12 hex digits each
+    consent_records: list[str] = field(default_factory=list)  # consent record ids
+    problems: list[str] = field(default_factory=list)  # the failed checks, code: explanation
+
+    @property
+    def present(self) -> bool:
+        return self.state != "absent"
+
+    @property
+    def holds(self) -> bool:
+        """Signature and hashes hold (trusted or not)."""
+        return self.state in ("valid", "untrusted")
+
+    @property
+    def by_avatarcam(self) -> bool:
+        return self.generator.split(" ")[0] == GENERATOR
+
+    @property
+    def generated(self) -> bool:
+        """The manifest declares the content made by a trained model."""
+        return self.source_type == TRAINED
+
+
+def _report(reader: c2pa.Reader, where: str) -> ManifestReport:
+    manifest = reader.get_active_manifest() or {}
+    results = (reader.get_validation_results() or {}).get("activeManifest") or {}
+    failures = [f"{f['code']}: {f.get('explanation', '')}" for f in results.get("failure", [])
+                if f["code"] not in UNTRUSTED]
+    untrusted = any(f["code"] in UNTRUSTED for f in results.get("failure", []))
+    if reader.get_validation_state() == "Invalid" or failures:
+        state = "invalid"
+    else:
+        state = "untrusted" if untrusted else "valid"
+    report = ManifestReport(state, where, problems=failures)
+    generators = manifest.get("claim_generator_info") or [{}]
+    report.generator = f"{generators[0].get('name', '')} {generators[0].get('version', '')}".strip()
+    info = manifest.get("signature_info") or {}
+    report.signer = f"{info.get('common_name', '?')} (issued by {info.get('issuer', '?')})"
+    for assertion in manifest.get("assertions", []):
+        label, data = assertion.get("label", ""), assertion.get("data") or {}
+        if label.startswith("c2pa.actions"):
+            created = [a for a in data.get("actions", []) if a.get("action") == CREATED]
+            report.source_type = created[0].get("digitalSourceType", "") if created else ""
+        elif label == "c2pa.soft-binding" and data.get("alg") == SOFT_BINDING_ALG:
+            report.soft_bindings = [base64.b64decode(b["value"]).hex() for b in data.get("blocks", [])]
+        elif label == CONSENT_LABEL:
+            report.consent_records = [r.get("record_id", "") for r in data.get("records", [])]
+    return report
+
+
+def read_credentials(path: Path) -> ManifestReport:
+    """The manifest inside `path` or in its sidecar NAME.c2pa; never raises for a broken one."""
+    context = sdk_context()
+    mime = READ_TYPES.get(path.suffix.lower())
+    try:
+        if mime is not None:
+            with open(path, "rb") as stream:
+                reader = c2pa.Reader.try_create(mime, stream, context=context)
+                if reader is not None:
+                    return _report(reader, "embedded")
+        sidecar = sidecar_path(path)
+        if sidecar.exists() and sidecar != path:
+            with open(path, "rb") as stream:
+                reader = c2pa.Reader("application/octet-stream", stream, sidecar.read_bytes(), context=context)
+                return _report(reader, sidecar.name)
+    except c2pa.C2paError as exc:  # the manifest is there but cannot be read: as good as tampered
+        return ManifestReport("invalid", problems=[f"unreadable manifest: {exc}"])
+    return ManifestReport("absent")

@@ -1,5 +1,12 @@
 """`avatarcam verify FILE`: is this video or picture marked by AvatarCam, and with whose consent?
 
+Two marks are read, the standard one first. The file's C2PA content credentials (a signed manifest
+inside the file, or beside it as NAME.c2pa for MKV and WebM: see ``credentials``) say who made it
+and how, and break at the first changed byte; any re-encode (an upload, a call, a screen
+recording) drops them. The invisible watermark survives all that but says less. Both are
+reported: a file with no credentials whose watermark is found was made with AvatarCam and had its
+credentials removed.
+
 A video is read with PyAV (anything FFmpeg decodes: MP4, WebM, MKV, MOV, ...) one frame at a time,
 only its luma, and averaged over windows of :data:`WINDOW_S` seconds: the watermark is the same in
 every frame, so averaging strengthens it, and a 5-second clip is enough. Each window is searched
@@ -21,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,6 +37,7 @@ import numpy as np
 from avatarcam.errors import AvatarCamError
 
 from . import watermark as wm
+from .credentials import ManifestReport, read_credentials
 
 WINDOW_S = 10.0
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -60,15 +68,20 @@ class Verdict:
     windows: int = 0
     this_installation: int | None = None  # this machine's installation code
     matches: list[RecordMatch] = field(default_factory=list)
+    credentials: ManifestReport = field(default_factory=lambda: ManifestReport("absent"))
 
     @property
     def found(self) -> bool:
-        return self.detection.found
+        """Made with AvatarCam: the watermark is found, or content credentials that hold say so (a
+        broken manifest proves nothing: anyone can copy one into any file)."""
+        return self.detection.found or (self.credentials.holds and self.credentials.by_avatarcam)
 
     def to_dict(self) -> dict:
         d = self.detection
         return {
-            "file": str(self.path), "found": d.found, "kind": self.kind,
+            "file": str(self.path), "made_with_avatarcam": self.found, "summary": headline(self),
+            "content_credentials": {**asdict(self.credentials), "by_avatarcam": self.credentials.by_avatarcam},
+            "found": d.found, "kind": self.kind,
             "payload": None if d.payload is None else {"installation": f"{d.payload.installation:06x}",
                                                        "record": f"{d.payload.record:06x}"},
             "false_alarm_probability": d.false_alarm if d.found else None,
@@ -140,6 +153,7 @@ def verify_file(path: str | Path, settings=None, window_s: float = WINDOW_S,
         raise AvatarCamError(f"{path} does not exist")
     if path.is_dir():
         raise AvatarCamError(f"{path} is a directory; give a video or picture file")
+    credentials = read_credentials(path)  # first: it is quick, and the file is read once more anyway
     verdict: Verdict | None = None
     image = _read_image(path) if path.suffix.lower() in IMAGE_SUFFIXES else None
     if image is None:
@@ -162,6 +176,7 @@ def verify_file(path: str | Path, settings=None, window_s: float = WINDOW_S,
         verdict = Verdict(path, wm.detect(wm.luma(image), window_share(1)), "image", 1, 0.0, 1)
     if verdict is None:
         raise AvatarCamError(f"{path} holds no video frames")
+    verdict.credentials = credentials
     _attribute(verdict, settings)
     return verdict
 
@@ -203,6 +218,51 @@ def _attribute(verdict: Verdict, settings) -> None:
                                            wm.installation_code(record.public_key), valid, problem))
 
 
+def headline(verdict: Verdict) -> str:
+    """One line: what the credentials and the watermark say together."""
+    c, mark = verdict.credentials, verdict.detection.found
+    watermark = "watermark found" if mark else "no AvatarCam watermark found"
+    if c.state == "absent":
+        return ("credentials removed, watermark found: made with AvatarCam" if mark
+                else "no content credentials, no AvatarCam watermark found")
+    if c.state == "invalid":
+        return (f"content credentials INVALID (the file changed after it was signed, or the manifest is broken); "
+                f"{watermark}" + (": made with AvatarCam" if mark else ""))
+    who = "made with AvatarCam" if c.by_avatarcam else f"made with {c.generator or 'an unnamed tool'}"
+    trust = "valid, untrusted signer" if c.state == "untrusted" else "valid"
+    return f"content credentials {trust}: {who}; {watermark}"
+
+
+def _credential_lines(verdict: Verdict) -> list[str]:
+    c = verdict.credentials
+    if c.state == "absent":
+        beside = "" if verdict.path.suffix.lower() in (".mp4", ".mov", ".png") else " nor beside it (NAME.c2pa)"
+        return [f"  credentials   none in the file{beside}: a re-encode, an upload, a call or a screen "
+                f"recording drops them"]
+    where = "in the file" if c.where == "embedded" else f"in the sidecar {c.where}"
+    if c.state == "invalid":
+        lines = [f"  credentials   INVALID, {where}:"] + [f"                {p}" for p in c.problems]
+    elif c.state == "untrusted":
+        lines = [f"  credentials   valid but from an untrusted signer, {where}: signature and hashes hold; "
+                 f"the signer {c.signer} is on no trust list (AvatarCam's own certificate is self-made)"]
+    else:
+        lines = [f"  credentials   valid, {where}: signed by {c.signer}"]
+    # what a broken manifest claims is shown, but as claims: its signature no longer vouches for them
+    says = "  declares      " if c.holds else "  claims        "
+    if c.generator:
+        made = "by a trained model (trainedAlgorithmicMedia)" if c.generated else f"as {c.source_type or 'not said'}"
+        lines.append(f"{says}made with {c.generator}, {made}")
+    for record in c.consent_records:
+        lines.append(f"{says}consent record {record}")
+    payload = verdict.detection.payload
+    for binding in c.soft_bindings:
+        same = ("" if payload is None else
+                ", as the watermark found" if binding == f"{payload.installation:06x}{payload.record:06x}"
+                else ", NOT the watermark found")
+        lines.append(f"{says}watermark payload {binding[:6]}/{binding[6:]}{same}")
+    return lines
+
+
 def describe(verdict: Verdict) -> str:
     """The verdict for people, several lines."""
     d = verdict.detection
@@ -210,12 +270,13 @@ def describe(verdict: Verdict) -> str:
             f"{'s' if verdict.windows != 1 else ''}" if verdict.kind == "video" else "1 picture")
     if not d.found:
         return "\n".join([
-            f"{verdict.path}: no AvatarCam watermark found",
-            f"  analysed      {span}; best pilot z = {d.z:.1f} (p = {d.p_pilot:.2g})",
+            f"{verdict.path}: {headline(verdict)}",
+            *_credential_lines(verdict),
+            f"  watermark     not found; analysed {span}; best pilot z = {d.z:.1f} (p = {d.p_pilot:.2g})",
             "  note          absence is not proof: a very short clip, a small part of a frame or heavy",
             "                processing can hide a watermark",
         ])
-    lines = [f"{verdict.path}: AvatarCam watermark found"]
+    lines = [f"{verdict.path}: {headline(verdict)}", *_credential_lines(verdict), "  watermark     found"]
     if d.payload is None:
         lines.append("  payload       unreadable (the pattern is there, its bits did not decode)")
     else:
