@@ -86,12 +86,15 @@ def render_and_measure(renderer, frames: np.ndarray, encode: bool) -> tuple[judg
     return seen, timing
 
 
-def generate(engine: str, samples: np.ndarray, seed: int = 0) -> np.ndarray:
+def generate(engine: str, samples: np.ndarray, seed: int = 0, **options) -> np.ndarray:
+    """The engine's motion for a clip, fed as a microphone would; `options` go to chain.motion_engine
+    (default: the offline chunk, as `avatarcam render`)."""
     from avatarcam import chain
     from avatarcam.motion import diffusion
 
+    options = {"chunk": diffusion.OFFLINE_CHUNK, **options}
     return np.stack(list(chain.frames(chain.file_chunks(samples, 16000),
-                                      chain.motion_engine(engine, seed=seed, chunk=diffusion.OFFLINE_CHUNK))))
+                                      chain.motion_engine(engine, seed=seed, **options))))
 
 
 def alive(seen: judge.Measurements, silent: np.ndarray, blink_at: float) -> dict:
