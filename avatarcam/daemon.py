@@ -34,7 +34,7 @@ from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
 from avatarcam.audio.stream import AudioRing, LiveAudio
 from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
-from avatarcam.camera.sinks import Sink, open_sink
+from avatarcam.camera.sinks import FileSigner, Sink, is_file_spec, open_sink
 from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import EMOTIONS, ControlledEngine
@@ -94,6 +94,7 @@ class RendererSlot:
         self._pending = None
         self._lock = threading.Lock()
         self.swaps = 0
+        self.on_air: Callable[[object], None] | None = None  # told each profile swapped in (a recording's credentials)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,6 +107,8 @@ class RendererSlot:
                 (self.profile, self.renderer), self._pending = self._pending, None
                 self.swaps += 1
             log.info("now showing profile %r", self.profile.name)
+            if self.on_air is not None:
+                self.on_air(self.profile)
             threading.Thread(target=_release_memory, name="avatarcam-trim", daemon=True).start()
         return self.renderer.scene.rig.rest
 
@@ -258,7 +261,8 @@ class _WithPreview:
 
 
 def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
-                   on_close: Callable[[], None] | None = None, audio: AudioRing | None = None) -> Sink:
+                   on_close: Callable[[], None] | None = None, audio: AudioRing | None = None,
+                   signer: FileSigner | None = None) -> Sink:
     """The sink a `--sink` spec names: camera (the virtual camera), preview, null or a file (OUT.mp4,
     .mov, .mkv, .webm, file:OUT); a file records the stream's audio from `audio` beside the frames,
     as the call would hear it."""
@@ -269,7 +273,7 @@ def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | Non
         from avatarcam.camera.preview import PreviewSink
         return PreviewSink(size, on_close=on_close)
     try:
-        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE)
+        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE, signer=signer)
     except ValueError as exc:
         raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
 
@@ -432,9 +436,14 @@ class Daemon:
             server = ControlServer(self.handle, opts.socket)
             server.start()  # refuses when another AvatarCam is running: before the camera is taken
         self.ring = AudioRing(rate=RATE)  # the stream's recent audio: for the virtual microphone and a file sink
+        signer = None
+        if self._sink is None and is_file_spec(opts.sink):
+            from avatarcam.provenance.credentials import content_signer
+            signer = content_signer(profile, s)  # a recording's credentials name every profile it showed
+            self.slot.on_air = signer.show
         try:
             sink = self._sink or open_live_sink(opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop,
-                                                audio=self.ring)
+                                                audio=self.ring, signer=signer)
         except BaseException:
             if server is not None:
                 server.stop()

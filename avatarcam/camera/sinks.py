@@ -186,6 +186,11 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")  # file.FORMATS, without load
 SINK_CHOICES = ("file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
 
 
+def is_file_spec(spec: str) -> bool:
+    """True when a sink spec names files (a video or a folder of frames): what gets content credentials."""
+    return spec.startswith(("file:", "frames:")) or Path(spec).suffix.lower() in VIDEO_SUFFIXES
+
+
 def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
               audio: np.ndarray | None = None, audio_rate: int = 16000,
               signer: FileSigner | None = None) -> SinkBase:

@@ -267,15 +267,22 @@ class Credentials:
 class ContentSigner:
     """Signs finished files with one identity: ``signer.sign_file(tmp, final)``, ``signer.sign_png(data)``."""
 
-    def __init__(self, identity: SigningIdentity, credentials: Credentials) -> None:
+    def __init__(self, identity: SigningIdentity, credentials: Credentials, settings: Settings) -> None:
         self.identity = identity
         self.credentials = credentials
+        self.settings = settings
         self._context = sdk_context()
 
     @classmethod
     def for_settings(cls, settings: Settings, credentials: Credentials) -> ContentSigner:
         """Signs with the configured or installation identity; fails now, before any rendering."""
-        return cls(signing_identity(settings), credentials)
+        return cls(signing_identity(settings), credentials, settings)
+
+    def show(self, profile) -> None:
+        """Name one more profile (a profiles.Profile put on air) in the files signed from now on."""
+        from .stamp import payload_for
+
+        self.credentials.note(profile.consent, payload_for(profile.consent, self.settings))
 
     def _builder(self, title: str) -> c2pa.Builder:
         return c2pa.Builder(self.credentials.manifest(title), self._context)
@@ -336,10 +343,9 @@ def credentials_for(records: Iterable[tuple[ConsentRecord, Payload]], settings: 
 def content_signer(profile, settings: Settings) -> ContentSigner:
     """The signer for files showing `profile` (a profiles.Profile), made before any rendering so a
     bad certificate fails at once."""
-    from .stamp import payload_for
-
-    return ContentSigner.for_settings(settings, credentials_for([(profile.consent, payload_for(profile.consent, settings))],
-                                                                settings))
+    signer = ContentSigner.for_settings(settings, credentials_for([], settings))
+    signer.show(profile)
+    return signer
 
 
 # ---------------------------------------------------------------------------------------------
