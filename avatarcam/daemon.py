@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarcam import chain
+from avatarcam import chain, latent
+from avatarcam.arkit.vmc import Address, VmcSink, parse_address, sink_address
 from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
@@ -42,7 +43,7 @@ from avatarcam.motion.controls import EMOTIONS, ControlledEngine
 log = logging.getLogger(__name__)
 
 DELAY_MARGIN_S = 0.08  # on top of the engine's own latency: chunk 20 ms + render ~10 ms + margin for a busy 2-core machine
-LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4")
+LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4", "vmc[:HOST:PORT]")
 
 
 @dataclass
@@ -53,7 +54,8 @@ class LiveOptions:
     engine: str = "dsp"
     seed: int = 0
     delay_s: float | None = None  # None: the engine's latency + DELAY_MARGIN_S
-    sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4
+    sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4 | vmc | vmc:HOST:PORT (3D avatars, no pictures)
+    vmc: str | None = None  # HOST:PORT: VMC output beside the sink, on the same clock
     camera: str | None = None  # device path (Linux) or name; default: found by the label AvatarCam
     mic: int | str | None = None  # sounddevice device; default: the system's
     audio: Path | None = None  # drive from this file at real-time pace instead of the microphone
@@ -72,6 +74,7 @@ class Timing:
     latency: Ring = field(default_factory=lambda: Ring(36000))  # capture -> handed to the sink (s)
     ready: Ring = field(default_factory=lambda: Ring(36000))  # capture -> frame rendered (s)
     av_offset: Ring = field(default_factory=lambda: Ring(36000, 2))  # (clock, video - audio) (s)
+    vmc_latency: Ring = field(default_factory=lambda: Ring(36000))  # capture -> VMC bundle sent (s)
 
     @staticmethod
     def percentiles(values, scale: float = 1000.0) -> dict[str, float]:
@@ -212,6 +215,28 @@ class _CatchUp:
         return self._last
 
 
+class _Tap:
+    """The motion engine as the worker runs it when VMC goes out: each motion frame it makes is also
+    offered, by index, to the VMC output's pacer. These are the engine's own frames, not placed on
+    a portrait: a 3D avatar takes no photo's pose."""
+
+    def __init__(self, engine: ControlledEngine, pacer: Pacer) -> None:
+        self.engine, self.pacer = engine, pacer
+        self.count = 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        return self._offer(self.engine.push(samples))
+
+    def flush(self) -> np.ndarray:
+        return self._offer(self.engine.flush())
+
+    def _offer(self, frames: np.ndarray) -> np.ndarray:
+        for frame in frames:
+            self.pacer.offer(self.count, frame)
+            self.count += 1
+        return frames
+
+
 class _PacerInput:
     """The chain's sink in live mode: frames go to the pacer's buffer, tagged with their index."""
 
@@ -299,7 +324,9 @@ class Daemon:
         self.timing = Timing()
         self.started: float | None = None
         self.audio: LiveAudio
-        self.pacer: Pacer
+        self.pacer: Pacer  # the session's output: the picture's, or the VMC output's when it is alone
+        self.vmc: VmcSink | None = None
+        self.vmc_pacer: Pacer | None = None
         self.vad = None
         self.output_status = "off"
         self.pacer_priority = ""
@@ -330,8 +357,19 @@ class Daemon:
     def set_emotion(self, name: str) -> None:
         self.engine.emotion = name
 
+    @property
+    def vmc_only(self) -> bool:
+        """VMC output alone (`--sink vmc`): motion for a 3D avatar, no portrait and no pictures."""
+        return sink_address(self.options.sink) is not None
+
+    def _need_portrait(self) -> None:
+        if self.vmc_only:
+            raise AvatarCamError("VMC output only (--sink vmc): there is no portrait on air to change; "
+                                 "run with --sink camera --vmc HOST:PORT to show one beside it")
+
     def set_profile(self, name: str) -> None:
         """Switch profiles without closing the camera; AvatarCamError (old one kept) on failure."""
+        self._need_portrait()
         try:
             self.slot.load(name, self.settings)
         except AvatarCamError as exc:
@@ -346,6 +384,7 @@ class Daemon:
         is; AvatarCamError (the old picture kept) on a bad value or a failure."""
         from avatarcam.config import with_look
 
+        self._need_portrait()
         settings = with_look(self.settings, framing, backdrop)
         try:
             self.slot.load(self.slot.profile.name, settings)
@@ -389,6 +428,7 @@ class Daemon:
             "framing": self.settings.framing,
             "backdrop": self.settings.backdrop,
             "sink": self.options.sink,
+            "vmc": self.vmc.status() if self.vmc is not None else None,
             "size": list(self.options.size),
             "fps": self.options.fps,
             "delay_ms": self.options.delay_s * 1000,
@@ -415,10 +455,12 @@ class Daemon:
         from avatarcam.profiles import load_profile
         from avatarcam.render import open_renderer
 
-        profile = load_profile(opts.profile, self.settings)  # fail before opening any device
+        vmc_address = self._vmc_address()  # a malformed address fails before anything is opened
         s = self.settings
-        renderer = open_renderer(profile, opts.size, s.renderer, s.framing, s.backdrop)
-        self.slot = RendererSlot(profile, renderer)
+        if not self.vmc_only:  # VMC alone shows no portrait: none is loaded, and no consent record is needed
+            profile = load_profile(opts.profile, self.settings)  # fail before opening any device
+            renderer = open_renderer(profile, opts.size, s.renderer, s.framing, s.backdrop)
+            self.slot = RendererSlot(profile, renderer)
         self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,
                                                            chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
                                                            steps=s.diffusion_steps,
@@ -429,6 +471,8 @@ class Daemon:
         elif opts.delay_s < self.engine.latency_s:
             log.warning("delay %.0f ms is shorter than the %s engine's %.0f ms lookahead: frames will repeat",
                         opts.delay_s * 1000, opts.engine, self.engine.latency_s * 1000)
+        if vmc_address is not None:
+            self.vmc = VmcSink(vmc_address, clock=self.clock)  # an unresolvable or unroutable address fails here
         self.capture = self._capture or self._open_capture()
         server = None
         if opts.control:
@@ -442,11 +486,13 @@ class Daemon:
             signer = content_signer(profile, s)  # a recording's credentials name every profile it showed
             self.slot.on_air = signer.show
         try:
-            sink = self._sink or open_live_sink(opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop,
-                                                audio=self.ring, signer=signer)
+            sink = self.vmc if self.vmc_only else self._sink or open_live_sink(
+                opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop, audio=self.ring, signer=signer)
         except BaseException:
             if server is not None:
                 server.stop()
+            if self.vmc is not None:
+                self.vmc.close()
             raise
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.001)  # the pacer must not wait 5 ms for the GIL behind the renderer
@@ -457,6 +503,14 @@ class Daemon:
             if server is not None:
                 server.stop()
         return self.summary()
+
+    def _vmc_address(self) -> Address | None:
+        """Where VMC output goes (`--sink vmc[:HOST:PORT]` or `--vmc HOST:PORT`), if anywhere."""
+        alone, beside = sink_address(self.options.sink), self.options.vmc
+        if alone is not None and beside is not None:
+            raise AvatarCamError(f"--sink {self.options.sink} already sends VMC: leave out --vmc {beside}, "
+                                 "or choose another sink (camera, preview, null, a file) to go with it")
+        return alone if beside is None else parse_address(beside)
 
     def _open_capture(self) -> Capture:
         if self.options.audio is not None:
@@ -483,9 +537,9 @@ class Daemon:
         opts = self.options
         from avatarcam.provenance.stamp import Provenance
 
-        # the frame shown before the first rendered one: the rest pose, marked like every other
-        mark = Provenance.for_profile(self.slot.profile, opts.size, settings=self.settings)
-        placeholder = mark(self.slot.render(self.slot.rest()))
+        if not self.vmc_only:  # the frame shown before the first rendered one: the rest pose, marked like every other
+            mark = Provenance.for_profile(self.slot.profile, opts.size, settings=self.settings)
+            placeholder = mark(self.slot.render(self.slot.rest()))
         try:
             from avatarcam.audio.vad import VoiceActivity
             self.vad = VoiceActivity()
@@ -495,12 +549,20 @@ class Daemon:
         # the timeline starts as the capture does: a file's first chunk belongs exactly there
         self.started = origin = self.clock()
         self.audio = LiveAudio(origin, RATE, clock=self.clock, ring=self.ring)
-        self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
-                           placeholder=placeholder, on_show=self._shown)
+        if self.vmc is not None:  # the same clock, start and delay as the picture: the avatar moves with the voice
+            self.vmc_pacer = Pacer(self.vmc, opts.fps, start=origin + opts.delay_s, clock=self.clock,
+                                   placeholder=latent.zeros()[0], on_show=self._vmc_shown)
+        if self.vmc_only:
+            self.pacer = self.vmc_pacer
+        else:
+            self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
+                               placeholder=placeholder, on_show=self._shown)
         delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
         self.delayed = delayed
-        workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True),
-                   threading.Thread(target=self._pace, args=(sink,), name="avatarcam-pacer", daemon=True)]
+        pacers = [self.pacer] + ([self.vmc_pacer] if self.vmc_pacer not in (None, self.pacer) else [])
+        workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True)]
+        workers += [threading.Thread(target=self._pace, args=(p,), name=f"avatarcam-pacer-{i}", daemon=True)
+                    for i, p in enumerate(pacers)]
         self.capture.start(self.audio.put)
         try:
             if output is not None:
@@ -513,10 +575,13 @@ class Daemon:
                     output = None
             for t in workers:
                 t.start()
-            log.info("live: profile %r, %dx%d at %d fps into %s, delay %.0f ms", self.slot.profile.name,
-                     *opts.size, opts.fps, opts.sink, opts.delay_s * 1000)
+            if self.vmc_only:
+                log.info("live: VMC to %s at %d fps, delay %.0f ms", self.vmc.address, opts.fps, opts.delay_s * 1000)
+            else:
+                log.info("live: profile %r, %dx%d at %d fps into %s, delay %.0f ms", self.slot.profile.name,
+                         *opts.size, opts.fps, opts.sink, opts.delay_s * 1000)
             while not self._stop.wait(0.1):
-                if not workers[1].is_alive():  # the pacer ends after the last frame of a file
+                if not any(t.is_alive() for t in workers[1:]):  # pacers end after the last frame of a file
                     break
         finally:
             self._stop.set()
@@ -536,30 +601,40 @@ class Daemon:
 
     def _work(self) -> None:
         pacer_input = _PacerInput(self)
+        tap = _Tap(self.engine, self.vmc_pacer) if self.vmc_pacer is not None else None
         if self.options.realtime:
             self.worker_priority = request_priority()
         try:
-            self.catch_up = _CatchUp(self.slot, self)
-            chain.run(self._chunks(), self.engine, self.catch_up, self.slot.rest, pacer_input)
+            if self.vmc_only:  # motion alone: no pictures to render
+                for _ in chain.frames(self._chunks(), tap):
+                    pass
+            else:
+                self.catch_up = _CatchUp(self.slot, self)
+                chain.run(self._chunks(), tap or self.engine, self.catch_up, self.slot.rest, pacer_input)
         except Exception as exc:
             log.exception("the frame chain failed")
             self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")
             self._stop.set()
         finally:
-            self.pacer.finish(pacer_input.count - 1)
+            if not self.vmc_only:
+                self.pacer.finish(pacer_input.count - 1)
+            if tap is not None:
+                self.vmc_pacer.finish(tap.count - 1)
 
-    def _pace(self, sink: Sink) -> None:
+    def _pace(self, pacer: Pacer) -> None:
         try:
             self.pacer_priority = request_realtime() if self.options.realtime else "normal priority"
             log.info("frame pacer: %s", self.pacer_priority)
-            self.pacer.run(self._stop)
+            pacer.run(self._stop)
         except Exception as exc:
             log.exception("the sink failed")
             self._errors.append(f"sink: {type(exc).__name__}: {exc}")
-        finally:
             self._stop.set()
+        finally:
+            # a pacer that showed its last frame stops nothing: one beside it (VMC and the picture) may
+            # still have that frame's tick to go; the session ends when every pacer has (`_stream`)
             try:
-                self.pacer.sink.close()  # on this thread: a preview window must be closed where it was opened
+                pacer.sink.close()  # on this thread: a preview window must be closed where it was opened
             except Exception as exc:
                 self._errors.append(f"closing the sink: {exc}")
 
@@ -577,6 +652,15 @@ class Daemon:
             video_offset = handed - (self.audio.origin + self.options.delay_s + index / self.options.fps)
             self.timing.av_offset.append(handed, video_offset - offset)
 
+    def _vmc_shown(self, index: int, handed: float, new: bool) -> None:
+        """As `_shown`, for the VMC output's latency (and the session's figures when it is the only output)."""
+        if self.pacer is self.vmc_pacer:
+            self._shown(index, handed, new)
+        if index >= 0 and new:
+            captured = self.audio.capture_time(self.frame_sample(index))
+            if captured is not None:
+                self.timing.vmc_latency.append(handed - captured)
+
     def summary(self) -> dict:
         stats = self.pacer.stats.summary() if hasattr(self, "pacer") else {}
         return {
@@ -587,6 +671,10 @@ class Daemon:
             "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
             "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
             "skipped_renders": self.catch_up.skipped if hasattr(self, "catch_up") else 0,
+            "vmc": None if self.vmc is None else {
+                "address": str(self.vmc.address), "sent": self.vmc.frames, "failed": self.vmc.failures,
+                "frames": self.vmc_pacer.stats.summary() if self.vmc_pacer is not None else {},
+                "latency_ms": Timing.percentiles(self.timing.vmc_latency)},
             "pacer": self.pacer_priority,
             "worker": self.worker_priority,
             "errors": list(self._errors),
