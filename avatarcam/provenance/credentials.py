@@ -141,6 +141,12 @@ def _name(common: str) -> x509.Name:
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, GENERATOR)])
 
 
+def _key_usage(digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign,
+                         crl_sign=crl_sign, encipher_only=False, decipher_only=False)
+
+
 def make_installation_chain(root_key: ed25519.Ed25519PrivateKey, now: datetime.datetime | None = None
                             ) -> tuple[bytes, bytes]:
     """A new ES256 key (PEM) and its chain (PEM): an end-entity certificate issued by a root for
@@ -154,7 +160,7 @@ def make_installation_chain(root_key: ed25519.Ed25519PrivateKey, now: datetime.d
             .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
             .sign(root_key, None))
     key = ec.generate_private_key(ec.SECP256R1())
@@ -164,7 +170,7 @@ def make_installation_chain(root_key: ed25519.Ed25519PrivateKey, now: datetime.d
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
@@ -260,7 +266,7 @@ class Credentials:
         ingredients = [{"title": "portrait", "format": "image/png", "relationship": "inputTo",
                         "instance_id": f"avatarcam:portrait:sha256:{record.portrait_sha256}"}
                        for record, _ in self.shown]
-        return {"claim_generator_info": [agent], "title": title, "format": "", "assertions": assertions,
+        return {"claim_generator_info": [agent], "title": title, "assertions": assertions,
                 "ingredients": ingredients}
 
 
