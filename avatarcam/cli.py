@@ -80,6 +80,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from .motion.diffusion import OFFLINE_CHUNK
     from .profiles import load_profile
     from .provenance.credentials import content_signer, embeds, sidecar_path
+    from .provenance.credentials import content_signer, embeds, sidecar_path
     from .provenance.stamp import Provenance
     from .render import open_renderer
 
@@ -224,7 +225,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit status as grep's: 0 watermark found, 1 not found, 2 error (for every file: the worst)."""
+    """Exit status as grep's: 0 made with AvatarCam (watermark, or content credentials that hold),
+    1 not found, 2 error (for every file: the worst)."""
     from tqdm import tqdm
 
     from .provenance.verify import describe, to_json, verify_file
@@ -364,10 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=cmd_ctl)
 
     v = sub.add_parser("verify", help="is a video or picture marked by AvatarCam? whose consent?",
-                       description="Look for AvatarCam's invisible watermark in videos (anything FFmpeg reads) "
+                       description="Read a file's C2PA content credentials (inside it, or in NAME.c2pa beside "
+                                   "an MKV or WebM: valid, untrusted signer, invalid or absent), then look for "
+                                   "AvatarCam's invisible watermark in videos (anything FFmpeg reads) "
                                    "or pictures: report the installation and consent record it names, the "
                                    "record itself when it is on this machine, and the false-alarm probability. "
-                                   "Exit status: 0 found, 1 not found, 2 error (with several files, the "
+                                   "Exit status: 0 made with AvatarCam (the watermark, or credentials that "
+                                   "hold), 1 not found, 2 error (with several files, the "
                                    "highest). A 5-second clip is enough.")
     v.add_argument("files", type=Path, nargs="+", metavar="FILE", help="video or picture")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
