@@ -274,6 +274,7 @@ def describe(status: dict) -> str:
         f"at {status.get('fps')} fps",
         f"microphone   {status.get('microphone')}" + (", speaking" if status.get("speaking") else ""),
         f"virtual mic  {status.get('virtual_mic')}",
+        *([f"vmc          {status['vmc']}"] if status.get("vmc") else []),
         f"frames       {frames.get('ticks', 0)} sent, {frames.get('repeats', 0)} repeated, {frames.get('drops', 0)} "
         f"dropped" + (f", interval p50 {interval['p50']:.1f} ms p99 {interval['p99']:.1f} ms" if interval else ""),
     ]

@@ -36,7 +36,11 @@ def state_of(daemon: Daemon | None, failure: str | None = None) -> tuple[str, st
     status = daemon.status()
     if status["state"] == "stopping":
         return "stopped", "AvatarCam: stopping"
-    line = f"AvatarCam: {status['state']}, profile {status['profile']}, {status['emotion']}"
+    # VMC alone (--sink vmc) has no portrait: the tooltip names where the motion goes instead
+    on_air = f"profile {status['profile']}" if status["profile"] is not None else "3D avatar over VMC"
+    line = f"AvatarCam: {status['state']}, {on_air}, {status['emotion']}"
+    if status["vmc"]:
+        line += f"\nVMC: {status['vmc']}"
     if status["message"]:
         line += f"\n{status['message']}"
     if status["state"] == "paused":
