@@ -80,7 +80,6 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     from .motion.diffusion import OFFLINE_CHUNK
     from .profiles import load_profile
     from .provenance.credentials import content_signer, embeds, sidecar_path
-    from .provenance.credentials import content_signer, embeds, sidecar_path
     from .provenance.stamp import Provenance
     from .render import open_renderer
 
