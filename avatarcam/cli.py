@@ -130,6 +130,36 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_motion(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from . import latent
+    from .arkit import livelink
+    from .audio.features import frame_count
+    from .audio.io import AUDIO_RATE, load_audio
+    from .motion.controls import ControlledEngine
+    from .motion.diffusion import OFFLINE_CHUNK
+
+    livelink.check_path(args.output)  # a name no format answers, or no such directory: fail before any work
+    samples = load_audio(args.audio, AUDIO_RATE)
+    fps = args.fps or settings.fps
+    engine_name = chain.engine_name(args.engine or settings.engine, fps)
+    # the engine as `render` makes it, the emotion laid under it as `live` does
+    engine = ControlledEngine(chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE,
+                                                  chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
+                                                  guidance=(settings.audio_guidance, settings.control_guidance)),
+                              emotion=args.emotion, fps=fps)
+    frames = []
+    with tqdm(total=frame_count(len(samples), AUDIO_RATE, fps), unit="frame", desc="motion", disable=args.quiet) as bar:
+        for frame in chain.frames(chain.file_chunks(samples, AUDIO_RATE), engine):
+            frames.append(frame)
+            bar.update()
+    livelink.write(args.output, np.stack(frames) if frames else latent.zeros(0), fps)
+    print(f"wrote {args.output} ({len(frames)} frames at {fps} fps)")
+    return 0
+
+
 def _with_look(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings with --framing and --backdrop applied, checked as the settings are."""
     return with_look(settings, args.framing or None, args.backdrop or None)
@@ -191,7 +221,7 @@ def _live_options(args: argparse.Namespace, settings: Settings):
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
         fps=args.fps or settings.fps, engine=chain.engine_name(args.engine or settings.engine, "live"), seed=args.seed,
         delay_s=None if args.delay_ms is None else args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
-        virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control,
+        virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control, vmc=args.vmc,
         realtime=not args.no_realtime)
     return options
 
@@ -268,7 +298,11 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of its name (default: the system's)")
     lv.add_argument("--camera", metavar="DEVICE", help="virtual camera device (default: the one labelled AvatarCam)")
     lv.add_argument("--sink", default="camera", metavar="SINK",
-                    help="camera (default), preview (a window), null, or file:OUT.mp4 (frames and the voice, as the call gets them)")
+                    help="camera (default), preview (a window), null, file:OUT.mp4 (frames and the voice, as the call "
+                         "gets them), or vmc[:HOST:PORT] (a 3D avatar's ARKit blendshapes and head over the VMC "
+                         "protocol, no pictures; default 127.0.0.1:39539)")
+    lv.add_argument("--vmc", metavar="HOST:PORT",
+                    help="also send the motion over the VMC protocol to HOST:PORT, in step with the sink")
     lv.add_argument("--audio", type=Path, metavar="FILE", help="drive from FILE at real-time pace instead of the mic")
     lv.add_argument("--loop", action="store_true", help="repeat --audio until stopped")
     lv.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")
@@ -348,6 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Ctrl+C, SIGTERM or `avatarcam ctl quit`.")
     _live_arguments(lv)
     lv.set_defaults(run=cmd_live)
+
+    m = sub.add_parser("motion", help="write the motion for a voice as ARKit tracks (Live Link Face CSV, JSON)",
+                       description="Make the face's motion for speech and write it for 3D avatars: .csv as Live "
+                                   "Link Face records it (52 ARKit blendshapes, head and eye angles, timecode; "
+                                   "Unreal, Blender and Unity import it) or .json, one object per frame.")
+    m.add_argument("--audio", type=Path, required=True, help="speech (wav, flac, ogg, mp3)")
+    m.add_argument("-o", "--output", type=Path, required=True, help="OUT.csv (Live Link Face) or OUT.json")
+    m.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")
+    m.add_argument("--engine", choices=chain.ENGINES,
+                   help="motion engine: diffusion (the learned model; the default) or dsp (no model)")
+    m.add_argument("--emotion", default="neutral", help="emotion (neutral, happy, sad, surprised, ...)")
+    m.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(run=cmd_motion)
 
     t = sub.add_parser("tray", help="run the live avatar with a tray icon and menu",
                        description="`avatarcam live` with a tray icon: status in the icon, a menu to switch "
