@@ -61,7 +61,7 @@ ENVELOPE_LAG = 5  # the envelope r's, as bench.lipsync
 SHIFT_S = 0.5  # the shifted-audio honesty check
 CHANCE_DRAWS = 200  # random windows per /m b p/ for the closure's chance level
 QUICK_CLIPS = ("en_ljspeech_LJ001-0001", "pocketsphinx_0870")
-SONG_SECONDS = 20.0  # the song (with its band) is cut to this: recognised, not transcribed
+SONG_SECONDS = 10.0  # the song (with its band) is cut to this: recognised, not transcribed
 TALKING = judge.SHARED / "assets" / "talking"
 CACHE = judge.ENROLL_CACHE.parent / "pocketsphinx-test-data"
 
@@ -106,12 +106,7 @@ class Alignment:
     recognised: bool  # no transcript: the words are pocketsphinx's own
     words: list[Segment]
     phones: list[Segment]
-
-
-def _model() -> Path:
-    import pocketsphinx
-
-    return Path(pocketsphinx.__file__).parent / "model" / "en-us"
+    offset: float = 0.0  # seconds from a pocketsphinx frame's start to where its boundary is placed
 
 
 def words_of(text: str, decoder) -> list[str]:
@@ -133,6 +128,8 @@ def align(samples: np.ndarray, text: str | None = None, rate: int = RATE) -> Ali
 
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
     decoder = Decoder(samprate=rate, bestpath=False)  # bestpath re-scores words, not phones: off, as for alignment
+    hop = 1.0 / decoder.config["frate"]
+    offset = (decoder.config["wlen"] - hop) / 2
     recognised = text is None
     if recognised:
         decoder.start_utt()
@@ -140,7 +137,7 @@ def align(samples: np.ndarray, text: str | None = None, rate: int = RATE) -> Ali
         decoder.end_utt()
         text = decoder.hyp().hypstr if decoder.hyp() is not None else ""
         if not text:
-            return Alignment("", True, [], [])
+            return Alignment("", True, [], [], offset)
     words = words_of(text, decoder)
     decoder.set_align_text(" ".join(words))
     decoder.start_utt()
@@ -150,15 +147,13 @@ def align(samples: np.ndarray, text: str | None = None, rate: int = RATE) -> Ali
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
-    hop = 1.0 / decoder.config["frate"]
-    offset = (decoder.config["wlen"] - hop) / 2
     seconds = lambda frame: frame * hop + offset  # noqa: E731
     out_words, out_phones = [], []
     for word in decoder.get_alignment():
         name = re.sub(r"\(\d+\)$", "", word.name)  # "was(2)": the dictionary's second pronunciation
         out_words.append(Segment(name, seconds(word.start), seconds(word.start + word.duration)))
         out_phones += [Segment(p.name, seconds(p.start), seconds(p.start + p.duration)) for p in word]
-    return Alignment(" ".join(words), recognised, out_words, out_phones)
+    return Alignment(" ".join(words), recognised, out_words, out_phones, offset)
 
 
 def spoken(alignment: Alignment) -> list[Segment]:
@@ -182,13 +177,25 @@ def silence_agreement(alignment: Alignment, samples: np.ndarray, rate: int = RAT
 
 def phone_labels(alignment: Alignment, times: np.ndarray) -> list[str]:
     """The phone at each instant (seconds of the audio); '' outside the alignment."""
+    if not alignment.phones:
+        return [""] * len(times)
     starts = np.array([p.start for p in alignment.phones])
     ends = np.array([p.end for p in alignment.phones])
-    out = []
-    for t in times:
-        k = int(np.searchsorted(starts, t, side="right")) - 1
-        out.append(alignment.phones[k].name if k >= 0 and t < ends[k] else "")
-    return out
+    k = np.searchsorted(starts, times, side="right") - 1
+    inside = (k >= 0) & (times < ends[np.maximum(k, 0)])
+    return [alignment.phones[i].name if ok else "" for i, ok in zip(k, inside)]
+
+
+def openness_at(alignment: Alignment, times: np.ndarray) -> np.ndarray:
+    return np.array([OPENNESS.get(l, np.nan) for l in phone_labels(alignment, times)])
+
+
+def fine_lag(gap: np.ndarray, alignment: Alignment, times: np.ndarray, fps: float, step: float = 0.1) -> float:
+    """The lag in frames, to `step`, at which the lip gap best follows the phones' openness: the
+    phones moved by d / fps seconds, d in [-MAX_LAG, MAX_LAG] (positive: the mouth after the sound)."""
+    lags = np.arange(-MAX_LAG, MAX_LAG + step / 2, step)
+    rs = [judge.pearson(gap, openness_at(alignment, times - d / fps)) for d in lags]
+    return float(lags[int(np.nanargmax(rs))]) if np.isfinite(rs).any() else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,6 +293,12 @@ def closure_depths(gap: np.ndarray, labels: list[str], speech: np.ndarray, seed:
     return depths, float(np.nanmedian(chance)) if chance else float("nan")
 
 
+def ratio(a: np.float64, b: np.float64) -> float:
+    """a / b; inf where a mouth shut on every /m b p/ makes b 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(a / b)
+
+
 def phone_measures(gap: np.ndarray, width: np.ndarray, labels: list[str], envelope: np.ndarray | None = None) -> dict:
     """The per-clip figures (module docstring) from lip tracks and the phone on each frame."""
     labels = list(labels)
@@ -294,12 +307,12 @@ def phone_measures(gap: np.ndarray, width: np.ndarray, labels: list[str], envelo
     is_ = lambda names: np.array([l in names for l in labels]) & np.isfinite(gap)  # noqa: E731
     lag, r, by_lag = judge.best_lag(gap, openness, MAX_LAG)
     depths, chance = closure_depths(gap, labels, speech) if speech.any() else ([], float("nan"))
-    median = lambda x, m: float(np.median(x[m])) if m.any() else float("nan")  # noqa: E731
+    median = lambda x, m: np.float64(np.median(x[m])) if m.any() else np.float64("nan")  # noqa: E731
     out = {"speech_frames": int(speech.sum()), "phone_r": r, "phone_lag": lag, "phone_r_lag0": by_lag[0],
            "phone_r_by_lag": by_lag, "bilabials": len(depths),
            "closure": float(np.nanmedian(depths)) if depths else float("nan"), "closure_chance": chance,
-           "open_over_bilabial": median(gap, is_(OPEN)) / median(gap, is_(BILABIAL)),
-           "rounding": median(width, is_(ROUNDED)) / median(width, is_(SPREAD)),
+           "open_over_bilabial": ratio(median(gap, is_(OPEN)), median(gap, is_(BILABIAL))),
+           "rounding": ratio(median(width, is_(ROUNDED)), median(width, is_(SPREAD))),
            "rounded_frames": int(is_(ROUNDED).sum()), "spread_frames": int(is_(SPREAD).sum())}
     if envelope is not None:
         env_lag, env_r, _ = judge.best_lag(gap, envelope, ENVELOPE_LAG)
@@ -317,7 +330,14 @@ def envelope_at(audio: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 
 def measure(clip: Clip, alignment: Alignment) -> dict:
-    return phone_measures(clip.gap, clip.width, phone_labels(alignment, clip.times), envelope_at(clip.audio, clip.times))
+    """The clip's figures; and its lag to a tenth of a frame, and the lag had each frame stood for
+    the middle of its display interval and each pocketsphinx frame's boundary for its start (both
+    move the phones earlier against the frames: 0.5 frame and `alignment.offset`), a diagnostic of
+    how a measure's own clock moves the lag."""
+    out = phone_measures(clip.gap, clip.width, phone_labels(alignment, clip.times), envelope_at(clip.audio, clip.times))
+    late = clip.times + 0.5 / clip.fps + alignment.offset
+    naive, _, _ = judge.best_lag(clip.gap, openness_at(alignment, late), MAX_LAG)
+    return {**out, "fine_lag": fine_lag(clip.gap, alignment, clip.times, clip.fps), "naive_lag": naive}
 
 
 def measure_file(path: Path, text: str | None, seconds: float | None = None) -> tuple[dict, Clip, Alignment]:
@@ -446,10 +466,9 @@ def commanded(motion: np.ndarray, alignment: Alignment) -> dict:
     """The driver's own track, no renderer, no file: its commanded opening (jawOpen - mouthClose,
     the lips' gap in ARKit's terms) against the phones at frame k's instant k / FPS."""
     opening = motion[:, latent.index("jawOpen")] - motion[:, latent.index("mouthClose")]
-    labels = phone_labels(alignment, np.arange(len(motion)) / latent.FPS)
-    openness = np.array([OPENNESS.get(l, np.nan) for l in labels])
-    lag, r, _ = judge.best_lag(opening, openness, MAX_LAG)
-    return {"cmd_phone_r": r, "cmd_phone_lag": lag}
+    times = np.arange(len(motion)) / latent.FPS
+    lag, r, _ = judge.best_lag(opening, openness_at(alignment, times), MAX_LAG)
+    return {"cmd_phone_r": r, "cmd_phone_lag": lag, "cmd_fine_lag": fine_lag(opening, alignment, times, latent.FPS)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,23 +562,26 @@ def report(data: dict) -> str:
              "the phone ±1 frame / median gap in speech; chance: the same windows at random speech frames. open/bil: "
              "median gap on open vowels / on /m b p/. rounding: median width on UW UH OW OY W / on IY IH EY EH AE. "
              "env_r: r with the loudness envelope (diagnostic only). cmd: the driver's own jawOpen - mouthClose "
-             "against the phones (no renderer, no file). shifted: phone_r with the audio delayed "
+             "against the phones (no renderer, no file). fine lag: the lag to 0.1 frame. naive lag: the best lag had "
+             "each frame stood for the middle of its display interval and each pocketsphinx frame for its start "
+             "(the phones then fall 0.5 frame + 7.8 ms earlier against the frames). shifted: phone_r with the audio delayed "
              f"{SHIFT_S} s (re-aligned). Settings: " + "; ".join(f"{m['name']}: {m['engine']} {m['options'] or ''}"
                                                                   for m in data["settings"]), ""]
-    headers = ["clip", "setting", "phone_r", "lag", "closure", "chance", "open/bil", "rounding", "env_r",
-               "cmd r", "cmd lag", "shifted r"]
+    headers = ["clip", "setting", "phone_r", "lag", "fine lag", "naive lag", "closure", "chance", "open/bil",
+               "rounding", "env_r", "cmd r", "cmd lag", "cmd fine", "shifted r"]
     rows = []
     for name, clip in speech.items():
         s = clip["still"]
-        rows.append([name, "still portrait", s["phone_r"], s["phone_lag"], s["closure"], s["closure_chance"],
-                     s["open_over_bilabial"], s["rounding"], s.get("env_r"), "", "", ""])
+        rows.append([name, "still portrait", s["phone_r"], s["phone_lag"], "", "", s["closure"], s["closure_chance"],
+                     s["open_over_bilabial"], s["rounding"], s.get("env_r"), "", "", "", ""])
         for mode, runs in clip["runs"].items():
             lags = "/".join(str(r["phone_lag"]) for r in runs)
             cmd_lags = "/".join(str(r["cmd_phone_lag"]) for r in runs)
-            rows.append([name, mode, mean_of(runs, "phone_r"), lags, mean_of(runs, "closure"),
-                         mean_of(runs, "closure_chance"), mean_of(runs, "open_over_bilabial"),
+            naive = "/".join(str(r["naive_lag"]) for r in runs)
+            rows.append([name, mode, mean_of(runs, "phone_r"), lags, mean_of(runs, "fine_lag"), naive,
+                         mean_of(runs, "closure"), mean_of(runs, "closure_chance"), mean_of(runs, "open_over_bilabial"),
                          mean_of(runs, "rounding"), mean_of(runs, "env_r"), mean_of(runs, "cmd_phone_r"), cmd_lags,
-                         float(np.mean([r["shifted"]["phone_r"] for r in runs]))])
+                         mean_of(runs, "cmd_fine_lag"), float(np.mean([r["shifted"]["phone_r"] for r in runs]))])
     lines += ["## Renders, clip by clip", "", judge.table(headers, rows), ""]
     modes = [m["name"] for m in data["settings"]]
     summary = []
@@ -571,24 +593,29 @@ def report(data: dict) -> str:
                         spread([mean_of(r, "rounding") for r in per_clip]),
                         spread([mean_of(r, "env_r") for r in per_clip]),
                         " ".join(f"{lag:+d}" for lag in sorted({x["phone_lag"] for r in per_clip for x in r})),
+                        spread([mean_of(r, "fine_lag") for r in per_clip]),
+                        " ".join(f"{lag:+d}" for lag in sorted({x["naive_lag"] for r in per_clip for x in r})),
                         spread([float(np.mean([x["shifted"]["phone_r"] for x in r])) for r in per_clip])])
     stills = list(speech.values())
-    summary.append(["still portrait", spread([c["still"]["phone_r"] for c in stills]), "", "", "", "", "", ""])
+    summary.append(["still portrait", spread([c["still"]["phone_r"] for c in stills]), "", "", "", "", "", "", "", ""])
     if people:
         figures = list(people.values())
         summary.append(["people (talking/)", spread([p["phone_r"] for p in figures]),
                         spread([p["closure"] for p in figures]), spread([p["closure_chance"] for p in figures]),
                         spread([p["rounding"] for p in figures]), spread([p["env_r"] for p in figures]),
                         " ".join(f"{lag:+d}" for lag in sorted({p["phone_lag"] for p in figures})),
+                        spread([p["fine_lag"] for p in figures]),
+                        " ".join(f"{lag:+d}" for lag in sorted({p["naive_lag"] for p in figures})),
                         spread([p["shifted"]["phone_r"] for p in figures])])
     lines += ["## Summary: median (range) over clips", "",
-              judge.table(["who", "phone_r", "closure", "chance", "rounding", "env_r", "lags", "shifted r"], summary), ""]
+              judge.table(["who", "phone_r", "closure", "chance", "rounding", "env_r", "lags", "fine lag",
+                                       "naive lags", "shifted r"], summary), ""]
     if people:
         rows = [[name, p["text"] + (" (recognised)" if p["recognised"] else ""), p["phone_r"], p["phone_lag"],
-                 p["closure"], p["closure_chance"], p["open_over_bilabial"], p["rounding"], p["env_r"],
+                 p["fine_lag"], p["closure"], p["closure_chance"], p["open_over_bilabial"], p["rounding"], p["env_r"],
                  p["shifted"]["phone_r"], f"{p['audio_start'] - p['video_start']:+.3f}"] for name, p in people.items()]
         lines += ["## People (../shared/assets/talking)", "",
-                  judge.table(["clip", "text", "phone_r", "lag", "closure", "chance", "open/bil", "rounding", "env_r",
+                  judge.table(["clip", "text", "phone_r", "lag", "fine lag", "closure", "chance", "open/bil", "rounding", "env_r",
                                "shifted r", "audio - video start s"], rows), ""]
     lines += ["## Alignment", "",
               judge.table(["clip", "words", "recognised", "phones in sound", "silences quiet", "text"],
