@@ -86,6 +86,10 @@ def test_demo_lips_follow_the_speech(demo_video, face_model):
     assert np.mean(jaw[quiet]) < 0.1
 
 
+def same_pixels(a, b) -> bool:
+    return np.array_equal(cv2.imread(str(a)), cv2.imread(str(b)))
+
+
 def test_same_seed_same_frames_other_seed_other_motion(tmp_path, speech_dir):
     audio = str(speech_dir / "fr_commonvoice_17299458.wav")
     dirs = [tmp_path / name for name in ("a", "b", "c")]
@@ -93,8 +97,9 @@ def test_same_seed_same_frames_other_seed_other_motion(tmp_path, speech_dir):
         assert run("render", "--audio", audio, "--frames", str(d), "--size", "256x256", "--seed", seed, "-q") == 0
     frames = [sorted(d.glob("frame_*.png")) for d in dirs]
     assert len(frames[0]) == len(frames[1]) == len(frames[2]) > 90
-    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(frames[0], frames[1]))
-    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(frames[0], frames[2]))
+    # pixels, not files: each PNG's content credentials are its own (their ids and signatures differ)
+    assert all(same_pixels(p, q) for p, q in zip(frames[0], frames[1]))
+    assert not all(same_pixels(p, q) for p, q in zip(frames[0], frames[2]))
 
 
 def test_files_are_animated_by_the_learned_model_and_live_by_the_dsp_driver(tmp_path, speech_dir):
@@ -104,8 +109,8 @@ def test_files_are_animated_by_the_learned_model_and_live_by_the_dsp_driver(tmp_
         chosen = [] if engine == "default" else ["--engine", engine]
         assert run("render", "--audio", audio, "--frames", str(d), "--size", "256x256", "-q", *chosen) == 0
     frames = {engine: sorted(d.glob("frame_*.png")) for engine, d in dirs.items()}
-    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(frames["default"], frames["diffusion"]))
-    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(frames["default"], frames["dsp"]))
+    assert all(same_pixels(p, q) for p, q in zip(frames["default"], frames["diffusion"]))
+    assert not all(same_pixels(p, q) for p, q in zip(frames["default"], frames["dsp"]))
     live = cli._live_options(cli.build_parser().parse_args(["live"]), cli.load_settings())
     assert live.engine == "dsp"  # the model's lookahead puts it over the live latency budget
 

@@ -62,7 +62,7 @@ def test_verify_reads_the_watermark_back_from_a_webm(rendered, capsys):
     """On VP9, the codec furthest from the H.264 the watermark was tuned on."""
     capsys.readouterr()
     assert run("verify", str(rendered)) == 0
-    assert "AvatarCam watermark found" in capsys.readouterr().out
+    assert "\n  watermark     found\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["talk.avi", "talk", "folder", "new_folder/"])
