@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENGINES = ("dsp", "diffusion")
-# The `auto` engine (the default setting): the learned model for files, the DSP driver live. The
-# model waits for 80 ms of audio past a frame and makes frames two at a time, so live it runs
-# about 200 ms behind the voice (bench/results/latency_diffusion.md); the live chain's budget is
-# 150 ms (p95), which the DSP driver keeps (about 100 ms).
-AUTO = {"file": "diffusion", "live": "dsp"}
 CHUNK_S = 0.02  # audio pushed per step: what a live microphone callback delivers
 
 _POSE_AND_GAZE = slice(0, len(latent.POSE) + len(latent.GAZE))
@@ -43,17 +38,25 @@ class FrameRenderer(Protocol):
     def render(self, frame: np.ndarray) -> np.ndarray: ...
 
 
-def engine_name(setting: str, job: str) -> str:
-    """The engine a setting means for a job ("file" or "live"): `auto` picks per job (AUTO)."""
-    return AUTO[job] if setting == "auto" else setting
+def engine_name(setting: str, fps: int) -> str:
+    """The engine a setting means at a frame rate: `auto` is the learned model, live and for files,
+    wherever it can make the frames (30 fps or a multiple), else the DSP driver."""
+    if setting != "auto":
+        return setting
+    if fps >= latent.FPS and fps % latent.FPS == 0:
+        return "diffusion"
+    log.warning("the motion model makes %d fps or a multiple: at %d fps the DSP driver moves the face", latent.FPS, fps)
+    return "dsp"
 
 
-def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 2,
-                  lookahead_s: float = 0.08, steps: int = 2, guidance: tuple[float, float] = (1.0, 1.0)) -> MotionEngine:
-    """A streaming motion generator by name; `chunk`, `lookahead_s`, `steps` and `guidance` (audio,
-    controls) tune the diffusion model. The DSP driver works at any frame rate; the model makes
-    30 fps, and at a multiple of that (60, 90, 120) the frames in between are interpolated
-    (`motion.upsample`)."""
+def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 1,
+                  lookahead_s: float | None = None, steps: int = 2,
+                  guidance: tuple[float, float] = (1.0, 1.0)) -> MotionEngine:
+    """A streaming motion generator by name; `chunk`, `lookahead_s` (None: all the model can hear),
+    `steps` and `guidance` (audio, controls) tune the diffusion model. The DSP driver works at any
+    frame rate; the model makes 30 fps, and at a multiple of that (60, 90, 120) the frames in
+    between are interpolated (`motion.upsample`). `lookahead_s` is the audio any frame waits for
+    past its instant, so the live latency is the same at every frame rate."""
     if name == "dsp":
         from .motion.dsp import DspDriver
         return DspDriver(seed=seed, fps=fps, rate=rate)
@@ -63,12 +66,13 @@ def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 1
         raise AvatarCamError(f"the motion model makes {latent.FPS} fps: choose {latent.FPS} fps or a multiple of it "
                              f"(60, 90, 120), not {fps}, or the dsp engine")
     from .motion.diffusion import DiffusionEngine
+    from .motion.upsample import Upsampled, wait_s
+    factor = fps // latent.FPS
+    if lookahead_s is not None:  # a frame in between waits for the next model frame: the wait counts as lookahead
+        lookahead_s = max(lookahead_s - wait_s(factor), 0.0)
     engine = DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate,
                              audio_scale=guidance[0], control_scale=guidance[1])
-    if fps == latent.FPS:
-        return engine
-    from .motion.upsample import Upsampled
-    return Upsampled(engine, fps // latent.FPS, rate)
+    return engine if factor == 1 else Upsampled(engine, factor, rate)
 
 
 def compose(track: np.ndarray, rest: np.ndarray) -> np.ndarray:

@@ -41,10 +41,11 @@ class Settings(BaseSettings):
                            "face_landmarker/float16/1/face_landmarker.task")
     profile: str = Field("default", description="profile used when none is named")
     engine: Literal["auto", "dsp", "diffusion"] = Field(
-        "auto", description="motion engine: auto is the learned model for files and the DSP driver live "
-                            "(the model's lookahead puts it over the live latency budget)")
-    chunk_frames: int = Field(2, ge=1, le=32, description="frames the live diffusion engine makes per step")
-    lookahead_ms: int = Field(80, ge=0, le=80, description="audio the live diffusion engine waits for past a frame")
+        "auto", description="motion engine: auto is the learned model, live and for files, at 30 fps or a multiple "
+                            "of it (else the DSP driver)")
+    chunk_frames: int = Field(1, ge=1, le=32, description="frames the live diffusion engine makes per step")
+    lookahead_ms: int = Field(40, ge=0, le=80, description="audio the live diffusion engine waits for past a frame "
+                                                         "(files: all 80 ms the model hears)")
     diffusion_steps: int = Field(2, ge=1, le=4, description="sampler steps per chunk (network calls, guidance included)")
     audio_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the audio")
     control_guidance: float = Field(1.0, ge=0.0, le=4.0, description="classifier-free guidance scale on the controls")

@@ -3,8 +3,9 @@
 One live session of the product's daemon (`avatarcam.daemon.Daemon`, the same object
 `avatarcam live` runs), pinned to one CPU core, with:
 - audio: a speech clip through `FileCapture`, the microphone's interface, looped for --minutes;
-- video: 1280x720 at 30 fps, the default (dsp) engine or --engine diffusion, into a sink that does the camera's
-  pixel-format work (RGB -> I420, as pyvirtualcam does for v4l2loopback) and drops the result;
+- video: 1280x720 at 30 fps, the product's engine (auto: the learned model at its live settings) or
+  --engine dsp, into a sink that does the camera's pixel-format work (RGB -> I420, as pyvirtualcam
+  does for v4l2loopback) and drops the result;
 - the delayed voice into a clocked null output (no sound card here), so A/V timing is measured.
 
 Figures:
@@ -17,7 +18,7 @@ Figures:
   (bar <= 0.1% of frames), missed ticks, A/V offset at the start and the end (bar: drift within
   +-20 ms), resident memory over time (bar: flat).
 
-    python -m bench.latency [--minutes 1] [--quick] [--engine dsp] [--delay-ms 100] [--cores 1] [--clip NAME]
+    python -m bench.latency [--minutes 1] [--quick] [--engine auto|diffusion|dsp] [--delay-ms 100] [--cores 1] [--clip NAME]
 
 The issue's steadiness bar is for a 10-minute run: `python -m bench.latency --minutes 10`.
 """
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="session length (10 for the steadiness bar)")
     parser.add_argument("--quick", action="store_true", help="a 20-second session")
     parser.add_argument("--delay-ms", type=float, default=None, help="latency budget (default: the daemon's)")
-    parser.add_argument("--engine", default="dsp", help="motion engine (default: the product's, dsp)")
+    parser.add_argument("--engine", default="auto", help="motion engine (default: the product's, auto)")
     parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to (the bar: 1)")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--fps", type=int, default=FPS, help=f"camera frame rate (default {FPS})")
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from avatarcam.audio.capture import FileCapture
     from avatarcam.audio.io import load_audio
+    from avatarcam.chain import engine_name
     from avatarcam.config import parse_size
     from avatarcam.daemon import Daemon, LiveOptions
 
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         clip = demo_audio()
     samples = load_audio(clip)
     delay_s = None if args.delay_ms is None else args.delay_ms / 1000
+    args.engine = engine_name(args.engine, args.fps)
     options = LiveOptions(size=parse_size(args.size), fps=args.fps, engine=args.engine, delay_s=delay_s, sink="i420",
                           virtual_mic="null", control=False, realtime=not args.no_realtime)
     daemon = Daemon(options, capture=FileCapture(samples, loop=True), sink=I420Sink())
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.switch_every > 0:
         results["profile_switches"] = switch_gaps(ticks, switches)
     results.update({"pacer": summary["pacer"], "worker": summary["worker"], "clip": clip.name, "size": args.size,
-                    "fps": args.fps, "cores": cores, "engine": args.engine,
+                    "fps": args.fps, "cores": cores, "engine": engine_setting(args.engine, daemon.settings),
                     "renderer": type(daemon.slot.renderer).__name__,
                     "sink": "RGB->I420 conversion, dropped (the camera's work without a device)",
                     "audio_output": "clocked null output (no sound card)"})
@@ -249,6 +252,13 @@ def analyse(daemon, summary: dict, memory: list[tuple[float, float]], seconds: f
             "steadiness": steady, "bars": bars, "errors": summary["errors"],
             "load_average_start": [round(v, 2) for v in load_start],
             "load_average_end": [round(v, 2) for v in os.getloadavg()]}
+
+
+def engine_setting(name: str, settings) -> str:
+    """The engine as it ran live: the model's chunk and lookahead are the user's settings."""
+    if name != "diffusion":
+        return name
+    return f"{name} (chunks of {settings.chunk_frames}, {settings.lookahead_ms} ms lookahead)"
 
 
 def report(r: dict) -> str:

@@ -1,13 +1,13 @@
 """The motion model against its bars: speed, lips on held-out synthetic speech, seeds, controls.
 
-- Speed: CPU time of one core per generated frame while streaming at the default settings
-  (chunks of 2 frames, 80 ms lookahead, 2 sampler steps), and offline frames per CPU second
+- Speed: CPU time of one core per generated frame while streaming at the live settings
+  (`Settings.chunk_frames` frames a chunk, `lookahead_ms`, 2 sampler steps), and offline frames per CPU second
   (chunks of `diffusion.OFFLINE_CHUNK` frames), on the bundled demo clip; the DSP driver beside it.
 - Lips, on the corpus's held-out split (voices m6, f4 and Michael, never heard in training, and
   Dutch, a language never heard in training), generated offline with each utterance's controls:
   jawOpen r against the teacher; bilabial closures (lips shut, jawOpen - mouthClose < 0.08,
   within ±1 frame of the middle of each /p b m/); mouthFunnel + mouthPucker on rounded phonemes
-  against unrounded vowels; streaming (chunk 2) against offline jawOpen r.
+  against unrounded vowels; streaming (the live settings) against offline jawOpen r.
 - Alive: head yaw standard deviation over speaking frames and blinks per minute, in the motion
   (the judge's view of them on real speech is in lipsync.md).
 - Seeds: two seeds on the same audio: head yaw r (should differ, r < 0.5) and jawOpen r (> 0.9).
@@ -61,10 +61,13 @@ def engine_kwargs(controls: np.ndarray) -> dict:
 
 
 def stream(net, samples: np.ndarray, seed: int = 0, **kwargs) -> np.ndarray:
+    """The live engine's motion, fed 20 ms at a time as from a microphone."""
     from avatarcam import chain
+    from avatarcam.config import Settings
     from avatarcam.motion.diffusion import DiffusionEngine
 
-    engine = DiffusionEngine(net, seed=seed, chunk=2, **kwargs)  # fed 20 ms at a time, as from a microphone
+    live = Settings()
+    engine = DiffusionEngine(net, seed=seed, chunk=live.chunk_frames, lookahead_s=live.lookahead_ms / 1000, **kwargs)
     return np.array(list(chain.frames(chain.file_chunks(samples), engine)))
 
 

@@ -102,7 +102,7 @@ def test_same_seed_same_frames_other_seed_other_motion(tmp_path, speech_dir):
     assert not all(same_pixels(p, q) for p, q in zip(frames[0], frames[2]))
 
 
-def test_files_are_animated_by_the_learned_model_and_live_by_the_dsp_driver(tmp_path, speech_dir):
+def test_the_learned_model_animates_files_and_live_where_it_makes_the_frame_rate(tmp_path, speech_dir):
     audio = str(speech_dir / "fr_commonvoice_17299458.wav")
     dirs = {engine: tmp_path / engine for engine in ("default", "diffusion", "dsp")}
     for engine, d in dirs.items():
@@ -111,8 +111,10 @@ def test_files_are_animated_by_the_learned_model_and_live_by_the_dsp_driver(tmp_
     frames = {engine: sorted(d.glob("frame_*.png")) for engine, d in dirs.items()}
     assert all(same_pixels(p, q) for p, q in zip(frames["default"], frames["diffusion"]))
     assert not all(same_pixels(p, q) for p, q in zip(frames["default"], frames["dsp"]))
-    live = cli._live_options(cli.build_parser().parse_args(["live"]), cli.load_settings())
-    assert live.engine == "dsp"  # the model's lookahead puts it over the live latency budget
+    live = {fps: cli._live_options(cli.build_parser().parse_args(["live", "--fps", fps]), cli.load_settings())
+            for fps in ("30", "60", "25")}
+    assert live["30"].engine == live["60"].engine == "diffusion"
+    assert live["25"].engine == "dsp"  # the model makes 30 fps or a multiple
 
 
 def test_ogg_stereo_input_renders(tmp_path, speech_dir):
@@ -161,7 +163,7 @@ def test_bad_render_input_is_a_clear_error_that_writes_nothing(tmp_path, capsys,
     elif case == "unknown profile":
         profile = "nobody"
     else:
-        more = ["--fps", "45"]
+        more = ["--fps", "45", "--engine", "diffusion"]  # auto would take the DSP driver there
     assert run("render", "--profile", profile, "--audio", audio, "-o", str(out), "-q", *more) == 2
     err = capsys.readouterr().err
     assert err.startswith("avatarcam: error:") and "Traceback" not in err

@@ -54,13 +54,17 @@ def clip() -> np.ndarray:
 
 @pytest.fixture  # per test: after conftest has isolated the user dirs (the watermark names this
 def offline(clip):  # installation's key, which lives there)
-    """The offline chain's frames for the clip, as `avatarcam render` makes them."""
+    """The chain's frames for the clip as fast as it goes, with the live engine (the learned model
+    at the live chunk and lookahead settings) and marked as `avatarcam render` marks them."""
+    from avatarcam.config import Settings
     from avatarcam.provenance.stamp import Provenance
 
     profile = load_profile("default")
     renderer = open_renderer(profile, SIZE)
     sink = RecordingSink()
-    chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink,
+    live = Settings()
+    engine = chain.motion_engine("diffusion", seed=0, chunk=live.chunk_frames, lookahead_s=live.lookahead_ms / 1000)
+    chain.run(chain.file_chunks(clip), engine, renderer, renderer.scene.rig.rest, sink,
               provenance=Provenance.for_profile(profile, SIZE))  # as `avatarcam render` marks them
     return sink.frames, renderer
 

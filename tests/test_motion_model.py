@@ -11,6 +11,7 @@ from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.audio.features import loudness_envelope, silent_frames
 from avatarcam.audio.io import load_audio
+from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion import diffusion, lips
 from avatarcam.motion.network import Config, Network
@@ -316,9 +317,15 @@ def test_two_seeds_move_the_head_differently_but_say_the_same(net, demo):
     assert _r(a[:, YAW], b[:, YAW]) < 0.6
 
 
+def _live_engine(net) -> diffusion.DiffusionEngine:
+    """The engine as `avatarcam live` runs it: the settings' chunk and lookahead."""
+    live = Settings()
+    return diffusion.DiffusionEngine(net, seed=0, chunk=live.chunk_frames, lookahead_s=live.lookahead_ms / 1000)
+
+
 def test_streaming_and_offline_agree_on_the_lips(net, demo):
     offline = diffusion.generate(demo, seed=0, network=net)
-    live = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), demo)
+    live = _stream(_live_engine(net), demo)
     assert live.shape == offline.shape == (len(loudness_envelope(demo)), latent.DIM)
     assert _r(live[:, JAW], offline[:, JAW]) > 0.95
 
@@ -330,7 +337,7 @@ def test_a_live_stream_over_music_keeps_to_the_offline_lips(net, speech_dir):
     0.005 (seeds 0-3)."""
     samples = load_audio(_songs(speech_dir)[0], 16000)[: 16000 * 40]
     offline = diffusion.generate(samples, seed=0, network=net)
-    live = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), samples)
+    live = _stream(_live_engine(net), samples)
     assert _r(live[:, JAW], offline[:, JAW]) > 0.9
     assert abs(live[:, JAW].mean() - offline[:, JAW].mean()) < 0.03
 
@@ -435,7 +442,7 @@ def test_silence_keeps_the_face_alive_with_the_mouth_shut(net):
 def test_speech_after_silence_opens_the_mouth_on_time(net, demo):
     onset = 16000 * 2 + 5000  # mid-chunk on purpose
     clip = np.concatenate([np.zeros(onset, np.float32), demo[: 16000 * 3]])
-    motion = _stream(diffusion.DiffusionEngine(net, seed=0, chunk=2), clip)
+    motion = _stream(_live_engine(net), clip)
     envelope = loudness_envelope(clip)
     first = int(np.argmax(envelope > envelope.max() - 25))  # first loud frame
     assert motion[: first - 3, JAW].max() < 0.08

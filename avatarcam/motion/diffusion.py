@@ -60,7 +60,7 @@ class DiffusionEngine:
 
     styles = STYLES
 
-    def __init__(self, network: Network | None = None, seed: int = 0, chunk: int = 2, lookahead_s: float = 0.08,
+    def __init__(self, network: Network | None = None, seed: int = 0, chunk: int = 1, lookahead_s: float | None = None,
                  steps: int = 2, emotion: str = "neutral", gaze: tuple[float, float] = (0.0, 0.0),
                  distance: float = 0.0, liveliness: float = 1.0, audio_scale: float = AUDIO_SCALE,
                  control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
@@ -74,7 +74,9 @@ class DiffusionEngine:
         if not 1 <= chunk <= c.max_chunk:
             raise AvatarCamError(f"chunk must be 1..{c.max_chunk} frames, not {chunk}")
         self.chunk, self.steps = chunk, steps
-        self.lookahead = int(np.clip(round(lookahead_s * mel.MEL_RATE), 0, c.mel_future))
+        # None: all the audio past a frame the network was trained to hear (what a file can give)
+        self.lookahead = c.mel_future if lookahead_s is None else \
+            int(np.clip(round(lookahead_s * mel.MEL_RATE), 0, c.mel_future))
         self.scales = (audio_scale, control_scale)
         self.emotion, self.gaze, self.distance, self.liveliness = emotion, gaze, distance, liveliness
         self._noise = FrameNoise(seed, steps)

@@ -15,6 +15,11 @@ from .. import latent
 from ..audio.features import frame_count
 
 
+def wait_s(factor: int) -> float:
+    """How much longer than its instant the last frame in between waits: until the next motion frame."""
+    return (factor - 1) / (factor * latent.FPS)
+
+
 class Upsampled:
     """A motion engine at `factor` times its frame rate (same interface: push, flush, latency_s,
     and the emotion the controls set on it)."""
@@ -28,7 +33,7 @@ class Upsampled:
 
     @property
     def latency_s(self) -> float:
-        return self.engine.latency_s + (self.factor - 1) / (self.factor * latent.FPS)
+        return self.engine.latency_s + wait_s(self.factor)
 
     @property
     def styles(self) -> tuple[str, ...]:
