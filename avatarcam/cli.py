@@ -110,9 +110,10 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE, signer=signer))
     if args.frames is not None:
         sinks.append(open_sink(f"frames:{args.frames}", size, fps, signer=signer))
-    engine_name = chain.engine_name(args.engine or settings.engine, "file")
+    engine_name = chain.engine_name(args.engine or settings.engine, fps)
+    # a file has the whole voice at hand: long chunks and all the lookahead the model can hear
     engine = chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
-                                 lookahead_s=settings.lookahead_ms / 1000, steps=settings.diffusion_steps,
+                                 steps=settings.diffusion_steps,
                                  guidance=(settings.audio_guidance, settings.control_guidance))
     total = frame_count(len(samples), AUDIO_RATE, fps)
     with contextlib.ExitStack() as stack:
@@ -217,9 +218,10 @@ def cmd_engines(args: argparse.Namespace, settings: Settings) -> int:
 def _live_options(args: argparse.Namespace, settings: Settings):
     from .daemon import LiveOptions
     mic = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
+    fps = args.fps or settings.fps
     options = LiveOptions(
         profile=args.profile or settings.profile, size=parse_size(args.size or settings.size),
-        fps=args.fps or settings.fps, engine=chain.engine_name(args.engine or settings.engine, "live"), seed=args.seed,
+        fps=fps, engine=chain.engine_name(args.engine or settings.engine, fps), seed=args.seed,
         delay_s=None if args.delay_ms is None else args.delay_ms / 1000, sink=args.sink, camera=args.camera, mic=mic, audio=args.audio, loop=args.loop,
         virtual_mic=args.virtual_mic, emotion=args.emotion, control=not args.no_control, vmc=args.vmc,
         realtime=not args.no_realtime)

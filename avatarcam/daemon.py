@@ -42,7 +42,7 @@ from avatarcam.motion.controls import EMOTIONS, ControlledEngine
 
 log = logging.getLogger(__name__)
 
-DELAY_MARGIN_S = 0.08  # on top of the engine's own latency: chunk 20 ms + render ~10 ms + margin for a busy 2-core machine
+DELAY_MARGIN_S = 0.06  # on top of the engine's own latency: a 20 ms capture block, motion, render and a busy core
 LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4", "vmc[:HOST:PORT]")
 
 
@@ -51,7 +51,7 @@ class LiveOptions:
     profile: str = "default"
     size: tuple[int, int] = (1280, 720)
     fps: int = 30
-    engine: str = "dsp"
+    engine: str = "diffusion"  # the learned model; "dsp" where its frame rate is not 30 fps or a multiple
     seed: int = 0
     delay_s: float | None = None  # None: the engine's latency + DELAY_MARGIN_S
     sink: str = "camera"  # camera | preview | null | file:OUT.mp4 | OUT.mp4 | vmc | vmc:HOST:PORT (3D avatars, no pictures)
