@@ -317,3 +317,31 @@ def test_an_expired_installation_certificate_is_made_again():
 def test_payload_bytes_round_trip():
     payload = wm.Payload(0xABCDEF, 0x123456)
     assert cr.payload_bytes(payload).hex() == "abcdef123456"
+
+
+def test_a_recording_names_every_profile_it_showed(tmp_path):
+    """The live daemon tells the signer of each profile swapped in (RendererSlot.on_air); the
+    manifest then names each consent record, its watermark payload and its portrait."""
+    from avatarcam.daemon import RendererSlot
+    from avatarcam.provenance.consent import create_record
+    from avatarcam.render import open_renderer
+
+    settings = Settings()
+    profile = load_profile("default", settings)
+    signer = cr.content_signer(profile, settings)
+    slot = RendererSlot(profile, open_renderer(profile, (320, 180)))
+    slot.on_air = signer.show
+    slot.load("default", settings, opener=lambda p, size: slot.renderer)
+    slot.rest()  # the worker's next frame: the swap happens, and the signer hears of it
+    other = create_record("Someone Else", "self", "ab" * 32, settings)
+
+    class Shown:  # a second profile as the slot would hand it over: its consent record is what counts
+        consent = other
+
+    signer.show(Shown())
+    signer.show(profile)  # shown again: named once
+    (tmp_path / "frame.png").write_bytes(signer.sign_png((BUNDLED_DIR / "default" / "portrait.png").read_bytes(),
+                                                         "frame.png"))
+    report = cr.read_credentials(tmp_path / "frame.png")
+    assert report.state == "untrusted" and report.consent_records == [BUNDLED_RECORD.record_id, other.record_id]
+    assert len(report.soft_bindings) == 2 and "Someone Else" not in json.dumps(signer.credentials.manifest("x"))
