@@ -319,3 +319,39 @@ def test_vmc_beside_vmc_is_refused(clip, tmp_path, capsys) -> None:
                      "--virtual-mic", "off", "--no-control"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "already sends VMC" in err
+
+
+class CountingSink:
+    """The picture's sink beside the VMC output: counts the frames handed to it."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_vmc_beside_the_picture_runs_on_its_clock(clip):
+    """--vmc beside a picture sink: one clock, one start, one delay, a bundle at every tick the picture has."""
+    receiver = Receiver()
+    picture = CountingSink()
+    try:
+        options = LiveOptions(size=(320, 180), fps=FPS, engine="dsp", sink="null", vmc=f"127.0.0.1:{receiver.port}",
+                              virtual_mic="off", control=False)
+        daemon = Daemon(options, capture=FileCapture(clip[:4 * 16000]), sink=picture)
+        summary = daemon.run()
+        time.sleep(0.3)
+    finally:
+        receiver.close()
+    assert summary["errors"] == []
+    assert daemon.vmc_pacer is not daemon.pacer and daemon.vmc_pacer.start == daemon.pacer.start
+    vmc, frames = summary["vmc"]["frames"], summary["frames"]
+    print(f"picture pacer {frames}; VMC pacer {vmc}")
+    assert len(receiver.bundles()) == vmc["ticks"] == summary["vmc"]["sent"]
+    assert abs(vmc["ticks"] - frames["ticks"]) <= 1 and abs(picture.frames - frames["ticks"]) <= 1
+    assert vmc["shown"] >= 0.9 * 4 * FPS  # a busy machine drops a few, as the picture does
+    # both are due `delay` after the sound: the same latency but for the pacers' jitter
+    assert summary["vmc"]["latency_ms"]["p50"] == pytest.approx(summary["latency_ms"]["p50"], abs=10)
