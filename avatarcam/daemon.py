@@ -42,6 +42,9 @@ from avatarcam.motion.controls import EMOTIONS, ControlledEngine
 
 log = logging.getLogger(__name__)
 
+# x264's preset for live recordings: the pacer encodes each frame on its tick, so encoding must
+# take a small share of a core (ultrafast ~8 ms a 720p frame where veryfast takes ~14)
+LIVE_PRESET = "ultrafast"
 DELAY_MARGIN_S = 0.06  # on top of the engine's own latency: a 20 ms capture block, motion, render and a busy core
 LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4", "vmc[:HOST:PORT]")
 
@@ -298,7 +301,7 @@ def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | Non
         from avatarcam.camera.preview import PreviewSink
         return PreviewSink(size, on_close=on_close)
     try:
-        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE, signer=signer)
+        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE, signer=signer, preset=LIVE_PRESET)
     except ValueError as exc:
         raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
 
@@ -556,7 +559,7 @@ class Daemon:
             self.pacer = self.vmc_pacer
         else:
             self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
-                               placeholder=placeholder, on_show=self._shown)
+                               placeholder=placeholder, on_show=self._shown, keeps_time=is_file_spec(opts.sink))
         delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
         self.delayed = delayed
         pacers = [self.pacer] + ([self.vmc_pacer] if self.vmc_pacer not in (None, self.pacer) else [])

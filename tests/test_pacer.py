@@ -137,6 +137,22 @@ def test_run_skips_missed_ticks_instead_of_bursting():
     assert sink.frames[-1] == 39  # run ends once the final frame is shown
 
 
+def test_a_recording_keeps_every_tick_through_a_stall():
+    clock = FakeClock(0.0)
+    sink = RecordingSink(clock, slow_at={10: 3.5 / FPS})  # the 11th hand-over takes 3.5 frame times
+    pacer = Pacer(sink, FPS, start=0.0, clock=clock, keeps_time=True)
+    for k in range(8):
+        pacer.offer(k, frame(k))
+    for k in range(9, 40):  # frame 8 never came: the renderer skipped it
+        pacer.offer(k, frame(k))
+    pacer.finish(39)
+    pacer.run(threading.Event(), sleep=clock.sleep)
+    # one hand-over per tick, so the file lasts as long as the stream; each missed tick shows what
+    # it would have shown (the frames were there), a tick without its frame repeats the last one
+    assert sink.frames == [0, 1, 2, 3, 4, 5, 6, 7, 7] + list(range(9, 40))
+    assert pacer.stats.missed == 2 and pacer.stats.ticks == 40  # woke at tick 13.5: ticks 11 and 12 late
+
+
 def test_buffer_is_bounded_when_nobody_ticks():
     pacer = Pacer(RecordingSink(), FPS, start=0.0, clock=FakeClock(), buffer_s=1.0)
     for k in range(500):

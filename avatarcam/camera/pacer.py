@@ -10,8 +10,10 @@ whose index is at most k:
 - frames were skipped over (they came too late for their tick): they are *dropped*.
 Frames that arrive early wait in a small buffer. If the pacer itself wakes more than a frame
 late (the machine stalled), it jumps to the current tick instead of bursting out the missed
-ones (*missed* ticks). All times come from the injected clock, so tests can run it on a fake
-clock, tick by tick.
+ones (*missed* ticks), unless it `keeps_time`: a recording's every tick is a frame of the file,
+so there the missed ticks are handed over at once, each the frame it would have shown (a file
+as long as the stream, its voice whole). All times come from the injected clock, so tests can
+run it on a fake clock, tick by tick.
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ class Pacer:
 
     def __init__(self, sink: Sink, fps: float, start: float, clock: Callable[[], float] = time.monotonic,
                  placeholder: np.ndarray | None = None, buffer_s: float = 2.0,
-                 on_show: Callable[[int, float, bool], None] | None = None) -> None:
+                 on_show: Callable[[int, float, bool], None] | None = None, keeps_time: bool = False) -> None:
         self.sink, self.fps, self.start = sink, float(fps), start
+        self.keeps_time = keeps_time
         self._clock = clock
         self._placeholder = placeholder
         self._buffer: dict[int, np.ndarray] = {}
@@ -198,6 +201,9 @@ class Pacer:
             behind = int(-delay * self.fps)
             if behind >= 1:  # woke more than a whole frame late: skip to the current tick
                 self.stats.missed += behind
+                if self.keeps_time:
+                    for missed in range(k, k + behind):
+                        self.tick(missed)
                 k += behind
             index = self.tick(k)
             self.next_tick = k + 1
