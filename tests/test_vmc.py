@@ -147,16 +147,16 @@ def live_run(clip, tmp_path_factory):
         sent.append(np.array(frame, np.float32))
         original(self, frame)
 
-    VmcSink.write = recording
     try:
-        # the DSP engine: a shared 2-core test machine keeps its pace; bench.vmc measures the default engine
-        options = LiveOptions(fps=FPS, engine="dsp", sink=f"vmc:127.0.0.1:{relay.port}", virtual_mic="off",
-                              control=False)
-        daemon = Daemon(options, capture=FileCapture(clip))
-        summary = daemon.run()
-        time.sleep(0.3)  # the last datagrams through the relay
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(VmcSink, "write", recording)
+            # the DSP engine: a shared 2-core test machine keeps its pace; bench.vmc measures the default engine
+            options = LiveOptions(fps=FPS, engine="dsp", sink=f"vmc:127.0.0.1:{relay.port}", virtual_mic="off",
+                                  control=False)
+            daemon = Daemon(options, capture=FileCapture(clip))
+            summary = daemon.run()
+            time.sleep(0.3)  # the last datagrams through the relay
     finally:
-        VmcSink.write = original
         relay.close()
         receiver.close()
         dump.terminate()
