@@ -314,6 +314,14 @@ def test_an_expired_installation_certificate_is_made_again():
         datetime.timezone.utc)
 
 
+def test_a_damaged_installation_signer_is_made_again():
+    settings = Settings()
+    first = cr.signing_identity(settings)
+    (Path(settings.data_dir) / cr.SIGNER_FILE).write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
+    again = cr.signing_identity(settings)
+    assert again.chain_pem != first.chain_pem and cr.signing_identity(settings) == again
+
+
 def test_payload_bytes_round_trip():
     payload = wm.Payload(0xABCDEF, 0x123456)
     assert cr.payload_bytes(payload).hex() == "abcdef123456"

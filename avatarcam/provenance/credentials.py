@@ -181,19 +181,30 @@ def make_installation_chain(root_key: ed25519.Ed25519PrivateKey, now: datetime.d
     return key_pem, leaf.public_bytes(pem) + root.public_bytes(pem)
 
 
+def _usable_installation_identity(data: bytes, root_key: ed25519.Ed25519PrivateKey,
+                                  tsa_url: str | None) -> SigningIdentity | None:
+    """The identity in the installation's signer file, or None when it must be made again: damaged
+    (files it signed keep their own copy of the certificates), expired, or made for another Ed25519
+    key (the key was replaced: it would name the wrong installation)."""
+    key_end = data.find(b"-----END PRIVATE KEY-----\n") + len(b"-----END PRIVATE KEY-----\n")
+    try:
+        identity = identity_from_pem(data[:key_end], data[key_end:], SIGNER_FILE, tsa_url)
+        chain = x509.load_pem_x509_certificates(identity.chain_pem)
+    except (OutputError, ValueError):
+        return None
+    fresh = chain[0].not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc)
+    ours = _public_der(chain[-1].public_key()) == _public_der(root_key.public_key())
+    return identity if fresh and ours else None
+
+
 def installation_identity(settings: Settings) -> SigningIdentity:
     """This installation's C2PA signer: key and chain in one file (mode 0600) next to the Ed25519
     key, made on first use and made again when its certificate has expired."""
     path = Path(settings.data_dir) / SIGNER_FILE
     root_key = installation_key(settings)
     if path.exists():
-        data = path.read_bytes()
-        key_end = data.find(b"-----END PRIVATE KEY-----\n") + len(b"-----END PRIVATE KEY-----\n")
-        identity = identity_from_pem(data[:key_end], data[key_end:], str(path), settings.c2pa_tsa_url)
-        chain = x509.load_pem_x509_certificates(identity.chain_pem)
-        fresh = chain[0].not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc)
-        # a chain made for another Ed25519 key (the key was replaced) would name the wrong installation
-        if fresh and _public_der(chain[-1].public_key()) == _public_der(root_key.public_key()):
+        identity = _usable_installation_identity(path.read_bytes(), root_key, settings.c2pa_tsa_url)
+        if identity is not None:
             return identity
     key_pem, chain_pem = make_installation_chain(root_key)
     private_dir(path.parent)
