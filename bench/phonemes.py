@@ -629,6 +629,35 @@ def report(data: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(data: dict, path: Path) -> Path:
+    """phone_r against the lag, the mean over clips (and seeds) per setting, beside the people's
+    (at their own 25 or 30 fps): where each curve peaks is the bench's lag."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lags = list(range(-MAX_LAG, MAX_LAG + 1))
+    def curve(runs: list[dict]) -> list[float]:  # by_lag's keys are ints, or strings when read back from the JSON
+        at = lambda r, lag: r["phone_r_by_lag"].get(lag, r["phone_r_by_lag"].get(str(lag)))  # noqa: E731
+        return [float(np.nanmean([np.nan if at(r, lag) is None else at(r, lag) for r in runs])) for lag in lags]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in [m["name"] for m in data["settings"]]:
+        runs = [r for c in data["speech"].values() for r in c["runs"].get(mode, [])]
+        ax.plot(lags, curve(runs), marker="o", label=mode)
+    ax.plot(lags, curve([c["still"] for c in data["speech"].values()]), marker="o", color="grey", label="still portrait")
+    if data["people"]:
+        ax.plot(lags, curve(list(data["people"].values())), marker="s", color="black", label="people (talking/)")
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set(xlabel="lag, frames (+: mouth after the sound)", ylabel="phone_r (mean over clips)",
+           title="Lip gap against phone openness")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = judge.figure_png(fig, path)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from avatarcam.config import Settings
 
@@ -669,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": time.perf_counter() - start}
     markdown = report(data)
     judge.write_results(args.name, data, markdown)
+    plot(data, judge.RESULTS / f"{args.name}_lags.png")
     print(markdown)
     return 0
 
