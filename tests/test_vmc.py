@@ -351,7 +351,9 @@ def test_vmc_beside_the_picture_runs_on_its_clock(clip):
     vmc, frames = summary["vmc"]["frames"], summary["frames"]
     print(f"picture pacer {frames}; VMC pacer {vmc}")
     assert len(receiver.bundles()) == vmc["ticks"] == summary["vmc"]["sent"]
-    assert abs(vmc["ticks"] - frames["ticks"]) <= 1 and abs(picture.frames - frames["ticks"]) <= 1
+    # a tick apart at the end; a pacer that wakes late on a busy machine skips a tick or two (missed)
+    assert abs(vmc["ticks"] - frames["ticks"]) <= 1 + vmc["missed"] + frames["missed"]
+    assert picture.frames == frames["ticks"]
     assert vmc["shown"] >= 0.9 * 4 * FPS  # a busy machine drops a few, as the picture does
     # both are due `delay` after the sound: the same latency but for the pacers' jitter
     assert summary["vmc"]["latency_ms"]["p50"] == pytest.approx(summary["latency_ms"]["p50"], abs=10)
