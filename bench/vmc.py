@@ -38,6 +38,7 @@ if __package__ in (None, ""):
 from bench import judge  # noqa: E402
 from bench.latency import DEFAULT_CLIP, I420Sink, pin  # noqa: E402
 
+from avatarcam.audio.features import loudness_envelope  # noqa: E402
 from avatarcam.camera.pacer import Pacer  # noqa: E402
 
 
@@ -53,9 +54,11 @@ def _serve(ports, arrivals, stop) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     except (OSError, AttributeError):  # lowering niceness needs privileges: it stays as it is
         pass
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []  # per bundle: arrival, JawOpen
     dispatcher = Dispatcher()
-    dispatcher.map("/VMC/Ext/OK", lambda *_: seen.append(time.monotonic()))  # the first message of a bundle
+    dispatcher.map("/VMC/Ext/OK", lambda *_: seen.append((time.monotonic(), float("nan"))))  # a bundle's first message
+    dispatcher.map("/VMC/Ext/Blend/Val",
+                   lambda _, name, value: seen.__setitem__(-1, (seen[-1][0], value)) if name == "JawOpen" else None)
     server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
     server.timeout = 0.05
     ports.put(server.server_address[1])
@@ -78,10 +81,12 @@ class Receiver:
         self.process.start()
         self.port = ports.get(timeout=60)
         self.arrivals: list[float] = []
+        self.jaw: list[float] = []
 
     def close(self) -> None:
         self._stop.set()
-        self.arrivals = self._arrivals.get(timeout=60)
+        seen = self._arrivals.get(timeout=60)
+        self.arrivals, self.jaw = [a for a, _ in seen], [j for _, j in seen]
         self.process.join(timeout=10)
 
 
@@ -122,7 +127,8 @@ def session(samples: np.ndarray, seconds: float, engine: str | None, camera: boo
     time.sleep(0.2)  # the last bundles
     receiver.close()
     written = [w - c for _, _, w, new, c in camera_ticks if new and c is not None]
-    return {"summary": summary, "ticks": ticks, "arrivals": receiver.arrivals, "engine": daemon.options.engine,
+    return {"summary": summary, "ticks": ticks, "arrivals": receiver.arrivals, "jaw": receiver.jaw,
+            "samples": samples, "fps": daemon.options.fps, "engine": daemon.options.engine,
             "delay_ms": daemon.options.delay_s * 1000, "camera_written_ms": percentiles(written)}
 
 
@@ -137,12 +143,19 @@ def figures(run: dict) -> dict:
     received = [a - c for (_, _, _, new, c), a in zip(ticks, arrivals) if new and c is not None]
     building = [s - h for _, h, s, _, _ in ticks]
     transport = [a - s for (_, _, s, _, _), a in zip(ticks, arrivals)]
+    # the received JawOpen of each new frame against the loudness of the (looped) clip at that frame
+    jaw = run["jaw"][len(run["jaw"]) - n:]
+    shown = [(index, j) for (index, _, _, new, _), j in zip(ticks, jaw) if new and index >= 0]
+    fps, clip = run["fps"], run["samples"]
+    loop = np.tile(clip, shown[-1][0] * 16000 // (fps * len(clip)) + 2) if shown else clip
+    loudness = loudness_envelope(loop, 16000, fps)
+    r = float(np.corrcoef([j for _, j in shown], loudness[[i for i, _ in shown]])[0, 1]) if len(shown) > 2 else None
     summary = run["summary"]
     out = {"engine": run["engine"], "delay_ms": run["delay_ms"], "bundles_received": len(run["arrivals"]),
            "vmc_ticks": summary["vmc"]["frames"].get("ticks"), "vmc_frames": summary["vmc"]["frames"],
            "vmc_handed_ms": percentiles(handed), "vmc_sent_ms": percentiles(sent),
            "vmc_received_ms": percentiles(received), "build_and_send_ms": percentiles(building),
-           "sent_to_received_ms": percentiles(transport), "errors": summary["errors"]}
+           "sent_to_received_ms": percentiles(transport), "jaw_loudness_r": r, "errors": summary["errors"]}
     return out
 
 
@@ -216,6 +229,8 @@ def report(r: dict) -> str:
             row("vmc alone: sent -> received", a["sent_to_received_ms"]),
             row("camera + vmc: built and sent", b["build_and_send_ms"]),
             row("camera + vmc: sent -> received", b["sent_to_received_ms"])], 2), "",
+        f"Received JawOpen against the clip's loudness (audio.features.loudness_envelope), per frame: r = "
+        f"{judge.fmt(a['jaw_loudness_r'], 3)} alone, {judge.fmt(b['jaw_loudness_r'], 3)} beside the camera.", "",
         f"VMC pacer, alone: {a['vmc_frames']}; beside the camera: {b['vmc_frames']}. Camera pacer: "
         f"{b['camera_frames']}.", "",
         "Both outputs are due on one clock, `delay` after the sound, and the virtual microphone plays the "
