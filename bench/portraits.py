@@ -7,10 +7,12 @@ output frames (renderer + provenance stage: label and watermark) are judged by t
 - **Mouth**, at 512x512 (`--mouth-size`): the portrait speaks every shared speech clip but the song
   (sing_*), motion from the product's chain (`--engine`, default the diffusion model, seed 0) placed
   on its rest by chain.compose, judged in video mode. On the silent frames (audio.features.silent_frames,
-  as bench.lipsync): the share closed by jawOpen < 0.1, and the share whose inner-lip gap (landmarks
-  13-14 over the inter-ocular distance 33-263) is within 0.02 of the gap the judge reads on the
-  portrait's closed rest (its rest with the channels that part the lips at 0). Bar: both
-  >= 90%. The jaw range, jawOpen p95 - p5 per clip (bar >= 0.15 on every clip). Lip sync: r of the
+  as bench.lipsync), each judged alone (image mode: in video mode the tracker carries an open mouth
+  on into the next frames of a soft picture, so a closed frame right after speech reads open; the
+  video-mode shares are kept as a diagnostic): the share closed by jawOpen < 0.1, and the share
+  whose inner-lip gap (landmarks 13-14 over the inter-ocular distance 33-263) is within 0.02 of the
+  gap the judge reads on the portrait's closed rest (its rest with the channels that part the lips
+  at 0). Bar: both >= 90%. The jaw range, jawOpen p95 - p5 per clip (bar >= 0.15 on every clip). Lip sync: r of the
   judged jawOpen against the loudness envelope at the best lag the same motion track has on the
   bundled portrait (grace_hopper); bar: within 0.1 of that portrait's r on every clip.
 - **Framing**, at 1280x720 and the default framing: the rest frame and every FRAMING_EVERY-th
@@ -285,7 +287,7 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
     seen_ref = judge.measure_frames([out(ref_frame)])
     ref_gap = float(inner_lip_gap(seen_ref.points[0]))
     ref_jaw = float(seen_ref.channel("jawOpen")[0]) if seen_ref.found[0] else math.nan
-    per_clip, pooled_jaw, pooled_gap, picks = {}, [], [], {}
+    per_clip, pooled_jaw, pooled_gap, pooled_tracked, picks = {}, [], [], [], {}
     for clip in clips:
         frames = judge.compose(clip.motion, portrait.rig.rest)
         with judge.Judge(video=True) as j:
@@ -293,15 +295,20 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
         jaw = seen.channel("jawOpen") if "jawOpen" in seen.blendshapes else np.full(len(frames), np.nan)
         gap = inner_lip_gap(seen.points)
         silent = clip.silent
-        closed_jaw = jaw[silent] < CLOSED_JAW_BELOW
-        closed_gap = np.abs(gap[silent] - ref_gap) <= GAP_WITHIN
+        alone = judge.measure_frames([out(f) for f in frames[silent]])
+        closed_jaw = alone.channel("jawOpen") < CLOSED_JAW_BELOW
+        closed_gap = np.abs(inner_lip_gap(alone.points) - ref_gap) <= GAP_WITHIN
         pooled_jaw.append(closed_jaw)
         pooled_gap.append(closed_gap)
+        tracked_jaw = jaw[silent] < CLOSED_JAW_BELOW
+        tracked_gap = np.abs(gap[silent] - ref_gap) <= GAP_WITHIN
+        pooled_tracked.append(tracked_jaw & tracked_gap)
         p5, p95 = (np.nanpercentile(jaw, [5, 95]) if np.isfinite(jaw).any() else (math.nan, math.nan))
         lag, r_best, by_lag = judge.best_lag(jaw, clip.envelope, MAX_LAG)
         result = {"frames": len(frames), "faces_found": int(seen.found.sum()), "silent_frames": int(silent.sum()),
                   "closed_jaw": float(closed_jaw.mean()) if silent.any() else math.nan,
                   "closed_gap": float(closed_gap.mean()) if silent.any() else math.nan,
+                  "closed_tracked": float((tracked_jaw & tracked_gap).mean()) if silent.any() else math.nan,
                   "silent_jaw_p90": float(np.nanpercentile(jaw[silent], 90)) if silent.any() else math.nan,
                   "silent_gap_median": float(np.nanmedian(gap[silent])) if silent.any() else math.nan,
                   "jaw_p5": float(p5), "jaw_p95": float(p95), "jaw_range": float(p95 - p5),
@@ -335,6 +342,7 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
         "closed_rest": {"jaw_open": ref_jaw, "gap": ref_gap, "found": bool(seen_ref.found[0])},
         "clips": per_clip, "silent_frames": int(pooled_jaw.size),
         "closed_jaw": closed_jaw, "closed_gap": closed_gap,
+        "closed_tracked": float(np.concatenate(pooled_tracked).mean()) if pooled_tracked else math.nan,
         "jaw_range_min": float(min(ranges)) if ranges else math.nan,
         "r_difference_worst": float(worst_diff),
         "closed_rest_closed": bool(np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
@@ -570,6 +578,7 @@ def report(results: dict, clips: list[Clip], args, notes: list[str]) -> tuple[st
         rows.append([n, r["how"], f"{m['closed_rest']['jaw_open']:.3f} / {m['closed_rest']['gap']:.3f}"
                      + ("" if m["closed_rest_closed"] else " (open)"),
                      m["silent_frames"], _pct(m["closed_jaw"]), _pct(m["closed_gap"]), m["pass_closed"],
+                     _pct(m["closed_tracked"]),
                      m["jaw_range_min"], m["pass_jaw_range"],
                      " ".join(f"{c['r_at_bundled_lag']:.2f}@{c['bundled_lag']:+d}" for c in m["clips"].values()),
                      m["r_difference_worst"], m["pass_lip_sync"],
@@ -578,15 +587,16 @@ def report(results: dict, clips: list[Clip], args, notes: list[str]) -> tuple[st
     lines += ["## Mouth", "",
               f"Closed rest: jawOpen / inner-lip gap the judge reads on the rest with the channels that part the "
               f"lips at 0 ({', '.join(MOUTH_OPENING)}; the others, smile and lip seal included, as the portrait's "
-              f"own). Closed: silent frames with jawOpen < {CLOSED_JAW_BELOW} "
+              f"own). Closed: silent frames, each judged alone, with jawOpen < {CLOSED_JAW_BELOW} "
               f"(jaw) and with the gap within {GAP_WITHIN} of the closed rest's (gap), pooled over the clips; "
+              f"tracked: closed by both as the video-mode judge reads them (diagnostic); "
               f"bar ≥ {CLOSED_BAR:.0%} by both, and the closed rest itself read closed (jawOpen < "
               f"{CLOSED_JAW_BELOW}; marked (open) where it is not: the gap is then measured against an open "
               f"mouth). Jaw range: jawOpen p95 - p5, the lowest clip (bar ≥ {JAW_RANGE_BAR}). "
               f"r: judged jawOpen against the loudness envelope at {BUNDLED}'s best lag per clip (r@lag); "
               f"Δr worst: the largest difference from {BUNDLED}'s r (bar ≤ {R_WITHIN} on every clip).", "",
               judge.table(["portrait", "enrolled", "closed rest jaw / gap", "silent", "closed jaw", "closed gap",
-                           "closed bar", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar", "faces"],
+                           "closed bar", "tracked", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar", "faces"],
                           rows, 3), ""]
     rows = []
     for n, r in ok.items():
