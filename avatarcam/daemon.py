@@ -2,11 +2,14 @@
 
 Threads, and what each owns:
 - capture (PortAudio's callback, or a file played at real-time pace): stamps and queues chunks;
+- audio: aligns them into the stream (`LiveAudio.chunks`) and its ring as they arrive, whatever
+  the render loop is doing, and queues them for the worker;
 - worker: `chain.run`, the very chain `avatarcam render` runs, fed by the aligned audio stream
-  (`LiveAudio.chunks`) and writing each frame into the pacer's buffer;
+  and writing each frame into the pacer's buffer;
 - pacer: hands one frame per tick to the sink (virtual camera, file, preview, null) and owns
   the sink from the first frame to its close;
-- output (optional): the delayed voice into the virtual microphone;
+- output (optional): the delayed voice into the virtual microphone, played from the ring on its
+  own clock (on Linux by a process of its own, the ring in shared memory: no GIL to wait for);
 - control: the socket `avatarcam ctl` and the tray talk to.
 
 Timeline: sample k of the stream stands for `origin + k/16000`, frame i for `origin + i/fps`;
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -331,7 +335,8 @@ class Daemon:
         self.vmc: VmcSink | None = None
         self.vmc_pacer: Pacer | None = None
         self.vad = None
-        self.output_status = "off"
+        self.output_status = "off"  # why there is no virtual microphone (while `output` is None)
+        self.output = None  # the virtual microphone's output, opened first thing in `run`: its status is live
         self.pacer_priority = ""
         self.worker_priority = "normal priority"
         self.preview_wanted = False
@@ -437,7 +442,7 @@ class Daemon:
             "delay_ms": self.options.delay_s * 1000,
             "microphone": self.capture.status if hasattr(self, "capture") else None,
             "speaking": bool(self.vad.speaking) if self.vad is not None else None,
-            "virtual_mic": self.output_status,
+            "virtual_mic": self.output.status if self.output is not None else self.output_status,
             "pacer": self.pacer_priority,
             "uptime_s": self.clock() - self.started if self.started is not None else 0.0,
             "frames": stats.summary() if stats is not None else {},
@@ -459,6 +464,9 @@ class Daemon:
         from avatarcam.render import open_renderer
 
         vmc_address = self._vmc_address()  # a malformed address fails before anything is opened
+        self.output = self._open_output()
+        if self.output is not None:  # first: the voice's process is ready by the time the first word is due
+            self.output.open()
         s = self.settings
         if not self.vmc_only:  # VMC alone shows no portrait: none is loaded, and no consent record is needed
             profile = load_profile(opts.profile, self.settings)  # fail before opening any device
@@ -482,7 +490,9 @@ class Daemon:
             from avatarcam.control import ControlServer
             server = ControlServer(self.handle, opts.socket)
             server.start()  # refuses when another AvatarCam is running: before the camera is taken
-        self.ring = AudioRing(rate=RATE)  # the stream's recent audio: for the virtual microphone and a file sink
+        # the stream's recent audio, for the virtual microphone (in shared memory: it plays in a process of its own)
+        # and a file sink
+        self.ring = AudioRing(rate=RATE, shared=True)
         signer = None
         if self._sink is None and is_file_spec(opts.sink):
             from avatarcam.provenance.credentials import content_signer
@@ -494,6 +504,9 @@ class Daemon:
         except BaseException:
             if server is not None:
                 server.stop()
+            if self.output is not None:
+                self.output.stop()
+            self.ring.unlink()
             if self.vmc is not None:
                 self.vmc.close()
             raise
@@ -503,6 +516,7 @@ class Daemon:
             self._stream(sink)
         finally:
             sys.setswitchinterval(switch)
+            self.ring.unlink()
             if server is not None:
                 server.stop()
         return self.summary()
@@ -529,7 +543,7 @@ class Daemon:
             return None
         if mode == "null":
             return ClockedOutput(clock=self.clock)
-        found = find_virtual_mic()
+        found = find_virtual_mic(prioritise=request_realtime if self.options.realtime else None)
         if isinstance(found, str):
             self.output_status = found
             log.info("%s", found)
@@ -548,7 +562,7 @@ class Daemon:
             self.vad = VoiceActivity()
         except ImportError:
             self.vad = None
-        output = self._open_output()
+        output = self.output
         # the timeline starts as the capture does: a file's first chunk belongs exactly there
         self.started = origin = self.clock()
         self.audio = LiveAudio(origin, RATE, clock=self.clock, ring=self.ring)
@@ -566,16 +580,19 @@ class Daemon:
         workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True)]
         workers += [threading.Thread(target=self._pace, args=(p,), name=f"avatarcam-pacer-{i}", daemon=True)
                     for i, p in enumerate(pacers)]
+        self._aligned: queue.SimpleQueue = queue.SimpleQueue()
+        aligner = threading.Thread(target=self._align, name="avatarcam-audio", daemon=True)
         self.capture.start(self.audio.put)
+        aligner.start()
         try:
             if output is not None:
                 try:
                     output.start(delayed)
-                    self.output_status = f"ok: {getattr(output, 'name', 'device')}"
                 except Exception as exc:  # no virtual microphone is no reason to stop the camera
                     self.output_status = f"virtual microphone failed: {exc}"
                     log.warning("%s", self.output_status)
-                    output = None
+                    output.stop()
+                    output = self.output = None
             for t in workers:
                 t.start()
             if self.vmc_only:
@@ -589,6 +606,7 @@ class Daemon:
         finally:
             self._stop.set()
             self.capture.stop()
+            aligner.join(timeout=2)
             if output is not None:
                 output.stop()
             for t in workers:
@@ -596,8 +614,22 @@ class Daemon:
         if self._errors:
             self.exit_code = 1
 
+    def _align(self) -> None:
+        """The aligned stream into the ring as each chunk arrives, on a thread of its own: the virtual
+        microphone plays from the ring on its own clock, so however late the render loop takes its
+        chunks (from `_aligned`), the voice has its samples in time. Real-time, as the pacer: a busy
+        core must not hold the voice's samples back."""
+        if self.options.realtime:
+            log.debug("audio thread: %s", request_realtime())
+        try:
+            for chunk in self.audio.chunks(self._stop, healthy=lambda: self.capture.healthy,
+                                           muted=lambda: self._paused):
+                self._aligned.put(chunk)
+        finally:
+            self._aligned.put(None)
+
     def _chunks(self):
-        for chunk in self.audio.chunks(self._stop, healthy=lambda: self.capture.healthy, muted=lambda: self._paused):
+        while (chunk := self._aligned.get()) is not None:
             if self.vad is not None:
                 self.vad.push(chunk)
             yield chunk
@@ -672,6 +704,9 @@ class Daemon:
             "ready_ms": Timing.percentiles(self.timing.ready),
             "audio": vars(self.audio.stats) if hasattr(self, "audio") else {},
             "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
+            # where the frames' timeline lies on the clock (time.monotonic: one per machine), for measuring the voice
+            "timeline": {"origin": self.audio.origin, "delay_s": self.options.delay_s} if hasattr(self, "audio") else {},
+            "virtual_mic": self.output.status if self.output is not None else self.output_status,
             "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
             "skipped_renders": self.catch_up.skipped if hasattr(self, "catch_up") else 0,
             "vmc": None if self.vmc is None else {

@@ -111,7 +111,24 @@ def live_report() -> None:
     else:
         _line(True, "virtual camera", "Windows: Unity Capture named AvatarCam, else OBS Virtual Camera; "
                                       "macOS: OBS Virtual Camera (checked when `avatarcam live` starts)")
-    from .audio.output import find_virtual_mic
-    found = find_virtual_mic()
-    _line(not isinstance(found, str), "virtual microphone",
-          found.removeprefix("virtual microphone: ") if isinstance(found, str) else found.name)
+    _line(*virtual_mic_report())
+
+
+def virtual_mic_report(platform: str | None = None) -> tuple[bool, str, str]:
+    """(usable, what, detail) for the virtual microphone: on Linux the sound server and its sink."""
+    import sys
+
+    from .audio.output import PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, find_virtual_mic, pulse_server
+    platform = platform or sys.platform
+    found = find_virtual_mic(platform=platform)
+    if isinstance(found, str):
+        return False, "virtual microphone", found.removeprefix("virtual microphone: ")
+    if not platform.startswith("linux"):
+        return True, "virtual microphone", found.name
+    server = pulse_server()
+    if isinstance(server, str):
+        return False, "virtual microphone", f"{server} (AvatarCam plays into '{PULSE_DESCRIPTION}' once there is one)"
+    name, has_sink = server
+    if has_sink:
+        return True, "virtual microphone", f"'{PULSE_DESCRIPTION}' (sink {PULSE_SINK}) on {name}"
+    return False, "virtual microphone", f"no '{PULSE_DESCRIPTION}' sink on {name}; {SETUP_FIX['linux']}"

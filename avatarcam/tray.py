@@ -1,7 +1,7 @@
 """`avatarcam tray`: the live daemon with a tray icon and menu (pystray).
 
-The icon's colour and tooltip say how the daemon is (live, paused, no microphone, no camera,
-starting); the menu switches profile, emotion and framing, pauses, shows a preview window, opens the
+The icon's colour and tooltip say how the daemon is (live, paused, no microphone, no virtual
+microphone, no camera, starting); the menu switches profile, emotion and framing, pauses, shows a preview window, opens the
 profiles folder, toggles start at login and quits. It drives the daemon in this process, with
 the same calls the control socket uses, so `avatarcam ctl` and the OBS script keep working
 beside it.
@@ -24,6 +24,7 @@ from avatarcam.motion.controls import EMOTIONS
 log = logging.getLogger(__name__)
 
 COLOURS = {"live": (46, 160, 67), "paused": (210, 153, 34), "no microphone": (207, 34, 46),
+           "no virtual microphone": (230, 110, 20),
            "no camera": (207, 34, 46), "starting": (140, 140, 140), "stopped": (90, 90, 90)}
 
 
@@ -47,6 +48,9 @@ def state_of(daemon: Daemon | None, failure: str | None = None) -> tuple[str, st
         return "paused", line
     if str(status["microphone"]).startswith("no microphone"):
         return "no microphone", f"{line}\n{status['microphone']}"
+    # the call hears nothing while the virtual microphone is down: say so (off by choice, or still connecting, is fine)
+    if not str(status["virtual_mic"]).startswith(("ok", "off", "connecting")):
+        return "no virtual microphone", f"{line}\n{status['virtual_mic']}"
     return "live", line
 
 

@@ -7,8 +7,11 @@ which is what lets a benchmark measure the microphone path with a file.
 
 A microphone fails in ordinary use: it is unplugged, another program grabs it, the sound
 server restarts. `MicCapture` never raises for that: it reports the failure in `status`,
-keeps the stream closed and tries to reopen it every `retry_s`, rescanning the devices so a
-microphone plugged back in is found. While it is down the daemon animates silence (idle motion).
+keeps the stream closed and tries to reopen it every `retry_s`. While it is down the daemon
+animates silence (idle motion). Only its own stream is reopened, never PortAudio itself:
+re-initialising PortAudio closes every PortAudio stream in the process. A microphone plugged
+back in is found through the sound server (PortAudio's "pulse" or "default" device, which
+follows the server's devices); PortAudio's own device list stays as it was at start.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from types import ModuleType
 from typing import Protocol
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,10 @@ class Resampler:
     """
 
     def __init__(self, rate_in: float, rate_out: int = RATE) -> None:
+        from scipy.signal import butter, sosfilt, sosfilt_zi  # here: SciPy takes a second to import, and only
+        # a microphone that refuses 16 kHz needs it (the virtual microphone's process imports this module)
+
+        self._sosfilt = sosfilt
         self.step = rate_in / rate_out
         cutoff = 0.45 * min(rate_in, rate_out)
         self._sos = butter(8, cutoff, fs=rate_in, output="sos")
@@ -131,7 +137,7 @@ class Resampler:
         self._last = np.zeros(1, np.float32)  # the previous block's last filtered sample
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        filtered, self._zi = sosfilt(self._sos, np.asarray(samples, np.float64), zi=self._zi)
+        filtered, self._zi = self._sosfilt(self._sos, np.asarray(samples, np.float64), zi=self._zi)
         x = np.concatenate([self._last, filtered.astype(np.float32)])  # x[0] is the previous block's last
         positions = np.arange(self._pos, len(x) - 1, self.step)
         out = np.interp(positions, np.arange(len(x)), x).astype(np.float32)
@@ -203,7 +209,7 @@ class MicCapture:
                     last_try = now
             elif now - last_try >= self.retry_s:
                 last_try = now
-                self._try_open(rescan=True)
+                self._try_open()
 
     # -- the sounddevice edge ----------------------------------------------------------------
 
@@ -216,15 +222,10 @@ class MicCapture:
             self._sd = sounddevice
         return self._sd
 
-    def _try_open(self, rescan: bool = False) -> bool:
+    def _try_open(self) -> bool:
         self.attempts += 1
         try:
             sd = self._backend()
-            if rescan:  # PortAudio lists devices once per initialisation: rescan to see a replugged mic
-                for name in ("_terminate", "_initialize"):
-                    fn = getattr(sd, name, None)
-                    if fn is not None:
-                        fn()
             stream = self._open_stream(sd)
         except Exception as exc:  # PortAudioError, OSError, ValueError (no such device), ...
             message = f"microphone {self.device if self.device is not None else '(default)'} unavailable: {exc}"

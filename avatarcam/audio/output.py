@@ -9,16 +9,15 @@ reading on from there; only when the answer drifts more than `resync_s` from whe
 reading (a sound card clock running apart from the system clock, an underrun) does it jump, so
 the voice has no clicks from scheduling jitter and the drift stays bounded.
 
-Linux: the virtual microphone is a PulseAudio/PipeWire null sink named `avatarcam_mic`
-("AvatarCam Microphone"); apps select its monitor as their microphone. PortAudio sees the
-sound server as one ALSA device ("pulse"), and PULSE_SINK routes its output to our sink.
-Windows: a VB-Cable style device ("CABLE Input"). macOS: BlackHole.
+Linux: the virtual microphone is a PulseAudio/PipeWire null sink, `avatarcam_mic`, shown to
+apps as "AvatarCam Microphone" (its monitor, "Monitor of AvatarCam Microphone", is what they
+record); `avatarcam.audio.pulse` plays into it through libpulse. Windows: a VB-Cable style device
+("CABLE Input"), macOS: BlackHole, both through sounddevice.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 
@@ -37,9 +37,13 @@ log = logging.getLogger(__name__)
 PULSE_SINK = "avatarcam_mic"
 PULSE_DESCRIPTION = "AvatarCam Microphone"
 DEVICE_HINTS = {"win32": ("AvatarCam", "CABLE Input"), "darwin": ("AvatarCam", "BlackHole")}
+# The one command that makes the sink (the installer and doctor use it too; a test holds them to it).
+# The description has a space, so it is quoted twice: once for the module's arguments, once for
+# its property list.
+PULSE_LOAD = ("pactl load-module module-null-sink sink_name=" + PULSE_SINK +
+              f" \"sink_properties=\\\"device.description='{PULSE_DESCRIPTION}'\\\"\"")
 SETUP_FIX = {
-    "linux": "create it with `installers/linux/install.sh` (or for this session: pactl load-module "
-             f"module-null-sink sink_name={PULSE_SINK} sink_properties=device.description=AvatarCamMicrophone)",
+    "linux": f"create it with `installers/linux/install.sh` (or for this session: {PULSE_LOAD})",
     "win32": "install VB-Cable (https://vb-audio.com/Cable/) and run installers/windows/install.ps1",
     "darwin": "install BlackHole 2ch (brew install blackhole-2ch) and run installers/macos/install.sh",
 }
@@ -54,6 +58,7 @@ class DelayedOutput:
         self.resync = int(round(resync_s * rate))
         self.position: int | None = None  # next stream sample to play
         self.resyncs = 0
+        self.unready = 0  # samples asked for before the stream had them (played as silence)
         self.last: tuple[float, int] | None = None  # (play time, stream sample) of the latest pull
 
     def pull(self, n: int, play_time: float) -> np.ndarray:
@@ -65,6 +70,8 @@ class DelayedOutput:
         start = self.position
         self.position += n
         self.last = (play_time, start)
+        if 0 <= start < self.ring.end + n:  # the ring is behind (not: the stream has not begun, or has ended)
+            self.unready += max(0, start + n - self.ring.end)
         return self.ring.read(start, n) if start + n > 0 else np.zeros(n, np.float32)
 
     def offset_s(self) -> float | None:
@@ -73,6 +80,22 @@ class DelayedOutput:
             return None
         play_time, sample = self.last
         return play_time - (self.origin + self.delay + sample / self.rate)
+
+
+class VoiceOutput(Protocol):
+    """Where the delayed voice goes: `start(source)` plays `source.pull` on the output's own clock."""
+
+    name: str
+
+    def open(self) -> None:
+        """Get ready (the daemon calls it first thing, so the output is ready for the first word)."""
+
+    def start(self, source: DelayedOutput) -> None: ...
+    def stop(self) -> None: ...
+
+    @property
+    def status(self) -> str:
+        """'ok: NAME' while it plays, else what is wrong (for `ctl status` and the tray)."""
 
 
 class ClockedOutput:
@@ -86,6 +109,9 @@ class ClockedOutput:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.samples = 0
+
+    def open(self) -> None:
+        pass
 
     def start(self, source: DelayedOutput) -> None:
         def run() -> None:
@@ -112,18 +138,20 @@ class ClockedOutput:
 
 
 class DeviceOutput:
-    """The delayed voice into a sounddevice output (the virtual microphone)."""
+    """The delayed voice into a sounddevice output (the virtual microphone on Windows and macOS)."""
 
-    def __init__(self, device: int | str | None, env: dict[str, str] | None = None, name: str = "",
+    def __init__(self, device: int | str | None, name: str = "",
                  block_s: float = 0.01, clock: Callable[[], float] = time.monotonic,
                  backend: ModuleType | None = None) -> None:
-        self.device, self.env, self.name = device, env or {}, name or str(device)
+        self.device, self.name = device, name or str(device)
         self.block_s, self._clock, self._sd = block_s, clock, backend
         self._stream = None
         self.status = "not started"
 
+    def open(self) -> None:
+        pass
+
     def start(self, source: DelayedOutput) -> None:
-        os.environ.update(self.env)  # PULSE_SINK: read by PortAudio's pulse device when it opens
         sd = self._sd or _sounddevice()
 
         def callback(outdata: np.ndarray, frames: int, time_info, status) -> None:
@@ -135,7 +163,7 @@ class DeviceOutput:
         self._stream = sd.OutputStream(device=self.device, channels=1, samplerate=source.rate, dtype="float32",
                                        blocksize=int(round(self.block_s * source.rate)), callback=callback)
         self._stream.start()
-        self.status = "ok"
+        self.status = f"ok: {self.name}"
 
     def stop(self) -> None:
         if self._stream is not None:
@@ -156,36 +184,48 @@ def _sounddevice() -> ModuleType:
     return sounddevice
 
 
-def pulse_sink_exists(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
-    """True when the sound server has the `avatarcam_mic` null sink (pactl lists it)."""
+def pulse_server(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> tuple[str, bool] | str:
+    """(the sound server's name and version, whether it has the `avatarcam_mic` sink) from pactl,
+    or a line saying why there is no answer."""
     if shutil.which("pactl") is None:
-        return False
+        return "pactl not found: install pipewire-pulse (or pulseaudio-utils)"
     try:
-        result = run(["pactl", "list", "short", "sinks"], capture_output=True, text=True, timeout=3)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return any(line.split("\t")[1:2] == [PULSE_SINK] for line in result.stdout.splitlines())
+        info = run(["pactl", "info"], capture_output=True, text=True, timeout=3)
+        sinks = run(["pactl", "list", "short", "sinks"], capture_output=True, text=True, timeout=3)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"pactl failed: {exc}"
+    if info.returncode != 0:
+        return "no sound server (PulseAudio or PipeWire) is running"
+    fields = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
+    server = f"{fields.get('Server Name', 'sound server')} {fields.get('Server Version', '')}".strip()
+    return server, any(line.split("\t")[1:2] == [PULSE_SINK] for line in sinks.stdout.splitlines())
 
 
-def find_virtual_mic(backend: ModuleType | None = None, platform: str = sys.platform) -> DeviceOutput | str:
-    """The virtual microphone's output, or a line saying why there is none and how to set it up."""
+def find_virtual_mic(backend: ModuleType | None = None, platform: str = sys.platform,
+                     prioritise: Callable[[], str] | None = None) -> VoiceOutput | str:
+    """The virtual microphone's output, or a line saying why there is none and how to set it up.
+
+    Linux: always the PulseAudio/PipeWire output (in a process of its own) when libpulse is
+    installed, even with no sink or server yet: it plays as soon as the sink appears.
+    `prioritise` runs first on the thread that plays.
+    """
     key = "linux" if platform.startswith("linux") else platform
     fix = SETUP_FIX.get(key, "no virtual microphone is known on this system")
+    if key == "linux":
+        from avatarcam.audio import libpulse
+        from avatarcam.audio.voice import VoiceProcess
+        try:
+            libpulse.library()
+        except OSError as exc:
+            return f"virtual microphone unavailable: libpulse cannot be loaded ({exc}); " \
+                   "install it (Debian/Ubuntu: sudo apt install libpulse0)"
+        return VoiceProcess(prioritise=prioritise)
     try:
         sd = backend or _sounddevice()
         devices = list(sd.query_devices())
     except Exception as exc:
         return f"virtual microphone unavailable: {exc}"
     outputs = [(i, d["name"]) for i, d in enumerate(devices) if d.get("max_output_channels", 0) > 0]
-    if key == "linux":
-        if not pulse_sink_exists():
-            return f"virtual microphone: no '{PULSE_DESCRIPTION}' sink; {fix}"
-        for wanted in ("pipewire", "pulse"):
-            for i, name in outputs:
-                if name.lower() == wanted:
-                    return DeviceOutput(i, env={"PULSE_SINK": PULSE_SINK}, name=PULSE_DESCRIPTION, backend=backend)
-        return f"virtual microphone: PortAudio sees no 'pulse' device to reach '{PULSE_DESCRIPTION}' through; " \
-               "install the ALSA pulse plugin (Debian/Ubuntu: sudo apt install pipewire-alsa or libasound2-plugins)"
     for hint in DEVICE_HINTS.get(key, ()):
         for i, name in outputs:
             if hint.lower() in name.lower():

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
@@ -43,12 +44,51 @@ class StreamStats:
 
 
 class AudioRing:
-    """The last `seconds` of the stream by absolute sample index (thread-safe)."""
+    """The last `seconds` of the stream by absolute sample index (thread-safe).
 
-    def __init__(self, seconds: float = 4.0, rate: int = RATE) -> None:
-        self._data = np.zeros(int(seconds * rate), np.float32)
-        self.end = 0  # absolute index one past the newest sample
+    `shared`: in shared memory, which another process opens by `name` (`AudioRing.open`) and
+    reads without a lock: the virtual microphone's process. The writer stores the samples before
+    it moves `end` on, and readers read well behind `end`, so they never see a half-written block.
+    """
+
+    def __init__(self, seconds: float = 4.0, rate: int = RATE, shared: bool = False, name: str | None = None) -> None:
+        self.size = size = int(seconds * rate)
+        self._shm: shared_memory.SharedMemory | None = None
+        if shared or name is not None:
+            self._shm = shared_memory.SharedMemory(name=name, create=name is None, size=8 + 4 * size)
+            buffer = self._shm.buf
+        else:
+            buffer = bytearray(8 + 4 * size)
+        self._owner = name is None
+        self._end = np.ndarray((1,), np.int64, buffer, 0)  # absolute index one past the newest sample
+        self._data = np.ndarray((size,), np.float32, buffer, 8)
+        if self._owner:
+            self._end[0] = 0
+            self._data[:] = 0.0
+        self.name = self._shm.name if self._shm is not None else None
         self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, name: str, seconds: float = 4.0, rate: int = RATE) -> AudioRing:
+        """Another process's shared ring, to read."""
+        ring = cls(seconds, rate, name=name)
+        # Python < 3.13 registers an opened segment for removal when this process ends; it is the
+        # creator's to remove
+        resource_tracker.unregister(ring._shm._name, "shared_memory")
+        return ring
+
+    def unlink(self) -> None:
+        """Remove a shared ring's name (the creator, once no other process will open it)."""
+        if self._shm is not None and self._owner:
+            self._shm.unlink()
+
+    @property
+    def end(self) -> int:
+        return int(self._end[0])
+
+    @end.setter
+    def end(self, value: int) -> None:
+        self._end[0] = value
 
     def write(self, samples: np.ndarray) -> None:
         n, size = len(samples), len(self._data)

@@ -174,11 +174,14 @@ setup_mic() {
   fi
   local server
   server=$(pactl info 2>/dev/null | sed -n 's/^Server Name: //p')
-  local args="sink_name=$SINK_NAME sink_properties=device.description=AvatarCam_Microphone"
+  # the module's arguments, as avatarcam's own hint gives them (audio/output.py PULSE_LOAD): the
+  # description has a space, so it is quoted for the module and again for its property list
+  local props="sink_properties=\"device.description='$SINK_DESCRIPTION'\""
+  local args="sink_name=$SINK_NAME $props"
   if printf '%s' "$server" | grep -qi pipewire; then
-    write_file "$PIPEWIRE_DROPIN" "# $SINK_DESCRIPTION: apps pick \"Monitor of AvatarCam_Microphone\" as their microphone
+    write_file "$PIPEWIRE_DROPIN" "# $SINK_DESCRIPTION: apps pick \"Monitor of $SINK_DESCRIPTION\" as their microphone
 pulse.cmd = [
-    { cmd = \"load-module\" args = \"module-null-sink $args\" flags = [ ] }
+    { cmd = \"load-module\" args = \"module-null-sink ${args//\"/\\\"}\" flags = [ ] }
 ]"
   else
     if [ -f "$PULSE_DEFAULT_PA" ] && grep -qF "$PULSE_MARK" "$PULSE_DEFAULT_PA"; then
@@ -194,7 +197,7 @@ load-module module-null-sink $args"
   if sink_loaded; then
     note "the sink is loaded"
   else
-    run pactl load-module module-null-sink "sink_name=$SINK_NAME" "sink_properties=device.description=AvatarCam_Microphone" >/dev/null
+    run pactl load-module module-null-sink "sink_name=$SINK_NAME" "$props" >/dev/null
   fi
 }
 
@@ -284,7 +287,7 @@ case "$ACTION" in
     [ "$CAMERA" -eq 1 ] && setup_camera
     [ "$MIC" -eq 1 ] && setup_mic
     setup_autostart
-    say "done: pick \"$LABEL\" as the camera and \"Monitor of AvatarCam_Microphone\" as the microphone in your video app"
+    say "done: pick \"$LABEL\" as the camera and \"Monitor of $SINK_DESCRIPTION\" as the microphone in your video app"
     ;;
   reload)
     say "reloading v4l2loopback"
