@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from importlib import resources
@@ -76,11 +75,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
 
     from .audio.features import frame_count
     from .audio.io import AUDIO_RATE, load_audio
-    from .camera.sinks import open_sink
-    from .motion.diffusion import OFFLINE_CHUNK
+    from .offline import ClipOptions, render_clip
     from .profiles import load_profile
-    from .provenance.credentials import content_signer, embeds, sidecar_path
-    from .provenance.stamp import Provenance
+    from .provenance.credentials import embeds, sidecar_path
     from .render import open_renderer
 
     if args.demo:
@@ -104,24 +101,12 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     samples = load_audio(audio_path, AUDIO_RATE)
     profile = load_profile(profile_name, settings)  # before opening outputs: fail before writing
     renderer = open_renderer(profile, size, settings.renderer, settings.framing, settings.backdrop)
-    signer = content_signer(profile, settings)  # every file carries content credentials: no switch
-    sinks = []
-    if args.output is not None:
-        sinks.append(open_sink(str(args.output), size, fps, audio=samples, audio_rate=AUDIO_RATE, signer=signer))
-    if args.frames is not None:
-        sinks.append(open_sink(f"frames:{args.frames}", size, fps, signer=signer))
-    engine_name = chain.engine_name(args.engine or settings.engine, fps)
-    # a file has the whole voice at hand: long chunks and all the lookahead the model can hear
-    engine = chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE, chunk=OFFLINE_CHUNK,
-                                 steps=settings.diffusion_steps,
-                                 guidance=(settings.audio_guidance, settings.control_guidance))
-    total = frame_count(len(samples), AUDIO_RATE, fps)
-    with contextlib.ExitStack() as stack:
-        opened = [stack.enter_context(s) for s in sinks]
-        bar = stack.enter_context(tqdm(total=total, unit="frame", desc="rendering", disable=args.quiet))
-        chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,
-                  _Tee(opened), on_frame=lambda _: bar.update(),
-                  provenance=Provenance.for_profile(profile, size, settings))
+    options = ClipOptions(fps=fps, engine=chain.engine_name(args.engine or settings.engine, fps), seed=args.seed,
+                          emotion=args.emotion)
+    with tqdm(total=frame_count(len(samples), AUDIO_RATE, fps), unit="frame", desc="rendering",
+              disable=args.quiet) as bar:
+        render_clip(samples, profile, renderer, settings, options, output=args.output, frames_dir=args.frames,
+                    on_frame=lambda _: bar.update())
     for target in (args.output, args.frames):
         if target is not None:
             print(f"wrote {target}")
@@ -164,17 +149,6 @@ def cmd_motion(args: argparse.Namespace, settings: Settings) -> int:
 def _with_look(args: argparse.Namespace, settings: Settings) -> Settings:
     """The settings with --framing and --backdrop applied, checked as the settings are."""
     return with_look(settings, args.framing or None, args.backdrop or None)
-
-
-class _Tee:
-    """Several open sinks as one: every frame goes to each."""
-
-    def __init__(self, sinks: list) -> None:
-        self.sinks = sinks
-
-    def write(self, frame) -> None:
-        for s in self.sinks:
-            s.write(frame)
 
 
 def cmd_corpus(args: argparse.Namespace, settings: Settings) -> int:
@@ -374,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="motion engine: diffusion (the learned model; the default for files) or dsp (no model: "
                         "loudness and spectrum to mouth shapes)")
     r.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
+    r.add_argument("--emotion", help="an emotion laid under the speech (neutral, happy, sad, surprised, ...; "
+                                     "default: none, the engine's own face)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _look_arguments(r)
     r.set_defaults(run=cmd_render)

@@ -1,0 +1,76 @@
+"""One clip rendered offline: what `avatarcam render` does, and what each `avatarcam batch` job does.
+
+Both commands call `render_clip`, so a batch job writes exactly what `render` writes for the same
+profile, audio and options: the same frames for the same seed, the same watermark payload, the same
+consent record in its content credentials. Loading the audio, the profile and its renderer stays
+with the caller: `render` does it once, a batch worker keeps a profile's renderer for its next jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import chain
+from .config import Settings
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """How the motion is made: frame rate, engine (a name from `chain.ENGINES`, already resolved from
+    `auto`), seed, and an emotion laid under the speech (None: none, the engine as it is)."""
+
+    fps: int
+    engine: str
+    seed: int = 0
+    emotion: str | None = None
+
+
+def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, settings: Settings,
+                options: ClipOptions, output: Path | None = None, frames_dir: Path | None = None,
+                on_frame: Callable[[int], None] | None = None) -> int:
+    """Render `samples` (mono, `AUDIO_RATE`) as `profile` talking through `renderer` (opened for that
+    profile at the output size) into a video at `output` and/or PNG frames in `frames_dir`; returns
+    the number of frames. Outputs appear complete or not at all (the sinks write under a temporary
+    name and rename)."""
+    from .audio.io import AUDIO_RATE
+    from .camera.sinks import open_sink
+    from .motion.controls import ControlledEngine
+    from .motion.diffusion import OFFLINE_CHUNK
+    from .provenance.credentials import content_signer
+    from .provenance.stamp import Provenance
+
+    size = renderer.size
+    signer = content_signer(profile, settings)  # every file carries content credentials: no switch
+    # a file has the whole voice at hand: long chunks and all the lookahead the model can hear
+    engine = chain.motion_engine(options.engine, seed=options.seed, fps=options.fps, rate=AUDIO_RATE,
+                                 chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
+                                 guidance=(settings.audio_guidance, settings.control_guidance))
+    if options.emotion is not None:  # as `live` and `motion` lay it under the engine
+        engine = ControlledEngine(engine, emotion=options.emotion, fps=options.fps)
+    with contextlib.ExitStack() as stack:
+        # the sinks last: whatever can fail before a frame is made has failed before a file is
+        # started; each is entered as it opens, so an error discards those opened before it
+        opened = []
+        if output is not None:
+            opened.append(stack.enter_context(open_sink(str(output), size, options.fps, audio=samples,
+                                                        audio_rate=AUDIO_RATE, signer=signer)))
+        if frames_dir is not None:
+            opened.append(stack.enter_context(open_sink(f"frames:{frames_dir}", size, options.fps, signer=signer)))
+        return chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,
+                         _Tee(opened), on_frame=on_frame, provenance=Provenance.for_profile(profile, size, settings))
+
+
+class _Tee:
+    """Several open sinks as one: every frame goes to each."""
+
+    def __init__(self, sinks: list) -> None:
+        self.sinks = sinks
+
+    def write(self, frame) -> None:
+        for s in self.sinks:
+            s.write(frame)
