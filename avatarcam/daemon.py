@@ -629,7 +629,21 @@ class Daemon:
             self._aligned.put(None)
 
     def _chunks(self):
-        while (chunk := self._aligned.get()) is not None:
+        """The aligned chunks for the render loop; those that queued up while it was busy come as
+        one, so the motion engine can make their frames together and catch up."""
+        ended = False
+        while not ended and (chunk := self._aligned.get()) is not None:
+            pieces = [chunk]
+            while True:
+                try:
+                    more = self._aligned.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    ended = True
+                    break
+                pieces.append(more)
+            chunk = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
             if self.vad is not None:
                 self.vad.push(chunk)
             yield chunk

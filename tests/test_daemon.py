@@ -54,17 +54,15 @@ def clip() -> np.ndarray:
 
 @pytest.fixture  # per test: after conftest has isolated the user dirs (the watermark names this
 def offline(clip):  # installation's key, which lives there)
-    """The chain's frames for the clip as fast as it goes, with the live engine (the learned model
-    at the live chunk and lookahead settings) and marked as `avatarcam render` marks them."""
-    from avatarcam.config import Settings
+    """The chain's frames for the clip as fast as it goes, marked as `avatarcam render` marks
+    them. The DSP driver: its frames do not depend on how the audio was cut, where the learned
+    model, live on a busy machine, makes late frames together (motion.diffusion.CATCH_UP)."""
     from avatarcam.provenance.stamp import Provenance
 
     profile = load_profile("default")
     renderer = open_renderer(profile, SIZE)
     sink = RecordingSink()
-    live = Settings()
-    engine = chain.motion_engine("diffusion", seed=0, chunk=live.chunk_frames, lookahead_s=live.lookahead_ms / 1000)
-    chain.run(chain.file_chunks(clip), engine, renderer, renderer.scene.rig.rest, sink,
+    chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink,
               provenance=Provenance.for_profile(profile, SIZE))  # as `avatarcam render` marks them
     return sink.frames, renderer
 
@@ -113,7 +111,7 @@ def test_file_driven_live_run_shows_the_offline_frames_in_order_and_the_mouth_fo
     frames, renderer = offline
     sink = RecordingSink()
     # a generous budget: on a busy machine frames later than their tick are skipped, by design
-    daemon = Daemon(options(delay_s=0.5), capture=FileCapture(clip), sink=sink)
+    daemon = Daemon(options(engine="dsp", delay_s=0.5), capture=FileCapture(clip), sink=sink)
     summary = daemon.run()  # returns once the file's last frame has been shown
     assert sink.closed and not summary["errors"]
     # the placeholder (the rest pose) may lead; every other frame is an offline frame, in order

@@ -330,6 +330,40 @@ def test_streaming_and_offline_agree_on_the_lips(net, demo):
     assert _r(live[:, JAW], offline[:, JAW]) > 0.95
 
 
+class _CountingNetwork:
+    """The network with its calls and their chunk sizes counted."""
+
+    def __init__(self, net) -> None:
+        self.net, self.chunks = net, []
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def __call__(self, x, *args, **kwargs):
+        self.chunks.append(x.shape[1])
+        return self.net(x, *args, **kwargs)
+
+
+def test_a_stream_held_up_makes_its_late_frames_together_and_keeps_to_the_lips(net, demo):
+    """A busy machine hands the live engine a backlog of audio at once: it makes the frames in one
+    chunk (a few network calls instead of one pair per frame) and the lips stay those of a stream
+    that was never held up."""
+    steady = _stream(_live_engine(net), demo)
+    counting = _CountingNetwork(net)
+    live = Settings()
+    engine = diffusion.DiffusionEngine(counting, seed=0, chunk=live.chunk_frames, lookahead_s=live.lookahead_ms / 1000)
+    stall = slice(16000, 16000 + 8000)  # half a second of audio arrives in one piece at 1 s
+    held = np.concatenate([_stream_parts(engine, demo[:stall.start]), engine.push(demo[stall]),
+                           _stream(engine, demo[stall.stop:])])
+    assert held.shape == steady.shape
+    assert max(counting.chunks) >= 12  # the backlog's frames came out together
+    assert _r(held[:, JAW], steady[:, JAW]) > 0.95
+
+
+def _stream_parts(engine, samples, step=320):
+    return np.concatenate([engine.push(samples[i:i + step]) for i in range(0, len(samples), step)])
+
+
 def test_a_live_stream_over_music_keeps_to_the_offline_lips(net, speech_dir):
     """A live stream hears its own samples as the past. Over a song with a band, weights trained
     only on the teacher's pasts let the jaw creep open within seconds and stay (mean 0.44 streamed

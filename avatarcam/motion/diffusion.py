@@ -9,7 +9,8 @@ So a chunk costs `steps` network calls (2 by default), guidance included.
 
 Live and offline share this class: offline is the same stream with longer chunks
 (`OFFLINE_CHUNK`; the network was trained on chunks of 1 to 32 frames), so the lips agree between
-the two. The sampler's noise belongs to frames, not to calls: frame i always gets the same noise
+the two. A live stream handed a backlog of audio (a busy machine held it up) makes the late frames
+in one longer chunk (`CATCH_UP`). The sampler's noise belongs to frames, not to calls: frame i always gets the same noise
 for a seed (`FrameNoise`), so how the stream is cut into chunks changes the motion only through
 what each chunk sees.
 
@@ -48,6 +49,10 @@ AUDIO_SCALE, CONTROL_SCALE = 1.0, 1.0
 # but the judged mouth follows real speech less (lip gap against loudness r 0.68-0.83 against
 # 0.74-0.85 on the shared clips): 32, the most the network was trained on.
 OFFLINE_CHUNK = 32
+# A live stream this many frames behind its chunk (a busy machine held it up) makes every frame
+# it can in one chunk: a chunk of 8 costs about what two chunks of 1 do, so it catches up instead
+# of falling further behind.
+CATCH_UP = 4
 
 
 def default_network() -> Network:
@@ -146,17 +151,25 @@ class DiffusionEngine:
         available = self._row0 + len(self._rows)
         out = []
         while True:
-            size = min(self.chunk, total - self._done) if final else self.chunk
+            if final:
+                size = min(self.chunk, total - self._done)
+            else:
+                heard = self._heard(available)
+                size = min(heard, c.max_chunk) if heard >= self.chunk + CATCH_UP else self.chunk
+                if heard < size:
+                    break
             if size <= 0:
-                break
-            last = self._done + size - 1
-            if not final and mel.nearest_rows(last) + self.lookahead >= available:
                 break
             out.append(self._sample(size, available))
         keep = mel.nearest_rows(max(self._done - c.past, 0)) - c.mel_past  # rows any later window can reach
         if keep > self._row0:
             self._rows, self._row0 = self._rows[keep - self._row0:], keep
         return np.concatenate(out) if out else latent.zeros(0)
+
+    def _heard(self, available: int) -> int:
+        """How many frames from the next one on have all their audio, lookahead included."""
+        frames = np.arange(self._done, self._done + self.net.config.max_chunk + self.chunk)
+        return int((mel.nearest_rows(frames) + self.lookahead < available).sum())
 
     def _windows(self, frames: np.ndarray, limit: int) -> np.ndarray:
         c = self.net.config
