@@ -58,7 +58,8 @@ class SoundServer:
     pipewire-pulse)."""
 
     PROGRAMS = {"pulseaudio": (("pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--log-target=stderr"),),
-                "pipewire": (("pipewire",), ("wireplumber",), ("pipewire-pulse",))}
+                "pipewire": (("dbus-daemon", "--session", "--nofork", "--nopidfile", "--address=unix:path={run}/bus"),
+                             ("pipewire",), ("wireplumber",), ("pipewire-pulse",))}
 
     def __init__(self, root: Path, kind: str = "pulseaudio") -> None:
         self.root, self.kind = Path(root), kind
@@ -70,6 +71,8 @@ class SoundServer:
                         XDG_CONFIG_HOME=str(self.home / ".config"), PULSE_SERVER=f"unix:{self.run_dir}/pulse/native")
         for var in ("DBUS_SESSION_BUS_ADDRESS", "PULSE_SINK", "PULSE_SOURCE", "DISPLAY"):
             self.env.pop(var, None)
+        if kind == "pipewire":  # WirePlumber wants a session bus: a private one
+            self.env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={self.run_dir}/bus"
         self.procs: list[subprocess.Popen] = []
         self.log = self.root / f"{kind}.log"
 
@@ -90,6 +93,7 @@ class SoundServer:
                                       f"set-default-sink {SPEAKERS}\n")
         log = self.log.open("a")
         for program in self.PROGRAMS[self.kind]:
+            program = [arg.format(run=self.run_dir) for arg in program]
             self.procs.append(subprocess.Popen(program, env=self.env, stdout=log, stderr=log,
                                                stdin=subprocess.DEVNULL, start_new_session=True))
             time.sleep(0.3)  # pipewire first, then its session manager and the pulse server on it

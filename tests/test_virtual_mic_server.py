@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from avatarcam.audio.output import PULSE_DESCRIPTION, PULSE_LOAD
+from avatarcam.doctor import virtual_mic_report
 from avatarcam.tray import state_of
 from bench import virtual_mic as vm
 
@@ -173,8 +174,9 @@ def test_sink_unloaded_the_voice_stops_and_plays_nowhere_else_then_returns_withi
         unloaded = time.monotonic()
         server.pactl("unload-module", module)
         down = live.wait_line("virtual microphone stopped", after=unloaded, timeout_s=2.0)
+        print(next(line for t, line in live.lines if t == down))
         status = live.status()["virtual_mic"]
-        assert "was removed" in status and "nothing plays elsewhere" in status, status
+        assert status.startswith("virtual microphone stopped") and "nothing plays elsewhere" in status, status
         assert live.tray() == "no virtual microphone"
         for _ in range(10):  # a second with the sink gone: AvatarCam plays into no other output
             assert avatarcam_inputs(server) == [], server.sink_inputs()
@@ -197,6 +199,11 @@ def test_sink_unloaded_the_voice_stops_and_plays_nowhere_else_then_returns_withi
 def test_the_microphone_reopens_mid_run_and_the_virtual_microphone_plays_on(server, tmp_path):
     """The real microphone path (PortAudio's "pulse" device) fed by a tone; the microphone stalls
     mid-run (its source suspended) and is reopened: the voice's stream is never touched."""
+    if server.kind == "pipewire":
+        pytest.skip("PipeWire keeps a suspended source streaming (silence), so a microphone cannot be stalled "
+                    "there; the reopen is tested on PulseAudio")
+    if not Path("/usr/share/alsa/alsa.conf.d/50-pulseaudio.conf").exists():
+        pytest.skip("PortAudio has no 'pulse' device without the ALSA pulse plugin (apt install libasound2-plugins)")
     server.pactl("load-module", "module-null-sink", "sink_name=micfeed")
     tone = tmp_path / "tone.wav"
     t = np.arange(60 * 16000) / 16000
@@ -227,3 +234,19 @@ def test_the_microphone_reopens_mid_run_and_the_virtual_microphone_plays_on(serv
         live.stop()
         player.kill()
         player.wait()
+
+
+def test_doctor_names_the_server_and_the_sink_and_gives_the_hint_when_it_is_gone(server, monkeypatch):
+    for var in ("PULSE_SERVER", "XDG_RUNTIME_DIR", "HOME"):
+        monkeypatch.setenv(var, server.env[var])
+    ok, _, detail = virtual_mic_report("linux")
+    assert ok and f"'{PULSE_DESCRIPTION}' (sink {vm.SINK}) on" in detail, detail
+    assert ("PipeWire" in detail) == (server.kind == "pipewire"), detail
+    module = next(line.split("\t")[0] for line in server.pactl("list", "short", "modules").splitlines()
+                  if f"sink_name={vm.SINK}" in line)
+    server.pactl("unload-module", module)
+    try:
+        ok, _, detail = virtual_mic_report("linux")
+        assert not ok and PULSE_LOAD in detail and "install.sh" in detail, detail
+    finally:
+        subprocess.run(PULSE_LOAD, shell=True, env=server.env, check=True, capture_output=True, timeout=10)

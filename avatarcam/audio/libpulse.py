@@ -11,7 +11,7 @@ because only libpulse can:
   which closes every PortAudio stream in the process (the microphone's).
 
 Everything here runs on the one thread that calls it: the main loop is iterated by hand
-(`wait`), so libpulse never calls back into Python and no lock is needed.
+(`wait`), so libpulse's one callback (the server's name) runs on that thread and no lock is needed.
 """
 
 from __future__ import annotations
@@ -58,6 +58,14 @@ class _TimingInfo(ctypes.Structure):
                 ("since_underrun", ctypes.c_int64)]
 
 
+class _ServerInfo(ctypes.Structure):  # the leading fields of pa_server_info: all that is read
+    _fields_ = [("user_name", ctypes.c_char_p), ("host_name", ctypes.c_char_p), ("server_version", ctypes.c_char_p),
+                ("server_name", ctypes.c_char_p)]
+
+
+_SERVER_INFO_CB = ctypes.CFUNCTYPE(None, _p, ctypes.POINTER(_ServerInfo), _p)
+
+
 @cache
 def library() -> ctypes.CDLL:
     """libpulse with the signatures used here; OSError when it is not installed."""
@@ -82,6 +90,7 @@ def library() -> ctypes.CDLL:
         "pa_stream_disconnect": (ctypes.c_int, [_p]), "pa_stream_unref": (None, [_p]),
         "pa_context_suspend_sink_by_name": (_p, [_p, ctypes.c_char_p, ctypes.c_int, _p, _p]),
         "pa_operation_unref": (None, [_p]),
+        "pa_context_get_server_info": (_p, [_p, _SERVER_INFO_CB, _p]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -119,18 +128,34 @@ class PlaybackStream:
                 self._raise(f"cannot play into {sink}")
             self._until(lambda: lib.pa_stream_get_state(self._stream), _STREAM_READY,
                         (_STREAM_FAILED, _STREAM_TERMINATED), connect_timeout_s, f"cannot play into {sink}")
-            self._restart_sink(sink)
+            self.server = self._server_name(connect_timeout_s)
+            if self.server == "pulseaudio":
+                self._restart_sink(sink)
         except BaseException:
             self.close()
             raise
         self.sink = (lib.pa_stream_get_device_name(self._stream) or b"").decode()
         self.index = lib.pa_stream_get_index(self._stream)  # the sink input's number (pactl list sink-inputs)
 
+    def _server_name(self, timeout_s: float) -> str:
+        """The server's name: "pulseaudio", or "PulseAudio (on PipeWire 0.3.65)" and the like."""
+        found: list[str] = []
+        callback = _SERVER_INFO_CB(lambda _c, info, _u: found.append((info.contents.server_name or b"").decode()))
+        operation = self._lib.pa_context_get_server_info(self._context, callback, None)
+        if operation:
+            self._lib.pa_operation_unref(operation)
+        for _ in range(int(timeout_s / 0.05)):
+            if found:
+                return found[0]
+            self.wait(0.05)
+        return "unknown"
+
     def _restart_sink(self, sink: str) -> None:
-        """Suspend and resume the sink: a PulseAudio null sink that ran without a low-latency
-        client renders 2 s blocks and adopts our latency only at its next wake-up, so the first
+        """Suspend and resume the sink (PulseAudio only): its null sink, run without a low-latency
+        client, renders 2 s blocks and adopts our latency only at its next wake-up, so the first
         0.3-1.5 s of voice would never reach the monitor; resuming restarts its clock now. A
-        reader of the monitor sees a pause of a few ms, once per connection, before any voice."""
+        reader of the monitor sees a pause of a few ms, once per connection, before any voice.
+        PipeWire's null sink follows the latency at once, and a suspend there cuts its readers off."""
         for suspend in (1, 0):
             operation = self._lib.pa_context_suspend_sink_by_name(self._context, sink.encode(), suspend, None, None)
             if operation:

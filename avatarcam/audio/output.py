@@ -38,9 +38,10 @@ PULSE_SINK = "avatarcam_mic"
 PULSE_DESCRIPTION = "AvatarCam Microphone"
 DEVICE_HINTS = {"win32": ("AvatarCam", "CABLE Input"), "darwin": ("AvatarCam", "BlackHole")}
 # The one command that makes the sink (the installer and doctor use it too; a test holds them to it).
-# The description has a space, so it is quoted twice: once for the module's arguments, once for
-# its property list.
-PULSE_LOAD = ("pactl load-module module-null-sink sink_name=" + PULSE_SINK +
+# Mono, as a microphone is: a call that records it in mono hears the voice at its own level (PipeWire
+# mixes a stereo monitor down 3 dB louder). The description has a space, so it is quoted twice:
+# once for the module's arguments, once for its property list.
+PULSE_LOAD = ("pactl load-module module-null-sink sink_name=" + PULSE_SINK + " channels=1 channel_map=mono" +
               f" \"sink_properties=\\\"device.description='{PULSE_DESCRIPTION}'\\\"\"")
 SETUP_FIX = {
     "linux": f"create it with `installers/linux/install.sh` (or for this session: {PULSE_LOAD})",

@@ -57,7 +57,7 @@ class PulseOutput:
 
     name = PULSE_DESCRIPTION
 
-    def __init__(self, sink: str = PULSE_SINK, latency_s: float = 0.05, retry_s: float = 0.5, turn_s: float = 0.05,
+    def __init__(self, sink: str = PULSE_SINK, latency_s: float = 0.06, retry_s: float = 0.5, turn_s: float = 0.05,
                  prioritise: Callable[[], str] | None = None, clock: Callable[[], float] = time.monotonic,
                  open_stream: Callable[[str, int, float], Stream] | None = None) -> None:
         self.sink, self.latency_s, self.retry_s, self.turn_s = sink, latency_s, retry_s, turn_s

@@ -30,7 +30,7 @@ class VoiceProcess:
 
     name = PULSE_DESCRIPTION
 
-    def __init__(self, latency_s: float = 0.05, retry_s: float = 0.5,
+    def __init__(self, latency_s: float = 0.06, retry_s: float = 0.5,
                  prioritise: Callable[[], str] | None = None) -> None:
         self.latency_s, self.retry_s, self.prioritise = latency_s, retry_s, prioritise
         self._process: multiprocessing.process.BaseProcess | None = None

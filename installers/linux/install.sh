@@ -174,10 +174,11 @@ setup_mic() {
   fi
   local server
   server=$(pactl info 2>/dev/null | sed -n 's/^Server Name: //p')
-  # the module's arguments, as avatarcam's own hint gives them (audio/output.py PULSE_LOAD): the
-  # description has a space, so it is quoted for the module and again for its property list
+  # the module's arguments, as avatarcam's own hint gives them (audio/output.py PULSE_LOAD): mono, as
+  # a microphone is; the description has a space, so it is quoted for the module and again for its
+  # property list
   local props="sink_properties=\"device.description='$SINK_DESCRIPTION'\""
-  local args="sink_name=$SINK_NAME $props"
+  local args="sink_name=$SINK_NAME channels=1 channel_map=mono $props"
   if printf '%s' "$server" | grep -qi pipewire; then
     write_file "$PIPEWIRE_DROPIN" "# $SINK_DESCRIPTION: apps pick \"Monitor of $SINK_DESCRIPTION\" as their microphone
 pulse.cmd = [
@@ -197,7 +198,7 @@ load-module module-null-sink $args"
   if sink_loaded; then
     note "the sink is loaded"
   else
-    run pactl load-module module-null-sink "sink_name=$SINK_NAME" "$props" >/dev/null
+    run pactl load-module module-null-sink "sink_name=$SINK_NAME" channels=1 channel_map=mono "$props" >/dev/null
   fi
 }
 
