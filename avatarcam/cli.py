@@ -116,6 +116,34 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit status: 0 every job done (or already there and verified), 1 some failed, 2 bad input."""
+    from .batch.jobs import read_jobs
+    from .batch.runner import SUMMARY, default_workers, in_process, process_pool, run_batch, table
+
+    jobs = read_jobs(args.jobs, settings)  # the whole file is checked before anything is written
+    out_dir = args.output.expanduser().absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AvatarCamError(f"-o {args.output} is a file; give the folder the videos go in")
+    workers = args.workers or default_workers()
+    if workers < 1:
+        raise AvatarCamError("--workers must be 1 or more")
+    if args.ray is not None:
+        from .batch.cluster import on_ray
+        address = None if args.ray == "local" else args.ray
+        backend = on_ray(out_dir, settings, address, workers)
+        name = f"a local Ray of {workers} CPUs" if address is None else f"the Ray cluster at {address}"
+    elif workers == 1:
+        backend, name = in_process(out_dir, settings), "1 process"
+    else:
+        backend, name = process_pool(out_dir, settings, workers), f"{workers} worker processes"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_batch(jobs, out_dir, backend, name, workers, progress=not args.quiet)
+    print(table(summary))
+    print(f"summary: {out_dir / SUMMARY}")
+    return 0 if summary.ok else 1
+
+
 def cmd_motion(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -353,6 +381,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _look_arguments(r)
     r.set_defaults(run=cmd_render)
+
+    b = sub.add_parser("batch", help="render many clips from a jobs file, on local processes or on Ray",
+                       description="Render every job of JOBS (CSV with a header, or JSON Lines: one job a row with "
+                                   "profile and audio, and optionally output, size, fps, engine, emotion, seed, "
+                                   "framing, backdrop) into OUTDIR, each as `avatarcam render` would. Jobs whose "
+                                   "output is already there and verifies are skipped, so a rerun finishes a batch. "
+                                   "A failed job is reported and the others go on; a summary table is printed and "
+                                   "written as OUTDIR/batch_summary.json. Exit status: 0 all done, 1 some failed, "
+                                   "2 bad input.")
+    b.add_argument("jobs", type=Path, metavar="JOBS", help="jobs file: .csv or .jsonl")
+    b.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="folder for the videos")
+    b.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes, or CPUs of the local Ray (default: the machine's cores)")
+    b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the jobs as Ray tasks (pip install 'avatarcam[batch]'): alone, on a local Ray started "
+                        "for the batch (loopback only); with ADDRESS (auto, ray://HOST:10001), on that cluster, "
+                        "which then gets the profiles and keys and must share OUTDIR and the audio")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(run=cmd_batch)
 
     lv = sub.add_parser("live", help="run the live avatar: microphone in, virtual camera out",
                         description="Animate a profile from the microphone and send the frames at a steady rate "
