@@ -33,6 +33,7 @@ recognised). `timing_checks` follows time through the chain (see its docstring).
 
     python -m bench.phonemes [--quick] [--seeds N] [--chunk N] [--lookahead-ms MS] [--steps N]
                              [--portrait grace_hopper] [--no-people] [--name phonemes]
+    python -m bench.phonemes --measure VIDEO [--text TRANSCRIPT]
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def fine_lag(gap: np.ndarray, alignment: Alignment, times: np.ndarray, fps: floa
     phones moved by d / fps seconds, d in [-MAX_LAG, MAX_LAG] (positive: the mouth after the sound)."""
     lags = np.arange(-MAX_LAG, MAX_LAG + step / 2, step)
     rs = [judge.pearson(gap, openness_at(alignment, times - d / fps)) for d in lags]
-    return float(lags[int(np.nanargmax(rs))]) if np.isfinite(rs).any() else float("nan")
+    return round(float(lags[int(np.nanargmax(rs))]), 2) if np.isfinite(rs).any() else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,7 +676,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portrait", default=judge.DEFAULT_PORTRAIT)
     parser.add_argument("--no-people", action="store_true", help="skip the real speakers")
     parser.add_argument("--name", default="phonemes", help="results file stem")
+    parser.add_argument("--measure", type=Path, metavar="VIDEO", help="only measure this video file (a recording of "
+                        "`avatarcam render` or `live --sink file:`, a person) and print its figures")
+    parser.add_argument("--text", help="with --measure: its transcript (default: recognised)")
     args = parser.parse_args(argv)
+    if args.measure is not None:
+        figures, _, _ = measure_file(args.measure, args.text)
+        for key, value in figures.items():
+            print(f"{key}: {value if isinstance(value, (bool, dict)) else judge.fmt(value, 3)}")
+        return 0
     seeds = list(range(1 if args.quick else args.seeds))
     modes = settings(args.chunk, args.lookahead_ms, args.steps)
     portrait = judge.load_portrait(args.portrait, cache=True)
