@@ -99,25 +99,25 @@ def frames(chunks: Iterable[np.ndarray], engine: MotionEngine) -> Iterator[np.nd
 
 
 def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer,
-        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, on_frame: Callable[[int], None] | None = None,
-        provenance: Provenance | None = None) -> int:
+        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, *, provenance: Provenance,
+        on_frame: Callable[[int], None] | None = None) -> int:
     """Drive the chain until the audio ends; returns the number of frames written.
 
     `rest` is the portrait's rest latent, or a function giving it per frame: the live daemon
     swaps profile and renderer together between two frames.
 
-    Every frame passes the provenance stage (invisible watermark + visible label) before the sink.
-    `provenance` is that stage (``provenance.stamp.Provenance.for_profile`` names the consent
-    record in the watermark); without one, the chain makes its own, which still marks every frame.
+    Every frame passes `provenance`, the provenance stage (invisible watermark + visible label),
+    before the sink. It is required: the caller's settings decide the label and the installation
+    the watermark names (``provenance.stamp.Provenance.for_profile`` for one profile; with a
+    `source`, the stage follows the profile on air).
     """
     from .provenance.stamp import Provenance
 
-    if provenance is not None and not isinstance(provenance, Provenance):
+    if not isinstance(provenance, Provenance):  # nothing but the real stage may stand in for it
         raise TypeError(f"provenance must be a provenance.stamp.Provenance, got {type(provenance).__name__}")
-    stamp = provenance if provenance is not None else Provenance.for_renderer(renderer)
     count = 0
     for motion in frames(chunks, engine):
-        sink.write(render_marked(renderer, compose(motion, rest() if callable(rest) else rest), stamp))
+        sink.write(render_marked(renderer, compose(motion, rest() if callable(rest) else rest), provenance))
         count += 1
         if on_frame is not None:
             on_frame(count)

@@ -43,6 +43,7 @@ from avatarcam.camera.sinks import FileSigner, Sink, is_file_spec, open_sink
 from avatarcam.config import Settings
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import EMOTIONS, ControlledEngine
+from avatarcam.provenance.stamp import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -552,8 +553,6 @@ class Daemon:
 
     def _stream(self, sink: Sink) -> None:
         opts = self.options
-        from avatarcam.provenance.stamp import Provenance
-
         if not self.vmc_only:  # the frame shown before the first rendered one: the rest pose, marked like every other
             mark = Provenance.for_profile(self.slot.profile, opts.size, settings=self.settings)
             placeholder = mark(self.slot.render(self.slot.rest()))
@@ -659,7 +658,10 @@ class Daemon:
                     pass
             else:
                 self.catch_up = _CatchUp(self.slot, self)
-                chain.run(self._chunks(), tap or self.engine, self.catch_up, self.slot.rest, pacer_input)
+                # marked by this session's settings, naming the profile on air as the slot swaps it
+                stage = Provenance(self.options.size, settings=self.settings, source=self.catch_up)
+                chain.run(self._chunks(), tap or self.engine, self.catch_up, self.slot.rest, pacer_input,
+                          provenance=stage)
         except Exception as exc:
             log.exception("the frame chain failed")
             self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")

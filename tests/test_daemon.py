@@ -129,6 +129,36 @@ def test_file_driven_live_run_shows_the_offline_frames_in_order_and_the_mouth_fo
     assert summary["frames"]["ticks"] == len(sink.frames)
 
 
+def test_live_frames_carry_the_label_and_watermark_of_the_sessions_settings(clip, tmp_path):
+    """The daemon's own settings mark its frames: its label corner, and the watermark naming its
+    installation (its data dir's key) and the profile's consent record. (The chain used to make
+    a stage of its own from the environment's settings: live frames came out labelled top-left
+    and naming another installation.)"""
+    from avatarcam.config import Settings
+    from avatarcam.provenance.label import Label, LabelStyle
+    from avatarcam.provenance.stamp import payload_for
+    from avatarcam.provenance.watermark import detect_frames
+
+    settings = Settings(label_corner="bottom-right", data_dir=tmp_path / "another installation")
+    sink = RecordingSink()
+    summary = Daemon(options(engine="dsp", delay_s=0.5), settings, capture=FileCapture(clip), sink=sink).run()
+    assert not summary["errors"] and len(sink.frames) > 60
+
+    def text_shown(frame: np.ndarray, corner: str) -> bool:
+        """Whether the label's fully opaque text pixels are in `corner`, exactly as it draws them."""
+        label = Label(SIZE, LabelStyle(corner=corner))
+        x, y, w, h = label.box
+        on_black, on_white = (label.draw(np.full((SIZE[1], SIZE[0], 3), v, np.uint8))[y:y + h, x:x + w]
+                              for v in (0, 255))
+        text = np.all(on_black == on_white, axis=-1)
+        return bool(np.array_equal(frame[y:y + h, x:x + w][text], on_black[text]))
+
+    assert all(text_shown(f, "bottom-right") for f in sink.frames)
+    assert not any(text_shown(f, "top-left") for f in sink.frames)
+    found = detect_frames(sink.frames[-60:])
+    assert found.found and found.payload == payload_for(load_profile("default", settings).consent, settings)
+
+
 @pytest.mark.parametrize("spec,codec", [("file:live.mp4", "aac"), ("live.webm", "opus")])
 def test_live_file_sink_records_the_voice_in_step_with_the_frames(clip, tmp_path, spec, codec):
     from avatarcam.video import probe, read_video

@@ -39,6 +39,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
     from avatarcam.audio.io import load_audio
     from avatarcam.cli import demo_audio
     from avatarcam.profiles import load_profile
+    from avatarcam.provenance.stamp import Provenance
     from avatarcam.render import open_renderer
 
     share = Path(os.environ.get("AVATARCAM_VM_SHARE", "/tmp/avatarcam-vm-share"))
@@ -53,7 +54,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
 
     speech = load_audio(demo_audio())[16000:16000 * 3]  # two seconds of talking: every frame differs
     chain.run(chain.file_chunks(speech), chain.motion_engine("dsp"), renderer,
-              renderer.scene.rig.rest, Keep())
+              renderer.scene.rig.rest, Keep(), provenance=Provenance((320, 180)))
     np.save(share / "frames.npy", np.stack(frames))
     shutil.copytree(PACKAGE, share / "avatarcam", ignore=shutil.ignore_patterns("__pycache__", "data"))
     for name in ("camera_check.sh", "send.py", "check.py", "browser.py"):

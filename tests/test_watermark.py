@@ -155,8 +155,10 @@ def test_real_photos_are_not_detected(portraits_dir):
 
 
 def test_chain_always_marks(clean_frames):
-    frames = render(1.0)
-    assert wm.detect_frames(frames).found  # no stage given: the chain makes one
+    frames = render(1.0, stage=Provenance(SIZE, PAYLOAD, settings=Settings()))
+    assert wm.detect_frames(frames).payload == PAYLOAD
+    with pytest.raises(TypeError):
+        render(0.2)  # no stage: refused, not made up from whatever settings are about
     with pytest.raises(TypeError):
         render(0.2, stage=lambda frame: frame)  # a stage that does nothing is refused
 

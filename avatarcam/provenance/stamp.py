@@ -1,15 +1,16 @@
 """The provenance stage of the frame chain: every frame gets the invisible watermark and the label.
 
 `chain.run` passes each rendered frame through a :class:`Provenance` before the sink, offline and
-live alike. There is deliberately no way to switch either part off: no setting, no argument.
-When the chain is given no stage, it makes one that still marks and labels every frame, with the
-payload of the profile on air if the renderer says which one it is (``renderer.profile``, as the
-live daemon's renderer slot does), or as *unattributed* (installation 0, record 0) otherwise.
+live alike; its callers must give one, made from their own settings (the label's look, the
+installation the watermark names). There is deliberately no way to switch either part off: no
+setting, no argument. A stage with a `source` (the live daemon's renderer) follows the profile on
+air; one without names its profile, or no one (*unattributed*: installation 0, record 0).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import numpy as np
 
@@ -32,17 +33,23 @@ def payload_for(consent, settings=None) -> Payload:
     return Payload.for_record(public.hex(), consent.record_id)
 
 
+class OnAir(Protocol):
+    """Whatever shows one profile at a time (the live daemon's renderer): its `profile` now."""
+
+    @property
+    def profile(self): ...
+
+
 class Provenance:
     """Watermark then label, for frames of one size: ``marked = Provenance(size, payload)(frame)``.
 
     Returns a new frame (the input is left as it is) unless called with ``in_place=True``, as the
-    chain does with the renderer's fresh frames. `source`, when given, is an object whose
-    ``profile`` attribute names the profile being shown (the daemon's renderer slot): the payload
-    follows it when it changes.
+    chain does with the renderer's fresh frames. `source`, when given, tells the profile being
+    shown (the daemon's renderer): the payload follows it when it changes.
     """
 
     def __init__(self, size: tuple[int, int], payload: Payload = UNATTRIBUTED, settings=None,
-                 source: object | None = None) -> None:
+                 source: OnAir | None = None) -> None:
         from avatarcam.config import load_settings
 
         self.settings = settings if settings is not None else load_settings()
@@ -50,7 +57,7 @@ class Provenance:
         self.watermark = Watermarker(self.size, payload)
         self.label = Label(self.size, LabelStyle.from_settings(self.settings))
         self.source = source
-        self._profile = getattr(source, "profile", None) if source is not None else None
+        self._profile = source.profile if source is not None else None
         if self._profile is not None:
             self.set_payload(payload_for(self._profile.consent, self.settings))
 
@@ -60,12 +67,6 @@ class Provenance:
         stage = cls(size, settings=settings)
         stage.set_payload(payload_for(profile.consent, stage.settings))
         return stage
-
-    @classmethod
-    def for_renderer(cls, renderer, settings=None) -> Provenance:
-        """The stage `chain.run` makes when it is given none (see the module docstring)."""
-        return cls(renderer.size, settings=settings,
-                   source=renderer if hasattr(renderer, "profile") else None)
 
     @property
     def payload(self) -> Payload:
@@ -86,7 +87,7 @@ class Provenance:
         """Switch the payload if the source now shows another profile (done for every frame; a
         renderer that marks frames itself calls it before each one)."""
         if self.source is not None:
-            profile = getattr(self.source, "profile", None)
+            profile = self.source.profile
             if profile is not self._profile and profile is not None:
                 self._profile = profile
                 self.set_payload(payload_for(profile.consent, self.settings))
