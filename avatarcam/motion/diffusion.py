@@ -9,10 +9,10 @@ So a chunk costs `steps` network calls (2 by default), guidance included.
 
 Live and offline share this class: offline is the same stream with longer chunks
 (`OFFLINE_CHUNK`; the network was trained on chunks of 1 to 32 frames), so the lips agree between
-the two. A live stream handed a backlog of audio (a busy machine held it up) makes the late frames
-in one longer chunk (`CATCH_UP`). The sampler's noise belongs to frames, not to calls: frame i always gets the same noise
-for a seed (`FrameNoise`), so how the stream is cut into chunks changes the motion only through
-what each chunk sees.
+the two. A live stream handed a backlog of audio (a busy machine held it up) makes the late
+frames in one longer chunk (`CATCH_UP`). The sampler's noise belongs to frames, not to calls:
+frame i always gets the same noise for a seed (`FrameNoise`), so how the stream is cut into
+chunks changes the motion only through what each chunk sees.
 
 What the voice activity gate (`avatarcam.audio.vad.SpeechGate`) calls not-speech reaches the
 model as silence: it learned silence as digital silence, and would hear room noise as a murmur.
