@@ -42,6 +42,15 @@ def test_the_model_at_a_multiple_of_30_fps_shows_its_frames_and_the_ones_between
     assert engine.latency_s == pytest.approx(chain.motion_engine("diffusion").latency_s + (factor - 1) / (30 * factor))
 
 
+@pytest.mark.parametrize("fps", [60, 90, 120])
+def test_live_latency_is_the_same_at_every_frame_rate(fps):
+    """A live lookahead counts the wait for the next model frame: a frame in between waits no
+    longer past its instant than a model frame at 30 fps."""
+    at_30 = chain.motion_engine("diffusion", lookahead_s=0.04).latency_s
+    faster = chain.motion_engine("diffusion", fps=fps, lookahead_s=0.04).latency_s
+    assert abs(faster - at_30) <= 0.005 + 1e-9  # the lookahead rounds to whole 10 ms mel rows
+
+
 def test_emotion_reaches_the_model_through_the_interpolation(clip):
     controlled = ControlledEngine(chain.motion_engine("diffusion", seed=3, fps=60), emotion="happy", fps=60)
     assert controlled.engine.emotion == "happy"  # the model plays it itself, not a preset laid under it
