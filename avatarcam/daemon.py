@@ -533,8 +533,14 @@ class Daemon:
     def _open_capture(self) -> Capture:
         if self.options.audio is not None:
             from avatarcam.audio.io import load_audio
-            return FileCapture(load_audio(self.options.audio, RATE), RATE, loop=self.options.loop, clock=self.clock)
-        return MicCapture(self.options.mic, RATE, clock=self.clock)
+            return FileCapture(load_audio(self.options.audio, RATE), RATE, loop=self.options.loop, clock=self.clock,
+                               prioritise=self._audio_priority)
+        return MicCapture(self.options.mic, RATE, clock=self.clock, prioritise=self._audio_priority)
+
+    def _audio_priority(self) -> str:
+        """Real-time for the threads the voice's samples pass through (capture, alignment), as for the
+        pacer: on a busy core they must not wait behind the renderer or another program."""
+        return request_realtime() if self.options.realtime else "normal priority"
 
     def _open_output(self):
         mode = self.options.virtual_mic
@@ -616,10 +622,8 @@ class Daemon:
     def _align(self) -> None:
         """The aligned stream into the ring as each chunk arrives, on a thread of its own: the virtual
         microphone plays from the ring on its own clock, so however late the render loop takes its
-        chunks (from `_aligned`), the voice has its samples in time. Real-time, as the pacer: a busy
-        core must not hold the voice's samples back."""
-        if self.options.realtime:
-            log.debug("audio thread: %s", request_realtime())
+        chunks (from `_aligned`), the voice has its samples in time."""
+        log.debug("audio thread: %s", self._audio_priority())
         try:
             for chunk in self.audio.chunks(self._stop, healthy=lambda: self.capture.healthy,
                                            muted=lambda: self._paused):

@@ -67,7 +67,9 @@ class FileCapture:
     """
 
     def __init__(self, samples: np.ndarray, rate: int = RATE, block_s: float = BLOCK_S, loop: bool = False,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 prioritise: Callable[[], str] | None = None) -> None:
+        self.prioritise = prioritise  # run first on the delivering thread (real-time, as a sound card's)
         self.samples = np.asarray(samples, np.float32).reshape(-1)
         if self.samples.size == 0:
             raise ValueError("FileCapture needs at least one sample")
@@ -83,6 +85,8 @@ class FileCapture:
         self._thread.start()
 
     def _run(self, on_chunk: Callable[[Chunk | None], None]) -> None:
+        if self.prioritise is not None:
+            log.debug("file audio thread: %s", self.prioritise())
         start = self._clock()
         n = len(self.samples)
         while not self._stop.is_set():
@@ -158,8 +162,12 @@ class MicCapture:
 
     def __init__(self, device: int | str | None = None, rate: int = RATE, block_s: float = BLOCK_S,
                  retry_s: float = 1.0, stall_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 backend: ModuleType | None = None) -> None:
+                 backend: ModuleType | None = None, prioritise: Callable[[], str] | None = None) -> None:
         self.device, self.rate = device, rate
+        # run first on each stream's callback thread: real-time, so a busy machine does not hold the
+        # voice's samples back (the virtual microphone plays them 100 ms later)
+        self.prioritise = prioritise
+        self._prioritised = False
         self.block_s = block_s
         self.retry_s, self.stall_s = retry_s, stall_s
         self._clock = clock
@@ -236,6 +244,7 @@ class MicCapture:
         with self._lock:
             self._stream = stream
         self._opened_at = self._clock()
+        self._prioritised = False  # a new stream: a new callback thread
         self._error = ""
         self.opens += 1
         log.info("microphone open: %s", getattr(stream, "device", self.device))
@@ -267,6 +276,9 @@ class MicCapture:
         return stream
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
+        if not self._prioritised and self.prioritise is not None:
+            self._prioritised = True
+            log.debug("microphone thread: %s", self.prioritise())
         now = self._clock()
         self._last_callback = now
         # PortAudio stamps the buffer's first sample (ADC time) on its own clock; only the

@@ -59,7 +59,7 @@ class DelayedOutput:
         self.resync = int(round(resync_s * rate))
         self.position: int | None = None  # next stream sample to play
         self.resyncs = 0
-        self.unready = 0  # samples asked for before the stream had them (played as silence)
+        self.unready = 0  # samples asked for before the ring had them (played as silence): a diagnostic
         self.last: tuple[float, int] | None = None  # (play time, stream sample) of the latest pull
 
     def pull(self, n: int, play_time: float) -> np.ndarray:
@@ -71,7 +71,7 @@ class DelayedOutput:
         start = self.position
         self.position += n
         self.last = (play_time, start)
-        if 0 <= start < self.ring.end + n:  # the ring is behind (not: the stream has not begun, or has ended)
+        if 0 <= start < self.ring.end:  # the ring stops inside this pull: behind (or the stream's end)
             self.unready += max(0, start + n - self.ring.end)
         return self.ring.read(start, n) if start + n > 0 else np.zeros(n, np.float32)
 

@@ -1,6 +1,7 @@
 """The virtual microphone on Linux: the delayed voice played into the AvatarCam sink, kept there.
 
-One thread owns the playback stream (`libpulse.PlaybackStream`). Each turn it waits up to
+One thread owns the playback stream (`libpulse.PlaybackStream`); the daemon runs it in a
+process of its own (`voice.VoiceProcess`), away from the render loop's GIL. Each turn it waits up to
 `turn_s` for the server, then writes what the server asks for, pulled from `DelayedOutput` for
 the moment those samples will be heard: the output keeps its own clock, so however late the
 render loop is, the sink never runs dry while the audio ring holds the samples.
