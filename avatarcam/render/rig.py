@@ -354,13 +354,8 @@ def _expression_bases(q: np.ndarray) -> dict[str, np.ndarray]:
     # the upper lip rising 0.03), it stretched the lower lip beyond what the few-step inverse warp
     # follows over an open jaw: a jagged tear of skin under the mouth at every rounded vowel, and
     # the lower lip gone (more inverse iterations diverge further). The judge read the funnel the
-    # better for it (r 0.45 against 0.28 now on Grace Hopper, bench/roundtrip.py). Tried: parting
-    # only over a shut jaw (and drawing the lips together over an open one); it looked less
-    # shouted, but the judge read mouthPucker less (r 0.85 -> 0.69 on Grace Hopper) and lip sync
-    # on real speech did not move. What makes the judge read a funnel as a more open mouth is the
-    # corners drawn in (2026-12-03, Grace Hopper, judged jawOpen at jaw 0.3 with funnel 0.6 / none):
-    # 0.25 / 0.16 as here, 0.17 with no inward pull, 0.21-0.29 with the lips' rise or flare taken
-    # out instead. Kept: a rounded mouth narrows, and the judge reads none of these as a funnel.
+    # better for it (docs/decisions.md, "The funnel"). A rounded mouth narrows: the corners drawn
+    # in are what makes the judge read a funnel as a more open mouth, and they stay.
     b["mouthFunnel"] = (field(dx=0.1, w=inward) + field(dy=-0.05, dz=-0.06, w=upper_only)
                         + field(dy=-0.02, dz=-0.06, w=lower_only)
                         + field(dy=-0.5 * lips["upper_thickness"], w=upper_outer_edge)

@@ -373,9 +373,7 @@ def _complete_iris(patch: np.ndarray, seen: np.ndarray, inner: np.ndarray, dist:
     same distance from the centre. A widened eye or a raised gaze shows this part; filled by
     inpainting, it took the colour of the lid skin and lashes around it and drew a lid inside the
     eye; mirrored from all the landmarks' outline, which takes in the lids' edges, it drew the
-    upper lashes as a dark line under a raised iris. (Tried too, 2026-12-03: keeping that edge
-    band with the lids, painted out and pasted only within it; the band's static iris colour drew
-    a ring round the moving iris.)"""
+    upper lashes as a dark line under a raised iris."""
     out = patch.copy()
     hidden = ~seen
     mirrored = hidden & inner[::-1]

@@ -19,12 +19,8 @@ from .scene import Scene, WarpMesh
 GAZE = [latent.index("gazeYaw"), latent.index("gazePitch")]  # a frame whose gaze moves is drawn (`unmoved`)
 # Steps of the inverse warp's fixed-point iteration (CpuRenderer._inverse_shift). Where a turn
 # stretches the picture the iteration converges slowly or oscillates (its error shrinks by the
-# forward motion's slope per step): tried 2026-12-03, at +8 degrees of yaw the painting's far
-# cheek comes out scalloped after three steps and smooth after four or six, but at +-20 degrees,
-# where the stretch passes twice, an even count tears holes in the face that three do not (the
-# cartoon, Grace Hopper); solving on a 4x coarser grid first (16 steps, then 2) came 5-10x closer
-# to the converged inverse but folded the astronaut's hair into a flap at +-20; Newton's steps
-# with the Jacobian at the target cell diverged (at the source, they need a second remap per step).
+# forward motion's slope per step); an even count tears holes in the face at far turns, so three
+# (docs/decisions.md, "The inverse warp").
 INVERSE_ITERATIONS = 3
 # ... and where the last of those steps still moved a grid cell more than EXACT_AFTER pixels (the
 # warp stretches the picture there: a jaw dropped under sealed lips, a raised brow, the near side
@@ -36,10 +32,7 @@ INVERSE_ITERATIONS = 3
 # (`solve_folds`); the few cells left take their solved neighbours' values, FILL_PASSES rings deep
 # (`fill_from_neighbours`). Where the iteration oscillated, it smeared the stretched skin into
 # streaks (the lower lip pulled into a band over the chin) and dragged hair and background at a
-# turn. All this costs about 1 ms a frame at 512x512. Tried, 2026-12-04: EXACT_AFTER 0.5 (0.15 ms
-# more, no visible change); 4 jumps (a band of open cells at the near side of a 20 degree turn);
-# for the open cells, the iteration's own estimate blended in (the streaks came back) or a smoothing
-# pass (a stripe of whatever lay between a fold's two sides), before the front layer was sought.
+# turn. All this costs about 1 ms a frame at 512x512.
 EXACT_AFTER = 1.0
 JUMPS = 6
 SETTLED = 0.1
