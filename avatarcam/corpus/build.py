@@ -37,51 +37,13 @@ TEST_VOICES = ("m6", "f4", "Michael")
 SONG_SHARE = 0.1
 # The share of spoken (not sung) training utterances that Festival's voices of recorded people
 # speak, in English (`avatarcam.corpus.festival`), is `festival_share`; the held-out split stays
-# espeak-ng's. The shipped model's corpus has none (0, the default, draws nothing, so the corpus is
-# the one espeak-ng alone made). Tried at 0.3 (corpus and 12000 steps as for the shipped model):
-# the judged jaw on real speech followed the loudness better (r against it, not encoded, on the
-# codec2 / LibriSpeech / LJ Speech / Common Voice clips: 0.793 / 0.723 / 0.690 / 0.756 against
-# 0.789 / 0.624 / 0.668 / 0.680), but on the held-out split closures fell from 83.4% to 79.4%,
-# streaming and offline agreed less (jawOpen r 0.940 against 0.951) and it blinked 26 times a
-# minute (the teacher 16); LJ Speech stayed rounded on 61% of its speech frames.
-# Tried again at 0.3 with the lip head and `lips.settle` (2026-12-03, seed 0): every held-out bar
-# of bench.motion passed (closures 86.0%, streaming/offline r 0.979, 20.5 blinks a minute), but
-# real speech only traded places (encoded, codec2 / LibriSpeech / LJ Speech / Common Voice / song:
-# 0.794 / 0.759 / 0.729 / 0.807 / 0.448 against the shipped 0.819 / 0.758 / 0.718 / 0.782 / 0.448;
-# DSP 0.816 on codec2, 0.751 on LJ Speech): LJ Speech stayed rounded on 77% of its speech frames.
+# espeak-ng's. The shipped model's corpus has none (0, the default, draws nothing): at 0.3 real
+# speech only traded places (docs/decisions.md, "Festival's recorded voices in the corpus").
 # `band_share` is the share of training utterances a band plays around and under
 # (`avatarcam.corpus.music`): bars of it before the voice comes in and after it ends, where the
-# teacher's mouth rests. The held-out split has none, nor has the shipped model's corpus. Tried at
-# 0.15 (2026-12-03, corpus and 12000 steps as for the shipped model, seed 0; bench.lipsync
-# encoded; the shipped model in brackets):
-# - a band of additive synthesis, brighter and more percussive than a real guitar: over the shared
-#   song's 11 s guitar intro the jaw fell from 0.35 to 0.27 on average (still over 0.1 in 86% of
-#   its frames), the song's mouth was shut in 64% of its quiet frames (31%), LJ Speech 0.705
-#   (0.718), the song 0.380 (0.448);
-# - recorded instruments (the soundfont): the intro's jaw 0.10 (over 0.1 in 33% of its frames),
-#   the mouth shut in 78% of the song's quiet frames and open with the sung phrases only (looked
-#   at over the mel spectrogram, 8-30 s and 60-85 s: shut through the intro and the guitar breaks
-#   between verses, where the shipped model mouths along). Every held-out bar of bench.motion
-#   passed (closures 87.0%, streaming/offline r 0.972, min 0.91), but real speech followed a little
-#   less: codec2 / LibriSpeech / LJ Speech / Common Voice 0.811 / 0.746 / 0.706 / 0.782 (0.819 /
-#   0.758 / 0.718 / 0.782; DSP 0.816 / 0.732 / 0.751 / 0.730), codec2 now under DSP. The song's r
-#   fell to 0.345 (0.448): its envelope is the whole mix, guitar breaks included, which a mouth
-#   that keeps still through them no longer follows. Trained 16000 steps instead: much the same
-#   (0.812 / 0.747 / 0.707 / 0.789, song 0.380, shut in 72.5% of its quiet frames, intro jaw 0.09;
-#   held-out bars all passed, closures 87.9%, streaming/offline 0.971 but one clip at 0.78),
-#   so real speech pays about 0.01 of r for the band (both runs agree). Not shipped for codec2's
-#   bar; the model with the still mouth over music: `avatarcam corpus --band-share 0.15`, then train.
-# - the same band ducked under the voice (2026-12-03: 0-15 dB under it before and after, 10-25 dB
-#   while it speaks, 0.3 s fades; 12000 steps): held-out bars all passed (closures 86.3%,
-#   streaming/offline 0.962, min 0.77), but the model learned to keep still over anything with
-#   music in it: the song's mouth shut in 96.9% of its quiet frames and its r 0.138 (sung phrases
-#   barely opened it), and real speech followed less: 0.809 / 0.727 / 0.687 / 0.754.
-# - the recorded band at 0.07 (2026-12-03, 12000 steps): the song's mouth shut in 71.3% of its
-#   quiet frames (r 0.395), but real speech 0.802 / 0.738 / 0.699 / 0.757, under the 0.15 runs.
-# How far two runs differ without the band: the shipped corpus trained with `--seed 1` (2026-12-03)
-# follows real speech at 0.819 / 0.755 / 0.727 / 0.769 against the shipped (seed 0) 0.821 / 0.761 /
-# 0.721 / 0.776 (song 0.445, shut in 29.7% of its quiet frames; DSP 0.814 / 0.733 / 0.752 / 0.726):
-# within 0.007, so the band's cost (up to 0.012 at 0.15, 0.023 at 0.07) is more than a run's luck.
+# teacher's mouth rests. The held-out split has none, nor has the shipped model's corpus: it keeps
+# the mouth still over music but costs real speech about 0.01 of r, more than a run's luck
+# (docs/decisions.md, "Music under the voice in the corpus").
 # how each style sounds: (speed factor, pitch shift, pitch range shift)
 _STYLE_VOICE = {"neutral": (1.0, 0, 0), "happy": (1.08, 12, 15), "sad": (0.85, -10, -20), "angry": (1.1, 5, 10),
                 "surprised": (1.0, 18, 25)}

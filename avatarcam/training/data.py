@@ -14,34 +14,13 @@ from avatarcam.motion.network import Config
 
 STD_FLOOR = 0.02  # channels that barely move are not blown up into noise by normalisation
 CHUNKS = (1, 2, 4, 8, 16, 32)
-# A microphone, a room and a voice each colour the spectrum, and the corpus's espeak-ng voices
-# share one colour, which a model may learn as if it meant something. The shipped model (trained
-# without colouring) reads a darker spectrum as rounded lips: it purses them on 62% of LJ Speech's
-# speech frames (the teacher rounds 17% of the same sentence from espeak-ng), on 85% with the clip
-# tilted 6 dB/octave darker and 25% with it tilted 6 brighter (codec2: 55% and 19%). `colour`
-# gives each training window its own colour: a tilt about 1 kHz and broad bumps, added to its dB
-# mel rows (within 0.5 dB of filtering the audio, above 250 Hz: tests/test_motion_model.py).
-# `avatarcam train --colour DB` turns it on; the shipped model is trained without (DB 0), because
-# (corpus and 12000 steps as for the shipped model; bench/motion.py, bench/lipsync.py):
-# - at 8 dB/octave, LJ Speech rounded on 43% of its speech frames, 49% / 43% tilted darker /
-#   brighter; the judged jaw followed real speech's loudness better (codec2 / LibriSpeech / LJ
-#   Speech / Common Voice: 0.772 / 0.689 / 0.673 / 0.720 against 0.782 / 0.623 / 0.676 / 0.668),
-#   but held-out closures fell to 84.4% (86.5%) and streaming and offline agreed less (jawOpen r
-#   0.945 against 0.950; on the shared song 0.45 against 0.88: streamed in chunks of 2 or 8 the
-#   jaw opened to 0.5 within 10-20 s of music and stayed, in chunks of 32 it kept to 0.32);
-#   20000 steps brought closures back (86.5%) but not the agreement (0.930);
-# - at 4 dB/octave with twice the noise on the frames shown (0.1): closures 85.1%, agreement 0.952
-#   per clip, 0.948 pooled; real speech 0.780 / 0.676 / 0.660 / 0.719; the song's live jaw still
-#   drifted (0.58).
-# (Figures with the sampler of 2026-12-02. With the denoiser's closures kept to low voice
-# (lips.py), neither colour model did better than the shipped one on LJ Speech: 0.697 / 0.684
-# against 0.695, judged without the encode.)
-# Also tried (2026-12-03): channel normalisation, each band's causal running mean over speech
-# (5 s) moved onto the corpus's, in the corpus and the engine alike, as speech recognisers take a
-# microphone out. LJ Speech's pursed lips fell from 87% to 51% of its speech frames, but
-# LibriSpeech's rose from 15% to 68%, and the judged jaw followed real speech no better (codec2 /
-# LibriSpeech / LJ Speech / Common Voice 0.841 / 0.722 / 0.710 / 0.779 against the shipped 0.827
-# / 0.763 / 0.727 / 0.776, no encode): what reads as rounding is not only the colour.
+# A microphone, a room and a voice each colour the spectrum, and the corpus's espeak-ng voices share
+# one colour, which a model may learn as if it meant something. `colour` gives each training window
+# its own colour: a tilt about 1 kHz and broad bumps, added to its dB mel rows (within 0.5 dB of
+# filtering the audio, above 250 Hz: tests/test_motion_model.py). `avatarcam train --colour DB`
+# turns it on; the shipped model is trained without (DB 0): coloured, it kept fewer bilabial
+# closures and its stream agreed less with its offline render (docs/decisions.md, "Colouring the
+# training spectrum").
 BUMPS = 2
 BUMP_PER_TILT = 0.75  # a bump's height range (dB) per dB/octave of tilt range
 

@@ -33,38 +33,21 @@ log = logging.getLogger(__name__)
 AUDIO_DROP, CONTROL_DROP, CUE_DROP = 0.1, 0.15, 0.15
 PAST_NOISE = 0.05  # std (normalised units) of the noise on the frames shown: generated pasts are imperfect
 # A live stream shows the network its own samples as the past, and a network that only ever saw the
-# teacher's past can follow its own errors: streamed in chunks of 2 over the shared song, the jaw
-# crept open within seconds and stayed (0.44 against 0.30 offline, jawOpen r 0.69). So once the
+# teacher's past can follow its own errors (over the shared song the jaw crept open). So once the
 # denoiser has learnt the rough shape of motion (from GENERATED_FROM of the run on), a
-# GENERATED_PAST share of the batches show it a past it sampled itself, as the engine does.
-# The exported weights are an exponential moving average of the trained ones (over about the last
-# 1 / (1 - EMA_DECAY) steps): a diffusion model's weights wander from step to step, their average
-# samples more steadily. Same corpus, 12000 steps (bench/motion.py; the song streamed in chunks of 2
-# against offline, its first 40-60 s):
-# - teacher's pasts only: held-out streaming ~ offline r 0.963, the song 0.69-0.75 (seeds 0-3);
-# - generated pasts: 0.983, the song 0.85-0.88 (live mean jaw 0.40 against 0.36);
-# - both (shipped): 0.982, the song 0.95 (within 0.005). Real speech judged without the encode,
-#   codec2 / LibriSpeech / LJ Speech / Common Voice: 0.833 / 0.761 / 0.746 / 0.791, 0.830 / 0.763
-#   / 0.731 / 0.783, 0.827 / 0.763 / 0.727 / 0.776; closures 88.0%, 86.4%, 86.3%.
+# GENERATED_PAST share of the batches show it a past it sampled itself, as the engine does. The
+# exported weights are an exponential moving average of the trained ones (over about the last
+# 1 / (1 - EMA_DECAY) steps): they sample more steadily (docs/decisions.md, "Generated pasts and
+# the weights' average").
 GENERATED_PAST, GENERATED_FROM, GENERATED_STEPS = 0.5, 0.25, 2
 EMA_DECAY = 0.999
 _MOUTH = [i for i, name in enumerate(latent.CHANNELS) if name.startswith(("mouth", "jaw"))]
 CHANNEL_WEIGHT = np.ones(latent.DIM, np.float32)
 CHANNEL_WEIGHT[_MOUTH] = 2.0
 CHANNEL_WEIGHT[[latent.index("jawOpen"), latent.index("mouthClose")]] = 4.0
-# Bilabial closures and rounding come from the lip head, not from the denoiser's loss. Tried
-# before it (held-out split, bench/motion.py, and real speech, bench/lipsync.py; 12000 steps each):
-# a squared lip-gap term where the teacher's lips are shut, at weight 3, raised closures from 62%
-# to 93% of /p b m/, but the lips shut on more frames than the teacher's, held-out jawOpen r fell
-# from 0.87 to 0.84 and the judged jaw on real speech followed the loudness less (r 0.58-0.77
-# against 0.70-0.87); at weight 8 the lips were shut on half of all frames. Counted where either
-# side's lips are shut (weight 1), with a teacher whose /p b/ shut 50 ms before espeak-ng's event,
-# it reached 78% but streaming and offline agreed less (r 0.942) and real speech suffered again.
-# Also tried: mel rows less the voice's running mean spectrum (3 s memory), in training and in the
-# engine, against the lips pursed on 62% of LJ Speech's speech frames (the teacher rounds 17% of the
-# same sentence from espeak-ng): LJ Speech fell to 28% but the LibriSpeech clip rose from 18% to
-# 56%, closures fell from 86% to 84% (a quarter of the held-out split), and the judged jaw against
-# the loudness on the four real speech clips moved both ways (mean r 0.683 against 0.689).
+# Bilabial closures and rounding come from the lip head, not from the denoiser's loss: a lip-gap
+# term in the loss shut the lips too often and cost the jaw (docs/decisions.md, "Closures and
+# rounding in training").
 
 
 def loss_on(model: Denoiser, batch: dict[str, np.ndarray], rng: np.random.Generator,
