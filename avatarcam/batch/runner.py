@@ -163,7 +163,7 @@ def run_batch(jobs: list[Job], out_dir: Path, backend: Backend, name: str, worke
                 results.append(result)
                 frames += result.frames
                 if result.status == FAILED:
-                    bar.write(f"row {result.row} ({result.output}) failed: {result.reason}")
+                    bar.write(f"row {result.row} ({result.output}) failed: {result.reason}", file=sys.stderr)
                 bar.set_postfix(done=sum(r.status != FAILED for r in results),
                                 failed=sum(r.status == FAILED for r in results),
                                 fps=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)

@@ -44,12 +44,16 @@ def failed(job: Job, reason: str) -> JobResult:
 
 
 def setup_process() -> None:
-    """What a worker process sets once, as `avatarcam`'s main does: one BLAS thread (the motion
-    network's matrices are too small to share, and the other workers need the cores), and only
-    warnings logged (a line per job would tear the driver's progress bar)."""
+    """What a pool or Ray worker process sets once: one BLAS thread, as `avatarcam`'s main sets (the
+    motion network's matrices are too small to share); one OpenCV thread, since the workers already
+    fill the cores and OpenCV's own pool in each would only compete with the others (its results do
+    not depend on its threads: the frames stay those `render` makes); and only warnings logged (a
+    line per job would tear the driver's progress bar)."""
+    import cv2
     import threadpoolctl
 
     threadpoolctl.threadpool_limits(1, user_api="blas")
+    cv2.setNumThreads(1)
     logging.getLogger("avatarcam").setLevel(logging.WARNING)
 
 
