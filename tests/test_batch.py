@@ -312,3 +312,23 @@ def test_ray_missing_is_a_clear_error(env, clips, tmp_path, capsys, monkeypatch)
     assert run("batch", str(write_jobs(clips, GOOD[:1], "one.csv")), "-o", str(out), "--ray", "-q") == 2
     assert "pip install 'avatarcam[batch]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_worker_opens_a_profiles_renderer_once(env, clips, tmp_path, monkeypatch):
+    """Two jobs of one profile at one size: the profile is loaded and its renderer opened once."""
+    import avatarcam.profiles
+    import avatarcam.render
+    from avatarcam.batch.jobs import read_jobs
+    from avatarcam.batch.worker import Worker
+
+    opened = []
+    open_renderer = avatarcam.render.open_renderer
+    monkeypatch.setattr(avatarcam.render, "open_renderer", lambda profile, *a: opened.append(profile.name) or
+                        open_renderer(profile, *a))
+    settings = Settings()
+    jobs = read_jobs(write_jobs(clips, [f"boy,one.wav,r1.mp4,{SIZE},1,", f"boy,two.wav,r2.mp4,{SIZE},2,",
+                                        f"default,one.wav,r3.mp4,{SIZE},3,"]), settings)
+    worker = Worker()
+    results = [worker.run(job, tmp_path, settings) for job in jobs]
+    assert [r.status for r in results] == ["done"] * 3 and all(r.frames == 75 for r in results)
+    assert opened == ["boy", "default"]
