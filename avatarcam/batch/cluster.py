@@ -128,16 +128,8 @@ def on_ray(out_dir: Path, settings: Settings, address: str | None, cpus: int) ->
 
     def run(jobs: list[Job]) -> Iterator[JobResult]:
         kit = make_kit(settings, {job.profile for job in jobs})
-        if address is None:
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            try:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise AvatarCamError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        connect(ray, address, cpus)
         try:
-            if address is None:
-                _check_loopback(ray)
             kit_ref = ray.put(kit)
             # a task whose worker process dies is run again by Ray (max_retries); an error inside
             # a job is not an exception here but a failed JobResult, so it is never retried
@@ -154,6 +146,23 @@ def on_ray(out_dir: Path, settings: Settings, address: str | None, cpus: int) ->
         finally:
             ray.shutdown()
     return run
+
+
+def connect(ray, address: str | None, cpus: int) -> None:
+    """Start a local Ray of `cpus` CPUs on loopback (`address` None; refused and stopped if it is not
+    on loopback), or connect to the cluster at `address`."""
+    if address is not None:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise AvatarCamError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        return
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        _check_loopback(ray)
+    except AvatarCamError:
+        ray.shutdown()
+        raise
 
 
 def _check_loopback(ray) -> None:
