@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -550,7 +551,8 @@ class Daemon:
             return None
         if mode == "null":
             return ClockedOutput(clock=self.clock)
-        found = find_virtual_mic(prioritise=request_realtime if self.options.realtime else None)
+        # above the pacer's: a late frame repeats the last one, a late voice is a gap the call hears
+        found = find_virtual_mic(prioritise=partial(request_realtime, 20) if self.options.realtime else None)
         if isinstance(found, str):
             self.output_status = found
             log.info("%s", found)

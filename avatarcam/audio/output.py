@@ -67,6 +67,7 @@ class DelayedOutput:
         if self.position is None or abs(wanted - self.position) > self.resync:
             if self.position is not None:
                 self.resyncs += 1
+                log.debug("voice resync: %+d samples", wanted - self.position)
             self.position = wanted
         start = self.position
         self.position += n

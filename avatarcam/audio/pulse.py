@@ -118,8 +118,11 @@ class PulseOutput:
             n = stream.writable()
             if n > 0:
                 now = self._clock()
+                # the server's figure, within what can be buffered (it asks for no more than latency_s):
+                # a stale or wild timing update must not send the voice hundreds of ms off its place
                 ahead = stream.ahead_s()
-                stream.write(source.pull(n, now + (self.latency_s if ahead is None else max(0.0, ahead))))
+                ahead = self.latency_s if ahead is None else min(max(0.0, ahead), 1.5 * self.latency_s)
+                stream.write(source.pull(n, now + ahead))
                 self.samples += n
                 if last is not None:
                     self.longest_wait_s = max(self.longest_wait_s, now - last)
