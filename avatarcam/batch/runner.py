@@ -7,6 +7,8 @@ A backend takes the jobs and yields a `JobResult` for each as it finishes, in an
   on the network, the workers talk to this process through pipes;
 - ``cluster.on_ray``: Ray tasks, on a local Ray started for the run or on a cluster (``--ray``).
 
+Each worker works on one core (`worker.setup_process`), so ``--workers N`` takes N cores.
+
 Longest clips go first, so the last jobs to finish are short ones and no worker idles long while
 another finishes a long clip. A worker process that dies (killed, out of memory) takes its job
 with it: the job is run again, up to `ATTEMPTS` times in all, then reported as failed. Outputs are
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from ..config import Settings
 from .jobs import Job
-from .worker import DONE, FAILED, SKIPPED, JobResult, Worker, failed, setup_process
+from .worker import DONE, FAILED, SKIPPED, JobResult, Worker, failed, one_core, setup_process
 
 ATTEMPTS = 3  # tries a job gets when worker processes die under it
 SUMMARY = "batch_summary.json"
@@ -60,8 +62,9 @@ def longest_first(jobs: list[Job]) -> list[Job]:
 def in_process(out_dir: Path, settings: Settings) -> Backend:
     def run(jobs: list[Job]) -> Iterator[JobResult]:
         worker = Worker()
-        for job in jobs:
-            yield worker.run(job, out_dir, settings)
+        with one_core():  # one worker, one core, as each of the pool's
+            for job in jobs:
+                yield worker.run(job, out_dir, settings)
     return run
 
 

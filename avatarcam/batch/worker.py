@@ -11,9 +11,11 @@ failed `JobResult` with the reason: one job's failure never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,17 +46,34 @@ def failed(job: Job, reason: str) -> JobResult:
 
 
 def setup_process() -> None:
-    """What a pool or Ray worker process sets once: one BLAS thread, as `avatarcam`'s main sets (the
-    motion network's matrices are too small to share); one OpenCV thread, since the workers already
-    fill the cores and OpenCV's own pool in each would only compete with the others (its results do
-    not depend on its threads: the frames stay those `render` makes); and only warnings logged (a
-    line per job would tear the driver's progress bar)."""
+    """A pool or Ray worker process works on one core, so that ``--workers N`` means N cores: one
+    BLAS thread, as `avatarcam`'s main sets (the motion network's matrices are too small to share),
+    and one OpenCV thread (OpenCV's own pool would take a share of another core, which belongs to
+    another worker; its results do not depend on its threads, so the frames stay those `render`
+    makes). Only warnings are logged: a line per job would tear the progress bar."""
     import cv2
     import threadpoolctl
 
     threadpoolctl.threadpool_limits(1, user_api="blas")
     cv2.setNumThreads(1)
     logging.getLogger("avatarcam").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[None]:
+    """`setup_process`'s OpenCV thread and log level for a while, in the command's own process
+    (``--workers 1``; `avatarcam`'s main already keeps BLAS on one thread), restored afterwards."""
+    import cv2
+
+    log = logging.getLogger("avatarcam")
+    threads, level = cv2.getNumThreads(), log.level
+    cv2.setNumThreads(1)
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+        log.setLevel(level)
 
 
 class Worker:
