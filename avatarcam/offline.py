@@ -19,6 +19,14 @@ from . import chain
 from .config import Settings
 
 
+# The video encoder's threads, fixed: the encoded picture depends on their number (x264 cuts a
+# frame into a slice per thread), and FFmpeg's own choice follows the machine's cores. Fixed, a
+# clip is the same frame for frame on every machine: a Ray node of 64 cores, a worker limited to
+# one, the user's laptop. Two is what FFmpeg chose on the 2-core machines the outputs so far were
+# made on, and the encoder is a small share of a frame's work beside the renderer.
+ENCODER_THREADS = 2
+
+
 @dataclass(frozen=True)
 class ClipOptions:
     """How the motion is made: frame rate, engine (a name from `chain.ENGINES`, already resolved from
@@ -58,7 +66,8 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
         opened = []
         if output is not None:
             opened.append(stack.enter_context(open_sink(str(output), size, options.fps, audio=samples,
-                                                        audio_rate=AUDIO_RATE, signer=signer)))
+                                                        audio_rate=AUDIO_RATE, signer=signer,
+                                                        threads=ENCODER_THREADS)))
         if frames_dir is not None:
             opened.append(stack.enter_context(open_sink(f"frames:{frames_dir}", size, options.fps, signer=signer)))
         return chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,

@@ -332,3 +332,17 @@ def test_a_worker_opens_a_profiles_renderer_once(env, clips, tmp_path, monkeypat
     results = [worker.run(job, tmp_path, settings) for job in jobs]
     assert [r.status for r in results] == ["done"] * 3 and all(r.frames == 75 for r in results)
     assert opened == ["boy", "default"]
+
+
+def test_a_render_is_the_same_frame_for_frame_whatever_the_cores(env, clips, tmp_path):
+    """The encoder runs a fixed number of threads: a Ray node with other cores, or a worker limited
+    to one, writes the frames this machine writes (FFmpeg's own choice follows the cores, and
+    x264's picture depends on its threads)."""
+    outputs = {}
+    for cores in ("all", "one"):
+        outputs[cores] = tmp_path / f"{cores}.mp4"
+        first = min(os.sched_getaffinity(0))
+        subprocess.run([sys.executable, "-m", "avatarcam.cli", "render", "--profile", "default", "--audio",
+                        str(clips / "one.wav"), "-o", str(outputs[cores]), "--size", SIZE, "-q"], env=env, check=True,
+                       preexec_fn=None if cores == "all" else lambda: os.sched_setaffinity(0, {first}))
+    assert same_frames(outputs["all"], outputs["one"])

@@ -105,13 +105,17 @@ class VideoSink(SinkBase):
     `audio` is a whole clip of mono float samples, or an AudioStream being filled as frames come.
     `crf` is H.264's (VP9 takes `VP9_CRF` unless given one), `preset` x264's. With a `signer`, the
     finished file gets its content credentials (a C2PA manifest) before it takes its final name.
+    `threads` is the video encoder's (0: FFmpeg's choice, by the machine's cores). The encoded
+    picture depends on it (x264 cuts each frame into a slice per thread), so a file meant to be
+    the same on every machine gives a fixed number.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] = (1280, 720),
                  fps: float | Fraction = 30, audio: np.ndarray | AudioStream | None = None,
                  audio_rate: int = 16000, crf: int | None = None, preset: str = "veryfast",
-                 aac_rate: int = AAC_RATE, signer: FileSigner | None = None) -> None:
+                 aac_rate: int = AAC_RATE, signer: FileSigner | None = None, threads: int = 0) -> None:
         self.path = Path(path)
+        self.threads = threads
         self.signer = signer
         self.format = video_format(self.path)
         self.size = check_size(size)
@@ -146,6 +150,7 @@ class VideoSink(SinkBase):
         video.width, video.height = self.size
         video.pix_fmt = "yuv420p"
         cc = video.codec_context
+        cc.thread_count = self.threads
         cc.colorspace = cc.color_primaries = cc.color_trc = 1  # AVCOL_*_BT709
         cc.color_range = 1  # AVCOL_RANGE_MPEG (limited): what players assume for video
         self._video = video

@@ -193,10 +193,10 @@ def is_file_spec(spec: str) -> bool:
 
 def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
               audio: np.ndarray | None = None, audio_rate: int = 16000,
-              signer: FileSigner | None = None, preset: str = "veryfast") -> SinkBase:
+              signer: FileSigner | None = None, preset: str = "veryfast", threads: int = 0) -> SinkBase:
     """Open the sink a command-line spec names: 'file:OUT.mp4', 'OUT.mp4' (.mov, .mkv, .webm),
     'frames:DIR', 'null'. Files are signed with content credentials by `signer`, when given;
-    `preset` is x264's for H.264 files."""
+    `preset` is x264's for H.264 files, `threads` the video encoder's (`camera.file.VideoSink`)."""
     # Backends are imported on demand: the null sink should not pay for loading FFmpeg.
     if spec == "null":
         return NullSink(size)
@@ -211,5 +211,6 @@ def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
         path = spec.removeprefix("file:")
         if not path:
             raise ValueError("sink 'file:' needs a path, e.g. file:out.mp4")
-        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer, preset=preset)
+        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer, preset=preset,
+                         threads=threads)
     raise ValueError(f"unknown sink {spec!r}; choose one of: {', '.join(SINK_CHOICES)}")
