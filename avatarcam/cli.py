@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("jobs", type=Path, metavar="JOBS", help="jobs file: .csv or .jsonl")
     b.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="folder for the videos")
     b.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes, one core each, or CPUs of the local Ray (default: the machine's cores)")
+                   help="worker processes (each keeps to about one core), or CPUs of the local Ray (default: the "
+                        "machine's cores)")
     b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the jobs as Ray tasks (pip install 'avatarcam[batch]'): alone, on a local Ray started "
                         "for the batch (loopback only); with ADDRESS (auto, ray://HOST:10001), on that cluster, "

@@ -7,7 +7,8 @@ A backend takes the jobs and yields a `JobResult` for each as it finishes, in an
   on the network, the workers talk to this process through pipes;
 - ``cluster.on_ray``: Ray tasks, on a local Ray started for the run or on a cluster (``--ray``).
 
-Each worker works on one core (`worker.setup_process`), so ``--workers N`` takes N cores.
+Each worker keeps to about one core (`worker.setup_process`: OpenCV on one thread), so ``--workers
+N`` takes about N cores: the workers, not each worker's own threads, share the machine.
 
 Longest clips go first, so the last jobs to finish are short ones and no worker idles long while
 another finishes a long clip. A worker process that dies (killed, out of memory) takes its job

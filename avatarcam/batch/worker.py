@@ -46,7 +46,7 @@ def failed(job: Job, reason: str) -> JobResult:
 
 
 def setup_process() -> None:
-    """A pool or Ray worker process works on one core, so that ``--workers N`` means N cores: one
+    """A pool or Ray worker process keeps to about one core, so that ``--workers N`` means N cores: one
     BLAS thread, as `avatarcam`'s main sets (the motion network's matrices are too small to share),
     and one OpenCV thread (OpenCV's own pool would take a share of another core, which belongs to
     another worker; its results do not depend on its threads, so the frames stay those `render`
