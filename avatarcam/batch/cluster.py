@@ -155,7 +155,10 @@ def connect(ray, address: str | None, cpus: int) -> None:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise AvatarCamError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+            # Ray's client sends the cluster's token only when told the cluster wants one
+            hint = ("; a cluster with token authentication (Ray's default) needs RAY_AUTH_MODE=token and its "
+                    "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)" if address.startswith("ray://") else "")
+            raise AvatarCamError(f"cannot connect to the Ray cluster at {address}: {exc}{hint}") from None
         return
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
