@@ -312,8 +312,8 @@ def _live_arguments(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--fps", type=int, help="frame rate (default 30; the diffusion engine: 30 or a multiple of it)")
     lv.add_argument("--size", help="frame size WxH (default 1280x720)")
     lv.add_argument("--engine", choices=chain.ENGINES,
-                   help="motion engine: dsp (no model, about 100 ms behind the voice; the default live) or "
-                        "diffusion (the learned model: better lips, about 200 ms behind)")
+                   help="motion engine: diffusion (the learned model, about 110 ms behind the voice; the "
+                        "default at 30 fps or a multiple) or dsp (no model, about 80 ms behind)")
     lv.add_argument("--seed", type=int, default=0, help="seed for blinks, gaze and head motion")
     lv.add_argument("--emotion", default="neutral", help="starting emotion (neutral, happy, sad, surprised, ...)")
     lv.add_argument("--delay-ms", type=float, default=None,
