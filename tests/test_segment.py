@@ -11,12 +11,7 @@ from avatarcam.render import segment
 
 def _head_beside_face(shape: tuple[int, int], face) -> np.ndarray:
     """The head's outline around the face, the face hull taken out: where the hair is."""
-    centre, half_u, half_v = segment.HEAD
-    head = np.zeros(shape, np.uint8)
-    outline = segment._ellipse(segment._face_frame(face), 0.0, centre, half_u, half_v)
-    cv2.fillPoly(head, [np.round(outline).astype(np.int32)], 1)
-    cv2.fillConvexPoly(head, cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32)), 0)
-    return head > 0
+    return (segment.head_outline(shape, face) > 0) & (segment.face_hull(shape, face) == 0)
 
 
 @pytest.mark.parametrize("name", ["lady_in_black_painting.jpg", "grace_hopper.jpg", "photo_of_photo_child.jpg"])
@@ -43,6 +38,5 @@ def test_a_cut_that_kept_the_head_is_left_as_it_is(portraits_dir, judge):
     kept = hair.astype(np.uint8)
     kept[np.flatnonzero(hair.any(axis=1))[::3]] = 0  # two thirds of the head beside the face
     assert np.array_equal(segment._with_head(kept, face), kept)
-    face_only = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillConvexPoly(face_only, cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32)), 1)
+    face_only = segment.face_hull(image.shape[:2], face)
     assert segment._with_head(face_only, face)[hair].all()

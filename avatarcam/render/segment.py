@@ -101,9 +101,7 @@ def _trimap(image: np.ndarray, face: Face) -> np.ndarray:
     neck = frame.to_image(np.array([-0.18, 0.18, 0.18, -0.18]), np.array([-0.45, -0.45, -0.8, -0.8]))
     cv2.fillConvexPoly(labels, np.round(neck).astype(np.int32), cv2.GC_FGD)
     # The face itself: the hull of the mesh, pulled in a little from its outline.
-    hull = cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32))
-    face_mask = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(face_mask, hull, 1)
+    face_mask = face_hull((h, w), face)
     shrink = int(max(1, 0.04 * frame.width))
     face_mask = cv2.erode(face_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * shrink + 1,) * 2))
     labels[face_mask > 0] = cv2.GC_FGD
@@ -151,18 +149,29 @@ def person_mask(image_rgb: np.ndarray, face: Face) -> np.ndarray:
     return mask
 
 
+def face_hull(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """uint8 HxW, 1 inside the convex hull of the face mesh."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32)), 1)
+    return mask
+
+
+def head_outline(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """uint8 HxW, 1 inside the head's outline around the face (`HEAD`)."""
+    centre, half_u, half_v = HEAD
+    head = np.zeros(shape, np.uint8)
+    cv2.fillPoly(head, [np.round(_ellipse(_face_frame(face), 0.0, centre, half_u, half_v)).astype(np.int32)], 1)
+    return head
+
+
 def _with_head(mask: np.ndarray, face: Face) -> np.ndarray:
     """The mask, or with the head's outline added where the cut kept too little of the head
     beside the face: hair left in the background stays behind when the head turns (the face
     moves off it and the fill behind shows), where a head moved whole takes a little backdrop
     along at its rim."""
-    centre, half_u, half_v = HEAD
-    head = np.zeros(mask.shape, np.uint8)
-    cv2.fillPoly(head, [np.round(_ellipse(_face_frame(face), 0.0, centre, half_u, half_v)).astype(np.int32)], 1)
-    hull = cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32))
-    beside = head.copy()
-    cv2.fillConvexPoly(beside, hull, 0)
-    if not beside.any() or mask[beside > 0].mean() >= HEAD_KEPT_MIN:
+    head = head_outline(mask.shape, face)
+    beside = (head > 0) & (face_hull(mask.shape, face) == 0)
+    if not beside.any() or mask[beside].mean() >= HEAD_KEPT_MIN:
         return mask
     return mask | head
 
@@ -192,8 +201,5 @@ def person_matte(image_rgb: np.ndarray, face: Face) -> np.ndarray:
     mask = person_mask(image_rgb, face)
     radius = int(np.clip(0.03 * face.size, 2, 24))
     matte = refine_matte(image_rgb, mask, radius)
-    hull = cv2.convexHull(np.round(face.points[:468, :2]).astype(np.int32))
-    face_mask = np.zeros(mask.shape, np.uint8)
-    cv2.fillConvexPoly(face_mask, hull, 1)
-    matte[face_mask > 0] = 1.0
+    matte[face_hull(mask.shape, face) > 0] = 1.0
     return matte
