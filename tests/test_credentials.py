@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -36,42 +35,30 @@ from avatarcam.provenance import watermark as wm
 from avatarcam.provenance.consent import KEY_FILE, ConsentRecord, installation_key
 from avatarcam.provenance.verify import verify_file
 
+import cli_render
+
 BUNDLED_RECORD = ConsentRecord.from_json((BUNDLED_DIR / "default" / "consent.json").read_text())
 VALIDATOR = Path(__file__).with_name("c2pa_validate.mjs")
 SIZE = "640x360"
 
 
-def user_env(home: Path) -> dict[str, str]:
-    return {var: str(home / var.lower()) for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-
-
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("audio") / "speech.wav"
-    soundfile.write(path, load_audio(cli.demo_audio())[:16000 * 5], 16000)
-    return path
+    return cli_render.demo_speech(tmp_path_factory.mktemp("audio"))
 
 
 @pytest.fixture(scope="module")
 def rendered_once(tmp_path_factory, speech):
     """A 5 s render through the CLI (MP4 and PNG frames) in its own user dirs."""
     home = tmp_path_factory.mktemp("user")
-    env = user_env(home)
-    out, frames = home / "out.mp4", home / "frames"
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        assert cli.main(["render", "--audio", str(speech), "-o", str(out), "--frames", str(frames),
-                         "--size", SIZE, "--engine", "dsp", "-q"]) == 0
-    return out, sorted(frames.glob("*.png")), env
+    return home, *cli_render.render_in(home, speech, "--size", SIZE, "--engine", "dsp")
 
 
 @pytest.fixture
 def rendered(rendered_once, monkeypatch):
     """The render, with this test in the render's user dirs (its installation key, its profiles)."""
-    out, frames, env = rendered_once
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    home, out, frames = rendered_once
+    cli_render.enter(home, monkeypatch)
     return out, frames
 
 

@@ -16,6 +16,8 @@ from avatarcam.provenance.consent import ConsentRecord
 from avatarcam.provenance.label import Label
 from avatarcam.provenance.verify import verify_file, window_share
 
+import cli_render
+
 BUNDLED_RECORD = ConsentRecord.from_json((BUNDLED_DIR / "default" / "consent.json").read_text())
 
 # Every way a user might try to turn provenance off through settings (all ignored or refused).
@@ -25,10 +27,7 @@ DISABLE_ATTEMPTS = {"AVATARCAM_WATERMARK": "0", "AVATARCAM_WATERMARK_ENABLED": "
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    path = tmp_path_factory.mktemp("audio") / "speech.wav"
-    import soundfile as sf
-    sf.write(path, load_audio(cli.demo_audio())[:16000 * 5], 16000)
-    return path
+    return cli_render.demo_speech(tmp_path_factory.mktemp("audio"))
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +38,15 @@ def rendered_once(tmp_path_factory, speech):
     `verify` sees the same installation key and profiles as the render did.
     """
     home = tmp_path_factory.mktemp("user")
-    env = {var: str(home / var.lower()) for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
     (home / "xdg_config_home" / "avatarcam").mkdir(parents=True)
     (home / "xdg_config_home" / "avatarcam" / "config.toml").write_text("watermark = false\nlabel = false\n")
-    out, frames = home / "out.mp4", home / "frames"
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**env, **DISABLE_ATTEMPTS}.items():
-            mp.setenv(name, value)
-        assert cli.main(["render", "--audio", str(speech), "-o", str(out), "--frames", str(frames),
-                         "--size", "640x360", "-q"]) == 0
-    return out, sorted(frames.glob("*.png")), env
+    return home, *cli_render.render_in(home, speech, "--size", "640x360", env=DISABLE_ATTEMPTS)
 
 
 @pytest.fixture
 def rendered(rendered_once, monkeypatch):
-    out, frames, env = rendered_once
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    home, out, frames = rendered_once
+    cli_render.enter(home, monkeypatch)
     return out, frames
 
 
