@@ -1,7 +1,7 @@
 """Profiles: an enrolled portrait and everything measured from it, one directory per name.
 
-Layout of a profile directory (the user's live in Settings().profiles_dir; the bundled default in
-the package at avatarcam/data/profiles/default):
+Layout of a profile directory (the user's live in Settings.profiles_dir; the bundled default in the
+repository's top-level profiles/default, packed into the wheel as avatarcam/bundled_profiles/default):
 
     portrait.png   the portrait as enrolled (RGB, EXIF-rotated, at most 1024 px)
     face.npz       landmarks (points), transformation matrix, blendshape names and values
@@ -35,7 +35,15 @@ from avatarcam.errors import ProfileError
 from avatarcam.provenance.consent import ConsentRecord, private_dir, verify_record, write_private
 from avatarcam.render.face import NUM_POINTS, Face
 
-BUNDLED_DIR = Path(__file__).parent / "data" / "profiles"
+
+def _bundled_dir() -> Path:
+    """The bundled profiles: inside the installed package, else the checkout's top-level profiles/
+    (pyproject.toml packs that folder into the wheel as avatarcam/bundled_profiles)."""
+    installed = Path(__file__).parent / "bundled_profiles"
+    return installed if installed.is_dir() else Path(__file__).parent.parent / "profiles"
+
+
+BUNDLED_DIR = _bundled_dir()
 FILES = ("portrait.png", "face.npz", "matte.png", "plate.png", "consent.json", "profile.json")
 FORMAT = 1
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -191,7 +191,5 @@ def test_bundled_fallback_and_shadowing(measured, settings, tmp_path, monkeypatc
 
 
 def test_the_shipped_default_profile_loads():
-    if not (profiles.BUNDLED_DIR / "default" / "profile.json").exists():
-        pytest.skip("no bundled default profile in this checkout yet")
     profile = load_profile("default", Settings())
     assert profile.bundled and profile.face.points.shape == (478, 3)
