@@ -39,6 +39,8 @@ def test_the_wheel_carries_the_bundled_profiles_and_every_package(wheel):
                 if "__pycache__" not in p.parts]
     assert {f"{p}/__init__.py" for p in packages} <= names, "a package is missing from pyproject.toml's list"
     assert "avatarcam/data/motion.safetensors" in names and "avatarcam/data/demo.flac" in names
+    kernels = [p.relative_to(ROOT).as_posix() for p in (ROOT / "avatarcam" / "render" / "kernels").iterdir()]
+    assert kernels and set(kernels) <= names  # the GPU renderer compiles them where it is installed
 
 
 def test_an_installed_avatarcam_finds_its_bundled_profile(wheel, tmp_path):
