@@ -109,10 +109,10 @@ def load_portrait(path_or_name: Path | str, cache: bool = False) -> Portrait:
 
 
 ENROLL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avatarcam-bench" / "portraits"
-# What an enrollment depends on besides the picture and the face model: the render package (the
-# rig, the scene, the renderer that measures the turn gains), the profile and consent code and the
-# data the rig is fitted with.
-_ENROLL_CODE = ("render", "profiles.py", "latent.py", "config.py", "errors.py", "provenance/consent.py", "data/expression_fit.npz")
+# What an enrollment depends on besides the picture and the face model: the enrollment code, the
+# render package (the rig, the scene, the renderer that measures the turn gains), the profile and
+# consent code and the data the rig is fitted with.
+_ENROLL_CODE = ("enroll.py", "render", "profiles.py", "latent.py", "config.py", "errors.py", "provenance/consent.py", "data/expression_fit.npz")
 
 
 def enrollment_key(path: Path) -> str:
@@ -182,7 +182,7 @@ def _enroll_with_product(path: Path) -> Portrait | None:
     try:
         from avatarcam.config import Settings
         from avatarcam.render import prepare_rig
-        from avatarcam.render.enroll import enroll
+        from avatarcam.enroll import enroll
     except ImportError:
         return None
     with tempfile.TemporaryDirectory(prefix="avatarcam-bench-") as tmp:

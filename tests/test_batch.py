@@ -38,7 +38,7 @@ def run(*args: str) -> int:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     """A data home with a shared portrait enrolled as 'boy' (the bundled 'default' is there too)."""
-    from avatarcam.render.enroll import enroll
+    from avatarcam.enroll import enroll
 
     if not (PORTRAITS / "cartoon_boy.jpg").exists() or not FACE_MODEL.exists():
         pytest.skip("the shared portraits and face model live in ../shared beside the checkout")

@@ -13,7 +13,7 @@ from avatarcam.config import Settings
 from avatarcam.errors import FaceError, ImageError, ProfileError
 from avatarcam.profiles import load_profile
 from avatarcam.provenance.consent import verify_record
-from avatarcam.render.enroll import MAX_SIDE, MIN_FACE_PX, enroll, read_image
+from avatarcam.enroll import MAX_SIDE, MIN_FACE_PX, enroll, read_image
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.plate import hole_mask
 

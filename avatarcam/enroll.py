@@ -2,6 +2,9 @@
 
 Everything slow or fragile about a portrait happens here, once, so the live loop only loads
 arrays. Each refusal says what was wrong with the photo and what would work instead.
+
+It sits above render/ and profiles (it measures with the one and saves with the other), so that
+render/ never imports profiles: imports flow downward.
 """
 
 from __future__ import annotations
