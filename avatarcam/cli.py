@@ -26,7 +26,7 @@ def demo_audio() -> Path:
 # --- commands ---------------------------------------------------------------------------------
 
 def cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
-    from .render.enroll import enroll
+    from .enroll import enroll
     consent = args.consent or _ask_consent(args.subject)
     profile = enroll(args.photo, args.name, consent=consent, subject=args.subject, settings=settings,
                      face_index=args.face, overwrite=args.overwrite, min_face_px=args.min_face)
