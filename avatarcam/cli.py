@@ -206,14 +206,15 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_engines(args: argparse.Namespace, settings: Settings) -> int:
-    from .motion import engines
+    from .engines import build as engines
+    from .motion.runtime import gpu_name
 
     try:
         paths = engines.build(args.weights, settings, force=args.force)
         worst = engines.check(paths, args.weights)
     except (RuntimeError, ImportError) as e:
         raise AvatarCamError(f"no TensorRT engines: {e}") from None
-    print(f"TensorRT engines for {engines.gpu_name()} in {paths.directory} (largest difference from numpy {worst:.1e})")
+    print(f"TensorRT engines for {gpu_name()} in {paths.directory} (largest difference from numpy {worst:.1e})")
     return 0
 
 

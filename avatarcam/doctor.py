@@ -44,23 +44,24 @@ def report(settings: Settings) -> bool:
 def gpu_report(settings: Settings) -> bool:
     """Where frames are drawn and the motion model runs: an NVIDIA GPU when it can, else the CPU,
     which does both live (so only a `renderer = gpu` setting without a GPU is a fault)."""
-    from .motion import engines, onnx_export
+    from .motion import runtime
+    from .motion.network import shipped_weights
     from .render.gpu import gpu_unavailable
 
     why = "setting `renderer` = cpu" if settings.renderer == "cpu" else gpu_unavailable()
     if why is None:
-        ok = _line(True, "renderer", f"GPU: {engines.gpu_name()} (CUDA kernels through CuPy)")
+        ok = _line(True, "renderer", f"GPU: {runtime.gpu_name()} (CUDA kernels through CuPy)")
     elif settings.renderer == "gpu":
         ok = _line(False, "renderer", f"CPU: {why}, but setting `renderer` = gpu asks for the GPU: renders will fail")
     else:
         ok = _line(True, "renderer", f"CPU: {why}")
-    where = engines.paths_here(onnx_export.model_sha256(onnx_export.shipped_weights()), settings)
+    where = runtime.paths_here(runtime.model_sha256(shipped_weights()), settings)
     if isinstance(where, str):
         detail = f"numpy on the CPU ({where})"
     elif where.exist():
         detail = f"TensorRT on the GPU ({where.directory})"
     else:
-        detail = f"numpy on the CPU (no TensorRT engine for this GPU yet: {engines.BUILD_COMMAND})"
+        detail = f"numpy on the CPU (no TensorRT engine for this GPU yet: {runtime.BUILD_COMMAND})"
     _line(True, "motion runtime", detail)
     return ok
 

@@ -5,7 +5,7 @@ run on one pinned core, as in bench/speed.py; GPU stages on the first CUDA devic
 no GPU (or no TensorRT engine), the GPU column says so, and the bars stay unmeasured. Stages, per
 frame:
 - motion, diffusion model: offline (chunks of `diffusion.OFFLINE_CHUNK` frames) and streaming
-  (chunks of 2, 20 ms pushes): numpy on the CPU, TensorRT engines on the GPU (built by `python -m engines.build`);
+  (chunks of 2, 20 ms pushes): numpy on the CPU, TensorRT engines on the GPU (built by `python -m avatarcam.engines`);
 - renderer at 512x512 and 1280x720 (RGB, unmarked): CpuRenderer, GpuRenderer;
 - renderer + watermark + label at 720p, and the same in I420 (the virtual camera's format):
   CPU stages one after the other, the GPU's in its kernel;
@@ -118,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     from avatarcam.camera.sinks import NullSink
     from avatarcam.cli import demo_audio
     from avatarcam.config import Settings
-    from avatarcam.motion import diffusion, dsp, engines
+    from avatarcam.motion import diffusion, dsp, runtime
     from avatarcam.motion.backends import TrtNetwork
-    from avatarcam.motion.network import Network
-    from avatarcam.motion.onnx_export import shipped_weights
+    from avatarcam.motion.network import Network, shipped_weights
     from avatarcam.profiles import load_profile
     from avatarcam.provenance.stamp import Provenance
     from avatarcam.render import gpu, prepare_rig
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     track = list(chain.compose(dsp.generate(samples, seed=0), rig.rest))
     n = len(track)
     why_not_gpu = gpu.gpu_unavailable()
-    device = engines.gpu_name() if why_not_gpu is None else None
+    device = runtime.gpu_name() if why_not_gpu is None else None
     print(f"demo speech: {n} frames; CPU pinned to core {core}; GPU: {device or why_not_gpu}", flush=True)
 
     rows: dict[str, dict] = {}
@@ -152,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # motion: numpy vs TensorRT
     numpy_net = Network.load(shipped_weights())
-    trt_net = engines.best_network(settings=settings)
+    trt_net = runtime.best_network(settings=settings)
     trt_missing = None if isinstance(trt_net, TrtNetwork) else \
-        (why_not_gpu and NO_GPU) or "no TensorRT engine (python -m engines.build)"
+        (why_not_gpu and NO_GPU) or "no TensorRT engine (python -m avatarcam.engines)"
 
     def offline(net) -> None:
         diffusion.generate(samples, seed=0, network=net, chunk=diffusion.OFFLINE_CHUNK)

@@ -82,20 +82,21 @@ def test_tensorrt_engines_give_numpys_motion(tmp_path):
     """Build the engines into a throw-away cache, then run the sampler on them."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'avatarcam[gpu]')")
     pytest.importorskip("onnxscript", reason="the ONNX exporter is not installed (the test extra)")
-    from avatarcam.motion import diffusion, engines, onnx_export
+    from avatarcam.engines import build
+    from avatarcam.motion import diffusion, runtime
     from avatarcam.motion.backends import TrtNetwork
-    from avatarcam.motion.network import Network
+    from avatarcam.motion.network import Network, shipped_weights
 
     settings = Settings(cache_dir=tmp_path)
-    paths = engines.build(settings=settings)
+    paths = build.build(settings=settings)
     assert paths.exist() and paths.timing_cache.is_file()
-    assert engines.check(paths) <= 1e-3
-    net = engines.best_network(settings=settings)
+    assert build.check(paths) <= 1e-3
+    net = runtime.best_network(settings=settings)
     assert isinstance(net, TrtNetwork)
     from avatarcam.cli import demo_audio
 
     clip = load_audio(demo_audio(), 16000)[:16000 * 3]
     on_gpu = diffusion.generate(clip, seed=4, network=net, chunk=2)
     np.testing.assert_allclose(on_gpu, diffusion.generate(clip, seed=4, network=Network.load(
-        onnx_export.shipped_weights()), chunk=2), atol=1e-3, rtol=0)
+        shipped_weights()), chunk=2), atol=1e-3, rtol=0)
     assert not net.failed

@@ -3,7 +3,7 @@
 The ONNX graphs are exported from the shipped weights and fed what the sampler really feeds the
 network on real speech (the bundled demo clip): every call is recorded and replayed through
 onnxruntime, PyTorch and numpy. What needs TensorRT and a GPU (building and running engines) is
-run by `python -m engines.build --check` on a GPU machine; here the naming, the choice of runtime,
+run by `python -m avatarcam.engines --check` on a GPU machine; here the naming, the choice of runtime,
 the fallbacks and the optimisation profiles are tested against the real exported graphs.
 """
 
@@ -20,9 +20,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 from avatarcam.audio.io import load_audio  # noqa: E402
-from avatarcam.motion import diffusion, engines, onnx_export  # noqa: E402
-from avatarcam.motion.backends import OnnxNetwork, TrtNetwork  # noqa: E402
-from avatarcam.motion.network import Network  # noqa: E402
+from avatarcam.engines import build, onnx_export  # noqa: E402
+from avatarcam.motion import diffusion, runtime  # noqa: E402
+from avatarcam.motion.backends import DENOISER_INPUTS, MAX_TOKENS, OnnxNetwork, TrtNetwork  # noqa: E402
+from avatarcam.motion.network import Network, shipped_weights  # noqa: E402
 
 TOL = 1e-3
 
@@ -47,7 +48,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def net() -> Network:
-    return Network.load(onnx_export.shipped_weights())
+    return Network.load(shipped_weights())
 
 
 @pytest.fixture(scope="module")
@@ -132,39 +133,39 @@ def test_the_engine_profiles_fit_the_exported_graphs(exported, net, onnx_net):
     import onnx
 
     model = onnx.load(str(exported.denoiser))
-    assert [i.name for i in model.graph.input] == list(onnx_export.DENOISER_INPUTS)
+    assert [i.name for i in model.graph.input] == list(DENOISER_INPUTS)
     assert model.opset_import[0].version == onnx_export.OPSET
-    profile = engines.denoiser_profile(net.config)
-    assert set(profile) == set(onnx_export.DENOISER_INPUTS)
+    profile = build.denoiser_profile(net.config)
+    assert set(profile) == set(DENOISER_INPUTS)
     rng = np.random.default_rng(0)
     for k in range(3):
         inputs = {name: rng.standard_normal(shapes[k]).astype(np.float32) for name, shapes in profile.items()}
-        out = onnx_net(*(inputs[n] for n in onnx_export.DENOISER_INPUTS))
-        np.testing.assert_allclose(out, net(*(inputs[n] for n in onnx_export.DENOISER_INPUTS)), atol=TOL, rtol=0)
-    (low, _, high), = engines.audio_profile(net.config).values()
+        out = onnx_net(*(inputs[n] for n in DENOISER_INPUTS))
+        np.testing.assert_allclose(out, net(*(inputs[n] for n in DENOISER_INPUTS)), atol=TOL, rtol=0)
+    (low, _, high), = build.audio_profile(net.config).values()
     assert onnx_net.audio_tokens(np.zeros(low, np.float32)).shape == (1, net.config.width)
-    assert high[0] == onnx_export.MAX_TOKENS
+    assert high[0] == MAX_TOKENS
 
 
 # ---------------------------------------------------------------------------------------------
 # Engine cache, choice of runtime, fallbacks (no TensorRT needed)
 
 def test_engine_paths_are_per_gpu_trt_version_and_weights(tmp_path):
-    a = engines.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "10.13.3.9", "ab" * 32)
+    a = runtime.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "10.13.3.9", "ab" * 32)
     assert a.directory == tmp_path / "engines" / "nvidia-h100-80gb-hbm3" / "trt-10.13.3.9"
     assert a.audio.name == "audio_encoder-abababababab.engine" and a.denoiser.name == "denoiser-abababababab.engine"
     assert a.timing_cache == a.directory / "timing.cache"
-    others = [engines.engine_paths(tmp_path, "NVIDIA GeForce RTX 4090", "10.13.3.9", "ab" * 32),
-              engines.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "11.4.0.106", "ab" * 32),
-              engines.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "10.13.3.9", "cd" * 32)]
+    others = [runtime.engine_paths(tmp_path, "NVIDIA GeForce RTX 4090", "10.13.3.9", "ab" * 32),
+              runtime.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "11.4.0.106", "ab" * 32),
+              runtime.engine_paths(tmp_path, "NVIDIA H100 80GB HBM3", "10.13.3.9", "cd" * 32)]
     assert len({a.denoiser, *(o.denoiser for o in others)}) == 4
     assert not a.exist()
-    assert engines.slug("../../etc") == "etc"  # a GPU name never escapes the cache
+    assert runtime.slug("../../etc") == "etc"  # a GPU name never escapes the cache
 
 
 def _fake_machine(monkeypatch, gpu, version):
-    monkeypatch.setattr(engines, "gpu_name", lambda: gpu)
-    monkeypatch.setattr(engines, "tensorrt_version", lambda: version)
+    monkeypatch.setattr(runtime, "gpu_name", lambda: gpu)
+    monkeypatch.setattr(runtime, "tensorrt_version", lambda: version)
 
 
 def test_without_tensorrt_or_gpu_the_sampler_runs_numpy_and_says_why(monkeypatch, caplog):
@@ -172,7 +173,7 @@ def test_without_tensorrt_or_gpu_the_sampler_runs_numpy_and_says_why(monkeypatch
                               ("NVIDIA H100", "10.13.3.9", "no TensorRT engine for this GPU")):
         _fake_machine(monkeypatch, gpu, version)
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="avatarcam.motion.engines"):
+        with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
             engine = diffusion.DiffusionEngine(seed=0)
         assert isinstance(engine.net, Network)
         lines = [r.getMessage() for r in caplog.records]
@@ -181,22 +182,22 @@ def test_without_tensorrt_or_gpu_the_sampler_runs_numpy_and_says_why(monkeypatch
 
 def test_a_broken_engine_falls_back_with_one_line(monkeypatch, caplog):
     _fake_machine(monkeypatch, "NVIDIA H100", "10.13.3.9")
-    paths = engines.paths_here(onnx_export.model_sha256(onnx_export.shipped_weights()))
+    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()))
     paths.directory.mkdir(parents=True)
     paths.audio.write_bytes(b"not an engine")
     paths.denoiser.write_bytes(b"not an engine")
-    with caplog.at_level(logging.INFO, logger="avatarcam.motion.engines"):
-        net = engines.best_network()
+    with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
+        net = runtime.best_network()
     assert isinstance(net, Network)
     (line,) = [r.getMessage() for r in caplog.records]
-    assert "did not load" in line and "engines.build" in line
+    assert "did not load" in line and runtime.BUILD_COMMAND in line
 
 
 def test_engines_that_exist_are_used(monkeypatch, onnx_net, caplog):
     """With engines in the cache the sampler gets the TensorRT network (its loader stubbed with the
     ONNX graphs here, which the engines are built from)."""
     _fake_machine(monkeypatch, "NVIDIA H100", "11.4.0.106")
-    paths = engines.paths_here(onnx_export.model_sha256(onnx_export.shipped_weights()))
+    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()))
     paths.directory.mkdir(parents=True)
     paths.audio.write_bytes(b"engine")
     paths.denoiser.write_bytes(b"engine")
@@ -213,7 +214,7 @@ def test_engines_that_exist_are_used(monkeypatch, onnx_net, caplog):
             return onnx_net._denoiser.run(None, inputs)[0]
 
     monkeypatch.setattr(TrtNetwork, "load", classmethod(lambda cls, a, d, fb: cls(Graph("audio"), Graph("denoiser"), fb)))
-    with caplog.at_level(logging.INFO, logger="avatarcam.motion.engines"):
+    with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
         engine = diffusion.DiffusionEngine(seed=0)
     assert isinstance(engine.net, TrtNetwork)
     assert "TensorRT on NVIDIA H100" in caplog.records[0].getMessage()
@@ -242,17 +243,12 @@ def test_a_gpu_failure_mid_stream_continues_on_numpy(net, onnx_net, demo, caplog
 
 
 def test_build_says_what_is_missing(monkeypatch, capsys):
-    import importlib.util
-    from pathlib import Path
+    from avatarcam.engines.__main__ import main as build_command
 
-    script = Path(__file__).resolve().parents[1] / "engines" / "build.py"
-    spec = importlib.util.spec_from_file_location("engines_build", script)
-    build_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_script)
     _fake_machine(monkeypatch, None, None)
     with pytest.raises(RuntimeError, match="TensorRT is not installed"):
-        engines.build()
-    assert build_script.main([]) == 1
+        build.build()
+    assert build_command([]) == 1
     assert "TensorRT is not installed" in capsys.readouterr().err
     from avatarcam.cli import main as avatarcam
 

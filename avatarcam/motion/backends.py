@@ -2,10 +2,10 @@
 
 `DiffusionEngine` only calls ``net.audio_tokens(windows)``, ``net(noisy, past, audio, controls, t,
 audio_on, cues)`` and ``net.lip_shapes(windows)``, and reads ``net.config`` and
-``net.stats``; these classes offer exactly that, the first two over the exported graphs
-(`avatarcam.motion.onnx_export`), so the sampler runs unchanged on any of them. The numpy
-`Network` stays the reference and the fallback, and runs the lip head (one small MLP per
-frame) everywhere.
+``net.stats`` (`MotionNetwork`); these classes offer exactly that, the first two over the graphs
+`avatarcam.engines` exports, so the sampler runs unchanged on any of them. The numpy `Network`
+stays the reference and the fallback, and runs the lip head (one small MLP per frame) everywhere.
+The graphs' inputs are named here, where they are fed, and the exporter names them from here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from avatarcam.motion.network import Config, Network
-from avatarcam.motion.onnx_export import MAX_TOKENS  # the engine's largest batch of windows
 
 log = logging.getLogger(__name__)
+
+AUDIO_INPUTS = ("windows",)
+DENOISER_INPUTS = ("noisy", "past", "audio", "controls", "t", "audio_on", "cues")
+MAX_TOKENS = 4096  # audio windows one engine call takes (a whole clip's frames, offline)
 
 
 def _cues(cues: np.ndarray | None, like: np.ndarray, config: Config) -> np.ndarray:
@@ -30,8 +33,8 @@ def _cues(cues: np.ndarray | None, like: np.ndarray, config: Config) -> np.ndarr
 
 def _inputs(config: Config, noisy, past, audio, controls, t, audio_on, cues) -> dict[str, np.ndarray]:
     f = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
-    return {"noisy": f(noisy), "past": f(past), "audio": f(audio), "controls": f(controls), "t": f(t),
-            "audio_on": f(audio_on), "cues": _cues(cues, audio, config)}
+    values = (f(noisy), f(past), f(audio), f(controls), f(t), f(audio_on), _cues(cues, audio, config))
+    return dict(zip(DENOISER_INPUTS, values, strict=True))
 
 
 class OnnxNetwork:
@@ -54,7 +57,7 @@ class OnnxNetwork:
         flat = np.ascontiguousarray(windows, np.float32).reshape(-1, *windows.shape[-2:])
         if len(flat) == 0:
             return np.zeros((*lead, self.config.width), np.float32)
-        return self._audio.run(None, {"windows": flat})[0].reshape(*lead, self.config.width)
+        return self._audio.run(None, {AUDIO_INPUTS[0]: flat})[0].reshape(*lead, self.config.width)
 
     def __call__(self, noisy, past, audio, controls, t, audio_on, cues=None) -> np.ndarray:
         return self._denoiser.run(None, _inputs(self.config, noisy, past, audio, controls, t, audio_on, cues))[0]
@@ -131,7 +134,8 @@ class TrtNetwork:
             flat = np.ascontiguousarray(windows, np.float32).reshape(-1, *windows.shape[-2:])
             if len(flat) == 0:
                 return np.zeros((*lead, self.config.width), np.float32)
-            parts = [self._audio.run({"windows": flat[i:i + MAX_TOKENS]}) for i in range(0, len(flat), MAX_TOKENS)]
+            parts = [self._audio.run({AUDIO_INPUTS[0]: flat[i:i + MAX_TOKENS]})
+                     for i in range(0, len(flat), MAX_TOKENS)]
             return np.concatenate(parts).reshape(*lead, self.config.width)
 
         return self._guarded(gpu, lambda: self.fallback.audio_tokens(windows))

@@ -24,8 +24,6 @@ model's lip head is sure they do (`avatarcam.motion.lips`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -37,9 +35,9 @@ from avatarcam.errors import AvatarCamError
 from avatarcam.motion import lips
 from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.motion.cues import CueStream
-from avatarcam.motion.network import Network, schedule
+from avatarcam.motion.network import MotionNetwork, Network, schedule, shipped_weights
+from avatarcam.motion.runtime import best_network
 
-DEFAULT_MODEL = "motion.safetensors"  # inside avatarcam/data/
 # Guidance scales. At 1 the guided branches cancel and a step is one plain network call: the
 # speed bar (4 ms a frame on one core) holds only so. Audio guidance 1.5 closes a few more
 # bilabials (bench/results/motion.md) at twice the cost.
@@ -56,8 +54,8 @@ CATCH_UP = 4
 
 
 def default_network() -> Network:
-    with resources.as_file(resources.files("avatarcam") / "data" / DEFAULT_MODEL) as path:
-        return Network.load(Path(path))
+    """The shipped model on numpy (`best_network` picks the fastest runtime instead)."""
+    return Network.load(shipped_weights())
 
 
 class DiffusionEngine:
@@ -65,12 +63,11 @@ class DiffusionEngine:
 
     styles = STYLES
 
-    def __init__(self, network: Network | None = None, seed: int = 0, chunk: int = 1, lookahead_s: float | None = None,
-                 steps: int = 2, emotion: str = "neutral", gaze: tuple[float, float] = (0.0, 0.0),
-                 distance: float = 0.0, liveliness: float = 1.0, audio_scale: float = AUDIO_SCALE,
-                 control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
+    def __init__(self, network: MotionNetwork | None = None, seed: int = 0, chunk: int = 1,
+                 lookahead_s: float | None = None, steps: int = 2, emotion: str = "neutral",
+                 gaze: tuple[float, float] = (0.0, 0.0), distance: float = 0.0, liveliness: float = 1.0,
+                 audio_scale: float = AUDIO_SCALE, control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
         if network is None:  # on TensorRT where an engine was built for this GPU, else numpy (one log line)
-            from avatarcam.motion.engines import best_network
             network = best_network()
         self.net = network
         c = self.net.config
@@ -216,7 +213,7 @@ class DiffusionEngine:
         return motion
 
 
-def guided(net: Network, past: np.ndarray, audio: np.ndarray, controls: np.ndarray, audio_scale: float,
+def guided(net: MotionNetwork, past: np.ndarray, audio: np.ndarray, controls: np.ndarray, audio_scale: float,
            control_scale: float, cues: np.ndarray | None = None) -> Callable[[np.ndarray, float], np.ndarray]:
     """The denoiser of one chunk with classifier-free guidance: x0 = bare + sa (audio - bare) +
     sc (full - audio), all branches in one network call; branches a scale of 1 cancels are skipped.
@@ -285,7 +282,7 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray
     return x
 
 
-def generate(samples: np.ndarray, seed: int = 0, network: Network | None = None, chunk: int = OFFLINE_CHUNK,
+def generate(samples: np.ndarray, seed: int = 0, network: MotionNetwork | None = None, chunk: int = OFFLINE_CHUNK,
              **kwargs) -> np.ndarray:
     """Motion for a whole clip: the streaming engine with longer chunks."""
     engine = DiffusionEngine(network, seed=seed, chunk=chunk, **kwargs)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +29,12 @@ from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion import lips
+
+
+def shipped_weights() -> Path:
+    """The motion model the package ships (a plain file in every normal install); the one place
+    that knows where it lies."""
+    return Path(str(resources.files("avatarcam") / "data" / "motion.safetensors"))
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,21 @@ def _gelu(x):
     y *= x
     y *= 0.5
     return y
+
+
+class MotionNetwork(Protocol):
+    """What the sampler asks of a network: numpy's `Network` here, onnxruntime and TensorRT in
+    `avatarcam.motion.backends`."""
+
+    config: Config
+    stats: dict[str, np.ndarray]
+
+    def audio_tokens(self, windows: np.ndarray) -> np.ndarray: ...
+
+    def lip_shapes(self, windows: np.ndarray) -> np.ndarray: ...
+
+    def __call__(self, noisy: np.ndarray, past: np.ndarray, audio: np.ndarray, controls: np.ndarray,
+                 t: np.ndarray, audio_on: np.ndarray, cues: np.ndarray | None = None) -> np.ndarray: ...
 
 
 class Network:

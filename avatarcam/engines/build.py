@@ -1,16 +1,7 @@
-"""TensorRT engines for the motion model: where they live, how they are built, which runtime runs.
+"""The motion model's TensorRT engines, built for the GPU at hand from its ONNX export.
 
-An engine is compiled for one GPU model by one TensorRT version from one set of weights, so it
-is built on the user's machine (``python -m engines.build``) and cached per GPU and TensorRT
-version in the user cache directory (`Settings.cache_dir`), named by the weights' hash:
-
-    <cache>/engines/<gpu>/trt-<version>/audio_encoder-<sha12>.engine
-    <cache>/engines/<gpu>/trt-<version>/denoiser-<sha12>.engine
-    <cache>/engines/<gpu>/trt-<version>/timing.cache    (kernel timings: a rebuild takes seconds)
-
-A retrained model, another GPU or another TensorRT then simply finds no engine and falls back
-to numpy, instead of loading one that does not match. `best_network` makes that choice and says
-it in one log line.
+Where the engines go (per GPU, TensorRT version and weights) and which runtime runs them is the
+runtime's business (`avatarcam.motion.runtime`); this module fills that cache.
 
 Engines are built as strongly typed networks from the FP32 ONNX graphs: TensorRT 11 has no FP16
 builder flag any more (precision belongs to the graph), and FP32 without TF32 keeps the sampler's
@@ -20,124 +11,23 @@ that reduced precision would buy little.
 
 from __future__ import annotations
 
-import logging
-import re
-import shutil
-import subprocess
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from avatarcam.motion import onnx_export
-from avatarcam.motion.network import Config, Network
+import numpy as np
 
-log = logging.getLogger(__name__)
+from avatarcam import latent
+from avatarcam.audio import mel
+from avatarcam.engines import onnx_export
+from avatarcam.motion.backends import DENOISER_INPUTS, MAX_TOKENS, TrtNetwork
+from avatarcam.motion.network import Config, Network, shipped_weights
+from avatarcam.motion.runtime import EnginePaths, model_sha256, paths_here
 
-TIMING_CACHE = "timing.cache"
-BUILD_COMMAND = "avatarcam engines (or python -m engines.build)"
 TOLERANCE = 1e-3  # the engines' largest difference from numpy that `check` accepts
 
-
-@dataclass(frozen=True)
-class EnginePaths:
-    directory: Path
-    audio: Path
-    denoiser: Path
-    timing_cache: Path
-
-    def exist(self) -> bool:
-        return self.audio.is_file() and self.denoiser.is_file()
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a GPU name or version: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
-
-
-def engine_paths(cache_dir: str | Path, gpu: str, trt_version: str, model_sha256: str) -> EnginePaths:
-    directory = Path(cache_dir) / "engines" / slug(gpu) / f"trt-{slug(trt_version)}"
-    tag = model_sha256[:12]
-    return EnginePaths(directory, directory / f"audio_encoder-{tag}.engine", directory / f"denoiser-{tag}.engine",
-                       directory / TIMING_CACHE)
-
-
-@cache
-def gpu_name() -> str | None:
-    """The first NVIDIA GPU's name, or None when there is none (or no driver to ask)."""
-    try:
-        import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-            return name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device: ask nvidia-smi, else none
-        pass
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip().splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out[0].strip() if out and out[0].strip() else None
-
-
-def tensorrt_version() -> str | None:
-    try:
-        import tensorrt
-    except Exception:  # noqa: BLE001 - a broken install is as good as none here
-        return None
-    return str(tensorrt.__version__)
-
-
-def _cache_dir(settings=None) -> Path:
-    from avatarcam.config import load_settings
-
-    return Path((settings if settings is not None else load_settings()).cache_dir)
-
-
-def paths_here(model_sha256: str, settings=None) -> EnginePaths | str:
-    """This machine's engine paths for the weights, or why there can be none (a sentence)."""
-    version = tensorrt_version()
-    if version is None:
-        return "TensorRT is not installed (pip install 'avatarcam[gpu]')"
-    gpu = gpu_name()
-    if gpu is None:
-        return "no NVIDIA GPU found"
-    return engine_paths(_cache_dir(settings), gpu, version, model_sha256)
-
-
-def best_network(weights: str | Path | None = None, settings=None):
-    """The motion network on the fastest runtime this machine has: TensorRT when engines for
-    this GPU, TensorRT version and weights exist, else numpy. One log line says which, and why."""
-    from avatarcam.motion.backends import TrtNetwork
-
-    weights = Path(weights) if weights is not None else onnx_export.shipped_weights()
-    net = Network.load(weights)
-    where = paths_here(onnx_export.model_sha256(weights), settings)
-    if isinstance(where, EnginePaths) and not where.exist():
-        where = f"no TensorRT engine for this GPU and model yet (build one: {BUILD_COMMAND})"
-    if isinstance(where, EnginePaths):
-        try:
-            trt_net = TrtNetwork.load(where.audio, where.denoiser, net)
-        except Exception as e:  # noqa: BLE001 - a stale or broken engine must not stop the avatar
-            where = f"the TensorRT engine in {where.directory} did not load ({e}); rebuild it: {BUILD_COMMAND}"
-        else:
-            log.info("motion model: TensorRT on %s (%s)", gpu_name(), where.directory)
-            return trt_net
-    log.info("motion model: numpy on the CPU, %s", where)
-    return net
-
-
-# ---------------------------------------------------------------------------------------------
-# Building
 
 def denoiser_profile(config: Config, opt_chunk: int = 2) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Input shapes (min, opt, max) the denoiser engine must take: 1..MAX_BATCH guidance branches,
     chunks of 1..max_chunk frames, tuned for one branch and the live chunk of `opt_chunk` frames."""
-    from avatarcam import latent
-
     b_max, c_max, p = onnx_export.MAX_BATCH, config.max_chunk, config.past
 
     def span(*dims):  # dims: ("b" | "c" | "n" | int) per axis
@@ -151,10 +41,8 @@ def denoiser_profile(config: Config, opt_chunk: int = 2) -> dict[str, tuple[tupl
 
 
 def audio_profile(config: Config) -> dict[str, tuple[tuple[int, ...], ...]]:
-    from avatarcam.audio import mel
-
     w = (config.mel_window, mel.BANDS)
-    return {"windows": ((1, *w), (config.past + 2, *w), (onnx_export.MAX_TOKENS, *w))}
+    return {"windows": ((1, *w), (config.past + 2, *w), (MAX_TOKENS, *w))}
 
 
 def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, tuple[tuple[int, ...], ...]],
@@ -201,8 +89,8 @@ def build(weights: str | Path | None = None, settings=None, onnx_dir: str | Path
           force: bool = False) -> EnginePaths:
     """Export the model to ONNX (unless `onnx_dir` already holds it) and build both engines for
     this GPU into the cache; returns where they are. Raises with what is missing when it cannot."""
-    weights = Path(weights) if weights is not None else onnx_export.shipped_weights()
-    sha = onnx_export.model_sha256(weights)
+    weights = Path(weights) if weights is not None else shipped_weights()
+    sha = model_sha256(weights)
     where = paths_here(sha, settings)
     if isinstance(where, str):
         raise RuntimeError(f"cannot build TensorRT engines here: {where}")
@@ -222,19 +110,14 @@ def check(paths: EnginePaths, weights: str | Path | None = None) -> float:
     """Run the engines against numpy on random inputs of each shape class the sampler uses (one
     and three guidance branches, chunks of 1, 2 and 32 frames); returns the largest difference,
     raises RuntimeError beyond TOLERANCE or if the engines fail."""
-    import numpy as np
-
-    from avatarcam.audio import mel
-    from avatarcam.motion.backends import TrtNetwork
-
-    net = Network.load(weights if weights is not None else onnx_export.shipped_weights())
+    net = Network.load(weights if weights is not None else shipped_weights())
     trt_net = TrtNetwork.load(paths.audio, paths.denoiser, net)
     rng = np.random.default_rng(0)
     windows = (rng.standard_normal((40, net.config.mel_window, mel.BANDS)) * 15 - 60).astype(np.float32)
     worst = float(np.abs(trt_net.audio_tokens(windows) - net.audio_tokens(windows)).max())
     for batch, chunk in ((1, 1), (1, 2), (3, 2), (1, 32), (3, 32)):
         ex = onnx_export.example_inputs(net.config, batch, chunk, seed=batch * 100 + chunk)
-        args = [ex[k] for k in onnx_export.DENOISER_INPUTS]
+        args = [ex[k] for k in DENOISER_INPUTS]
         worst = max(worst, float(np.abs(trt_net(*args) - net(*args)).max()))
     if trt_net.failed:
         raise RuntimeError("the engines failed to run (see the warning above)")

@@ -8,15 +8,15 @@ sampler step and every later chunk that sees the frame (`DiffusionEngine._audio`
 - ``denoiser.onnx``: (noisy, past, audio tokens, controls, t, audio_on, cues) -> clean motion of
   the chunk, as `Network.__call__`, with the batch (guidance branches) and the chunk length dynamic.
 
-TensorRT builds its engines from these (`avatarcam.motion.engines`); onnxruntime runs them on any
-machine, which is how the normal test suite checks them against PyTorch and numpy. Needs torch
-(the `train` or `test` extra) and onnx + onnxscript (torch's exporter uses them).
+TensorRT builds its engines from these (`avatarcam.engines.build`); onnxruntime runs them on any
+machine (`avatarcam.motion.backends`, which names their inputs), which is how the normal test
+suite checks them against PyTorch and numpy. Needs torch (the `train` or `test` extra) and onnx +
+onnxscript (torch's exporter uses them).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +25,16 @@ import numpy as np
 
 from avatarcam import latent
 from avatarcam.audio import mel
-from avatarcam.motion.network import Config, Network
+from avatarcam.motion.backends import AUDIO_INPUTS, DENOISER_INPUTS, MAX_TOKENS
+from avatarcam.motion.network import Config, Network, shipped_weights
+from avatarcam.motion.runtime import model_sha256
 
 AUDIO_FILE = "audio_encoder.onnx"
 DENOISER_FILE = "denoiser.onnx"
 # Opset 18 is what TensorRT 10 and 11 and onnxruntime all parse; nothing here needs a newer op.
 OPSET = 18
 MAX_BATCH = 4  # guidance branches: 1 (the default scales), 2 or 3 (classifier-free guidance)
-MAX_TOKENS = 4096  # audio windows encoded at once (a whole clip's frames, offline)
-
-AUDIO_INPUTS = ("windows",)
 AUDIO_OUTPUTS = ("tokens",)
-DENOISER_INPUTS = ("noisy", "past", "audio", "controls", "t", "audio_on", "cues")
 DENOISER_OUTPUTS = ("x0",)
 
 
@@ -47,10 +45,6 @@ class Exported:
     audio: Path
     denoiser: Path
     model_sha256: str
-
-
-def model_sha256(weights: str | Path) -> str:
-    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
 
 
 def torch_model(network: Network):
@@ -148,15 +142,6 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
 
 
 def export_default(out_dir: str | Path) -> Exported:
-    """Export the shipped motion model (avatarcam/data/motion.safetensors)."""
+    """Export the shipped motion model."""
     path = shipped_weights()
     return export(Network.load(path), out_dir, model_sha256(path))
-
-
-def shipped_weights() -> Path:
-    """The motion model the package ships (a plain file in every normal install)."""
-    from importlib import resources
-
-    from avatarcam.motion.diffusion import DEFAULT_MODEL
-
-    return Path(str(resources.files("avatarcam") / "data" / DEFAULT_MODEL))
