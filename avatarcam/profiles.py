@@ -32,7 +32,7 @@ import numpy as np
 from avatarcam import __version__
 from avatarcam.config import Settings
 from avatarcam.errors import ProfileError
-from avatarcam.provenance.consent import ConsentRecord, private_dir, verify_record, write_private
+from avatarcam.provenance.consent import ConsentRecord, StoredRecord, private_dir, verify_record, write_private
 from avatarcam.render.face import NUM_POINTS, Face
 
 
@@ -110,6 +110,19 @@ def available_profiles(settings: Settings | None = None) -> list[ProfileEntry]:
 def list_profiles(settings: Settings | None = None) -> list[str]:
     """Names of the profiles load_profile can open (see available_profiles for which are bundled)."""
     return [e.name for e in available_profiles(settings)]
+
+
+def stored_records(settings: Settings) -> list[StoredRecord]:
+    """The consent record of every profile load_profile can open, for `verify` to name; a profile
+    whose consent.json cannot be read is left out (verify reports only records it can check)."""
+    records = []
+    for entry in available_profiles(settings):
+        try:
+            record = ConsentRecord.from_json((entry.dir / "consent.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        records.append(StoredRecord(entry.name, entry.bundled, record, entry.dir / "portrait.png"))
+    return records
 
 
 def _describe_available(settings: Settings) -> str:

@@ -101,13 +101,13 @@ def frame_digests(path: Path) -> list[str]:
 def check_output(args: tuple[Path, str, str]) -> dict:
     """Verify one output as `avatarcam verify` does; the payload must be its profile's."""
     from avatarcam.config import Settings
-    from avatarcam.profiles import load_profile
+    from avatarcam.profiles import load_profile, stored_records
     from avatarcam.provenance.stamp import payload_for
     from avatarcam.provenance.verify import verify_file
 
     path, profile, data_dir = args
     settings = Settings(data_dir=Path(data_dir))
-    verdict = verify_file(path, settings)
+    verdict = verify_file(path, records=stored_records(settings))
     want = payload_for(load_profile(profile, settings).consent, settings)
     return {"file": f"{path.parent.name}/{path.name}", "found": verdict.detection.found,
             "payload_ok": verdict.detection.payload == want, "credentials": verdict.credentials.state,

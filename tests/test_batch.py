@@ -18,7 +18,7 @@ import soundfile
 
 from avatarcam import cli
 from avatarcam.config import Settings
-from avatarcam.profiles import load_profile
+from avatarcam.profiles import load_profile, stored_records
 from avatarcam.provenance.stamp import payload_for
 from avatarcam.provenance.verify import verify_file
 from avatarcam.video import iter_frames
@@ -94,7 +94,7 @@ def summary(out: Path) -> dict[str, dict]:
 
 def assert_verifies(path: Path, profile: str) -> None:
     settings = Settings()
-    verdict = verify_file(path, settings)
+    verdict = verify_file(path, records=stored_records(settings))
     assert verdict.detection.found and verdict.credentials.holds, path
     assert verdict.detection.payload == payload_for(load_profile(profile, settings).consent, settings)
     assert [m.profile for m in verdict.matches] == [profile]

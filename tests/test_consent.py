@@ -12,8 +12,8 @@ import pytest
 
 from avatarcam.config import Settings
 from avatarcam.errors import ProfileError
-from avatarcam.provenance.consent import (KEY_FILE, STATEMENTS, ConsentRecord, create_record, installation_key,
-                                          portrait_digest, verify_record)
+from avatarcam.provenance.consent import (KEY_FILE, STATEMENTS, ConsentRecord, create_record, existing_public_key,
+                                          installation_key, portrait_digest, verify_record)
 
 
 @pytest.fixture
@@ -105,3 +105,12 @@ def test_malformed_record_json():
         ConsentRecord.from_json(json.dumps({"subject": "x"}))
     with pytest.raises(ValueError):
         ConsentRecord.from_json("not json")
+
+
+def test_existing_public_key_only_looks(settings, portrait):
+    assert existing_public_key(settings) is None
+    assert not (settings.data_dir / KEY_FILE).exists()  # looking made no key
+    record = create_record("Ada Lovelace", "self", portrait_digest(portrait), settings)
+    assert existing_public_key(settings) == record.public_key
+    (settings.data_dir / KEY_FILE).write_text("not a key")
+    assert existing_public_key(settings) is None

@@ -14,7 +14,7 @@ from avatarcam import profiles
 from avatarcam.config import Settings
 from avatarcam.errors import ProfileError
 from avatarcam.profiles import (FILES, Profile, available_profiles, delete_profile, describe, list_profiles,
-                                load_profile, save_profile)
+                                load_profile, save_profile, stored_records)
 from avatarcam.provenance.consent import create_record, portrait_digest
 from avatarcam.render.face import FaceMeasurer
 from avatarcam.render.plate import background_plate
@@ -193,3 +193,14 @@ def test_bundled_fallback_and_shadowing(measured, settings, tmp_path, monkeypatc
 def test_the_shipped_default_profile_loads():
     profile = load_profile("default", Settings())
     assert profile.bundled and profile.face.points.shape == (478, 3)
+
+
+def test_stored_records_are_what_verify_is_handed(measured, settings):
+    save_profile(make_profile(measured, settings, "alice"), settings)
+    broken = save_profile(make_profile(measured, settings, "bob"), settings)
+    (broken / "consent.json").write_text("{}")  # not a record: left out
+    records = stored_records(settings)
+    assert [(r.profile, r.bundled) for r in records] == [("alice", False), ("default", True)]
+    alice = load_profile("alice", settings)
+    assert records[0].record == alice.consent and records[0].portrait == alice.dir / "portrait.png"
+    assert records[1].portrait == profiles.BUNDLED_DIR / "default" / "portrait.png"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -12,7 +13,7 @@ from avatarcam import cli
 from avatarcam.audio.io import load_audio
 from avatarcam.profiles import BUNDLED_DIR
 from avatarcam.provenance import watermark as wm
-from avatarcam.provenance.consent import ConsentRecord
+from avatarcam.provenance.consent import ConsentRecord, StoredRecord
 from avatarcam.provenance.label import Label
 from avatarcam.provenance.verify import verify_file, window_share
 
@@ -72,6 +73,23 @@ def test_verify_json_and_a_single_frame(rendered, capsys):
     assert report["false_alarm_probability"] < 1e-6
     assert report["consent_records"][0]["profile"] == "default"
     assert cli.main(["verify", "-q", str(frames[40])]) == 0  # one PNG frame is enough
+
+
+def test_verify_names_only_the_records_it_is_handed(rendered, tmp_path):
+    _, frames = rendered
+    alone = verify_file(frames[40])  # no records, no key: verify reads none of its own
+    assert alone.found and alone.matches == [] and alone.this_installation is None
+    changed = tmp_path / "changed.png"
+    cv2.imwrite(str(changed), cv2.imread(str(BUNDLED_DIR / "default" / "portrait.png"))[::-1])
+    portrait = BUNDLED_DIR / "default" / "portrait.png"
+    records = [StoredRecord("default", True, BUNDLED_RECORD, portrait),
+               StoredRecord("copy", False, BUNDLED_RECORD, changed),
+               StoredRecord("other", False, dataclasses.replace(BUNDLED_RECORD, record_id="0" * 32), portrait)]
+    key = "ab" * 32
+    verdict = verify_file(frames[40], records=records, this_key=key)
+    assert verdict.this_installation == wm.installation_code(key)
+    assert [(m.profile, m.valid) for m in verdict.matches] == [("default", True), ("copy", False)]
+    assert "does not match" in verdict.matches[1].problem
 
 
 def test_exit_codes(tmp_path, rendered, capsys):

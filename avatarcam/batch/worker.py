@@ -130,7 +130,7 @@ def verifies(output: Path, profile, settings: Settings) -> bool:
     from ..provenance.verify import verify_file
 
     try:
-        verdict = verify_file(output, settings)
+        verdict = verify_file(output)  # the watermark and credentials alone: no consent record to name
     except AvatarCamError:
         return False
     return (verdict.detection.found and verdict.detection.payload == payload_for(profile.consent, settings)

@@ -86,6 +86,16 @@ def installation_key(settings: Settings) -> Ed25519PrivateKey:
     return key
 
 
+def existing_public_key(settings: Settings) -> str | None:
+    """This installation's public key (hex), or None where it has no readable key: unlike
+    installation_key it never creates one, so that looking (`avatarcam verify`) changes nothing."""
+    try:
+        key = serialization.load_pem_private_key((Path(settings.data_dir) / KEY_FILE).read_bytes(), password=None)
+    except (ValueError, TypeError, OSError):
+        return None
+    return _public_hex(key.public_key()) if isinstance(key, Ed25519PrivateKey) else None
+
+
 def _public_hex(key: Ed25519PublicKey) -> str:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
@@ -132,6 +142,16 @@ class ConsentRecord:
         if not isinstance(data, dict) or set(data) != names or not all(isinstance(v, str) for v in data.values()):
             raise ValueError(f"a consent record needs exactly the string fields {sorted(names)}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A consent record kept with a profile on this machine, and the portrait file it must match."""
+
+    profile: str
+    bundled: bool
+    record: ConsentRecord
+    portrait: Path
 
 
 def create_record(subject: str, relation: str, portrait_sha256: str, settings: Settings) -> ConsentRecord:

@@ -18,16 +18,17 @@ k may use 6/(pi^2 k^2) of it, which sums to at most the whole. However long the 
 probability of reporting a watermark in a file that has none stays below
 ``watermark.FALSE_ALARM_CLAIM`` (8e-7).
 
-A payload names an installation and a consent record by 24-bit digests. The consent records on
-this machine (every profile, bundled ones included) are searched for the one whose digest matches;
-its signature and portrait are checked before it is shown.
+A payload names an installation and a consent record by 24-bit digests. The caller hands in the
+consent records it knows (`profiles.stored_records`: every profile on this machine, bundled ones
+included) and this installation's public key; the record whose digest matches has its signature
+and portrait checked before it is shown. Verify reads no settings and no profiles of its own.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 from avatarcam.errors import AvatarCamError
 
 from . import watermark as wm
+from .consent import StoredRecord, verify_record
 from .credentials import ManifestReport, read_credentials
 
 WINDOW_S = 10.0
@@ -144,10 +146,11 @@ def _video_windows(path: Path, window_s: float, on_frame: Callable[[], None] | N
             yield acc / count, count, last - start
 
 
-def verify_file(path: str | Path, settings=None, window_s: float = WINDOW_S,
-                on_frame: Callable[[], None] | None = None,
+def verify_file(path: str | Path, *, records: Iterable[StoredRecord] = (), this_key: str | None = None,
+                window_s: float = WINDOW_S, on_frame: Callable[[], None] | None = None,
                 on_total: Callable[[int | None], None] | None = None, stop_when_found: bool = True) -> Verdict:
-    """Look for the watermark in a video or picture file and find the consent record it names."""
+    """Look for the watermark in a video or picture file and, among `records`, the consent record it
+    names; `this_key` is this installation's public key (hex), None where it has none."""
     path = Path(path)
     if not path.exists():
         raise AvatarCamError(f"{path} does not exist")
@@ -177,45 +180,28 @@ def verify_file(path: str | Path, settings=None, window_s: float = WINDOW_S,
     if verdict is None:
         raise AvatarCamError(f"{path} holds no video frames")
     verdict.credentials = credentials
-    _attribute(verdict, settings)
+    verdict.this_installation = None if this_key is None else wm.installation_code(this_key)
+    if verdict.detection.payload is not None:
+        verdict.matches = matching_records(verdict.detection.payload, records)
     return verdict
 
 
-def _attribute(verdict: Verdict, settings) -> None:
-    """Fill in this installation's code and the matching consent records on this machine."""
-    from cryptography.hazmat.primitives import serialization
-
-    from avatarcam.config import load_settings
-    from avatarcam.profiles import available_profiles
-    from avatarcam.provenance.consent import KEY_FILE, ConsentRecord, verify_record
-
-    settings = settings if settings is not None else load_settings()
-    key_path = Path(settings.data_dir) / KEY_FILE
-    if key_path.exists():  # verify never creates a key: it only looks
-        try:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            verdict.this_installation = wm.installation_code(raw.hex())
-        except (ValueError, TypeError, OSError):
-            pass
-    payload = verdict.detection.payload
-    if payload is None:
-        return
-    for entry in available_profiles(settings):
-        try:
-            record = ConsentRecord.from_json((entry.dir / "consent.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+def matching_records(payload: wm.Payload, records: Iterable[StoredRecord]) -> list[RecordMatch]:
+    """The records whose digest is the payload's, each with its signature and portrait checked."""
+    matches = []
+    for stored in records:
+        record = stored.record
         if wm.record_code(record.record_id) != payload.record:
             continue
         valid, problem = True, ""
         try:
-            verify_record(record, (entry.dir / "portrait.png").read_bytes())
+            verify_record(record, stored.portrait.read_bytes())
         except Exception as exc:  # a broken signature, a changed or missing portrait
             valid, problem = False, str(exc)
-        verdict.matches.append(RecordMatch(entry.name, entry.bundled, record.record_id, record.subject,
-                                           record.relation, record.created,
-                                           wm.installation_code(record.public_key), valid, problem))
+        matches.append(RecordMatch(stored.profile, stored.bundled, record.record_id, record.subject,
+                                   record.relation, record.created, wm.installation_code(record.public_key),
+                                   valid, problem))
+    return matches
 
 
 def headline(verdict: Verdict) -> str:
