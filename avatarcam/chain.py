@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -36,6 +37,31 @@ class FrameRenderer(Protocol):
     size: tuple[int, int]
 
     def render(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def render_stamped(self, frame: np.ndarray, stamp: Provenance) -> np.ndarray:
+        """The frame with `stamp`'s watermark and label (the GPU marks inside its kernel)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Shot:
+    """What is on air for a frame, as one unit: the renderer, its provenance stage and the
+    portrait's rest. The live daemon swaps a whole shot between two frames, so a frame never
+    shows one profile marked as another."""
+
+    renderer: FrameRenderer
+    stamp: Provenance
+    rest: np.ndarray
+
+    def __post_init__(self) -> None:
+        from .provenance.stamp import Provenance
+
+        if not isinstance(self.stamp, Provenance):  # nothing but the real stage may stand in for it
+            raise TypeError(f"a shot's stamp must be a provenance.stamp.Provenance, got {type(self.stamp).__name__}")
+
+    def frame(self, motion: np.ndarray) -> np.ndarray:
+        """The marked frame showing generated `motion` on this portrait."""
+        return self.renderer.render_stamped(compose(motion, self.rest), self.stamp)
 
 
 def engine_name(setting: str, fps: int) -> str:
@@ -98,38 +124,34 @@ def frames(chunks: Iterable[np.ndarray], engine: MotionEngine) -> Iterator[np.nd
     yield from engine.flush()
 
 
-def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer,
-        rest: np.ndarray | Callable[[], np.ndarray], sink: Sink, *, provenance: Provenance,
-        on_frame: Callable[[int], None] | None = None) -> int:
-    """Drive the chain until the audio ends; returns the number of frames written.
-
-    `rest` is the portrait's rest latent, or a function giving it per frame: the live daemon
-    swaps profile and renderer together between two frames.
+def run(chunks: Iterable[np.ndarray], engine: MotionEngine, renderer: FrameRenderer, rest: np.ndarray,
+        sink: Sink, *, provenance: Provenance, on_frame: Callable[[int], None] | None = None) -> int:
+    """Drive the chain over one portrait until the audio ends; returns the number of frames written.
 
     Every frame passes `provenance`, the provenance stage (invisible watermark + visible label),
     before the sink. It is required: the caller's settings decide the label and the installation
-    the watermark names (``provenance.stamp.Provenance.for_profile`` for one profile; with a
-    `source`, the stage follows the profile on air).
+    the watermark names (``provenance.stamp.Provenance.for_profile``).
     """
-    from .provenance.stamp import Provenance
+    shot = Shot(renderer, provenance, rest)
+    return stream(chunks, engine, lambda: shot, sink, on_frame=on_frame)
 
-    if not isinstance(provenance, Provenance):  # nothing but the real stage may stand in for it
-        raise TypeError(f"provenance must be a provenance.stamp.Provenance, got {type(provenance).__name__}")
-    count = 0
+
+def stream(chunks: Iterable[np.ndarray], engine: MotionEngine, on_air: Callable[[], Shot], sink: Sink, *,
+           late: Callable[[int], bool] | None = None, on_frame: Callable[[int], None] | None = None) -> int:
+    """The chain as the live daemon drives it: audio chunks -> motion -> the shot on air (asked
+    for every frame) -> sink. A frame `late(index)` says is already too late for its tick is not
+    rendered: the previous picture stands in, while the motion still advances, so after a stall
+    the stream is back on time within a few frames. `on_frame(index)` follows each frame written."""
+    count, previous = 0, None
     for motion in frames(chunks, engine):
-        sink.write(render_marked(renderer, compose(motion, rest() if callable(rest) else rest), provenance))
-        count += 1
+        shot = on_air()
+        if previous is None or late is None or not late(count):
+            previous = shot.frame(motion)
+        sink.write(previous)
         if on_frame is not None:
             on_frame(count)
+        count += 1
     return count
-
-
-def render_marked(renderer: FrameRenderer, motion: np.ndarray, stamp: Provenance) -> np.ndarray:
-    """One frame with its watermark and label: inside the kernel where the renderer can
-    (`render_stamped`, the GPU renderer), else on the rendered frame, in place (a renderer hands
-    over a new frame each call)."""
-    stamped = getattr(renderer, "render_stamped", None)
-    return stamped(motion, stamp) if stamped is not None else stamp(renderer.render(motion), in_place=True)
 
 
 def file_chunks(samples: np.ndarray, rate: int = 16000, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:

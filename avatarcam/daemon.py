@@ -4,8 +4,9 @@ Threads, and what each owns:
 - capture (PortAudio's callback, or a file played at real-time pace): stamps and queues chunks;
 - audio: aligns them into the stream (`LiveAudio.chunks`) and its ring as they arrive, whatever
   the render loop is doing, and queues them for the worker;
-- worker: `chain.run`, the very chain `avatarcam render` runs, fed by the aligned audio stream
-  and writing each frame into the pacer's buffer;
+- worker: `chain.stream`, the chain `avatarcam render` runs (`chain.run`), fed by the aligned
+  audio stream, asking the profile slot for the shot on air each frame and writing each frame
+  into the pacer's buffer;
 - pacer: hands one frame per tick to the sink (virtual camera, file, preview, null) and owns
   the sink from the first frame to its close;
 - output (optional): the delayed voice into the virtual microphone, played from the ring on its
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,11 +42,15 @@ from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
 from avatarcam.audio.stream import AudioRing, LiveAudio
 from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
-from avatarcam.camera.sinks import FileSigner, Sink, is_file_spec, open_sink
-from avatarcam.config import Settings
+from avatarcam.camera.preview import WithPreview
+from avatarcam.camera.sinks import Sink, is_file_spec, open_sink
+from avatarcam.config import Settings, load_settings
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import EMOTIONS, ControlledEngine
 from avatarcam.provenance.stamp import Provenance
+
+if TYPE_CHECKING:
+    from avatarcam.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -94,64 +100,70 @@ class Timing:
                 "p99": float(np.percentile(a, 99)), "max": float(a.max()), "n": int(a.size)}
 
 
-class RendererSlot:
-    """The profile and renderer on air, swapped as one between two frames.
+@dataclass(frozen=True)
+class Showing:
+    """A profile on air and its shot (renderer, provenance stage, rest): swapped as one."""
 
-    `load` builds the new renderer on the caller's thread (never the worker's, so frames keep
-    coming), then leaves it for the worker to pick up at the start of its next frame.
+    profile: Profile
+    shot: chain.Shot
+
+    @classmethod
+    def of(cls, profile: Profile, renderer: chain.FrameRenderer, settings: Settings) -> Showing:
+        """`profile` shown by `renderer`, marked by `settings` (the label's look, the installation)."""
+        stamp = Provenance.for_profile(profile, renderer.size, settings)
+        return cls(profile, chain.Shot(renderer, stamp, renderer.scene.rig.rest))
+
+
+class ProfileSlot:
+    """The profile on air, swapped whole between two frames.
+
+    `load` builds the next one on the caller's thread (never the worker's, so frames keep coming);
+    the worker puts it on air with `take`, once per frame.
     """
 
-    def __init__(self, profile, renderer) -> None:
-        self.profile, self.renderer = profile, renderer
-        self._pending = None
+    def __init__(self, showing: Showing) -> None:
+        self.showing = showing
+        self._pending: Showing | None = None
         self._lock = threading.Lock()
         self.swaps = 0
-        self.on_air: Callable[[object], None] | None = None  # told each profile swapped in (a recording's credentials)
+        self.on_air: Callable[[Profile], None] | None = None  # told each profile put on air (a recording's credentials)
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.renderer.size
-
-    def rest(self) -> np.ndarray:
-        """The rest latent for the next frame (chain.run calls this first, once per frame)."""
+    def take(self) -> chain.Shot:
+        """The shot for the next frame; a profile loaded since the last frame goes on air here."""
         if self._pending is not None:
             with self._lock:
-                (self.profile, self.renderer), self._pending = self._pending, None
+                self.showing, self._pending = self._pending, None
                 self.swaps += 1
-            log.info("now showing profile %r", self.profile.name)
+            log.info("now showing profile %r", self.showing.profile.name)
             if self.on_air is not None:
-                self.on_air(self.profile)
+                self.on_air(self.showing.profile)
             threading.Thread(target=_release_memory, name="avatarcam-trim", daemon=True).start()
-        return self.renderer.scene.rig.rest
+        return self.showing.shot
 
-    def render(self, motion: np.ndarray) -> np.ndarray:
-        return self.renderer.render(motion)
-
-    def render_stamped(self, motion: np.ndarray, stamp) -> np.ndarray:
-        return chain.render_marked(self.renderer, motion, stamp)
-
-    def load(self, name: str, settings: Settings | None, opener: Callable | None = None) -> None:
-        """Prepare profile `name`; raises AvatarCamError (the old profile stays) when it cannot.
+    def load(self, name: str, settings: Settings, opener: Callable | None = None) -> None:
+        """Prepare profile `name` at the size on air; raises AvatarCamError (the old profile stays)
+        when it cannot.
 
         The work (decoding images, checking consent, building the renderer: a few hundred ms of
         Python and numpy) runs in a helper process, so this process's GIL is never held long
-        enough to make a frame late. `opener` (tests) builds in this thread instead.
+        enough to make a frame late. `opener(profile, size)` (tests) builds in this thread instead.
         """
-        settings = settings if settings is not None else Settings()
+        size, current = self.showing.shot.renderer.size, self.showing.profile.name
         try:
             if opener is None:
-                profile, renderer = _build_elsewhere(name, settings, self.size)
+                profile, renderer = _build_elsewhere(name, settings, size)
             else:
                 from avatarcam.profiles import load_profile
                 profile = load_profile(name, settings)
-                renderer = opener(profile, self.size)
+                renderer = opener(profile, size)
+            showing = Showing.of(profile, renderer, settings)
         except AvatarCamError as exc:
-            raise AvatarCamError(f"profile {name!r} failed to load: {exc}; still showing {self.profile.name!r}") from None
+            raise AvatarCamError(f"profile {name!r} failed to load: {exc}; still showing {current!r}") from None
         except Exception as exc:  # a corrupt rig, a renderer bug: the stream goes on regardless
             raise AvatarCamError(f"profile {name!r} failed to load ({type(exc).__name__}: {exc}); "
-                                 f"still showing {self.profile.name!r}") from None
+                                 f"still showing {current!r}") from None
         with self._lock:
-            self._pending = (profile, renderer)
+            self._pending = showing
 
 
 def _release_memory() -> None:
@@ -188,50 +200,13 @@ def _build_elsewhere(name: str, settings: Settings, size: tuple[int, int], timeo
         return pool.submit(_build, name, settings.model_dump(), size).result(timeout=timeout_s)
 
 
-class _CatchUp:
-    """The renderer as the live chain sees it: frames already too late for their tick are not
-    rendered (the previous picture stands in, and the pacer drops it).
-
-    Motion still advances through every frame, so after a stall (a busy machine, a swap storm)
-    the stream is back on time within a few frames instead of working through seconds of
-    backlog at render speed; a machine too slow for the frame rate shows fewer frames rather
-    than ever-growing latency.
-    """
-
-    def __init__(self, slot: RendererSlot, daemon: Daemon) -> None:
-        self.slot, self.daemon = slot, daemon
-        self.index = 0
-        self.skipped = 0
-        self._last: np.ndarray | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.slot.size
-
-    @property
-    def profile(self):  # the provenance stage names the profile on air
-        return self.slot.profile
-
-    def render_stamped(self, motion: np.ndarray, stamp) -> np.ndarray:
-        """The frame, marked by `stamp` (chain.run's provenance stage; the GPU marks in its kernel)."""
-        d, index = self.daemon, self.index
-        self.index += 1
-        late = d.clock() - d.pacer.due(index)
-        if self._last is not None and late > 1.0 / d.options.fps:
-            self.skipped += 1
-            return self._last
-        self._last = self.slot.render_stamped(motion, stamp)
-        return self._last
-
-
 class _Tap:
     """The motion engine as the worker runs it when VMC goes out: each motion frame it makes is also
-    offered, by index, to the VMC output's pacer. These are the engine's own frames, not placed on
-    a portrait: a 3D avatar takes no photo's pose."""
+    written to the VMC output's pacer. These are the engine's own frames, not placed on a
+    portrait: a 3D avatar takes no photo's pose."""
 
-    def __init__(self, engine: ControlledEngine, pacer: Pacer) -> None:
-        self.engine, self.pacer = engine, pacer
-        self.count = 0
+    def __init__(self, engine: ControlledEngine, sink: Sink) -> None:
+        self.engine, self.sink = engine, sink
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         return self._offer(self.engine.push(samples))
@@ -241,75 +216,8 @@ class _Tap:
 
     def _offer(self, frames: np.ndarray) -> np.ndarray:
         for frame in frames:
-            self.pacer.offer(self.count, frame)
-            self.count += 1
+            self.sink.write(frame)
         return frames
-
-
-class _PacerInput:
-    """The chain's sink in live mode: frames go to the pacer's buffer, tagged with their index."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.count = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        d = self.daemon
-        captured = d.audio.capture_time(d.frame_sample(self.count))
-        if captured is not None:
-            d.timing.ready.append(d.clock() - captured)
-        d.pacer.offer(self.count, frame)
-        self.count += 1
-
-
-class _WithPreview:
-    """The session's sink plus, while `daemon.preview_wanted`, a preview window beside it (the
-    tray's "show preview"). Runs on the pacer's thread, where HighGUI wants its window."""
-
-    def __init__(self, sink: Sink, daemon: Daemon) -> None:
-        self.sink, self.daemon = sink, daemon
-        self.preview = None
-
-    def write(self, frame: np.ndarray) -> None:
-        self.sink.write(frame)
-        wanted = self.daemon.preview_wanted
-        if wanted and self.preview is None:
-            from avatarcam.camera.preview import PreviewSink
-            try:
-                self.preview = PreviewSink(self.daemon.options.size, on_close=lambda: self.daemon.show_preview(False))
-            except AvatarCamError as exc:
-                self.daemon.message = str(exc)
-                self.daemon.preview_wanted = False
-                return
-        if self.preview is not None:
-            if wanted:
-                self.preview.write(frame)
-            else:
-                self.preview.close()
-                self.preview = None
-
-    def close(self) -> None:
-        if self.preview is not None:
-            self.preview.close()
-        self.sink.close()
-
-
-def open_live_sink(spec: str, size: tuple[int, int], fps: int, camera: str | None = None,
-                   on_close: Callable[[], None] | None = None, audio: AudioRing | None = None,
-                   signer: FileSigner | None = None) -> Sink:
-    """The sink a `--sink` spec names: camera (the virtual camera), preview, null or a file (OUT.mp4,
-    .mov, .mkv, .webm, file:OUT); a file records the stream's audio from `audio` beside the frames,
-    as the call would hear it."""
-    if spec == "camera":
-        from avatarcam.camera.virtual import VirtualCameraSink
-        return VirtualCameraSink(size, fps, device=camera)
-    if spec == "preview":
-        from avatarcam.camera.preview import PreviewSink
-        return PreviewSink(size, on_close=on_close)
-    try:
-        return open_sink(spec, size, fps, audio=audio, audio_rate=RATE, signer=signer, preset=LIVE_PRESET)
-    except ValueError as exc:
-        raise AvatarCamError(f"{exc} (live also takes: camera, preview)") from None
 
 
 class Daemon:
@@ -323,7 +231,7 @@ class Daemon:
     def __init__(self, options: LiveOptions, settings: Settings | None = None, *, capture: Capture | None = None,
                  sink: Sink | None = None, output=None, clock: Callable[[], float] = time.monotonic) -> None:
         self.options = options
-        self.settings = settings if settings is not None else Settings()
+        self.settings = settings if settings is not None else load_settings()  # read at the top, as the CLI does
         self.clock = clock
         self._capture, self._sink, self._output = capture, sink, output
         self._stop = threading.Event()
@@ -332,8 +240,14 @@ class Daemon:
         self.message = ""  # the last thing worth telling the user (a failed profile switch, ...)
         self.timing = Timing()
         self.started: float | None = None
-        self.audio: LiveAudio
-        self.pacer: Pacer  # the session's output: the picture's, or the VMC output's when it is alone
+        # what `run` opens; None until then
+        self.slot: ProfileSlot | None = None  # the profile on air (none with VMC alone)
+        self.engine: ControlledEngine | None = None
+        self.capture: Capture | None = None
+        self.audio: LiveAudio | None = None
+        self.delayed: DelayedOutput | None = None
+        self.pacer: Pacer | None = None  # the session's output: the picture's, or the VMC output's when it is alone
+        self.skipped = 0  # frames too late for their tick, not rendered (the previous picture stood in)
         self.vmc: VmcSink | None = None
         self.vmc_pacer: Pacer | None = None
         self.vad = None
@@ -397,7 +311,7 @@ class Daemon:
         self._need_portrait()
         settings = with_look(self.settings, framing, backdrop)
         try:
-            self.slot.load(self.slot.profile.name, settings)
+            self.slot.load(self.slot.showing.profile.name, settings)
         except AvatarCamError as exc:
             self.message = str(exc)
             log.warning("%s", exc)
@@ -427,13 +341,18 @@ class Daemon:
                 "pause": "paused", "resume": "live", "quit": "stopping"}[command]
         return {"ok": True, "message": done, "status": self.status()}
 
+    @property
+    def profile_name(self) -> str | None:
+        """The profile on air (None before `run` loads it, and with VMC alone)."""
+        return self.slot.showing.profile.name if self.slot is not None else None
+
     def status(self) -> dict:
-        stats = self.pacer.stats if hasattr(self, "pacer") else None
+        stats = self.pacer.stats if self.pacer is not None else None
         return {
             "pid": os.getpid(),
             "state": "stopping" if self._stop.is_set() else "paused" if self._paused else "live",
-            "profile": self.slot.profile.name if hasattr(self, "slot") else None,
-            "emotion": self.engine.emotion if hasattr(self, "engine") else None,
+            "profile": self.profile_name,
+            "emotion": self.engine.emotion if self.engine is not None else None,
             "emotions": list(EMOTIONS),
             "framing": self.settings.framing,
             "backdrop": self.settings.backdrop,
@@ -442,7 +361,7 @@ class Daemon:
             "size": list(self.options.size),
             "fps": self.options.fps,
             "delay_ms": self.options.delay_s * 1000,
-            "microphone": self.capture.status if hasattr(self, "capture") else None,
+            "microphone": self.capture.status if self.capture is not None else None,
             "speaking": bool(self.vad.speaking) if self.vad is not None else None,
             "virtual_mic": self.output.status if self.output is not None else self.output_status,
             "pacer": self.pacer_priority,
@@ -471,9 +390,9 @@ class Daemon:
             self.output.open()
         s = self.settings
         if not self.vmc_only:  # VMC alone shows no portrait: none is loaded, and no consent record is needed
-            profile = load_profile(opts.profile, self.settings)  # fail before opening any device
+            profile = load_profile(opts.profile, s)  # fail before opening any device
             renderer = open_renderer(profile, opts.size, s.renderer, s.framing, s.backdrop)
-            self.slot = RendererSlot(profile, renderer)
+            self.slot = ProfileSlot(Showing.of(profile, renderer, s))
         self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,
                                                            chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
                                                            steps=s.diffusion_steps,
@@ -501,8 +420,7 @@ class Daemon:
             signer = content_signer(profile, s)  # a recording's credentials name every profile it showed
             self.slot.on_air = signer.show
         try:
-            sink = self.vmc if self.vmc_only else self._sink or open_live_sink(
-                opts.sink, opts.size, opts.fps, opts.camera, on_close=self.stop, audio=self.ring, signer=signer)
+            sink = self.vmc if self.vmc_only else self._sink or self._open_sink(signer)
         except BaseException:
             if server is not None:
                 server.stop()
@@ -543,6 +461,20 @@ class Daemon:
         pacer: on a busy core they must not wait behind the renderer or another program."""
         return request_realtime() if self.options.realtime else "normal priority"
 
+    def _open_sink(self, signer) -> Sink:
+        """The sink `--sink` names; a file records the stream's audio (from the ring) beside the
+        frames, as the call hears it."""
+        opts = self.options
+        try:
+            return open_sink(opts.sink, opts.size, opts.fps, audio=self.ring, audio_rate=RATE, signer=signer,
+                             preset=LIVE_PRESET, camera=opts.camera, on_close=self.stop)
+        except ValueError as exc:
+            raise AvatarCamError(str(exc)) from None
+
+    def _preview_failed(self, why: str) -> None:
+        self.message = why
+        self.preview_wanted = False
+
     def _open_output(self):
         mode = self.options.virtual_mic
         if self._output is not None:
@@ -561,9 +493,8 @@ class Daemon:
 
     def _stream(self, sink: Sink) -> None:
         opts = self.options
-        if not self.vmc_only:  # the frame shown before the first rendered one: the rest pose, marked like every other
-            mark = Provenance.for_profile(self.slot.profile, opts.size, settings=self.settings)
-            placeholder = mark(self.slot.render(self.slot.rest()))
+        if not self.vmc_only:  # the frame shown before the first rendered one: the portrait at rest, marked like every other
+            placeholder = self.slot.take().frame(latent.zeros()[0])
         try:
             from avatarcam.audio.vad import VoiceActivity
             self.vad = VoiceActivity()
@@ -579,10 +510,11 @@ class Daemon:
         if self.vmc_only:
             self.pacer = self.vmc_pacer
         else:
-            self.pacer = Pacer(_WithPreview(sink, self), opts.fps, start=origin + opts.delay_s, clock=self.clock,
+            sink = WithPreview(sink, opts.size, wanted=lambda: self.preview_wanted,
+                               on_close=lambda: self.show_preview(False), on_error=self._preview_failed)
+            self.pacer = Pacer(sink, opts.fps, start=origin + opts.delay_s, clock=self.clock,
                                placeholder=placeholder, on_show=self._shown, keeps_time=is_file_spec(opts.sink))
-        delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
-        self.delayed = delayed
+        self.delayed = delayed = DelayedOutput(self.audio.ring, origin, opts.delay_s, RATE)
         pacers = [self.pacer] + ([self.vmc_pacer] if self.vmc_pacer not in (None, self.pacer) else [])
         workers = [threading.Thread(target=self._work, name="avatarcam-worker", daemon=True)]
         workers += [threading.Thread(target=self._pace, args=(p,), name=f"avatarcam-pacer-{i}", daemon=True)
@@ -605,7 +537,7 @@ class Daemon:
             if self.vmc_only:
                 log.info("live: VMC to %s at %d fps, delay %.0f ms", self.vmc.address, opts.fps, opts.delay_s * 1000)
             else:
-                log.info("live: profile %r, %dx%d at %d fps into %s, delay %.0f ms", self.slot.profile.name,
+                log.info("live: profile %r, %dx%d at %d fps into %s, delay %.0f ms", self.profile_name,
                          *opts.size, opts.fps, opts.sink, opts.delay_s * 1000)
             while not self._stop.wait(0.1):
                 if not any(t.is_alive() for t in workers[1:]):  # pacers end after the last frame of a file
@@ -654,29 +586,37 @@ class Daemon:
             yield chunk
 
     def _work(self) -> None:
-        pacer_input = _PacerInput(self)
-        tap = _Tap(self.engine, self.vmc_pacer) if self.vmc_pacer is not None else None
+        """The frame chain, from the aligned audio to the pacer: `chain.stream`, with the profile on
+        air asked for every frame and frames already too late for their tick left unrendered."""
+        engine = self.engine if self.vmc_pacer is None else _Tap(self.engine, self.vmc_pacer)
         if self.options.realtime:
             self.worker_priority = request_priority()
         try:
             if self.vmc_only:  # motion alone: no pictures to render
-                for _ in chain.frames(self._chunks(), tap):
+                for _ in chain.frames(self._chunks(), engine):
                     pass
             else:
-                self.catch_up = _CatchUp(self.slot, self)
-                # marked by this session's settings, naming the profile on air as the slot swaps it
-                stage = Provenance(self.options.size, settings=self.settings, source=self.catch_up)
-                chain.run(self._chunks(), tap or self.engine, self.catch_up, self.slot.rest, pacer_input,
-                          provenance=stage)
+                chain.stream(self._chunks(), engine, self.slot.take, self.pacer, late=self._late, on_frame=self._ready)
         except Exception as exc:
             log.exception("the frame chain failed")
             self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")
             self._stop.set()
         finally:
-            if not self.vmc_only:
-                self.pacer.finish(pacer_input.count - 1)
-            if tap is not None:
-                self.vmc_pacer.finish(tap.count - 1)
+            self.pacer.finish()
+            if self.vmc_pacer is not None:
+                self.vmc_pacer.finish()
+
+    def _late(self, index: int) -> bool:
+        """Whether frame `index` is already more than a frame behind its tick: not worth rendering
+        (a machine too slow for the frame rate shows fewer frames rather than growing latency)."""
+        late = self.clock() - self.pacer.due(index) > 1.0 / self.options.fps
+        self.skipped += late
+        return late
+
+    def _ready(self, index: int) -> None:
+        captured = self.audio.capture_time(self.frame_sample(index))
+        if captured is not None:
+            self.timing.ready.append(self.clock() - captured)
 
     def _pace(self, pacer: Pacer) -> None:
         try:
@@ -704,7 +644,7 @@ class Daemon:
                 self.timing.latency.append(handed - captured)
         # A/V: when the frame showing stream time t is handed over, the virtual microphone should
         # be playing stream time t too; record how far apart they are (video minus audio)
-        offset = self.delayed.offset_s() if hasattr(self, "delayed") else None
+        offset = self.delayed.offset_s() if self.delayed is not None else None
         if offset is not None:
             video_offset = handed - (self.audio.origin + self.options.delay_s + index / self.options.fps)
             self.timing.av_offset.append(handed, video_offset - offset)
@@ -719,18 +659,18 @@ class Daemon:
                 self.timing.vmc_latency.append(handed - captured)
 
     def summary(self) -> dict:
-        stats = self.pacer.stats.summary() if hasattr(self, "pacer") else {}
+        stats = self.pacer.stats.summary() if self.pacer is not None else {}
         return {
             "frames": stats,
             "latency_ms": Timing.percentiles(self.timing.latency),
             "ready_ms": Timing.percentiles(self.timing.ready),
-            "audio": vars(self.audio.stats) if hasattr(self, "audio") else {},
-            "audio_resyncs": self.delayed.resyncs if hasattr(self, "delayed") else 0,
+            "audio": vars(self.audio.stats) if self.audio is not None else {},
+            "audio_resyncs": self.delayed.resyncs if self.delayed is not None else 0,
             # where the frames' timeline lies on the clock (time.monotonic: one per machine), for measuring the voice
-            "timeline": {"origin": self.audio.origin, "delay_s": self.options.delay_s} if hasattr(self, "audio") else {},
+            "timeline": {"origin": self.audio.origin, "delay_s": self.options.delay_s} if self.audio is not None else {},
             "virtual_mic": self.output.status if self.output is not None else self.output_status,
-            "profile_swaps": self.slot.swaps if hasattr(self, "slot") else 0,
-            "skipped_renders": self.catch_up.skipped if hasattr(self, "catch_up") else 0,
+            "profile_swaps": self.slot.swaps if self.slot is not None else 0,
+            "skipped_renders": self.skipped,
             "vmc": None if self.vmc is None else {
                 "address": str(self.vmc.address), "sent": self.vmc.frames, "failed": self.vmc.failures,
                 "frames": self.vmc_pacer.stats.summary() if self.vmc_pacer is not None else {},

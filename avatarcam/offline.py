@@ -46,7 +46,7 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
     the number of frames. Outputs appear complete or not at all (the sinks write under a temporary
     name and rename)."""
     from .audio.io import AUDIO_RATE
-    from .camera.sinks import open_sink
+    from .camera.sinks import Tee, open_sink
     from .motion.controls import ControlledEngine
     from .motion.diffusion import OFFLINE_CHUNK
     from .provenance.credentials import content_signer
@@ -65,21 +65,10 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
         # started; each is entered as it opens, so an error discards those opened before it
         opened = []
         if output is not None:
-            opened.append(stack.enter_context(open_sink(str(output), size, options.fps, audio=samples,
+            opened.append(stack.enter_context(open_sink(f"file:{output}", size, options.fps, audio=samples,
                                                         audio_rate=AUDIO_RATE, signer=signer,
                                                         threads=ENCODER_THREADS)))
         if frames_dir is not None:
             opened.append(stack.enter_context(open_sink(f"frames:{frames_dir}", size, options.fps, signer=signer)))
         return chain.run(chain.file_chunks(samples, AUDIO_RATE), engine, renderer, renderer.scene.rig.rest,
-                         _Tee(opened), on_frame=on_frame, provenance=Provenance.for_profile(profile, size, settings))
-
-
-class _Tee:
-    """Several open sinks as one: every frame goes to each."""
-
-    def __init__(self, sinks: list) -> None:
-        self.sinks = sinks
-
-    def write(self, frame) -> None:
-        for s in self.sinks:
-            s.write(frame)
+                         Tee(opened), on_frame=on_frame, provenance=Provenance.for_profile(profile, size, settings))

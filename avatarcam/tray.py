@@ -116,7 +116,7 @@ class Tray:
         d = self.daemon
 
         def current_profile() -> str | None:
-            return d.slot.profile.name if hasattr(d, "slot") else None
+            return d.profile_name
 
         def profile_item(name: str):
             return item(name, lambda icon, _: self._switch(name), checked=lambda _: current_profile() == name,

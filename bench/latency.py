@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             memory.append((time.monotonic() - start, rss_mb()))
             elapsed = time.monotonic() - start
             if int(elapsed) % 60 < 5:
-                stats = daemon.pacer.stats if hasattr(daemon, "pacer") else None
+                stats = daemon.pacer.stats if daemon.pacer is not None else None
                 if stats is not None:
                     print(f"  {elapsed / 60:.1f} min: {stats.ticks} frames, {stats.repeats} repeats, {stats.drops} drops, "
                           f"rss {memory[-1][1]:.0f} MB", flush=True)
@@ -141,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def switcher() -> None:
         while not done.wait(args.switch_every):
-            if hasattr(daemon, "slot"):
+            if daemon.profile_name is not None:
                 switches.append(time.monotonic())
-                daemon.set_profile(daemon.slot.profile.name)
+                daemon.set_profile(daemon.profile_name)
 
     def record_ticks() -> None:  # wrap the pacer's callback once the daemon has made it
-        while not hasattr(daemon, "pacer"):
+        while daemon.pacer is None:
             time.sleep(0.01)
         shown = daemon.pacer.on_show
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         results["profile_switches"] = switch_gaps(ticks, switches)
     results.update({"pacer": summary["pacer"], "worker": summary["worker"], "clip": clip.name, "size": args.size,
                     "fps": args.fps, "cores": cores, "engine": engine_setting(args.engine, daemon.settings),
-                    "renderer": type(daemon.slot.renderer).__name__,
+                    "renderer": type(daemon.slot.showing.shot.renderer).__name__,
                     "sink": "RGB->I420 conversion, dropped (the camera's work without a device)",
                     "audio_output": "clocked null output (no sound card)"})
     markdown = report(results)

@@ -315,19 +315,20 @@ def test_payload_bytes_round_trip():
 
 
 def test_a_recording_names_every_profile_it_showed(tmp_path):
-    """The live daemon tells the signer of each profile swapped in (RendererSlot.on_air); the
+    """The live daemon tells the signer of each profile swapped in (ProfileSlot.on_air); the
     manifest then names each consent record, its watermark payload and its portrait."""
-    from avatarcam.daemon import RendererSlot
+    from avatarcam.daemon import ProfileSlot, Showing
     from avatarcam.provenance.consent import create_record
     from avatarcam.render import open_renderer
 
     settings = Settings()
     profile = load_profile("default", settings)
     signer = cr.content_signer(profile, settings)
-    slot = RendererSlot(profile, open_renderer(profile, (320, 180)))
+    renderer = open_renderer(profile, (320, 180))
+    slot = ProfileSlot(Showing.of(profile, renderer, settings))
     slot.on_air = signer.show
-    slot.load("default", settings, opener=lambda p, size: slot.renderer)
-    slot.rest()  # the worker's next frame: the swap happens, and the signer hears of it
+    slot.load("default", settings, opener=lambda p, size: renderer)
+    slot.take()  # the worker's next frame: the swap happens, and the signer hears of it
     other = create_record("Someone Else", "self", "ab" * 32, settings)
 
     class Shown:  # a second profile as the slot would hand it over: its consent record is what counts

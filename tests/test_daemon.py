@@ -6,6 +6,7 @@ frames, in which order, what the mouth does), never about how fast anything was.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,7 +24,8 @@ from avatarcam.audio.capture import FileCapture, MicCapture
 from avatarcam.audio.features import loudness_envelope
 from avatarcam.audio.io import load_audio
 from avatarcam.cli import demo_audio
-from avatarcam.daemon import Daemon, LiveOptions, RendererSlot
+from avatarcam.config import Settings
+from avatarcam.daemon import Daemon, LiveOptions, ProfileSlot, Showing
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import ControlledEngine
 from avatarcam.profiles import load_profile
@@ -59,7 +61,7 @@ def offline(clip):  # installation's key, which lives there)
     model, live on a busy machine, makes late frames together (motion.diffusion.CATCH_UP)."""
     from avatarcam.provenance.stamp import Provenance
 
-    profile = load_profile("default")
+    profile = load_profile("default", Settings())
     renderer = open_renderer(profile, SIZE)
     sink = RecordingSink()
     chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink,
@@ -241,24 +243,31 @@ def test_control_round_trip_over_the_real_socket(clip):
 
 
 def test_profile_switch_failure_keeps_the_old_profile():
-    profile = load_profile("default")
+    settings = Settings()
+    profile = load_profile("default", settings)
     renderer = open_renderer(profile, SIZE)
-    slot = RendererSlot(profile, renderer)
+    slot = ProfileSlot(Showing.of(profile, renderer, settings))
+    shot = slot.showing.shot
 
     def broken(profile, size):
         raise ValueError("rig has no triangles")
 
     with pytest.raises(AvatarCamError, match="rig has no triangles.*still showing 'default'"):
-        slot.load("default", settings=None, opener=broken)
+        slot.load("default", settings, opener=broken)
     with pytest.raises(AvatarCamError, match="no profile named 'ghost'"):
-        slot.load("ghost", settings=None, opener=open_renderer)
-    assert slot.rest() is renderer.scene.rig.rest and slot.renderer is renderer and slot.swaps == 0
-    # a good one is swapped in at the start of the next frame (the helper-process build is used
-    # in the control test)
-    slot.load("default", settings=None, opener=open_renderer)
-    assert slot.renderer is renderer
-    slot.rest()
-    assert slot.renderer is not renderer and slot.swaps == 1
+        slot.load("ghost", settings, opener=open_renderer)
+    assert slot.take() is shot and shot.renderer is renderer and shot.rest is renderer.scene.rig.rest
+    assert slot.swaps == 0
+    # a good one goes on air at the start of the next frame, renderer, stamp and rest as one (the
+    # helper-process build is used in the control test)
+    other = Settings(label_corner="bottom-right")
+    slot.load("default", other, opener=open_renderer)
+    assert slot.showing.shot is shot
+    new = slot.take()
+    assert new.renderer is not renderer and new.rest is new.renderer.scene.rig.rest and slot.swaps == 1
+    assert new.stamp is not shot.stamp and new.stamp.settings is other  # the stage made from the settings given
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.renderer = renderer  # a shot on air is never changed, only replaced
 
 
 def test_emotion_lies_under_speech_and_neutral_changes_nothing(clip):
@@ -304,17 +313,25 @@ def test_frames_already_late_are_not_rendered():
     """After a stall the chain skips rendering frames past their tick (motion still advances)."""
     from types import SimpleNamespace
 
-    from avatarcam.daemon import _CatchUp
+    class Numbered:  # one motion frame per chunk, carrying the chunk's number
+        def push(self, samples):
+            return samples[None, :]
+
+        def flush(self):
+            return np.zeros((0, 1))
 
     clock = [0.0]
-    daemon = SimpleNamespace(clock=lambda: clock[0], options=SimpleNamespace(fps=30),
-                             pacer=SimpleNamespace(due=lambda i: 0.1 + i / 30))
-    rendered = []
-    slot = SimpleNamespace(size=(4, 4), profile="p",
-                           render_stamped=lambda m, stamp: rendered.append(m) or np.full((1,), m + stamp))
-    catch_up = _CatchUp(slot, daemon)
-    assert [int(catch_up.render_stamped(i, 100)[0]) for i in range(3)] == [100, 101, 102]  # on time, marked
-    clock[0] = 0.1 + 10 / 30  # a stall: it is now frame 10's tick
-    shown = [int(catch_up.render_stamped(i, 100)[0]) for i in range(3, 12)]
-    assert shown == [102] * 6 + [109, 110, 111]  # 3..8 skipped (the last frame, marked once); 9 is within a frame
-    assert rendered == [0, 1, 2, 9, 10, 11] and catch_up.skipped == 6 and catch_up.profile == "p"
+    rendered, written = [], []
+    shot = SimpleNamespace(frame=lambda m: rendered.append(int(m[0])) or np.full((1,), m[0] + 100))
+    sink = SimpleNamespace(write=lambda frame: written.append(int(frame[0])))
+
+    def stall(index):
+        if index == 2:
+            clock[0] = 0.1 + 10 / 30  # a stall: it is now frame 10's tick
+
+    def late(index):
+        return clock[0] - (0.1 + index / 30) > 1 / 30
+
+    count = chain.stream([np.array([i]) for i in range(12)], Numbered(), lambda: shot, sink, late=late, on_frame=stall)
+    assert count == 12 and rendered == [0, 1, 2, 9, 10, 11]  # 3..8 too late: not rendered
+    assert written == [100, 101, 102] + [102] * 6 + [109, 110, 111]  # the last frame stands in, marked once

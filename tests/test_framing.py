@@ -176,7 +176,7 @@ def test_framing_and_backdrop_flags_reach_the_settings():
 
 def test_live_reframing_rebuilds_the_renderer_as_a_profile_switch_does(monkeypatch):
     from avatarcam.config import Settings
-    from avatarcam.daemon import Daemon, LiveOptions, RendererSlot
+    from avatarcam.daemon import Daemon, LiveOptions, ProfileSlot, Showing
     from avatarcam.errors import AvatarCamError
     from avatarcam.profiles import load_profile
     from avatarcam.render import open_renderer
@@ -184,12 +184,12 @@ def test_live_reframing_rebuilds_the_renderer_as_a_profile_switch_does(monkeypat
     settings = Settings()
     profile = load_profile("default", settings)
     daemon = Daemon(LiveOptions(size=(320, 180), delay_s=0.1), settings)
-    daemon.slot = RendererSlot(profile, open_renderer(profile, (320, 180), "cpu"))
-    head = daemon.slot.renderer.scene.to_output[0, 0]
+    daemon.slot = ProfileSlot(Showing.of(profile, open_renderer(profile, (320, 180), "cpu"), settings))
+    head = daemon.slot.showing.shot.renderer.scene.to_output[0, 0]
     reply = daemon.handle({"command": "framing", "name": "shoulders"})  # as `avatarcam ctl framing shoulders`
     assert reply["ok"] and reply["status"]["framing"] == "shoulders"
-    daemon.slot.rest()  # the worker takes the new renderer between two frames
-    assert daemon.slot.renderer.scene.to_output[0, 0] < 0.9 * head
+    shot = daemon.slot.take()  # the worker takes the new renderer between two frames
+    assert shot.renderer.scene.to_output[0, 0] < 0.9 * head
     with pytest.raises(AvatarCamError, match="framing"):
         daemon.handle({"command": "framing", "name": "knees"})
     with pytest.raises(AvatarCamError, match="backdrop"):
@@ -209,5 +209,5 @@ def test_live_reframing_rebuilds_the_renderer_as_a_profile_switch_does(monkeypat
         if daemon.settings.framing == "head":
             break
         threading.Event().wait(0.1)
-    daemon.slot.rest()
-    assert framings["head"].checked and daemon.slot.renderer.scene.to_output[0, 0] == pytest.approx(head)
+    shot = daemon.slot.take()
+    assert framings["head"].checked and shot.renderer.scene.to_output[0, 0] == pytest.approx(head)

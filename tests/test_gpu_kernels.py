@@ -311,8 +311,9 @@ def test_the_live_camera_marks_frames_in_the_kernel(kernels_lib, profile, monkey
     daemon = Daemon(LiveOptions(size=(320, 180), sink="null", virtual_mic="off", control=False),
                     settings=settings, capture=FileCapture(load_audio(demo_audio(), 16000)[:24000]), sink=sink)
     summary = daemon.run()
-    assert not summary["errors"] and isinstance(daemon.slot.renderer, gpu.GpuRenderer) and daemon.slot.renderer.on_gpu
-    assert calls["render_stamped"] >= 40 and calls["render"] == 1  # only the placeholder, marked on the host
+    renderer = daemon.slot.showing.shot.renderer
+    assert not summary["errors"] and isinstance(renderer, gpu.GpuRenderer) and renderer.on_gpu
+    assert calls["render_stamped"] >= 40 and calls["render"] == 0  # the placeholder too is marked in the kernel
     assert detect_frames(sink.frames[-40:]).payload == payload_for(profile.consent, settings)
 
 

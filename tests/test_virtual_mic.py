@@ -19,7 +19,8 @@ from avatarcam.audio.capture import FileCapture
 from avatarcam.audio.output import PULSE_DESCRIPTION, PULSE_LOAD, PULSE_SINK, DelayedOutput
 from avatarcam.audio.pulse import PulseOutput
 from avatarcam.audio.stream import AudioRing
-from avatarcam.daemon import Daemon, LiveOptions, RendererSlot
+from avatarcam.chain import Shot
+from avatarcam.daemon import Daemon, LiveOptions
 from test_live_audio import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,13 +172,13 @@ class ClockedRecorder:
 def test_the_voice_has_no_gap_however_late_the_render_loop_is(monkeypatch):
     """Frames that take 250 ms each (well past the 100 ms delay) leave the voice whole: the ring
     is written as the audio arrives, not between frames."""
-    slow = RendererSlot.render_stamped
+    slow = Shot.frame
 
-    def late(self, motion, stamp):
+    def late(self, motion):
         time.sleep(0.25)
-        return slow(self, motion, stamp)
+        return slow(self, motion)
 
-    monkeypatch.setattr(RendererSlot, "render_stamped", late)
+    monkeypatch.setattr(Shot, "frame", late)
     t = np.arange(int(2.0 * RATE)) / RATE
     clip = (0.3 * np.cos(2 * np.pi * 300 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
     recorder = ClockedRecorder()

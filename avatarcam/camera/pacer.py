@@ -132,6 +132,7 @@ class Pacer:
         self.on_show = on_show
         self.stats = PacerStats()
         self.next_tick = 0
+        self.written = 0  # frames `write` has offered: the stream's next index
 
     def due(self, index: int) -> float:
         """Clock time of tick `index`."""
@@ -148,9 +149,15 @@ class Pacer:
             while len(self._buffer) > self._limit:  # only if nobody is ticking: bound the memory
                 del self._buffer[min(self._buffer)]
 
-    def finish(self, last_index: int) -> None:
-        """No frame after `last_index` will come: `run` returns once it has been shown."""
-        self._last_index = last_index
+    def write(self, frame: np.ndarray) -> None:
+        """The stream's next frame (the pacer as the frame chain's sink): offered as index `written`."""
+        self.offer(self.written, frame)
+        self.written += 1
+
+    def finish(self, last_index: int | None = None) -> None:
+        """No frame after `last_index` (default: the last one written) will come: `run` returns
+        once it has been shown."""
+        self._last_index = self.written - 1 if last_index is None else last_index
         self._wake.set()
 
     # -- the clock side ---------------------------------------------------------------------

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from avatarcam.camera.sinks import SinkBase, check_frame, check_size
-from avatarcam.errors import OutputError
+from avatarcam.camera.sinks import Sink, SinkBase, check_frame, check_size
+from avatarcam.errors import AvatarCamError, OutputError
 
 TITLE = "AvatarCam preview"
 
@@ -59,3 +59,38 @@ class PreviewSink(SinkBase):
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
             self._open = False
+
+
+class WithPreview(SinkBase):
+    """`sink`, plus a preview window beside it while `wanted()` (the tray's "show preview").
+
+    Written to on the pacer's thread, where HighGUI wants its window; closing the window calls
+    `on_close`, and a window that cannot open calls `on_error` with the reason (the sink goes on).
+    """
+
+    def __init__(self, sink: Sink, size: tuple[int, int], wanted: Callable[[], bool],
+                 on_close: Callable[[], None], on_error: Callable[[str], None]) -> None:
+        self.sink, self.size = sink, size
+        self.wanted, self.on_close, self.on_error = wanted, on_close, on_error
+        self.preview: PreviewSink | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        self.sink.write(frame)
+        wanted = self.wanted()
+        if wanted and self.preview is None:
+            try:
+                self.preview = PreviewSink(self.size, on_close=self.on_close)
+            except AvatarCamError as exc:
+                self.on_error(str(exc))
+                return
+        if self.preview is not None:
+            if wanted:
+                self.preview.write(frame)
+            else:
+                self.preview.close()
+                self.preview = None
+
+    def close(self) -> None:
+        if self.preview is not None:
+            self.preview.close()
+        self.sink.close()

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from avatarcam.errors import OutputError
+
+if TYPE_CHECKING:
+    from avatarcam.camera.file import AudioStream
 
 
 @runtime_checkable
@@ -172,6 +176,21 @@ class NullSink(SinkBase):
         pass
 
 
+class Tee(SinkBase):
+    """Several open sinks as one: every frame goes to each (a render to a video and to frames)."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    def write(self, frame: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.write(frame)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
 class FileSigner(Protocol):
     """Puts content credentials into finished files (provenance.credentials.ContentSigner)."""
 
@@ -183,7 +202,7 @@ class FileSigner(Protocol):
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")  # file.FORMATS, without loading FFmpeg
-SINK_CHOICES = ("file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
+SINK_CHOICES = ("camera", "preview", "file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
 
 
 def is_file_spec(spec: str) -> bool:
@@ -192,14 +211,23 @@ def is_file_spec(spec: str) -> bool:
 
 
 def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
-              audio: np.ndarray | None = None, audio_rate: int = 16000,
-              signer: FileSigner | None = None, preset: str = "veryfast", threads: int = 0) -> SinkBase:
-    """Open the sink a command-line spec names: 'file:OUT.mp4', 'OUT.mp4' (.mov, .mkv, .webm),
-    'frames:DIR', 'null'. Files are signed with content credentials by `signer`, when given;
-    `preset` is x264's for H.264 files, `threads` the video encoder's (`camera.file.VideoSink`)."""
+              audio: np.ndarray | AudioStream | None = None, audio_rate: int = 16000,
+              signer: FileSigner | None = None, preset: str = "veryfast", threads: int = 0,
+              camera: str | None = None, on_close: Callable[[], None] | None = None) -> Sink:
+    """Open the sink a spec names: 'camera' (the virtual camera, the device `camera` or the one
+    labelled AvatarCam), 'preview' (a window; closing it calls `on_close`), 'file:OUT.mp4',
+    'OUT.mp4' (.mov, .mkv, .webm), 'frames:DIR', 'null'. Files record `audio` beside the frames
+    (a clip, or a live stream's ring) and are signed with content credentials by `signer`, when
+    given; `preset` is x264's for H.264 files, `threads` the video encoder's (`camera.file.VideoSink`)."""
     # Backends are imported on demand: the null sink should not pay for loading FFmpeg.
     if spec == "null":
         return NullSink(size)
+    if spec == "camera":
+        from avatarcam.camera.virtual import VirtualCameraSink
+        return VirtualCameraSink(size, fps, device=camera)
+    if spec == "preview":
+        from avatarcam.camera.preview import PreviewSink
+        return PreviewSink(size, on_close=on_close)
     if spec.startswith("frames:"):
         from avatarcam.camera.frames import FramesSink
         directory = spec.removeprefix("frames:")

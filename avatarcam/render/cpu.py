@@ -44,6 +44,10 @@ class CpuRenderer:
     def size(self) -> tuple[int, int]:
         return self.scene.size
 
+    def render_stamped(self, frame: np.ndarray, stamp) -> np.ndarray:
+        """`render`, marked by `stamp` (a provenance stage) in place: every frame is a new array."""
+        return stamp(self.render(frame), in_place=True)
+
     def render(self, frame: np.ndarray) -> np.ndarray:
         """One RGB uint8 frame (H, W, 3) showing the motion latent `frame` (absolute values)."""
         s = self.scene
