@@ -263,13 +263,16 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     1 not found, 2 error (for every file: the worst)."""
     from tqdm import tqdm
 
+    from .profiles import stored_records
+    from .provenance.consent import existing_public_key
     from .provenance.verify import describe, to_json, verify_file
 
+    records, this_key = stored_records(settings), existing_public_key(settings)  # verify is handed what it names
     status = None
     for path in args.files:
         try:
             with tqdm(unit="frame", desc=f"verifying {path.name}", disable=args.quiet or None, leave=False) as bar:
-                verdict = verify_file(path, settings, on_frame=bar.update,
+                verdict = verify_file(path, records=records, this_key=this_key, on_frame=bar.update,
                                       on_total=lambda n: setattr(bar, "total", n) or bar.refresh())
         except AvatarCamError as exc:
             print(f"avatarcam: error: {exc}", file=sys.stderr)
