@@ -1,4 +1,8 @@
-"""Settings: defaults < TOML file in the user config dir < env AVATARCAM_* < command line."""
+"""Settings: defaults < TOML file in the user config dir < env AVATARCAM_* < command line.
+
+They are read once, with load_settings(), at the top (cli, daemon, tray) and handed down: a
+module below never reads its own, so one run never mixes two readings.
+"""
 
 from __future__ import annotations
 

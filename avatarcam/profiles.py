@@ -12,6 +12,8 @@ repository's top-level profiles/default, packed into the wheel as avatarcam/bund
     rig.npz ...    whatever a renderer caches beside them (profile.dir / 'rig.npz')
 
 A user's profile holds their face, so its directory is 0700 and its files 0600 from creation.
+Every function takes the caller's Settings: they are read once at the top (cli, daemon, tray), so
+that one run never mixes two readings of them.
 """
 
 from __future__ import annotations
@@ -80,10 +82,6 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _settings(settings: Settings | None) -> Settings:
-    return settings if settings is not None else Settings()
-
-
 def _is_within(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())
@@ -95,9 +93,8 @@ def _is_within(path: Path, root: Path) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Listing
 
-def available_profiles(settings: Settings | None = None) -> list[ProfileEntry]:
+def available_profiles(settings: Settings) -> list[ProfileEntry]:
     """The user's profiles, then bundled ones they have not shadowed with a profile of that name."""
-    settings = _settings(settings)
     entries: dict[str, ProfileEntry] = {}
     for root, bundled in ((BUNDLED_DIR, True), (settings.profiles_dir, False)):
         if root.is_dir():
@@ -107,7 +104,7 @@ def available_profiles(settings: Settings | None = None) -> list[ProfileEntry]:
     return sorted(entries.values(), key=lambda e: (e.bundled, e.name))
 
 
-def list_profiles(settings: Settings | None = None) -> list[str]:
+def list_profiles(settings: Settings) -> list[str]:
     """Names of the profiles load_profile can open (see available_profiles for which are bundled)."""
     return [e.name for e in available_profiles(settings)]
 
@@ -151,7 +148,7 @@ def _npz(**arrays: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def save_profile(profile: Profile, settings: Settings | None = None, overwrite: bool = False,
+def save_profile(profile: Profile, settings: Settings, overwrite: bool = False,
                  source: str | None = None, extras: dict[str, bytes] | None = None) -> Path:
     """Write `profile` to profiles_dir/<name> and return that directory.
 
@@ -159,7 +156,6 @@ def save_profile(profile: Profile, settings: Settings | None = None, overwrite: 
     never leaves a half-written profile under the real name. An existing profile is replaced only
     with overwrite=True.
     """
-    settings = _settings(settings)
     name = validate_name(profile.name)
     root = private_dir(private_dir(Path(settings.data_dir)) / "profiles")
     target = root / name
@@ -224,13 +220,12 @@ def _resolve(name_or_dir: str | Path, settings: Settings) -> tuple[str, Path]:
     return path.name, path
 
 
-def load_profile(name_or_dir: str | Path, settings: Settings | None = None) -> Profile:
+def load_profile(name_or_dir: str | Path, settings: Settings) -> Profile:
     """Open a profile by name (the user's first, then the bundled ones) or by directory.
 
     Every file is checked, and the consent record must be intact and match the portrait: a
     profile that fails is refused with the file at fault and how to fix it.
     """
-    settings = _settings(settings)
     name, d = _resolve(name_or_dir, settings)
     fix = f"re-enroll it (`avatarcam enroll PHOTO --name {name} --overwrite`)"
     missing = [f for f in FILES if not (d / f).is_file()]
@@ -289,9 +284,8 @@ def describe(profile: Profile) -> str:
     return "\n".join(lines)
 
 
-def delete_profile(name: str, settings: Settings | None = None) -> Path:
+def delete_profile(name: str, settings: Settings) -> Path:
     """Remove the user's profile `name` (bundled profiles cannot be deleted); returns its old dir."""
-    settings = _settings(settings)
     validate_name(name)
     d = settings.profiles_dir / name
     if not d.is_dir():

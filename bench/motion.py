@@ -162,6 +162,7 @@ def seeds(net, utterances) -> dict:
 
 def controls(net) -> dict:
     """The controls in the generated motion, and as the judge sees them on the default profile."""
+    from avatarcam.config import Settings
     from avatarcam.motion import diffusion
     from avatarcam.profiles import load_profile
     from avatarcam.render import open_renderer
@@ -175,7 +176,7 @@ def controls(net) -> dict:
            "gaze_pitch_shift": float(np.mean(tracks["gaze up"][:, latent.index("gazePitch")])),
            "distance_shift": float(np.mean(tracks["nearer"][:, latent.index("headLogScale")])
                                    - np.mean(tracks["farther"][:, latent.index("headLogScale")]))}
-    profile = load_profile("default")
+    profile = load_profile("default", Settings())
     renderer = open_renderer(profile, (512, 512))
     rest = renderer.scene.rig.rest
     seen = {}

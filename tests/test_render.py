@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from avatarcam import latent
+from avatarcam.config import Settings
 from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
@@ -340,13 +341,13 @@ def test_renderer_uses_current_rig_code_and_what_enrollment_measured(tmp_path):
 
     copy = tmp_path / "default"
     shutil.copytree(BUNDLED_DIR / "default", copy)
-    current = prepare_rig(load_profile(copy))
+    current = prepare_rig(load_profile(copy, Settings()))
     rest = current.rest.copy()
     rest[:3] += 0.05  # a pose the landmarks alone would not give
     stale = dataclasses.replace(current, bases=np.zeros_like(current.bases), rest=rest,
                                 turn_gain=np.array([0.8, 1.3], np.float32))
     (copy / RIG_FILE).write_bytes(stale.to_bytes())
-    rebuilt = prepare_rig(load_profile(copy))
+    rebuilt = prepare_rig(load_profile(copy, Settings()))
     assert np.array_equal(rebuilt.bases, current.bases)
     assert np.allclose(rebuilt.rest[:3], rest[:3])
     assert np.allclose(rebuilt.turn_gain, [0.8, 1.3])
@@ -367,7 +368,7 @@ def test_sealed_lips_meet_along_the_whole_mouth(request, portrait):
     corner and nothing of the mouth's inside shows (the corners once stayed down with the jaw: a
     dark wedge of mouth interior beside sealed lips)."""
     renderer = (request.getfixturevalue(portrait) if portrait == "renderer"
-                else open_renderer(load_profile("default"), (512, 512), device="cpu"))
+                else open_renderer(load_profile("default", Settings()), (512, 512), device="cpu"))
     scene = renderer.scene
     for jaw in (0.3, 0.6):
         frame = _with(scene.rig, jawOpen=jaw, mouthClose=jaw)

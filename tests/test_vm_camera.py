@@ -38,6 +38,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
     from avatarcam import chain
     from avatarcam.audio.io import load_audio
     from avatarcam.cli import demo_audio
+    from avatarcam.config import Settings
     from avatarcam.profiles import load_profile
     from avatarcam.provenance.stamp import Provenance
     from avatarcam.render import open_renderer
@@ -45,7 +46,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
     share = Path(os.environ.get("AVATARCAM_VM_SHARE", "/tmp/avatarcam-vm-share"))
     shutil.rmtree(share, ignore_errors=True)
     share.mkdir(parents=True)
-    renderer = open_renderer(load_profile("default"), (320, 180))  # small: the VM is emulated
+    renderer = open_renderer(load_profile("default", Settings()), (320, 180))  # small: the VM is emulated
     frames = []
 
     class Keep:
