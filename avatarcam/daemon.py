@@ -39,11 +39,13 @@ from avatarcam import chain, latent
 from avatarcam.arkit.vmc import Address, VmcSink, parse_address, sink_address
 from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
-from avatarcam.audio.output import ClockedOutput, DelayedOutput, find_virtual_mic
+from avatarcam.audio.output import ClockedOutput, DelayedOutput
+from avatarcam.audio.virtual_mic import find_virtual_mic
 from avatarcam.audio.stream import AudioRing, LiveAudio
 from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
 from avatarcam.camera.preview import WithPreview
-from avatarcam.camera.sinks import Sink, is_file_spec, open_sink
+from avatarcam.camera import is_file_spec, open_sink
+from avatarcam.camera.sinks import Sink
 from avatarcam.config import Settings, load_settings
 from avatarcam.errors import AvatarCamError
 from avatarcam.motion.controls import EMOTIONS, ControlledEngine

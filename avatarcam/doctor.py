@@ -119,7 +119,8 @@ def virtual_mic_report(platform: str | None = None) -> tuple[bool, str, str]:
     """(usable, what, detail) for the virtual microphone: on Linux the sound server and its sink."""
     import sys
 
-    from .audio.output import PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, find_virtual_mic, pulse_server
+    from .audio.output import PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, pulse_server
+    from .audio.virtual_mic import find_virtual_mic
     platform = platform or sys.platform
     found = find_virtual_mic(platform=platform)
     if isinstance(found, str):

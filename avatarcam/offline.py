@@ -46,7 +46,8 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
     the number of frames. Outputs appear complete or not at all (the sinks write under a temporary
     name and rename)."""
     from .audio.io import AUDIO_RATE
-    from .camera.sinks import Tee, open_sink
+    from .camera import open_sink
+    from .camera.sinks import Tee
     from .motion.controls import ControlledEngine
     from .motion.diffusion import OFFLINE_CHUNK
     from .provenance.credentials import content_signer

@@ -12,7 +12,7 @@ import soundfile
 from avatarcam import cli
 from avatarcam.audio.features import frame_count
 from avatarcam.camera.file import VideoSink, video_format
-from avatarcam.camera.sinks import open_sink
+from avatarcam.camera import open_sink
 from avatarcam.errors import OutputError
 from avatarcam.video import probe, read_video
 
@@ -98,6 +98,6 @@ def test_the_sink_factory_knows_every_container_the_file_sink_writes():
     """`open_sink` tells a video file by its name without loading FFmpeg: its list of extensions
     must be the file sink's formats, or a name one of them writes would be refused."""
     from avatarcam.camera.file import FORMATS
-    from avatarcam.camera.sinks import VIDEO_SUFFIXES
+    from avatarcam.camera import VIDEO_SUFFIXES
 
     assert set(VIDEO_SUFFIXES) == set(FORMATS)

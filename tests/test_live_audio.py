@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from avatarcam.audio.capture import Chunk, FileCapture, MicCapture, Resampler
-from avatarcam.audio.output import DelayedOutput, find_virtual_mic
+from avatarcam.audio.output import DelayedOutput
+from avatarcam.audio.virtual_mic import find_virtual_mic
 from avatarcam.audio.stream import AudioRing, LiveAudio
 
 RATE, BLOCK = 16000, 320

@@ -12,7 +12,8 @@ import soundfile
 
 from avatarcam.camera.file import VideoSink
 from avatarcam.camera.frames import FramesSink
-from avatarcam.camera.sinks import NullSink, Sink, open_sink
+from avatarcam.camera import open_sink
+from avatarcam.camera.sinks import NullSink, Sink
 from avatarcam.errors import OutputError
 from avatarcam.video import iter_frames, probe, read_audio, read_video
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -154,7 +153,7 @@ class DeviceOutput:
         pass
 
     def start(self, source: DelayedOutput) -> None:
-        sd = self._sd or _sounddevice()
+        sd = self._sd or sounddevice_module()
 
         def callback(outdata: np.ndarray, frames: int, time_info, status) -> None:
             now = self._clock()
@@ -178,7 +177,7 @@ class DeviceOutput:
         self.status = "stopped"
 
 
-def _sounddevice() -> ModuleType:
+def sounddevice_module() -> ModuleType:
     try:
         import sounddevice
     except OSError as exc:
@@ -201,35 +200,3 @@ def pulse_server(run: Callable[..., subprocess.CompletedProcess] = subprocess.ru
     fields = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
     server = f"{fields.get('Server Name', 'sound server')} {fields.get('Server Version', '')}".strip()
     return server, any(line.split("\t")[1:2] == [PULSE_SINK] for line in sinks.stdout.splitlines())
-
-
-def find_virtual_mic(backend: ModuleType | None = None, platform: str = sys.platform,
-                     prioritise: Callable[[], str] | None = None) -> VoiceOutput | str:
-    """The virtual microphone's output, or a line saying why there is none and how to set it up.
-
-    Linux: always the PulseAudio/PipeWire output (in a process of its own) when libpulse is
-    installed, even with no sink or server yet: it plays as soon as the sink appears.
-    `prioritise` runs first on the thread that plays.
-    """
-    key = "linux" if platform.startswith("linux") else platform
-    fix = SETUP_FIX.get(key, "no virtual microphone is known on this system")
-    if key == "linux":
-        from avatarcam.audio import libpulse
-        from avatarcam.audio.voice import VoiceProcess
-        try:
-            libpulse.library()
-        except OSError as exc:
-            return f"virtual microphone unavailable: libpulse cannot be loaded ({exc}); " \
-                   "install it (Debian/Ubuntu: sudo apt install libpulse0)"
-        return VoiceProcess(prioritise=prioritise)
-    try:
-        sd = backend or _sounddevice()
-        devices = list(sd.query_devices())
-    except Exception as exc:
-        return f"virtual microphone unavailable: {exc}"
-    outputs = [(i, d["name"]) for i, d in enumerate(devices) if d.get("max_output_channels", 0) > 0]
-    for hint in DEVICE_HINTS.get(key, ()):
-        for i, name in outputs:
-            if hint.lower() in name.lower():
-                return DeviceOutput(i, name=name, backend=backend)
-    return f"virtual microphone: none found; {fix}"

@@ -5,26 +5,23 @@ takes the same two calls, so the pipeline that feeds it never knows which one it
 context managers: leaving the ``with`` block normally finishes the output; leaving it through an
 exception discards it, so a failed render never looks like a finished one.
 
-This module holds the interface, the checks every sink shares, the null sink and
-:func:`open_sink`; each file-like backend lives in its own module (``file.py``, ``frames.py``).
+This module holds the interface, the checks every sink shares, the null sink and the tee; each
+backend lives in its own module (``file.py``, ``frames.py``, ``virtual.py``, ``preview.py``) and
+``avatarcam.camera.open_sink`` opens the one a spec names.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from avatarcam.errors import OutputError
-
-if TYPE_CHECKING:
-    from avatarcam.camera.file import AudioStream
 
 
 @runtime_checkable
@@ -199,46 +196,3 @@ class FileSigner(Protocol):
 
     def sign_png(self, png: bytes, title: str) -> bytes:
         """A PNG's bytes with its manifest inside."""
-
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")  # file.FORMATS, without loading FFmpeg
-SINK_CHOICES = ("camera", "preview", "file:OUT.mp4 (or a path ending .mp4, .mov, .mkv or .webm)", "frames:DIR", "null")
-
-
-def is_file_spec(spec: str) -> bool:
-    """True when a sink spec names files (a video or a folder of frames): what gets content credentials."""
-    return spec.startswith(("file:", "frames:")) or Path(spec).suffix.lower() in VIDEO_SUFFIXES
-
-
-def open_sink(spec: str, size: tuple[int, int], fps: float = 30,
-              audio: np.ndarray | AudioStream | None = None, audio_rate: int = 16000,
-              signer: FileSigner | None = None, preset: str = "veryfast", threads: int = 0,
-              camera: str | None = None, on_close: Callable[[], None] | None = None) -> Sink:
-    """Open the sink a spec names: 'camera' (the virtual camera, the device `camera` or the one
-    labelled AvatarCam), 'preview' (a window; closing it calls `on_close`), 'file:OUT.mp4',
-    'OUT.mp4' (.mov, .mkv, .webm), 'frames:DIR', 'null'. Files record `audio` beside the frames
-    (a clip, or a live stream's ring) and are signed with content credentials by `signer`, when
-    given; `preset` is x264's for H.264 files, `threads` the video encoder's (`camera.file.VideoSink`)."""
-    # Backends are imported on demand: the null sink should not pay for loading FFmpeg.
-    if spec == "null":
-        return NullSink(size)
-    if spec == "camera":
-        from avatarcam.camera.virtual import VirtualCameraSink
-        return VirtualCameraSink(size, fps, device=camera)
-    if spec == "preview":
-        from avatarcam.camera.preview import PreviewSink
-        return PreviewSink(size, on_close=on_close)
-    if spec.startswith("frames:"):
-        from avatarcam.camera.frames import FramesSink
-        directory = spec.removeprefix("frames:")
-        if not directory:
-            raise ValueError("sink 'frames:' needs a directory, e.g. frames:out_frames")
-        return FramesSink(directory, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer)
-    if spec.startswith("file:") or Path(spec).suffix.lower() in VIDEO_SUFFIXES:
-        from avatarcam.camera.file import VideoSink
-        path = spec.removeprefix("file:")
-        if not path:
-            raise ValueError("sink 'file:' needs a path, e.g. file:out.mp4")
-        return VideoSink(path, size=size, fps=fps, audio=audio, audio_rate=audio_rate, signer=signer, preset=preset,
-                         threads=threads)
-    raise ValueError(f"unknown sink {spec!r}; choose one of: {', '.join(SINK_CHOICES)}")
