@@ -148,6 +148,26 @@ def test_the_headers_own_constants_are_pythons():
     assert "AC_FROM_PYTHON" in gpu.kernel_source().split("extern", 1)[0]
 
 
+def test_the_kernels_provenance_planes_are_pythons(small):
+    """The kernel reads the watermark's marks and the label's planes in the C types of render.h's
+    field list and blends the label with a fixed shift: those must be what Python hands over
+    (`Watermarker.deltas`, the unmarked rows `observe` takes, `Label.fixed_point`)."""
+    text = gpu.HEADER.read_text()
+    fields = text[text.index("#define AC_FRAME_FIELDS"):text.index("typedef struct Frame")]
+    c_type = {name: kind.replace("const", "").strip(" *") for kind, name in re.findall(r"\bP\(([^,()]*),\s*(\w+)\)", fields)}
+    numpy_of = {"i8": np.int8, "u8": np.uint8, "u16": np.uint16}
+    stamp = Provenance(small.size, Payload(1, 2), Settings())
+    stamp(np.full((*small.size[::-1], 3), 128, np.uint8))
+    assert numpy_of[c_type["mark"]] == numpy_of[c_type["band"]] == stamp.watermark.deltas().dtype
+    assert numpy_of[c_type["tail"]] == np.uint8  # the frame's own rows, as observe takes them
+    keep, add = stamp.label.fixed_point
+    for name, plane in (("label_keep", keep), ("label_add", add)):
+        assert 0 <= plane.min() and plane.max() <= np.iinfo(numpy_of[c_type[name]]).max, name
+    body = text[text.index("AC_FN void ac_provenance"):text.index("AC_FN void ac_compose_pixel")]
+    shift = int(re.search(r"label_add\[[^]]*\]\) >> (\d+)", body).group(1))
+    assert 1 << shift == keep.max()  # an untouched pixel (alpha 0) keeps 256/256 of itself
+
+
 @pytest.mark.parametrize("with_defines", [True, False], ids=["from Python", "standalone"])
 def test_the_kernels_compile_with_and_without_pythons_constants(with_defines, tmp_path):
     """Given Python's constants (NVRTC, the tests' build) the header needs all of them and no copy of
@@ -186,7 +206,7 @@ def test_kernels_draw_what_the_cpu_renderer_draws(kernels_lib, hd, speech_motion
         used["lids"] += sum(job.ints["lid_on"])
         used["iris"] += sum(job.ints["iris_on"])
         used["turned iris"] += int(np.any(np.asarray(job.floats.get("iris_squeeze", 1.0)) < 0.95))
-        expected, got = cpu.render(frame), runner.run(job, "rgb", None)
+        expected, got = cpu.render(frame), runner.run(job, None)
         assert got.shape == expected.shape == (720, 1280, 3) and got.dtype == np.uint8
         share, exact = _within(got, expected), _within(got, expected, 0)
         assert share >= BAR, f"{name}: only {share:.5f} of the pixels within 2/255 of the CPU renderer"
@@ -206,33 +226,8 @@ def test_an_odd_frame_size(kernels_lib, profile):
     scene = _scene(profile, (641, 361))
     frame = designed_frames(scene.rig.rest)["head turned, talking"]
     plan = gpu.KernelPlan(scene)
-    got = host_runner(kernels_lib)(plan).run(plan.frame(frame), "rgb", None)
+    got = host_runner(kernels_lib)(plan).run(plan.frame(frame), None)
     assert _within(got, CpuRenderer(scene).render(frame)) >= BAR
-    with pytest.raises(ValueError, match="even frame size"):
-        gpu.output_shape("nv12", (641, 361))
-
-
-def test_pixel_formats(kernels_lib, small):
-    import cv2
-
-    plan = gpu.KernelPlan(small)
-    runner = host_runner(kernels_lib)(plan)
-    frame = designed_frames(small.rig.rest)["mouth open"]
-    rgb = runner.run(plan.frame(frame), "rgb", None)
-    w, h = small.size
-    for fmt, shape in (("i420", (h * 3 // 2, w)), ("nv12", (h * 3 // 2, w)), ("yuyv", (h, 2 * w))):
-        got = runner.run(plan.frame(frame), fmt, None)
-        assert got.shape == shape
-        np.testing.assert_allclose(got.astype(int), gpu.convert(rgb, fmt).astype(int), atol=1)
-    # the luma is the standard's (BT.601, studio range), as OpenCV computes it
-    i420 = runner.run(plan.frame(frame), "i420", None)
-    np.testing.assert_allclose(i420[:h].astype(int), cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)[:h].astype(int), atol=1)
-    # the chroma planes are each 2x2 block's mean: a flat colour comes out exactly
-    flat = np.zeros((4, 4, 3), np.uint8)
-    flat[:] = (200, 40, 90)
-    y = gpu.convert(flat, "i420")
-    assert abs(int(y[0, 0]) - 0.256788 * 200 - 0.504129 * 40 - 0.097906 * 90 - 16) < 1
-    assert np.all(y[4:5] == y[4, 0]) and np.all(y[5:] == y[5, 0])
 
 
 def test_watermark_and_label_in_the_kernel_are_the_cpu_stages(kernels_lib, small, speech_motion):
@@ -245,11 +240,11 @@ def test_watermark_and_label_in_the_kernel_are_the_cpu_stages(kernels_lib, small
     in_kernel, on_cpu = Provenance(small.size, payload, Settings()), Provenance(small.size, payload, Settings())
     marked = []
     for frame in np.concatenate([speech_motion, speech_motion]):
-        got = runner.run(plan.frame(frame), "rgb", in_kernel)
-        plain = runner.run(plan.frame(frame), "rgb", None)
+        got = runner.run(plan.frame(frame), in_kernel)
+        plain = runner.run(plan.frame(frame), None)
         np.testing.assert_array_equal(got, on_cpu(plain, in_place=True))
         marked.append(got)
-    assert in_kernel.watermark._calls == len(marked)
+    assert in_kernel.watermark.frames == len(marked)
     found = detect_frames(marked)
     assert found.found and found.payload == payload
 
@@ -451,7 +446,7 @@ def test_kernels_draw_a_photos_own_teeth_as_the_cpu_renderer_does(kernels_lib, p
         frame = _with(rig.rest, jawOpen=jaw)
         job = plan.frame(frame)
         assert job.ints["mouth_on"] and job.ints["m_teeth"] >= 0, f"jaw {jaw}: the photo's teeth not drawn"
-        expected, got = cpu.render(frame), runner.run(job, "rgb", None)
+        expected, got = cpu.render(frame), runner.run(job, None)
         assert _within(got, expected) >= BAR, f"jaw {jaw}: the kernel's picture differs from the CPU renderer's"
         x0, y0, x1, y1 = job.ints["mx0"], job.ints["my0"], job.ints["mx1"], job.ints["my1"]
         rx, ry = scene.roi[:2]

@@ -208,3 +208,47 @@ def test_every_band_refresh_works_at_other_sizes(size):
     for _ in range(2 * wm.BANDS):  # every band refreshed at least once
         out = mark(frame)
     assert out.shape == frame.shape and np.abs(out.astype(int) - frame).max() <= 5
+
+
+# --- the per-frame bookkeeping, as a renderer that marks frames itself drives it ------------------
+
+def test_the_bookkeeping_a_self_marking_renderer_runs_marks_as_the_watermarker(clean_frames):
+    """A renderer that adds the marks itself (the GPU kernel) keeps a signed int8 copy of them,
+    takes the rows each `step` refreshed, marks the frame, then hands back the rows it `reads`,
+    unmarked (its first frame: observed, then marked by `apply`). Frame for frame, that is the
+    Watermarker's own marking."""
+    size = (640, 360)
+    frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in clean_frames[:2 * wm.BANDS + 6]]
+    own, driven = wm.Watermarker(size, PAYLOAD), wm.Watermarker(size, PAYLOAD)
+    copy = np.zeros(size[::-1], np.int8)  # the renderer's resident marks
+    refreshed, strength_frames = set(), 0
+    for i, frame in enumerate(frames):
+        step = driven.step()
+        assert step.ready == (i > 0)
+        if not step.ready:  # the marks are measured on this very frame
+            assert step.reads == (0, size[1])
+            driven.observe(frame[step.reads[0]:step.reads[1]])
+            got = driven.apply(frame)
+            copy[:] = driven.deltas()
+        else:
+            r0, r1 = step.rows
+            copy[r0:r1] = driven.deltas(step.rows)
+            refreshed.update(range(r0, r1))
+            strength_frames += r0 == r1
+            got = np.clip(frame.astype(np.int16) + copy[..., None], 0, 255).astype(np.uint8)
+            driven.observe(frame[step.reads[0]:step.reads[1]])
+        np.testing.assert_array_equal(got, own(frame), err_msg=f"frame {i}")
+    assert refreshed == set(range(size[1])) and strength_frames == (len(frames) - 1) // wm.STRENGTH_EVERY
+    assert driven.frames == own.frames == len(frames)
+
+
+def test_the_marks_are_what_apply_adds_and_fit_int8():
+    """`deltas` is the one signed image `apply` adds to every channel; at the strongest strength
+    the marks stay far inside the int8 the GPU kernel holds them in."""
+    size = (320, 180)
+    mark = wm.Watermarker(size, PAYLOAD)
+    mid = np.full((180, 320, 3), 128, np.uint8)
+    mark(mid)
+    assert mark.deltas().dtype == np.int8
+    np.testing.assert_array_equal(mark.apply(mid).astype(np.int16) - mid, np.repeat(mark.deltas()[..., None], 3, -1))
+    assert np.abs(wm.frame_pattern(PAYLOAD, size)).max() * wm.MAX + 1 < np.iinfo(np.int8).max

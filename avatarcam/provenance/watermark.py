@@ -255,14 +255,29 @@ def frame_pattern(payload: Payload, size: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Embedding
 
+@dataclass(frozen=True)
+class MarkStep:
+    """One frame's watermark bookkeeping (:meth:`Watermarker.step`), for a renderer that adds the
+    marks itself from its own copy of them (the GPU kernel)."""
+
+    ready: bool  # the marks are known before the frame: False on the first, whose marks are measured on it
+    rows: tuple[int, int]  # rows of the marks (`Watermarker.deltas`) that changed for this frame
+    reads: tuple[int, int]  # rows of the unmarked frame that `Watermarker.observe` takes
+
+
 class Watermarker:
     """Adds the watermark to RGB frames of one size: ``marked = Watermarker(size, payload)(frame)``.
 
     Keeps precomputed +delta and -delta images (uint8, three channels) so that marking a frame is
-    one saturating add and one saturating subtract; each call also averages a strip of the frame
-    down, every STRENGTH_EVERY-th call measures the texture of the strips, and the other calls
-    refresh 1/BANDS of the delta rows each from the latest measure. The first call builds all rows.
-    Frames must be HxWx3 uint8 RGB of the size given; the input is never modified.
+    one saturating add and one saturating subtract. The per-frame bookkeeping is spread so that no
+    frame pays for much of it: each frame's `step` either turns the strips of the frames before
+    into a new strength map (every STRENGTH_EVERY-th) or refreshes 1/BANDS of the delta rows from
+    the latest, and its `observe` averages one strip of the frame down; the first frame builds all
+    rows. Frames must be HxWx3 uint8 RGB of the size given; the input is never modified.
+
+    A renderer that marks frames itself (the GPU kernel) runs the same bookkeeping: `step`, then
+    the marks it reports changed (`deltas`), the frame marked, and `observe` with the rows `reads`
+    as they were before marking (on a step that is not `ready`: `observe` first, then `apply`).
     """
 
     def __init__(self, size: tuple[int, int], payload: Payload = UNATTRIBUTED) -> None:
@@ -275,11 +290,11 @@ class Watermarker:
         # below one grey level still carry the pattern. The dither is fixed (not keyed): it only
         # decides which pixels take the ±1 steps.
         self.dither = np.random.default_rng(20240601).random((h, w), dtype=np.float32)
-        self.plus = np.zeros((h, w, 3), np.uint8)
-        self.minus = np.zeros((h, w, 3), np.uint8)
-        self.step = max(1, self.cell // 2)  # texture is measured at 2 samples per cell
-        self.small_size = (max(1, w // self.step), max(1, h // self.step))
-        # the frame averaged down to 4 samples per cell, assembled one strip of rows per call
+        self._plus = np.zeros((h, w, 3), np.uint8)
+        self._minus = np.zeros((h, w, 3), np.uint8)
+        self.step_px = max(1, self.cell // 2)  # texture is measured at 2 samples per cell
+        self.small_size = (max(1, w // self.step_px), max(1, h // self.step_px))
+        # the frame averaged down to 4 samples per cell, assembled one strip of rows per frame
         self.mid = np.zeros((2 * self.small_size[1], 2 * self.small_size[0], 3), np.uint8)
         strip = -(-self.small_size[1] // STRENGTH_EVERY)
         self.strips = [(r, min(self.small_size[1], r + strip)) for r in range(0, self.small_size[1], strip)]
@@ -287,27 +302,27 @@ class Watermarker:
         self.bands = -(-h // self.band_rows)  # BANDS, or fewer for a frame of very few rows
         self._next_band = 0
         self.strength = None  # the last strength map, small size (for inspection and tests)
-        self._calls = 0
+        self.frames = 0  # frames observed so far
 
-    def _average_down(self, frame: np.ndarray, rows: tuple[int, int]) -> None:
-        """Average the frame rows that make small-map rows `rows` into the matching rows of `mid`."""
+    def _average_down(self, pixels: np.ndarray, rows: tuple[int, int]) -> None:
+        """Average `pixels`, the frame rows that make small-map rows `rows`, into those rows of `mid`."""
         # Averaged, not sampled: fine grain (sensor noise, film grain) must not read as texture, since
         # it hides fine detail but not a cell-sized pattern. Bilinear to 4 samples per cell averages
         # 2x2 pixels, the area step to 2 samples per cell (in strength_map) averages those.
         a, b = rows
-        s, (sw, _) = self.step, self.small_size
-        cv2.resize(frame[a * s:b * s, :sw * s], (2 * sw, 2 * (b - a)),
+        s, (sw, _) = self.step_px, self.small_size
+        cv2.resize(pixels[:(b - a) * s, :sw * s], (2 * sw, 2 * (b - a)),
                    dst=self.mid[2 * a:2 * b], interpolation=cv2.INTER_LINEAR)
 
     def strength_map(self, frame: np.ndarray | None = None) -> np.ndarray:
         """Watermark strength in grey levels at the small size, from the local contrast of `frame`,
-        or of the strips assembled in `mid` over the last calls when no frame is given."""
+        or of the strips assembled in `mid` over the last frames when no frame is given."""
         if frame is not None:
-            for rows in self.strips:
-                self._average_down(frame, rows)
+            for a, b in self.strips:
+                self._average_down(frame[a * self.step_px:b * self.step_px], (a, b))
         small = cv2.resize(self.mid, self.small_size, interpolation=cv2.INTER_AREA)
         y = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        c = self.cell / self.step  # cell size at the small size (2)
+        c = self.cell / self.step_px  # cell size at the small size (2)
         detail = y - cv2.GaussianBlur(y, (0, 0), 0.7 * c)
         contrast = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 0.5 * c))
         # Texture hides the pattern only where it is all around: the minimum over 2.5 cells keeps
@@ -326,7 +341,7 @@ class Watermarker:
     def _refresh(self, strength: np.ndarray, r0: int, r1: int) -> None:
         """Rebuild rows r0..r1 of the delta images from the small strength map."""
         w, _ = self.size
-        s = self.step
+        s = self.step_px
         a = max(0, r0 // s - 1)
         b = min(strength.shape[0], -(-r1 // s) + 1)
         # resize only the small rows that cover r0..r1; the margin row each side keeps the
@@ -337,8 +352,8 @@ class Watermarker:
         delta = np.floor(self.pattern[r0:r1] * rows + self.dither[r0:r1])
         plus = np.clip(delta, 0, 255).astype(np.uint8)
         minus = np.clip(-delta, 0, 255).astype(np.uint8)
-        cv2.merge([plus, plus, plus], dst=self.plus[r0:r1])
-        cv2.merge([minus, minus, minus], dst=self.minus[r0:r1])
+        cv2.merge([plus, plus, plus], dst=self._plus[r0:r1])
+        cv2.merge([minus, minus, minus], dst=self._minus[r0:r1])
 
     def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray:
         """The marked frame: a new array, or `frame` itself changed when `in_place` (no allocation:
@@ -346,52 +361,48 @@ class Watermarker:
         w, h = self.size
         if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
             raise ValueError(f"the watermark expects {w}x{h} RGB uint8 frames, got {frame.shape} {frame.dtype}")
-        self.refresh()
-        self.observe(frame)
+        step = self.step()
+        self.observe(frame[step.reads[0]:step.reads[1]])
+        return self.apply(frame, in_place)
+
+    def step(self) -> MarkStep:
+        """The bookkeeping due before marking the next frame: a new strength map, or one band of
+        the marks rebuilt from the latest (none before the first frame, whose `observe` builds all)."""
+        if self.strength is None:
+            return MarkStep(False, (0, 0), (0, self.size[1]))
+        rows = (0, 0)
+        if self.frames % STRENGTH_EVERY == 0:
+            self.strength = self.strength_map()
+        else:
+            r0 = self._next_band * self.band_rows
+            rows = (r0, min(self.size[1], r0 + self.band_rows))
+            self._refresh(self.strength, *rows)
+            self._next_band = (self._next_band + 1) % self.bands
+        a, b = self.strips[self.frames % len(self.strips)]
+        return MarkStep(True, rows, (a * self.step_px, b * self.step_px))
+
+    def observe(self, rows: np.ndarray) -> None:
+        """Take in rows `step().reads` of the frame being marked, unmarked: the first frame builds
+        the strength map and every mark, later ones are averaged down for the next measure."""
+        frames, self.frames = self.frames, self.frames + 1
+        if self.strength is None:  # the first frame: everything at once
+            self.strength = self.strength_map(rows)
+            self._refresh(self.strength, 0, self.size[1])
+            return
+        self._average_down(rows, self.strips[frames % len(self.strips)])
+
+    def apply(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """`frame` with the current marks added (saturating), as a new array or in place."""
         out = frame if in_place else np.empty_like(frame)
-        cv2.add(frame, self.plus, dst=out)
-        cv2.subtract(out, self.minus, dst=out)
+        cv2.add(frame, self._plus, dst=out)
+        cv2.subtract(out, self._minus, dst=out)
         return out
 
-    mark = __call__
-
-    # The bookkeeping is spread so that no frame pays for much of it: every call averages one strip
-    # of the frame down; every STRENGTH_EVERY-th call turns the strips of the calls before into a
-    # new strength map, the others refresh a band of the delta images each. It is split in two so
-    # that a renderer that marks frames itself (the GPU kernel) can keep its copy of the deltas in
-    # step: `refresh` before marking a frame, `observe` with the frame as it was before marking.
-
-    def refresh(self) -> tuple[int, int]:
-        """The bookkeeping due before marking the next frame; returns the rows of `plus`/`minus`
-        it changed (none on the first frame, whose `observe` builds them all)."""
-        if self.strength is None:
-            return 0, 0
-        if self._calls % STRENGTH_EVERY == 0:
-            self.strength = self.strength_map()
-            return 0, 0
-        r0 = self._next_band * self.band_rows
-        r1 = min(self.size[1], r0 + self.band_rows)
-        self._refresh(self.strength, r0, r1)
-        self._next_band = (self._next_band + 1) % self.bands
-        return r0, r1
-
-    def observe(self, frame: np.ndarray) -> tuple[int, int]:
-        """Take in the frame being marked (unmarked): the first one builds the strength map and
-        every delta row (returned as changed), later ones average their strip down."""
-        calls, self._calls = self._calls, self._calls + 1
-        if self.strength is None:  # the first frame: everything at once
-            self.strength = self.strength_map(frame)
-            self._refresh(self.strength, 0, self.size[1])
-            return 0, self.size[1]
-        self._average_down(frame, self.strips[calls % len(self.strips)])
-        return 0, 0
-
-    def observed_rows(self) -> tuple[int, int]:
-        """The frame rows the next `observe` reads (all of them on the first frame)."""
-        if self.strength is None:
-            return 0, self.size[1]
-        a, b = self.strips[self._calls % len(self.strips)]
-        return a * self.step, b * self.step
+    def deltas(self, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The marks of frame rows `rows` (all by default) as one signed image, what `apply` adds
+        to every channel: int8, as the GPU kernel keeps them (`MAX` grey levels fit it many times)."""
+        r0, r1 = rows if rows is not None else (0, self.size[1])
+        return (self._plus[r0:r1, :, 0].astype(np.int16) - self._minus[r0:r1, :, 0]).astype(np.int8)
 
 
 # ---------------------------------------------------------------------------------------------

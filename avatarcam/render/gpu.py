@@ -8,10 +8,12 @@ mouth geometry and draws their small anti-aliased coverage masks with the OpenCV
 renderer uses; everything goes up in one host-to-device copy. Then `ac_prepare` (one block) inverts
 the warp field on the grid and runs the eye and mouth layers' blurs (the skin spread over a closing
 lid, the mouth's depth shadow and feathered edge), and `ac_compose` makes every output pixel:
-sample, composite, eyes, mouth, watermark, label, and the camera's pixel format. One
+sample, composite, eyes, mouth, watermark, label, in RGB (what every sink takes). One
 device-to-host copy brings the frame back (with the few unmarked rows the watermark's texture
-measure reads). The kernels live in kernels/render.h, which the tests also compile with g++ to
-check this arithmetic against the CPU renderer on machines without a GPU.
+measure reads). The watermark's per-frame bookkeeping is the provenance stage's own
+(`Watermarker.step`): the kernel only applies the marks it is handed. The kernels live in
+kernels/render.h, which the tests also compile with g++ to check this arithmetic against the CPU
+renderer on machines without a GPU.
 
 `KernelPlan` is the device-independent half (numpy: what goes into the kernels), `GpuRenderer`
 the CuPy half. The renderer falls back to `CpuRenderer` for good, with one warning, if the GPU
@@ -25,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -42,9 +45,8 @@ log = logging.getLogger(__name__)
 KERNELS = Path(__file__).with_name("kernels")
 HEADER = KERNELS / "render.h"
 SOURCE = KERNELS / "render.cu"
-FORMATS = {"rgb": 0, "i420": 1, "nv12": 2, "yuyv": 3}
 PREPARE_THREADS = 1024  # at most: fewer if the compiled kernel's registers do not allow as many
-QUAD_BLOCK = (16, 16)
+PIXEL_BLOCK = (16, 16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,40 +95,6 @@ def gaussian_taps(sigma: float) -> np.ndarray:
     x = np.arange(n) - (n - 1) / 2
     k = np.exp(-x * x / (2 * sigma * sigma))
     return (k / k.sum()).astype(np.float32)
-
-
-def convert(rgb: np.ndarray, fmt: str) -> np.ndarray:
-    """The kernel's pixel formats in numpy (BT.601 limited range; 4:2:0 chroma from each 2x2
-    mean, YUYV's 4:2:2 from each pair): the reference the tests hold the kernel to, and the
-    converter for the one frame the host marks itself."""
-    if fmt == "rgb":
-        return rgb
-    h, w = rgb.shape[:2]
-    p = rgb.astype(np.float32)
-    y = np.clip(np.rint(p @ np.float32([0.256788, 0.504129, 0.097906]) + 16), 0, 255).astype(np.uint8)
-
-    def chroma(q):
-        cb = np.clip(np.rint(q @ np.float32([-0.148223, -0.290993, 0.439216]) + 128), 0, 255).astype(np.uint8)
-        cr = np.clip(np.rint(q @ np.float32([0.439216, -0.367788, -0.071427]) + 128), 0, 255).astype(np.uint8)
-        return cb, cr
-
-    if fmt == "yuyv":
-        cb, cr = chroma(p.reshape(h, w // 2, 2, 3).mean(axis=2))
-        out = np.empty((h, w // 2, 4), np.uint8)
-        out[..., 0], out[..., 1], out[..., 2], out[..., 3] = y[:, 0::2], cb, y[:, 1::2], cr
-        return out.reshape(h, w * 2)
-    cb, cr = chroma(p.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3)))
-    tail = np.concatenate([cb.ravel(), cr.ravel()]) if fmt == "i420" else np.stack([cb, cr], -1).ravel()
-    return np.concatenate([y.ravel(), tail]).reshape(h * 3 // 2, w)
-
-
-def output_shape(fmt: str, size: tuple[int, int]) -> tuple[int, ...]:
-    w, h = size
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown pixel format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt != "rgb" and (w % 2 or h % 2):
-        raise ValueError(f"{fmt} needs an even frame size, not {w}x{h}")
-    return {"rgb": (h, w, 3), "i420": (h * 3 // 2, w), "nv12": (h * 3 // 2, w), "yuyv": (h, w * 2)}[fmt]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,11 +309,57 @@ def pack_frame(values: dict[str, object]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# The provenance stage as the kernel uses it (provenance.stamp.Provenance; render does not import
+# provenance, its sibling, so the interface is stated here)
+
+class MarkStep(Protocol):
+    """One frame's watermark bookkeeping (provenance.watermark.MarkStep)."""
+
+    ready: bool  # False on a watermark's first frame: its marks are measured on that frame
+    rows: tuple[int, int]  # rows of the marks refreshed for this frame
+    reads: tuple[int, int]  # rows of the unmarked frame the watermark takes in
+
+
+class Watermark(Protocol):
+    """provenance.watermark.Watermarker, driven by a renderer that adds the marks itself."""
+
+    def step(self) -> MarkStep: ...
+
+    def deltas(self, rows: tuple[int, int] | None = None) -> np.ndarray: ...
+
+    def observe(self, rows: np.ndarray) -> None: ...
+
+    def apply(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray: ...
+
+
+class Label(Protocol):
+    """provenance.label.Label: where it goes and its fixed-point planes."""
+
+    box: tuple[int, int, int, int]
+
+    @property
+    def fixed_point(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def draw(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+class Stamp(Protocol):
+    """provenance.stamp.Provenance: the watermark and the label of the profile on air."""
+
+    watermark: Watermark
+    label: Label
+
+    def follow(self) -> None: ...
+
+    def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------------
 # The CuPy renderer
 
 class KernelRunner:
-    """Runs the kernels over a plan: the per-frame bookkeeping shared by the GPU (`CupyRunner`)
-    and by the tests' CPU build of the same kernels. Subclasses say how arrays live and how the
+    """Runs the kernels over a plan: the per-frame upload, launches and copy back, shared by the
+    GPU (`CupyRunner`) and by the tests' CPU build of the same kernels. Subclasses say how arrays live and how the
     two kernels launch; `xp` is their array module (cupy or numpy)."""
 
     xp = np
@@ -361,7 +375,6 @@ class KernelRunner:
         self._watermarker = self._label_of = None
         self.upload = xp.zeros(0, xp.uint8)
         self.download = xp.zeros(0, xp.uint8)
-        self._observed = np.zeros((h, w, 3), np.uint8)  # the rows the watermark's texture measure reads
 
     # what a device must provide
     def pointer(self, a) -> int:
@@ -376,41 +389,36 @@ class KernelRunner:
     def launch(self, kernel: str, frame, grid: tuple[int, ...], block: tuple[int, ...]) -> None:
         raise NotImplementedError
 
-    def _sync_provenance(self, stamp) -> bool:
-        """Bring the kernel's copy of the label and watermark up to date; False on a watermarker's
-        first frame, which the host marks itself (its strength is measured on that very frame)."""
-        xp = self.xp
+    def _step(self, stamp: Stamp) -> MarkStep:
+        """The watermark's bookkeeping for this frame, with the kernel's copies of the label and of
+        the marks brought up to date (a new watermark, on a payload change, is copied in whole)."""
         if stamp.label is not self._label_of:
             keep, add = stamp.label.fixed_point
-            self.label = (xp.asarray(keep[..., 0].astype(np.uint16)), xp.asarray(add.astype(np.uint16)))
+            self.label = (self.xp.asarray(keep[..., 0].astype(np.uint16)), self.xp.asarray(add.astype(np.uint16)))
             self._label_of = stamp.label
         wm = stamp.watermark
+        step = wm.step()
         if wm is not self._watermarker:
             self._watermarker = wm
-            if wm.strength is not None:  # a watermarker already in use: take its current deltas
-                self.put(self.mark, _delta(wm, 0, wm.size[1]))
-        return wm.strength is not None
+            if step.ready:  # a watermark already in use elsewhere: take all its marks
+                self.put(self.mark, wm.deltas())
+        return step
 
-    def run(self, job: FrameJob, fmt: str, stamp) -> np.ndarray:
-        """One frame in `fmt`, marked and labelled by `stamp` when given (a Provenance)."""
+    def run(self, job: FrameJob, stamp: Stamp | None) -> np.ndarray:
+        """One RGB frame, marked and labelled by `stamp` when given."""
         xp, plan = self.xp, self.plan
         w, h = plan.scene.size
-        shape = output_shape(fmt, (w, h))
-        out_bytes = int(np.prod(shape))
-        values = {**plan.ints, **job.ints, **plan.floats, **job.floats, "format": FORMATS[fmt]}
-        band, tail, first = np.zeros((0, w), np.int8), (0, 0), False
+        out_bytes = h * w * 3
+        values = {**plan.ints, **job.ints, **plan.floats, **job.floats}
+        band, reads, step = np.zeros((0, w), np.int8), (0, 0), None
         if stamp is not None:
-            first = not self._sync_provenance(stamp)
-            x, y, lw, lh = stamp.label.box
-            values.update(label_on=int(not first), label_x=x, label_y=y, label_w=lw, label_h=lh)
-            if first:  # unmarked RGB: the host marks and labels it exactly as the CPU path does
-                values["format"], out_bytes = FORMATS["rgb"], w * h * 3
-            else:
-                wm = stamp.watermark
-                r0, r1 = wm.refresh()
-                band, tail = _delta(wm, r0, r1), wm.observed_rows()
-                values.update(mark_on=1, band_y0=r0, band_y1=r1, tail_y0=tail[0], tail_y1=tail[1])
-        tail_bytes = (tail[1] - tail[0]) * w * 3
+            step = self._step(stamp)
+            if step.ready:  # else the frame comes back unmarked: the host marks it, below
+                band, reads = stamp.watermark.deltas(step.rows), step.reads
+                x, y, lw, lh = stamp.label.box
+                values.update(mark_on=1, label_on=1, label_x=x, label_y=y, label_w=lw, label_h=lh,
+                              band_y0=step.rows[0], band_y1=step.rows[1], tail_y0=reads[0], tail_y1=reads[1])
+        tail_bytes = (reads[1] - reads[0]) * w * 3
         # one upload: the struct, then the motion, the triangles' maps and fold layers, the Gaussian
         # taps, the masks and the refreshed band
         parts = [job.moved, job.affines, job.fold_tris, job.arena("taps"), job.arena("masks"), band]
@@ -440,23 +448,19 @@ class KernelRunner:
         self.put(frame, host)
         if values["warp"]:
             self.launch("ac_prepare", frame, (1,), (PREPARE_THREADS,))
-        bx, by = QUAD_BLOCK
-        self.launch("ac_compose", frame, (-(-((w + 1) // 2) // bx), -(-((h + 1) // 2) // by)), QUAD_BLOCK)
+        bx, by = PIXEL_BLOCK
+        self.launch("ac_compose", frame, (-(-w // bx), -(-h // by)), PIXEL_BLOCK)
         data = self.fetch(self.download[:out_bytes + tail_bytes])  # the one copy back
-        if first:
-            picture = data.reshape(h, w, 3)
-            stamp(picture, in_place=True)
-            self.put(self.mark, _delta(stamp.watermark, 0, h))
-            return convert(picture, fmt)
-        if stamp is not None:
-            self._observed[tail[0]:tail[1]] = data[out_bytes:].reshape(-1, w, 3)
-            stamp.watermark.observe(self._observed)
-        return data[:out_bytes].reshape(shape)
-
-
-def _delta(wm, r0: int, r1: int) -> np.ndarray:
-    """Rows r0..r1 of a Watermarker's mark as one signed image (its +/- images are exclusive)."""
-    return (wm.plus[r0:r1, :, 0].astype(np.int16) - wm.minus[r0:r1, :, 0]).astype(np.int8)
+        picture = data[:out_bytes].reshape(h, w, 3)
+        if step is None:
+            return picture
+        if step.ready:
+            stamp.watermark.observe(data[out_bytes:].reshape(-1, w, 3))
+        else:  # a watermark's first frame, marked here exactly as the CPU stage marks it
+            stamp.watermark.observe(picture)
+            stamp.label.draw(stamp.watermark.apply(picture, in_place=True))
+            self.put(self.mark, stamp.watermark.deltas())
+        return picture
 
 
 class CupyRunner(KernelRunner):
@@ -491,8 +495,8 @@ class GpuRenderer:
     ``CpuRenderer(scene).render(frame)`` gives (within 2/255 on 99.9% of pixels).
 
     `render_stamped(frame, stamp)` also applies a `provenance.stamp.Provenance` (watermark and
-    label) inside the kernel, and `render_format(frame, fmt)` writes I420, NV12 or YUYV. Device
-    state is made on first use, so a renderer built in a helper process pickles like a CPU one.
+    label) inside the kernel. Device state is made on first use, so a renderer built in a helper
+    process pickles like a CPU one.
     """
 
     runner_class = CupyRunner
@@ -520,20 +524,14 @@ class GpuRenderer:
 
     def render(self, frame: np.ndarray) -> np.ndarray:
         """One RGB uint8 frame (H, W, 3) showing the motion latent `frame`, unmarked."""
-        return self.render_format(frame, "rgb")
+        return self._guarded(lambda: self._device().run(self.plan.frame(frame), None),
+                             lambda: self._fallback().render(frame))
 
-    def render_format(self, frame: np.ndarray, fmt: str) -> np.ndarray:
-        """The frame in pixel format `fmt` ("rgb", "i420", "nv12" or "yuyv"), unmarked."""
-        output_shape(fmt, self.size)
-        return self._guarded(lambda: self._device().run(self.plan.frame(frame), fmt, None),
-                             lambda: convert(self._fallback().render(frame), fmt))
-
-    def render_stamped(self, frame: np.ndarray, stamp, fmt: str = "rgb") -> np.ndarray:
+    def render_stamped(self, frame: np.ndarray, stamp: Stamp) -> np.ndarray:
         """The frame watermarked and labelled by `stamp` (a Provenance) inside the kernel."""
-        output_shape(fmt, self.size)
         stamp.follow()
-        return self._guarded(lambda: self._device().run(self.plan.frame(frame), fmt, stamp),
-                             lambda: convert(stamp(self._fallback().render(frame), in_place=True), fmt))
+        return self._guarded(lambda: self._device().run(self.plan.frame(frame), stamp),
+                             lambda: stamp(self._fallback().render(frame), in_place=True))
 
     def _guarded(self, gpu, cpu):
         if self._cpu is None:

@@ -15,8 +15,8 @@ void ac_host_prepare(const Frame* f) {
 }
 
 void ac_host_compose(const Frame* f) {
-  for (int qy = 0; qy < (f->height + 1) / 2; ++qy)
-    for (int qx = 0; qx < (f->width + 1) / 2; ++qx) ac_compose_quad(*f, qx, qy);
+  for (int y = 0; y < f->height; ++y)
+    for (int x = 0; x < f->width; ++x) ac_compose_pixel(*f, x, y);
 }
 
 // The struct's layout as this compiler sees it, for the Python side to check its own against.

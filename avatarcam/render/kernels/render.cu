@@ -15,9 +15,9 @@ extern "C" __global__ void ac_prepare(const Frame* __restrict__ frame) {
   }
 }
 
-// One thread per 2x2 quad of the output frame.
+// One thread per output pixel.
 extern "C" __global__ void ac_compose(const Frame* __restrict__ frame) {
   const Frame& f = *frame;
-  int qx = blockIdx.x * blockDim.x + threadIdx.x, qy = blockIdx.y * blockDim.y + threadIdx.y;
-  if (qx < (f.width + 1) / 2 && qy < (f.height + 1) / 2) ac_compose_quad(f, qx, qy);
+  int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+  if (x < f.width && y < f.height) ac_compose_pixel(f, x, y);
 }

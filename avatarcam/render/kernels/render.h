@@ -12,10 +12,9 @@
 //                            triangle by triangle where that does not settle (the host uploads each
 //                            triangle's inverse affine map), the cells left open filled from their
 //                            neighbours, and the eye and mouth layers' blurs (separable Gaussians);
-//   ac_compose (the frame):  each thread makes a 2x2 quad: sample the portrait through the inverse
-//                            field, composite it over the plate, the eye and mouth layers, the
-//                            invisible watermark, the visible label, then write RGB, I420, NV12 or
-//                            YUYV (a quad holds one chroma sample of 4:2:0).
+//   ac_compose (the frame):  each thread makes one RGB pixel: sample the portrait through the
+//                            inverse field, composite it over the plate, the eye and mouth layers,
+//                            the invisible watermark and the visible label.
 //
 // Anti-aliased coverage masks of the small eye and mouth polygons are drawn by the host with the
 // very OpenCV calls the CPU renderer uses (a few thousand pixels): OpenCV's polygon anti-aliasing
@@ -56,8 +55,6 @@ typedef unsigned short u16;
 #define AC_OPEN 1000.0f          // a grid cell's state before any fill pass has solved it
 #define AC_PHASES (6 + AC_FILL_PASSES)
 
-enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
-
 // The frame description, one struct shared with Python: gpu.py reads this list to lay out the same
 // bytes (pointers first, then ints, then floats: no padding surprises). P: pointer, I/IA: int or
 // int[n], F/FA: float or float[n]. Offsets are checked against g++'s offsetof by the tests.
@@ -84,10 +81,10 @@ enum { AC_RGB = 0, AC_I420 = 1, AC_NV12 = 2, AC_YUYV = 3 };
   P(const i8*, band)         /* rows band_y0..band_y1 of it refreshed this frame (written into mark) */ \
   P(const u16*, label_keep)  /* label box: 256 * (1 - alpha) */ \
   P(const u16*, label_add)   /* label box x 3: 256 * premultiplied colour + 128 */ \
-  P(u8*, out)                /* the frame in the requested format */ \
+  P(u8*, out)                /* H x W x 3: the frame, RGB */ \
   P(u8*, tail)               /* rows tail_y0..tail_y1 before the watermark (its texture measure) */ \
   I(width) I(height) I(rx0) I(ry0) I(rw) I(rh) I(gw) I(gh) I(g) I(points) \
-  I(warp) I(format) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
+  I(warp) I(mark_on) I(label_on) I(label_x) I(label_y) I(label_w) I(label_h) \
   I(tail_y0) I(tail_y1) I(band_y0) I(band_y1) I(w_forward) I(w_shift) I(w_state) I(n_fold) \
   I(mouth_on) I(mx0) I(my0) I(mx1) I(my1) I(m_poly) I(m_teeth) I(m_teeth_a) I(m_tongue) \
   I(kd) I(kd_off) I(kf) I(kf_off) I(kl) I(kl_off) I(w_ah) I(w_fh) I(w_alpha) I(w_l1) I(w_l2) I(pad0) \
@@ -536,11 +533,12 @@ AC_FN void ac_phase(const Frame& f, int phase, int i) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ac_compose: provenance and pixel formats
+// ac_compose: provenance marks and the output pixel
 
-// The invisible watermark (the Watermarker's saturating add of +delta and subtract of -delta),
-// then the visible label (label.Label.draw's fixed point); the unmarked rows the watermark's
-// texture measure wants are kept in `tail` first.
+// The invisible watermark (Watermarker.apply: the signed marks added, saturating), then the
+// visible label (label.Label.draw's fixed point). Which rows do what is the Python Watermarker's
+// bookkeeping alone (its MarkStep): `band` holds the marks it refreshed for this frame (rows), and
+// the rows it reads next (reads) are kept unmarked in `tail` first.
 AC_FN void ac_provenance(const Frame& f, int x, int y, int* rgb) {
   if (f.tail && y >= f.tail_y0 && y < f.tail_y1)
     for (int c = 0; c < 3; ++c) f.tail[((y - f.tail_y0) * f.width + x) * 3 + c] = (u8)rgb[c];
@@ -565,62 +563,13 @@ AC_FN void ac_provenance(const Frame& f, int x, int y, int* rgb) {
   }
 }
 
-// BT.601 limited range ("studio swing"), the camera formats' usual matrix.
-AC_FN int ac_luma(const int* p) {
-  return ac_clampi(AC_ROUND(0.256788f * p[0] + 0.504129f * p[1] + 0.097906f * p[2] + 16.0f), 0, 255);
-}
-AC_FN int ac_cb(float r, float g, float b) {
-  return ac_clampi(AC_ROUND(-0.148223f * r - 0.290993f * g + 0.439216f * b + 128.0f), 0, 255);
-}
-AC_FN int ac_cr(float r, float g, float b) {
-  return ac_clampi(AC_ROUND(0.439216f * r - 0.367788f * g - 0.071427f * b + 128.0f), 0, 255);
-}
-
-// One 2x2 quad of the output: its four pixels, then the format's bytes (chroma from the quad's
-// mean for 4:2:0, from each row's pair for YUYV's 4:2:2).
-AC_FN void ac_compose_quad(const Frame& f, int qx, int qy) {
-  int px[4][3];
-  int have[4];
-  for (int k = 0; k < 4; ++k) {
-    int x = 2 * qx + (k & 1), y = 2 * qy + (k >> 1);
-    have[k] = x < f.width && y < f.height;
-    if (!have[k]) continue;
-    ac_picture(f, x, y, px[k]);
-    ac_provenance(f, x, y, px[k]);
-  }
-  int W = f.width, H = f.height;
-  if (f.format == AC_RGB) {
-    for (int k = 0; k < 4; ++k) {
-      if (!have[k]) continue;
-      u8* o = f.out + ((2 * qy + (k >> 1)) * W + 2 * qx + (k & 1)) * 3;
-      o[0] = (u8)px[k][0]; o[1] = (u8)px[k][1]; o[2] = (u8)px[k][2];
-    }
-    return;
-  }
-  // the YUV formats need even sizes (gpu.py checks), so all four pixels exist
-  if (f.format == AC_YUYV) {
-    for (int row = 0; row < 2; ++row) {
-      const int* a = px[2 * row];
-      const int* b = px[2 * row + 1];
-      float r = 0.5f * (a[0] + b[0]), g = 0.5f * (a[1] + b[1]), bl = 0.5f * (a[2] + b[2]);
-      u8* o = f.out + ((2 * qy + row) * W + 2 * qx) * 2;
-      o[0] = (u8)ac_luma(a); o[1] = (u8)ac_cb(r, g, bl); o[2] = (u8)ac_luma(b); o[3] = (u8)ac_cr(r, g, bl);
-    }
-    return;
-  }
-  for (int k = 0; k < 4; ++k) f.out[(2 * qy + (k >> 1)) * W + 2 * qx + (k & 1)] = (u8)ac_luma(px[k]);
-  float r = 0.25f * (px[0][0] + px[1][0] + px[2][0] + px[3][0]);
-  float g = 0.25f * (px[0][1] + px[1][1] + px[2][1] + px[3][1]);
-  float b = 0.25f * (px[0][2] + px[1][2] + px[2][2] + px[3][2]);
-  u8* chroma = f.out + W * H;
-  int cw = W / 2, ch = H / 2, i = qy * cw + qx;
-  if (f.format == AC_I420) {
-    chroma[i] = (u8)ac_cb(r, g, b);
-    chroma[cw * ch + i] = (u8)ac_cr(r, g, b);
-  } else {  // NV12: one plane of interleaved Cb, Cr
-    chroma[2 * i] = (u8)ac_cb(r, g, b);
-    chroma[2 * i + 1] = (u8)ac_cr(r, g, b);
-  }
+// One output pixel: the picture, then its provenance marks.
+AC_FN void ac_compose_pixel(const Frame& f, int x, int y) {
+  int rgb[3];
+  ac_picture(f, x, y, rgb);
+  ac_provenance(f, x, y, rgb);
+  u8* o = f.out + (y * f.width + x) * 3;
+  o[0] = (u8)rgb[0]; o[1] = (u8)rgb[1]; o[2] = (u8)rgb[2];
 }
 
 #endif  // AVATARCAM_RENDER_H
