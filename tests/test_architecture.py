@@ -1,0 +1,116 @@
+"""The shape of the code: imports flow one way, from the commands down to the data types.
+
+Read from the source (every import, at the top of a module or inside a function), so a lazy
+import cannot hide a circle or a reach upwards.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import avatarcam
+
+PACKAGE = Path(avatarcam.__file__).parent
+
+# The top-level parts, each allowed to import only those after it: the commands, the live session
+# and the batch runner; the frame chain; enrollment and profiles; the parts that make motion,
+# pictures, sound and marks; the settings and the motion latent at the bottom.
+LAYERS = ["cli", "tray", "doctor", "daemon", "batch", "offline", "control", "chain", "enroll", "profiles",
+          "arkit", "engines", "training", "corpus", "render", "motion", "camera", "video", "provenance",
+          "audio", "config", "latent", "errors", "avatarcam"]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("avatarcam",) + path.relative_to(PACKAGE).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The avatarcam modules `name` imports (a name imported from a package counts as the
+    package's own module unless it is a submodule)."""
+    def resolve(target: str) -> str:
+        while target and target not in known:
+            target = target.rpartition(".")[0]
+        return target
+
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        found |= {resolve(t) for t in targets if t == "avatarcam" or t.startswith("avatarcam.")}
+    found.discard(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def part(module: str) -> str:
+    return module.split(".")[1] if "." in module else "avatarcam"
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while (w := stack.pop()) != v:
+                on_stack.discard(w)
+                group.append(w)
+            on_stack.discard(v)
+            if group:
+                found.append(sorted(group + [v]))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_part_has_a_place_in_the_layers():
+    assert {part(m) for m in modules()} <= set(LAYERS)
+
+
+def test_no_import_circles():
+    assert circles(graph()) == []
+
+
+def test_imports_only_flow_down():
+    upward = sorted(f"{m} imports {t}" for m, targets in graph().items() for t in targets
+                    if part(m) != part(t) and LAYERS.index(part(t)) < LAYERS.index(part(m)))
+    assert upward == []
+
+
+def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
+    """The checks themselves: a made-up circle is found, and so is render importing profiles lazily."""
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    probe = tmp_path / "x.py"
+    probe.write_text("def f():\n    from avatarcam.profiles import load_profile\n")
+    found = imports("avatarcam.render.x", probe, {"avatarcam.render.x": probe, "avatarcam.profiles": Path("p.py")})
+    assert found == {"avatarcam.profiles"} and LAYERS.index("profiles") < LAYERS.index("render")
