@@ -78,12 +78,9 @@ class SpeechGate:
     [k * 160, (k + 1) * 160) at 16 kHz, so frame k is decided once those samples are in: the gate
     adds no latency.
 
-    Music passes it: over the shared song's guitar intro (no voice) webrtcvad calls every frame
-    voiced, and the motion model opens the mouth as if it sang. Periodicity does not tell them
-    apart (2026-12-03, normalised autocorrelation over 50 ms, the window's own taken out: median
-    0.64 over the guitar, 0.78 over the singing, 0.74-0.89 over the four speech clips; a bar at
-    0.8 would keep 70% of the guitar and lose 12% of LibriSpeech's speech). A motion model that
-    heard a band in training keeps the mouth shut there itself (`avatarcam/corpus/build.py`).
+    Music passes it (webrtcvad calls a guitar voiced, and periodicity does not tell them apart:
+    docs/decisions.md); a motion model that heard a band in training keeps the mouth shut there
+    itself (`avatarcam/corpus/build.py`).
     """
 
     FRAME = 160  # 10 ms at 16 kHz
