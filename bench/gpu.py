@@ -7,8 +7,8 @@ frame:
 - motion, diffusion model: offline (chunks of `diffusion.OFFLINE_CHUNK` frames) and streaming
   (chunks of 2, 20 ms pushes): numpy on the CPU, TensorRT engines on the GPU (built by `python -m avatarcam.engines`);
 - renderer at 512x512 and 1280x720 (RGB, unmarked): CpuRenderer, GpuRenderer;
-- renderer + watermark + label at 720p, and the same in I420 (the virtual camera's format):
-  CPU stages one after the other, the GPU's in its kernel;
+- renderer + watermark + label at 720p (CPU stages one after the other, the GPU's in its kernel),
+  and the same then converted to I420 on the host (what the virtual camera does with RGB);
 - the GPU renderer's host work (the frame's geometry and masks, the struct): CPU time that the
   GPU path spends per frame, measured wherever this runs;
 - offline generation at 512x512 (chain.run into a null sink: motion + render + marks), fps.
@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_stamp2 = Provenance(hd.size, settings=settings)
     row("render_watermark_label_i420_720",
         time_frames(lambda f: cv2.cvtColor(cpu_stamp2(cpu_hd.render(f), in_place=True), cv2.COLOR_RGB2YUV_I420), track),
-        time_frames(lambda f, s=Provenance(hd.size, settings=settings):
-                    gpu_renderers["720"].render_stamped(f, s, fmt="i420"), track) if gpu_renderers else NO_GPU)
+        time_frames(lambda f, s=Provenance(hd.size, settings=settings): cv2.cvtColor(
+                    gpu_renderers["720"].render_stamped(f, s), cv2.COLOR_RGB2YUV_I420), track) if gpu_renderers else NO_GPU)
     plan = gpu.KernelPlan(hd)
     def host_work(frame) -> None:
         job = plan.frame(frame)

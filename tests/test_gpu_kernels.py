@@ -422,7 +422,7 @@ def test_the_kernel_source_compiles_with_nvrtc():
 def test_kernel_source_is_self_contained():
     """CuPy caches compiled kernels by their source text: the header must be inside it."""
     source = gpu.kernel_source()
-    assert '#include "render.h"' not in source and "ac_compose_quad" in source
+    assert '#include "render.h"' not in source and "ac_compose_pixel" in source
     assert "extern \"C\" __global__ void ac_prepare" in source
 
 

@@ -5,7 +5,7 @@
 #   tools/gpu_check.sh --wheels     # here: the missing wheels for that image's Python into .devwheels/
 #   bash tools/gpu_check.sh         # there (carry .devwheels): results under $OUT (default /tmp/gpu_check)
 #
-# Runs: the GPU tests (picture parity, provenance in the kernel, pixel formats, TensorRT when
+# Runs: the GPU tests (picture parity, provenance in the kernel, TensorRT when
 # installed), nvcc for Hopper (sm_90) with register use, bench.gpu (CPU and GPU side by side,
 # parity PNG) and live latency at 30 and 60 fps with a 70 ms budget.
 set -u
