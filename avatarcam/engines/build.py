@@ -18,7 +18,7 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.engines import onnx_export
-from avatarcam.motion.backends import DENOISER_INPUTS, MAX_TOKENS, TrtNetwork
+from avatarcam.motion.backends import AUDIO_INPUTS, DENOISER_INPUTS, MAX_TOKENS, TrtNetwork
 from avatarcam.motion.network import Config, Network, shipped_weights
 from avatarcam.motion.runtime import EnginePaths, model_sha256, paths_here
 
@@ -42,7 +42,7 @@ def denoiser_profile(config: Config, opt_chunk: int = 2) -> dict[str, tuple[tupl
 
 def audio_profile(config: Config) -> dict[str, tuple[tuple[int, ...], ...]]:
     w = (config.mel_window, mel.BANDS)
-    return {"windows": ((1, *w), (config.past + 2, *w), (MAX_TOKENS, *w))}
+    return {AUDIO_INPUTS[0]: ((1, *w), (config.past + 2, *w), (MAX_TOKENS, *w))}
 
 
 def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, tuple[tuple[int, ...], ...]],
