@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from avatarcam.motion.network import Network, shipped_weights
     from avatarcam.profiles import load_profile
     from avatarcam.provenance.stamp import Provenance
+    from avatarcam.provenance.watermark import UNATTRIBUTED
     from avatarcam.render import gpu, prepare_rig
     from avatarcam.render.cpu import CpuRenderer
     from avatarcam.render.scene import build_scene
@@ -178,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         row("render_720_kernels_only", None, kernel_times(gpu_renderers["720"], track),
             "the two kernels alone (CUDA events): the rest of the GPU column is host work and the two copies")
     hd = scenes["720"]
-    cpu_hd, cpu_stamp = CpuRenderer(hd), Provenance(hd.size, settings=settings)
+    cpu_hd, cpu_stamp = CpuRenderer(hd), Provenance(hd.size, UNATTRIBUTED, settings)
     row("render_watermark_label_720", time_frames(lambda f: cpu_stamp(cpu_hd.render(f), in_place=True), track),
-        time_frames(lambda f, s=Provenance(hd.size, settings=settings): gpu_renderers["720"].render_stamped(f, s),
+        time_frames(lambda f, s=Provenance(hd.size, UNATTRIBUTED, settings): gpu_renderers["720"].render_stamped(f, s),
                     track) if gpu_renderers else NO_GPU)
-    cpu_stamp2 = Provenance(hd.size, settings=settings)
+    cpu_stamp2 = Provenance(hd.size, UNATTRIBUTED, settings)
     row("render_watermark_label_i420_720",
         time_frames(lambda f: cv2.cvtColor(cpu_stamp2(cpu_hd.render(f), in_place=True), cv2.COLOR_RGB2YUV_I420), track),
-        time_frames(lambda f, s=Provenance(hd.size, settings=settings): cv2.cvtColor(
+        time_frames(lambda f, s=Provenance(hd.size, UNATTRIBUTED, settings): cv2.cvtColor(
                     gpu_renderers["720"].render_stamped(f, s), cv2.COLOR_RGB2YUV_I420), track) if gpu_renderers else NO_GPU)
     plan = gpu.KernelPlan(hd)
     def host_work(frame) -> None:
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = diffusion.DiffusionEngine(net, seed=0, chunk=diffusion.OFFLINE_CHUNK)
             start = time.perf_counter()
             count = chain.run(chain.file_chunks(samples), engine, renderer, rig.rest, NullSink(renderer.size),
-                              provenance=Provenance(renderer.size, settings=settings))
+                              provenance=Provenance(renderer.size, UNATTRIBUTED, settings))
             best = max(best, count / (time.perf_counter() - start))
         return best
 

@@ -212,15 +212,15 @@ class Output:
 
     @classmethod
     def of(cls, portrait: judge.Portrait, size: tuple[int, int], **options) -> Output:
+        from avatarcam.config import Settings
         from avatarcam.provenance.stamp import Provenance
+        from avatarcam.provenance.watermark import UNATTRIBUTED
 
         renderer = judge.make_renderer(portrait, size, **options)
-        return cls(renderer, Provenance(size))
+        return cls(renderer, Provenance(size, UNATTRIBUTED, Settings()))
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        from avatarcam.chain import render_marked
-
-        return render_marked(self.renderer, frame, self.stamp)
+        return self.renderer.render_stamped(frame, self.stamp)  # the GPU marks inside its kernel
 
     @property
     def label_box(self) -> tuple[int, int, int, int]:

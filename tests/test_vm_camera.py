@@ -41,6 +41,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
     from avatarcam.config import Settings
     from avatarcam.profiles import load_profile
     from avatarcam.provenance.stamp import Provenance
+    from avatarcam.provenance.watermark import UNATTRIBUTED
     from avatarcam.render import open_renderer
 
     share = Path(os.environ.get("AVATARCAM_VM_SHARE", "/tmp/avatarcam-vm-share"))
@@ -55,7 +56,7 @@ def test_real_v4l2_consumers_read_avatarcam(tmp_path):
 
     speech = load_audio(demo_audio())[16000:16000 * 3]  # two seconds of talking: every frame differs
     chain.run(chain.file_chunks(speech), chain.motion_engine("dsp"), renderer,
-              renderer.scene.rig.rest, Keep(), provenance=Provenance((320, 180)))
+              renderer.scene.rig.rest, Keep(), provenance=Provenance((320, 180), UNATTRIBUTED, Settings()))
     np.save(share / "frames.npy", np.stack(frames))
     shutil.copytree(PACKAGE, share / "avatarcam", ignore=shutil.ignore_patterns("__pycache__", "data"))
     for name in ("camera_check.sh", "send.py", "check.py", "browser.py"):

@@ -349,8 +349,6 @@ class Stamp(Protocol):
     watermark: Watermark
     label: Label
 
-    def follow(self) -> None: ...
-
     def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray: ...
 
 
@@ -529,7 +527,6 @@ class GpuRenderer:
 
     def render_stamped(self, frame: np.ndarray, stamp: Stamp) -> np.ndarray:
         """The frame watermarked and labelled by `stamp` (a Provenance) inside the kernel."""
-        stamp.follow()
         return self._guarded(lambda: self._device().run(self.plan.frame(frame), stamp),
                              lambda: stamp(self._fallback().render(frame), in_place=True))
 
