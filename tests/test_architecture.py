@@ -114,3 +114,6 @@ def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
     probe.write_text("def f():\n    from avatarcam.profiles import load_profile\n")
     found = imports("avatarcam.render.x", probe, {"avatarcam.render.x": probe, "avatarcam.profiles": Path("p.py")})
     assert found == {"avatarcam.profiles"} and LAYERS.index("profiles") < LAYERS.index("render")
+    edges = graph()  # relative imports, inside functions too (`from ..profiles import`, `from . import watermark`)
+    assert "avatarcam.profiles" in edges["avatarcam.batch.worker"]
+    assert "avatarcam.provenance.watermark" in edges["avatarcam.provenance.verify"]
