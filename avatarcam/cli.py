@@ -507,9 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # The motion network multiplies 18x128 matrices: a second BLAS thread costs more than it
-    # saves (1.5 ms a network call on one thread, 2.3 ms on two, on the 2-core development
-    # machine) and takes a core from the renderer. PyTorch (training) keeps its own threads.
+    # The motion network's matrices are too small to share: a second BLAS thread costs more than it
+    # saves and takes a core from the renderer (docs/decisions.md). PyTorch (training) keeps its own.
     threadpoolctl.threadpool_limits(1, user_api="blas")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
