@@ -26,6 +26,7 @@ from avatarcam.profiles import Profile, save_profile, validate_name
 from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
 from avatarcam.render import RIG_FILE
 from avatarcam.render import facemesh as fm
+from avatarcam.render.calibrate import jaw_gain
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
 from avatarcam.render.plate import background_plate
@@ -222,6 +223,8 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
         rig = build_rig(face.points, pose, face.blendshapes)
         rig.turn_gain = turn_gain(measurer, image, matte, plate, rig)
         log.info("head turn gains (to the left, to the right) %.2f, %.2f", *rig.turn_gain)
+        rig.jaw_gain = jaw_gain(measurer, image, matte, plate, rig)
+        log.info("jaw gain %.2f", rig.jaw_gain)
 
     record = create_record(subject, consent, portrait_digest(image), settings)
     profile = Profile(name=name, image=image, face=face, matte=matte, plate=plate, consent=record)

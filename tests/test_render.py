@@ -345,12 +345,44 @@ def test_renderer_uses_current_rig_code_and_what_enrollment_measured(tmp_path):
     rest = current.rest.copy()
     rest[:3] += 0.05  # a pose the landmarks alone would not give
     stale = dataclasses.replace(current, bases=np.zeros_like(current.bases), rest=rest,
-                                turn_gain=np.array([0.8, 1.3], np.float32))
+                                turn_gain=np.array([0.8, 1.3], np.float32), jaw_gain=1.6)
     (copy / RIG_FILE).write_bytes(stale.to_bytes())
     rebuilt = prepare_rig(load_profile(copy, Settings()))
     assert np.array_equal(rebuilt.bases, current.bases)
     assert np.allclose(rebuilt.rest[:3], rest[:3])
     assert np.allclose(rebuilt.turn_gain, [0.8, 1.3])
+    assert rebuilt.jaw_gain == pytest.approx(1.6)
+
+
+def test_the_jaw_gain_drops_the_jaw_further_and_sealed_lips_stay_sealed(hopper):
+    import dataclasses
+
+    from avatarcam.render.rig import deform
+
+    rig = hopper[3]
+    strong = dataclasses.replace(rig, jaw_gain=2.0)
+    rest = {r.jaw_gain: deform(r, r.rest) for r in (rig, strong)}
+    opened, sealed = _with(rig, jawOpen=0.4), _with(rig, jawOpen=0.4, mouthClose=0.4)
+    drop = {r.jaw_gain: deform(r, opened)[fm.CHIN, 1] - rest[r.jaw_gain][fm.CHIN, 1] for r in (rig, strong)}
+    assert drop[2.0] == pytest.approx(2 * drop[1.0], rel=0.02)
+    for r in (rig, strong):  # the inner lips (13 above 14) close over the larger drop as over the smaller
+        p = deform(r, sealed)
+        assert abs(p[14, 1] - p[13, 1]) < 0.5
+
+
+def test_a_smiling_mouth_reads_as_open_as_it_is_given(astronaut_parts, judge):
+    """The astronaut's wide, toothy smile read a jaw dropped to 0.5 as jawOpen 0.12 (the raised lips
+    of a smile), every other portrait's 0.33-0.74: enrollment's jaw gain (render.calibrate) drops
+    hers further."""
+    import dataclasses
+
+    from avatarcam.render.calibrate import jaw_gain
+
+    image, matte, plate, rig = astronaut_parts
+    rig = dataclasses.replace(rig, jaw_gain=jaw_gain(judge, image, matte, plate, rig))
+    renderer = CpuRenderer(build_scene(image, matte, plate, rig, (512, 512)))
+    seen = _measure(judge, renderer.render(_with(rig, jawOpen=0.5))).blendshapes["jawOpen"]
+    assert rig.jaw_gain > 1.5 and seen > 0.3, f"gain {rig.jaw_gain:.2f}, jawOpen read {seen:.2f}"
 
 
 def test_vertical_gaze_moves_irises_and_lids_the_commanded_way(renderer, judge):

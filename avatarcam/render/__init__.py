@@ -23,16 +23,18 @@ def prepare_rig(profile) -> Rig:
     Building takes milliseconds, so a renderer never runs on a rig left by older code; from the
     stored rig.npz it keeps what was measured on the picture at enrollment, which the landmarks
     alone do not give: the head pose a face-centred camera sees, and how far the head seems to
-    turn (`Rig.turn_gain`; 1 in profiles enrolled before it was measured).
+    turn (`Rig.turn_gain`) and how far the jaw drops (`Rig.jaw_gain`); 1 in profiles enrolled before
+    they were measured.
     """
-    pose, turn_gain = profile.face.pose(), np.ones(2, np.float32)
+    pose, turn_gain, jaw_gain = profile.face.pose(), np.ones(2, np.float32), 1.0
     stored = Path(profile.dir) / RIG_FILE if profile.dir is not None else None
     if stored is not None and stored.exists():
         with np.load(stored, allow_pickle=False) as data:
             pose = tuple(float(v) for v in data["rest"][:3])
             turn_gain = data["turn_gain"] if "turn_gain" in data else turn_gain
+            jaw_gain = float(data["jaw_gain"]) if "jaw_gain" in data else jaw_gain
     rig = build_rig(profile.face.points, pose, profile.face.blendshapes)
-    rig.turn_gain = turn_gain
+    rig.turn_gain, rig.jaw_gain = turn_gain, jaw_gain
     return rig
 
 

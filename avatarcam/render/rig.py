@@ -128,6 +128,10 @@ class Rig:
     # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
     # measured at enrollment (enroll.turn_gain)
     turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
+    # how far this portrait's jaw drops per unit of jawOpen, on the drawn amplitude of the bases:
+    # the landmarker reads the same drop as less open on some faces (a wide smile reads as raised
+    # lips), measured at enrollment (render.calibrate.jaw_gain)
+    jaw_gain: float = 1.0
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -547,6 +551,8 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
     delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
     delta[close] += PUCKER_CLOSES * np.sqrt(np.clip(delta[pucker], 0.0, 1.0)) * max(jaw - delta[close], 0.0)
+    # the jaw's gain scales its drop and the lips' closing of it alike, so closed lips stay closed
+    delta[[latent.index("jawOpen") - latent.EXPRESSION_SLICE.start, close]] *= rig.jaw_gain
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
