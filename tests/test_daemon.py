@@ -61,11 +61,12 @@ def offline(clip):  # installation's key, which lives there)
     model, live on a busy machine, makes late frames together (motion.diffusion.CATCH_UP)."""
     from avatarcam.provenance.stamp import Provenance
 
-    profile = load_profile("default", Settings())
+    settings = Settings()
+    profile = load_profile("default", settings)
     renderer = open_renderer(profile, SIZE)
     sink = RecordingSink()
     chain.run(chain.file_chunks(clip), chain.motion_engine("dsp", seed=0), renderer, renderer.scene.rig.rest, sink,
-              provenance=Provenance.for_profile(profile, SIZE))  # as `avatarcam render` marks them
+              provenance=Provenance.for_profile(profile, SIZE, settings))  # as `avatarcam render` marks them
     return sink.frames, renderer
 
 
