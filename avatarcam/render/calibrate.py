@@ -1,11 +1,11 @@
-"""Enrollment's calibration of a rig's jaw: how far it must drop for the face to read as open.
+"""Enrollment's calibration of a rig's jaw: how much a small opening must be lifted to read as open.
 
 The rig drops every jaw by the same share of the face (rig._expression_bases), but the Face
-Landmarker reads that drop very differently from face to face: the smiling astronaut's jaw at
-jawOpen 0.5 read 0.12 (her wide, toothy smile read as raised lips), Grace Hopper's 0.33, most
-portraits' 0.55-0.74. A lip sync that barely opens the mouth to the eye looks dead, so a rig whose
-jaw reads less open than it is given drops it further, until it reads about as given, as a real
-mouth's would.
+Landmarker reads that drop very differently from face to face: on a wide, toothy smile it reads
+the first part of the drop as raised lips, so quiet syllables never show. A rig whose jaw reads
+less open than it is given at a quiet syllable's opening (JAW_PROBE) lifts its small openings
+(`Rig.jaw_gain`, applied by `rig.jaw_lift`) until it reads about as given; the widest openings
+stay as on any face (docs/decisions.md, "The jaw's gain").
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ from .scene import build_scene
 
 log = logging.getLogger(__name__)
 
-JAW_PROBE = 0.5  # the jawOpen rendered and read: a speaking mouth's, where the reading is nearly linear
-# Bounds on the gain: it only opens a jaw further, since a smaller drop widens the openings the
-# landmarker reads as shut (the toothy smile at 0.72 followed the voice worse), and past 2 the
-# reading no longer grows in step (the astronaut at 3 followed it worse than at 2).
+JAW_PROBE = 0.3  # the jawOpen rendered and read: a quiet syllable's, which a dead zone would hide
+# Bounds on the gain: it only lifts openings (a smaller one widens those the landmarker reads as shut),
+# and by no more than twice: past that the reading hardly grows (docs/decisions.md).
 JAW_GAIN_RANGE = (1.0, 2.0)
 JAW_ITERATIONS = 2  # the reading is not proportional to the drop: a second pass corrects the first
 
 
 def jaw_gain(measurer: FaceMeasurer, image: np.ndarray, matte: np.ndarray, plate: np.ndarray,
              rig: Rig) -> float:
-    """The factor on the rig's jaw drop (`Rig.jaw_gain`) that makes the landmarker read the portrait's
-    jawOpen at JAW_PROBE as JAW_PROBE over what it reads at rest; 1 where it sees no face."""
+    """The rig's jaw gain (`Rig.jaw_gain`) that makes the landmarker read the portrait's jawOpen at
+    JAW_PROBE as JAW_PROBE over what it reads at rest; 1 where it sees no face."""
     scene = build_scene(image, matte, plate, rig, (512, 512))
     still = _jaw_seen(measurer, CpuRenderer(scene), rig.rest)  # no gain acts on a closed jaw
     if still is None:

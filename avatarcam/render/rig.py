@@ -56,6 +56,10 @@ EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r 
 # twice as open as the jaw (jawOpen 0.55 against 0.27 at jaw 0.4, pucker 0.7, on Grace Hopper);
 # so closed, it reads the jaw alone's opening at every pucker (0.26 there) and the pucker better.
 PUCKER_CLOSES = 0.6
+# A jaw gain (`Rig.jaw_gain`) lifts the openings of speech, most the small ones a landmarker (and an
+# eye) would miss, but never the widest: at JAW_FULL, a loud open vowel's jawOpen, the jaw drops as
+# on any other face, so a lifted mouth never gapes wider than a person's.
+JAW_FULL = 1.0
 
 # A portrait photographed mid-word, shouting or smiling with its lips apart rests with them together:
 # the rig's points are a closed mouth, and the scene warps the photo to it once (`Rig.photo_points`,
@@ -128,9 +132,9 @@ class Rig:
     # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
     # measured at enrollment (enroll.turn_gain)
     turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
-    # how far this portrait's jaw drops per unit of jawOpen, on the drawn amplitude of the bases:
-    # the landmarker reads the same drop as less open on some faces (a wide smile reads as raised
-    # lips), measured at enrollment (render.calibrate.jaw_gain)
+    # how much further this portrait's jaw drops for a small jawOpen (`jaw_lift`): the landmarker
+    # reads the same drop as less open on some faces (a wide smile reads as raised lips), measured
+    # at enrollment (render.calibrate.jaw_gain)
     jaw_gain: float = 1.0
 
     def to_bytes(self) -> bytes:
@@ -540,6 +544,13 @@ def head_scale(rig: Rig, frame: np.ndarray):
     return np.exp(frame[scale] - rig.rest[scale])
 
 
+def jaw_lift(gain: float, jaw: float) -> float:
+    """The factor on the jaw's drop at jawOpen `jaw` for a rig of `gain`: `gain` for the smallest
+    openings, falling to 1 at JAW_FULL (and under 1 past it), so the drop is gain * jaw at first
+    and JAW_FULL at JAW_FULL."""
+    return gain / (1.0 + (gain - 1.0) * max(jaw, 0.0) / JAW_FULL)
+
+
 def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     """Control point positions (M, 2) in portrait pixels for one motion frame (absolute latent).
 
@@ -551,8 +562,8 @@ def deform(rig: Rig, frame: np.ndarray) -> np.ndarray:
     jaw = max(float(frame[latent.index("jawOpen")]), 0.0)
     delta[close] = min(delta[close], jaw)  # lips can only close an open jaw
     delta[close] += PUCKER_CLOSES * np.sqrt(np.clip(delta[pucker], 0.0, 1.0)) * max(jaw - delta[close], 0.0)
-    # the jaw's gain scales its drop and the lips' closing of it alike, so closed lips stay closed
-    delta[[latent.index("jawOpen") - latent.EXPRESSION_SLICE.start, close]] *= rig.jaw_gain
+    # the jaw's lift scales its drop and the lips' closing of it alike, so closed lips stay closed
+    delta[[latent.index("jawOpen") - latent.EXPRESSION_SLICE.start, close]] *= jaw_lift(rig.jaw_gain, jaw)
     local = rig.local + np.tensordot(delta, rig.bases, axes=1)
     pitch = latent.index("gazePitch")
     local += (np.sin(frame[pitch]) - np.sin(rig.rest[pitch])) * rig.lids_follow_gaze
