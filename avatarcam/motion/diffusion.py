@@ -42,10 +42,8 @@ from avatarcam.motion.runtime import best_network
 # speed bar (4 ms a frame on one core) holds only so. Audio guidance 1.5 closes a few more
 # bilabials (bench/results/motion.md) at twice the cost.
 AUDIO_SCALE, CONTROL_SCALE = 1.0, 1.0
-# Frames per chunk when a whole file is at hand. Chunks of 8 follow the live stream (chunks of 2)
-# a little more closely than chunks of 32 (jawOpen r 0.955 against 0.949 on the held-out split)
-# but the judged mouth follows real speech less (lip gap against loudness r 0.68-0.83 against
-# 0.74-0.85 on the shared clips): 32, the most the network was trained on.
+# Frames per chunk when a whole file is at hand: 32, the most the network was trained on, which the
+# judged mouth follows real speech best with (docs/decisions.md, "Chunks and the fed-back past").
 OFFLINE_CHUNK = 32
 # A live stream this many frames behind its chunk (a busy machine held it up) makes every frame
 # it can in one chunk: a chunk of 8 costs about what two chunks of 1 do, so it catches up instead
@@ -201,8 +199,7 @@ class DiffusionEngine:
         windows = self._windows(frames[-size:], limit)
         sure = self.net.lip_shapes(windows)
         # The network hears its own samples as the past, not the lips set after: the head's
-        # shapes hang on the lookahead, so a live stream fed them back strays further from the
-        # offline render (held-out jawOpen r 0.945 against 0.955).
+        # shapes hang on the lookahead, so a live stream fed them back strays from the offline render.
         sampled = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (sampled - self._mean) / self._std])[-c.past:].astype(np.float32)
         loudness = self._cues.loudness(self._done, size) if self._cues is not None else None

@@ -33,32 +33,23 @@ TURN_GAIN = {"headYaw": 2.1, "headPitch": 1.2, "headRoll": 1.0}
 # photo, 0.2 on the cartoon): this much roll with the yaw makes it read none.
 ROLL_PER_YAW = 0.15
 # The yaw drawn, the portrait's own included, eases off past the first of these (degrees) and stays
-# within the second: a flat picture turned far from the camera tears at its far cheek. (A three-
-# quarter painting at -20 degrees turned 15 further, drawn at 31 more, broke into spikes over its far
-# cheek and eye; easing from 20 to 32 left none, from 30 to 42 a smaller tear than before, but below
-# 30 the judge no longer reads a frontal face's 18 degree turn: enroll.turn_gain calibrates to it.)
+# within the second: a flat picture turned far from the camera tears at its far cheek, and easing
+# sooner hides a frontal face's turn from the judge (docs/decisions.md, "Turns").
 DRAWN_YAW = (30.0, 42.0)
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
 
-# How far a full brow raise lifts the brow, in its height above the lid. 0.75 while the renderer's
-# inverse warp could not follow a lid skin stretched past double (it showed the lid's crease twice);
-# inverted exactly, 1.25 (2026-12-04, bench/roundtrip.py, judged r of browInnerUp / browOuterUp
-# on the four portraits): Grace Hopper behind her glasses 0.37 / 0.37-0.43 -> 0.61 / 0.59-0.75, the
-# cartoon 0.39 / 0.45-0.53 -> 0.54 / 0.57-0.71, the Mona Lisa 0.82 / 0.50-0.64 -> 0.83 / 0.75-0.92,
-# the astronaut 0.91 / 0.92 -> 0.96 / 0.95-0.97, other channels unchanged; 1.0 gained about half
-# of that. At 1.5 the astronaut looked startled and the painting's lid skin broke up.
+# How far a full brow raise lifts the brow, in its height above the lid: as far as the judge reads
+# it best before a face looks startled and a painting's lid skin breaks up (docs/decisions.md, "Brows").
 BROW_RAISE = 1.25
 EYEBALL_RADIUS = 0.45  # eyeball radius in units of eye width: the iris moves r * sin(gaze)
 
 # Pursed lips close in around a small opening whatever the jaw does: over an open jaw, mouthPucker
-# brings the lips together by this times sqrt(pucker) of their gap (as mouthClose does). The
-# pucker field alone narrowed the mouth and kept its height, a shouted "O" that the judge read as
-# twice as open as the jaw (jawOpen 0.55 against 0.27 at jaw 0.4, pucker 0.7, on Grace Hopper);
-# so closed, it reads the jaw alone's opening at every pucker (0.26 there) and the pucker better.
+# brings the lips together by this times sqrt(pucker) of their gap (as mouthClose does), else a
+# pursed mouth reads as a shouted "O" (docs/decisions.md, "Pursed lips over an open jaw").
 PUCKER_CLOSES = 0.6
 # A jaw gain (`Rig.jaw_gain`) lifts the openings of speech, most the small ones a landmarker (and an
-# eye) would miss, but never the widest: at JAW_FULL, a loud open vowel's jawOpen, the jaw drops as
-# on any other face, so a lifted mouth never gapes wider than a person's.
+# eye) would miss, but never the widest: at JAW_FULL, the jaw's full opening, it drops as on any
+# other face, so a lifted mouth never gapes wider than a person's.
 JAW_FULL = 1.0
 
 # A portrait photographed mid-word, shouting or smiling with its lips apart rests with them together:
