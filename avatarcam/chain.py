@@ -18,6 +18,7 @@ from .camera.sinks import Sink
 from .errors import AvatarCamError
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .provenance.stamp import Provenance
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def engine_name(setting: str, fps: int) -> str:
 
 def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 16000, chunk: int = 1,
                   lookahead_s: float | None = None, steps: int = 2,
-                  guidance: tuple[float, float] = (1.0, 1.0)) -> MotionEngine:
+                  guidance: tuple[float, float] = (1.0, 1.0), settings: Settings | None = None) -> MotionEngine:
     """A streaming motion generator by name; `chunk`, `lookahead_s` (None: all the model can hear),
     `steps` and `guidance` (audio, controls) tune the diffusion model. The DSP driver works at any
     frame rate; the model makes 30 fps, and at a multiple of that (60, 90, 120) the frames in
@@ -97,7 +98,7 @@ def motion_engine(name: str, seed: int = 0, fps: int = latent.FPS, rate: int = 1
     if lookahead_s is not None:  # a frame in between waits for the next model frame: the wait counts as lookahead
         lookahead_s = max(lookahead_s - wait_s(factor), 0.0)
     engine = DiffusionEngine(seed=seed, chunk=chunk, lookahead_s=lookahead_s, steps=steps, rate=rate,
-                             audio_scale=guidance[0], control_scale=guidance[1])
+                             audio_scale=guidance[0], control_scale=guidance[1], settings=settings)
     return engine if factor == 1 else Upsampled(engine, factor, rate)
 
 

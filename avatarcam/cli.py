@@ -162,7 +162,8 @@ def cmd_motion(args: argparse.Namespace, settings: Settings) -> int:
     # the engine as `render` makes it, the emotion laid under it as `live` does
     engine = ControlledEngine(chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE,
                                                   chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
-                                                  guidance=(settings.audio_guidance, settings.control_guidance)),
+                                                  guidance=(settings.audio_guidance, settings.control_guidance),
+                                                  settings=settings),
                               emotion=args.emotion, fps=fps)
     frames = []
     with tqdm(total=frame_count(len(samples), AUDIO_RATE, fps), unit="frame", desc="motion", disable=args.quiet) as bar:

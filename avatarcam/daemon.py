@@ -398,7 +398,7 @@ class Daemon:
         self.engine = ControlledEngine(chain.motion_engine(opts.engine, seed=opts.seed, fps=opts.fps, rate=RATE,
                                                            chunk=s.chunk_frames, lookahead_s=s.lookahead_ms / 1000,
                                                            steps=s.diffusion_steps,
-                                                           guidance=(s.audio_guidance, s.control_guidance)),
+                                                           guidance=(s.audio_guidance, s.control_guidance), settings=s),
                                        emotion=opts.emotion, fps=opts.fps)
         if opts.delay_s is None:  # what the engine must hear before a frame, plus the chain's margin
             opts.delay_s = self.engine.latency_s + DELAY_MARGIN_S

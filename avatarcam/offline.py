@@ -58,7 +58,7 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
     # a file has the whole voice at hand: long chunks and all the lookahead the model can hear
     engine = chain.motion_engine(options.engine, seed=options.seed, fps=options.fps, rate=AUDIO_RATE,
                                  chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
-                                 guidance=(settings.audio_guidance, settings.control_guidance))
+                                 guidance=(settings.audio_guidance, settings.control_guidance), settings=settings)
     if options.emotion is not None:  # as `live` and `motion` lay it under the engine
         engine = ControlledEngine(engine, emotion=options.emotion, fps=options.fps)
     with contextlib.ExitStack() as stack:

@@ -79,7 +79,7 @@ def test_tensorrt_engines_give_numpys_motion(tmp_path):
     from avatarcam.motion.network import Network, shipped_weights
 
     settings = Settings(cache_dir=tmp_path)
-    paths = build.build(settings=settings)
+    paths = build.build(None, settings)
     assert paths.exist() and paths.timing_cache.is_file()
     assert build.check(paths) <= 1e-3
     net = runtime.best_network(settings=settings)

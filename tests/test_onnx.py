@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 from avatarcam.audio.io import load_audio  # noqa: E402
+from avatarcam.config import Settings  # noqa: E402
 from avatarcam.engines import build, onnx_export  # noqa: E402
 from avatarcam.motion import diffusion, runtime  # noqa: E402
 from avatarcam.motion.backends import DENOISER_INPUTS, MAX_TOKENS, OnnxNetwork, TrtNetwork  # noqa: E402
@@ -174,20 +175,24 @@ def test_without_tensorrt_or_gpu_the_sampler_runs_numpy_and_says_why(monkeypatch
         _fake_machine(monkeypatch, gpu, version)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
-            engine = diffusion.DiffusionEngine(seed=0)
+            engine = diffusion.DiffusionEngine(seed=0, settings=Settings())
         assert isinstance(engine.net, Network)
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and "numpy" in lines[0] and why in lines[0], lines
+    caplog.clear()  # without settings naming a cache no engine is looked for, and the line says so
+    with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
+        assert isinstance(diffusion.DiffusionEngine(seed=0).net, Network)
+    assert [r.getMessage() for r in caplog.records] == ["motion model: numpy on the CPU, no engine cache named"]
 
 
 def test_a_broken_engine_falls_back_with_one_line(monkeypatch, caplog):
     _fake_machine(monkeypatch, "NVIDIA H100", "10.13.3.9")
-    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()))
+    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()), Settings())
     paths.directory.mkdir(parents=True)
     paths.audio.write_bytes(b"not an engine")
     paths.denoiser.write_bytes(b"not an engine")
     with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
-        net = runtime.best_network()
+        net = runtime.best_network(settings=Settings())
     assert isinstance(net, Network)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "did not load" in line and runtime.BUILD_COMMAND in line
@@ -197,7 +202,7 @@ def test_engines_that_exist_are_used(monkeypatch, onnx_net, caplog):
     """With engines in the cache the sampler gets the TensorRT network (its loader stubbed with the
     ONNX graphs here, which the engines are built from)."""
     _fake_machine(monkeypatch, "NVIDIA H100", "11.4.0.106")
-    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()))
+    paths = runtime.paths_here(runtime.model_sha256(shipped_weights()), Settings())
     paths.directory.mkdir(parents=True)
     paths.audio.write_bytes(b"engine")
     paths.denoiser.write_bytes(b"engine")
@@ -215,7 +220,7 @@ def test_engines_that_exist_are_used(monkeypatch, onnx_net, caplog):
 
     monkeypatch.setattr(TrtNetwork, "load", classmethod(lambda cls, a, d, fb: cls(Graph("audio"), Graph("denoiser"), fb)))
     with caplog.at_level(logging.INFO, logger="avatarcam.motion.runtime"):
-        engine = diffusion.DiffusionEngine(seed=0)
+        engine = diffusion.DiffusionEngine(seed=0, settings=Settings())  # the cache the settings name
     assert isinstance(engine.net, TrtNetwork)
     assert "TensorRT on NVIDIA H100" in caplog.records[0].getMessage()
     out = np.concatenate([engine.push(np.zeros(16000, np.float32)), engine.flush()])
@@ -247,7 +252,7 @@ def test_build_says_what_is_missing(monkeypatch, capsys):
 
     _fake_machine(monkeypatch, None, None)
     with pytest.raises(RuntimeError, match="TensorRT is not installed"):
-        build.build()
+        build.build(None, Settings())
     assert build_command([]) == 1
     assert "TensorRT is not installed" in capsys.readouterr().err
     from avatarcam.cli import main as avatarcam

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from avatarcam.config import load_settings
 from avatarcam.engines import build
 from avatarcam.motion.network import shipped_weights
 from avatarcam.motion.runtime import gpu_name, tensorrt_version
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or shipped_weights()
     start = time.perf_counter()
     try:
-        paths = build.build(weights, onnx_dir=args.onnx_dir, force=args.force)
+        paths = build.build(weights, load_settings(), onnx_dir=args.onnx_dir, force=args.force)
     except (RuntimeError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import numpy as np
 
 from avatarcam import latent
 from avatarcam.audio import mel
+from avatarcam.config import Settings
 from avatarcam.engines import onnx_export
 from avatarcam.motion.backends import AUDIO_INPUTS, DENOISER_INPUTS, MAX_TOKENS, TrtNetwork
 from avatarcam.motion.network import Config, Network, shipped_weights
@@ -85,7 +86,7 @@ def _write(path: Path, data: bytes) -> None:
     tmp.replace(path)  # a reader never sees half an engine
 
 
-def build(weights: str | Path | None = None, settings=None, onnx_dir: str | Path | None = None,
+def build(weights: str | Path | None, settings: Settings, onnx_dir: str | Path | None = None,
           force: bool = False) -> EnginePaths:
     """Export the model to ONNX (unless `onnx_dir` already holds it) and build both engines for
     this GPU into the cache; returns where they are. Raises with what is missing when it cannot."""

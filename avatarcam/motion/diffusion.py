@@ -24,6 +24,7 @@ model's lip head is sure they do (`avatarcam.motion.lips`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from avatarcam.motion.controls import STYLES, control_vector
 from avatarcam.motion.cues import CueStream
 from avatarcam.motion.network import MotionNetwork, Network, schedule, shipped_weights
 from avatarcam.motion.runtime import best_network
+
+if TYPE_CHECKING:
+    from avatarcam.config import Settings
 
 # Guidance scales. At 1 the guided branches cancel and a step is one plain network call: the
 # speed bar (4 ms a frame on one core) holds only so. Audio guidance 1.5 closes a few more
@@ -64,9 +68,10 @@ class DiffusionEngine:
     def __init__(self, network: MotionNetwork | None = None, seed: int = 0, chunk: int = 1,
                  lookahead_s: float | None = None, steps: int = 2, emotion: str = "neutral",
                  gaze: tuple[float, float] = (0.0, 0.0), distance: float = 0.0, liveliness: float = 1.0,
-                 audio_scale: float = AUDIO_SCALE, control_scale: float = CONTROL_SCALE, rate: int = mel.RATE) -> None:
-        if network is None:  # on TensorRT where an engine was built for this GPU, else numpy (one log line)
-            network = best_network()
+                 audio_scale: float = AUDIO_SCALE, control_scale: float = CONTROL_SCALE, rate: int = mel.RATE,
+                 settings: Settings | None = None) -> None:
+        if network is None:  # on TensorRT where an engine was built for this GPU in settings' cache, else numpy
+            network = best_network(settings=settings)
         self.net = network
         c = self.net.config
         if rate != mel.RATE:

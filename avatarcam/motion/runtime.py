@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from avatarcam.config import load_settings
+from avatarcam.config import Settings
 from avatarcam.motion.backends import TrtNetwork
 from avatarcam.motion.network import MotionNetwork, Network, shipped_weights
 
@@ -91,27 +91,24 @@ def tensorrt_version() -> str | None:
     return str(tensorrt.__version__)
 
 
-def _cache_dir(settings=None) -> Path:
-    return Path((settings if settings is not None else load_settings()).cache_dir)
-
-
-def paths_here(model_sha256: str, settings=None) -> EnginePaths | str:
-    """This machine's engine paths for the weights, or why there can be none (a sentence)."""
+def paths_here(model_sha256: str, settings: Settings) -> EnginePaths | str:
+    """This machine's engine paths for the weights in `settings`' cache, or why there can be none (a sentence)."""
     version = tensorrt_version()
     if version is None:
         return "TensorRT is not installed (pip install 'avatarcam[gpu]')"
     gpu = gpu_name()
     if gpu is None:
         return "no NVIDIA GPU found"
-    return engine_paths(_cache_dir(settings), gpu, version, model_sha256)
+    return engine_paths(Path(settings.cache_dir), gpu, version, model_sha256)
 
 
-def best_network(weights: str | Path | None = None, settings=None) -> MotionNetwork:
-    """The motion network on the fastest runtime this machine has: TensorRT when engines for
-    this GPU, TensorRT version and weights exist, else numpy. One log line says which, and why."""
+def best_network(weights: str | Path | None = None, settings: Settings | None = None) -> MotionNetwork:
+    """The motion network on the fastest runtime this machine has: TensorRT when engines for this
+    GPU, TensorRT version and weights exist in `settings`' cache, else numpy (always, without
+    settings to name the cache). One log line says which, and why."""
     weights = Path(weights) if weights is not None else shipped_weights()
     net = Network.load(weights)
-    where = paths_here(model_sha256(weights), settings)
+    where = "no engine cache named" if settings is None else paths_here(model_sha256(weights), settings)
     if isinstance(where, EnginePaths) and not where.exist():
         where = f"no TensorRT engine for this GPU and model yet (build one: {BUILD_COMMAND})"
     if isinstance(where, EnginePaths):
