@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from avatarcam.camera import open_sink, preview
 from avatarcam.camera.file import VideoSink
 from avatarcam.camera.frames import FramesSink
-from avatarcam.camera import open_sink
 from avatarcam.camera.sinks import NullSink, Sink
 from avatarcam.errors import OutputError
 from avatarcam.video import iter_frames, probe, read_audio, read_video
@@ -245,6 +245,64 @@ def test_open_sink_picks_the_backend(tmp_path: Path) -> None:
     sink.close()
     with pytest.raises(ValueError, match="frames:DIR"):
         open_sink("webm:x", (64, 64), FPS)
+
+
+def test_open_sink_opens_the_live_outputs_or_says_why_not(monkeypatch, tmp_path: Path) -> None:
+    """`camera` and `preview` come from the same factory as files: here, with no camera device and
+    no display, each is one clear error naming what is missing."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(OutputError, match="needs a display"):
+        open_sink("preview", (64, 64), FPS)
+    with pytest.raises(OutputError, match=str(tmp_path / "video9")):
+        open_sink("camera", (64, 64), FPS, camera=str(tmp_path / "video9"))
+
+
+def test_a_preview_opens_beside_the_sink_while_wanted(monkeypatch) -> None:
+    """The tray's "show preview": frames reach the session's sink always, and a window beside it
+    only while wanted; a window that cannot open is reported once and the sink goes on."""
+    class Window:  # the edge of the machine: a HighGUI window
+        opened: list[Window] = []
+
+        def __init__(self, size, on_close=None):
+            self.frames, self.closed = 0, False
+            Window.opened.append(self)
+
+        def write(self, frame):
+            self.frames += 1
+
+        def close(self):
+            self.closed = True
+
+    class Kept:
+        def __init__(self):
+            self.frames, self.closed = 0, False
+
+        def write(self, frame):
+            self.frames += 1
+
+        def close(self):
+            self.closed = True
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    wanted, errors, kept = [False], [], Kept()
+    sink = preview.WithPreview(kept, (64, 48), wanted=lambda: wanted[0], on_close=lambda: None,
+                               on_error=errors.append)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    sink.write(frame)
+    wanted[0] = True
+    sink.write(frame)  # no display here: the real window refuses, once, and the stream goes on
+    assert len(errors) == 1 and "display" in errors[0] and sink.preview is None and kept.frames == 2
+    monkeypatch.setattr(preview, "PreviewSink", Window)
+    for _ in range(3):
+        sink.write(frame)
+    wanted[0] = False
+    sink.write(frame)
+    (window,) = Window.opened
+    assert window.frames == 3 and window.closed and sink.preview is None and kept.frames == 6
+    sink.close()
+    assert kept.closed
 
 
 def test_null_sink_counts_and_checks() -> None:
