@@ -158,3 +158,17 @@ def test_buffer_is_bounded_when_nobody_ticks():
     for k in range(500):
         pacer.offer(k, frame(k))
     assert len(pacer._buffer) == FPS
+
+
+def test_the_pacer_is_the_chains_sink():
+    """`write` gives each frame the stream's next index (the frame chain writes into the pacer as into
+    any sink) and `finish()` ends the stream at the last one written."""
+    clock = FakeClock(0.0)
+    sink = RecordingSink(clock)
+    pacer = Pacer(sink, FPS, start=0.0, clock=clock)
+    for k in range(12):
+        pacer.write(frame(k))
+    pacer.finish()
+    pacer.run(threading.Event(), sleep=clock.sleep)
+    assert pacer.written == 12 and sink.frames == list(range(12))  # each on its own tick, then done
+    assert pacer.stats.repeats == 0 and pacer.stats.drops == 0
