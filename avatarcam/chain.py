@@ -1,7 +1,8 @@
 """The frame chain: audio chunks -> motion -> renderer -> sink.
 
-One code path, two drivers: `render_file` feeds it a whole file as fast as it can; the live
-daemon feeds it microphone chunks on a clock. Neither knows how motion or pixels are made.
+One code path, two drivers: `run` takes a whole file as fast as it can (`avatarcam render`,
+`offline.render_clip`); the live daemon drives `stream` with microphone chunks on a clock. Neither
+knows how motion or pixels are made.
 """
 
 from __future__ import annotations
