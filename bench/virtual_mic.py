@@ -23,6 +23,7 @@ bars with these helpers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -122,13 +123,18 @@ class SoundServer:
             raise RuntimeError(f"pactl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
+    def _short_sinks(self) -> dict[str, str]:
+        """Every sink's name by its index."""
+        rows = [line.split("\t") for line in self.pactl("list", "short", "sinks").splitlines() if "\t" in line]
+        return {row[0]: row[1] for row in rows}
+
     def sinks(self) -> list[str]:
-        return [line.split("\t")[1] for line in self.pactl("list", "short", "sinks").splitlines() if "\t" in line]
+        return list(self._short_sinks().values())
 
     def sink_inputs(self) -> list[tuple[str, str]]:
         """(sink name, application name) of every stream playing now."""
         out, sink, app = [], None, None
-        names = {line.split("\t")[0]: line.split("\t")[1] for line in self.pactl("list", "short", "sinks").splitlines()}
+        names = self._short_sinks()
         for line in self.pactl("list", "sink-inputs").splitlines():
             line = line.strip()
             if line.startswith("Sink Input #"):
@@ -150,6 +156,12 @@ class SoundServer:
         if result.returncode != 0 or SINK not in self.sinks():
             raise RuntimeError(f"the installer did not make the sink: {result.stdout}{result.stderr}")
         return result.stdout
+
+    def unload_sink(self) -> None:
+        """Remove the AvatarCam sink, as a user unloading its module would."""
+        module = next(line.split("\t")[0] for line in self.pactl("list", "short", "modules").splitlines()
+                      if f"sink_name={SINK}" in line)
+        self.pactl("unload-module", module)
 
     def kill(self) -> None:
         """The server dies (SIGKILL): what a crash or `pulseaudio -k` does to its clients."""
@@ -320,8 +332,10 @@ def run_clip(server: SoundServer, clip_path: Path, out_dir: Path, busy: bool) ->
 
 
 def server_name(server: SoundServer) -> str:
-    info = dict(line.split(": ", 1) for line in server.pactl("info").splitlines() if ": " in line)
-    return f"{info.get('Server Name', '?')} {info.get('Server Version', '')}".strip()
+    from avatarcam.audio.output import pulse_server
+
+    found = pulse_server(functools.partial(subprocess.run, env=server.env))  # as `avatarcam doctor` names it
+    return found[0] if isinstance(found, tuple) else "?"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,9 +220,6 @@ class FakeSoundDevice(types.ModuleType):
     def _terminate(self):
         self.terminations += 1
 
-    def _initialize(self):
-        pass
-
 
 def wait_for(condition, timeout: float = 10.0) -> bool:
     end = time.monotonic() + timeout
@@ -230,7 +227,7 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
         if condition():
             return True
         time.sleep(0.01)
-    return False
+    return condition()  # one last look at the deadline
 
 
 def test_microphone_failure_is_reported_and_it_is_reopened_when_it_returns():

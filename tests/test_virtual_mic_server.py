@@ -24,6 +24,7 @@ from avatarcam.audio.output import PULSE_DESCRIPTION, PULSE_LOAD
 from avatarcam.doctor import virtual_mic_report
 from avatarcam.tray import state_of
 from bench import virtual_mic as vm
+from test_live_audio import wait_for
 
 CLIP = vm.SPEECH / vm.CLIPS[0]  # 3.6 s of speech
 
@@ -125,20 +126,11 @@ def avatarcam_inputs(server: vm.SoundServer) -> list[str]:
     return [sink for sink, app in server.sink_inputs() if app == "AvatarCam"]
 
 
-def wait_until(condition, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_server_killed_and_restarted_the_voice_returns_within_two_seconds(server):
     live = Live(server, "--audio", str(CLIP), "--loop", "--sink", "null", "--size", "320x180")
     try:
         live.wait_line("playing into", timeout_s=60)
-        assert wait_until(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 5)
+        assert wait_for(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 5)
         assert live.tray() == "live" and avatarcam_inputs(server) == [vm.SINK]
         assert voice_peak(server) > 0.05
         killed = time.monotonic()
@@ -153,7 +145,7 @@ def test_server_killed_and_restarted_the_voice_returns_within_two_seconds(server
         assert vm.SINK in server.sinks()
         up = live.wait_line("playing into", after=down, timeout_s=2.0)
         assert up - back <= 2.0
-        assert wait_until(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 1)
+        assert wait_for(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 1)
         assert live.tray() == "live" and avatarcam_inputs(server) == [vm.SINK]
         assert voice_peak(server) > 0.05
         assert live.count("virtual microphone stopped", after=killed) == 1 and live.count("playing into", after=killed) == 1
@@ -168,11 +160,9 @@ def test_sink_unloaded_the_voice_stops_and_plays_nowhere_else_then_returns_withi
     live = Live(server, "--audio", str(CLIP), "--loop", "--sink", "null", "--size", "320x180")
     try:
         live.wait_line("playing into", timeout_s=60)
-        assert wait_until(lambda: avatarcam_inputs(server) == [vm.SINK], 5)
-        module = next(line.split("\t")[0] for line in server.pactl("list", "short", "modules").splitlines()
-                      if f"sink_name={vm.SINK}" in line)
+        assert wait_for(lambda: avatarcam_inputs(server) == [vm.SINK], 5)
         unloaded = time.monotonic()
-        server.pactl("unload-module", module)
+        server.unload_sink()
         down = live.wait_line("virtual microphone stopped", after=unloaded, timeout_s=2.0)
         print(next(line for t, line in live.lines if t == down))
         status = live.status()["virtual_mic"]
@@ -188,7 +178,7 @@ def test_sink_unloaded_the_voice_stops_and_plays_nowhere_else_then_returns_withi
         up = live.wait_line("playing into", after=down, timeout_s=2.0)
         assert up - back <= 2.0
         assert f"Description: {PULSE_DESCRIPTION}" in server.pactl("list", "sinks")
-        assert wait_until(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 1)
+        assert wait_for(lambda: live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}", 1)
         assert avatarcam_inputs(server) == [vm.SINK] and voice_peak(server) > 0.05
     finally:
         live.stop()
@@ -216,17 +206,17 @@ def test_the_microphone_reopens_mid_run_and_the_virtual_microphone_plays_on(serv
     try:
         live.wait_line("playing into", timeout_s=60)
         live.wait_line("microphone open", timeout_s=10)
-        assert wait_until(lambda: voice_peak(server, 0.5) > 0.2, 10), "the tone never reached the virtual microphone"
+        assert wait_for(lambda: voice_peak(server, 0.5) > 0.2, 10), "the tone never reached the virtual microphone"
         voice_stream = server.pactl("list", "short", "sink-inputs").splitlines()
         stalled = time.monotonic()
         server.pactl("suspend-sink", "micfeed", "1")  # the microphone stalls, as an unplugged one does
         live.wait_line("reopening it", after=stalled, timeout_s=5)
-        assert wait_until(lambda: live.status()["microphone"].startswith("no microphone"), 2)
+        assert wait_for(lambda: live.status()["microphone"].startswith("no microphone"), 2)
         time.sleep(1.5)  # it keeps trying while the microphone is gone
         server.pactl("suspend-sink", "micfeed", "0")
         live.wait_line("microphone open", after=stalled, timeout_s=5)
-        assert wait_until(lambda: live.status()["microphone"] == "ok", 5)
-        assert wait_until(lambda: voice_peak(server, 0.5) > 0.2, 5), "the voice did not come back after the reopen"
+        assert wait_for(lambda: live.status()["microphone"] == "ok", 5)
+        assert wait_for(lambda: voice_peak(server, 0.5) > 0.2, 5), "the voice did not come back after the reopen"
         assert server.pactl("list", "short", "sink-inputs").splitlines() == voice_stream  # the same stream throughout
         assert live.count("virtual microphone stopped") == 0 and live.count("playing into") == 1
         assert live.status()["virtual_mic"] == f"ok: {PULSE_DESCRIPTION}"
@@ -242,9 +232,7 @@ def test_doctor_names_the_server_and_the_sink_and_gives_the_hint_when_it_is_gone
     ok, _, detail = virtual_mic_report("linux")
     assert ok and f"'{PULSE_DESCRIPTION}' (sink {vm.SINK}) on" in detail, detail
     assert ("PipeWire" in detail) == (server.kind == "pipewire"), detail
-    module = next(line.split("\t")[0] for line in server.pactl("list", "short", "modules").splitlines()
-                  if f"sink_name={vm.SINK}" in line)
-    server.pactl("unload-module", module)
+    server.unload_sink()
     try:
         ok, _, detail = virtual_mic_report("linux")
         assert not ok and PULSE_LOAD in detail and "install.sh" in detail, detail

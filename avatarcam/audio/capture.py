@@ -234,6 +234,7 @@ class MicCapture:
         self.attempts += 1
         try:
             sd = self._backend()
+            self._prioritised = False  # a new stream: a new callback thread, which may start at once
             stream = self._open_stream(sd)
         except Exception as exc:  # PortAudioError, OSError, ValueError (no such device), ...
             message = f"microphone {self.device if self.device is not None else '(default)'} unavailable: {exc}"
@@ -244,7 +245,6 @@ class MicCapture:
         with self._lock:
             self._stream = stream
         self._opened_at = self._clock()
-        self._prioritised = False  # a new stream: a new callback thread
         self._error = ""
         self.opens += 1
         log.info("microphone open: %s", getattr(stream, "device", self.device))

@@ -86,7 +86,7 @@ def library() -> ctypes.CDLL:
         "pa_stream_write": (ctypes.c_int, [_p, _p, ctypes.c_size_t, _p, ctypes.c_int64, ctypes.c_int]),
         "pa_stream_get_latency": (ctypes.c_int, [_p, ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]),
         "pa_stream_get_timing_info": (ctypes.POINTER(_TimingInfo), [_p]),
-        "pa_stream_get_index": (ctypes.c_uint32, [_p]), "pa_stream_get_device_name": (ctypes.c_char_p, [_p]),
+        "pa_stream_get_device_name": (ctypes.c_char_p, [_p]),
         "pa_stream_disconnect": (ctypes.c_int, [_p]), "pa_stream_unref": (None, [_p]),
         "pa_context_suspend_sink_by_name": (_p, [_p, ctypes.c_char_p, ctypes.c_int, _p, _p]),
         "pa_operation_unref": (None, [_p]),
@@ -107,7 +107,6 @@ class PlaybackStream:
 
     def __init__(self, sink: str, rate: int, latency_s: float, name: str = "AvatarCam voice",
                  connect_timeout_s: float = 2.0) -> None:
-        self.rate = rate
         self._lib = lib = library()
         self._loop = lib.pa_mainloop_new()
         self._context = lib.pa_context_new(lib.pa_mainloop_get_api(self._loop), b"AvatarCam")
@@ -128,14 +127,12 @@ class PlaybackStream:
                 self._raise(f"cannot play into {sink}")
             self._until(lambda: lib.pa_stream_get_state(self._stream), _STREAM_READY,
                         (_STREAM_FAILED, _STREAM_TERMINATED), connect_timeout_s, f"cannot play into {sink}")
-            self.server = self._server_name(connect_timeout_s)
-            if self.server == "pulseaudio":
+            if self._server_name(connect_timeout_s) == "pulseaudio":
                 self._restart_sink(sink)
         except BaseException:
             self.close()
             raise
         self.sink = (lib.pa_stream_get_device_name(self._stream) or b"").decode()
-        self.index = lib.pa_stream_get_index(self._stream)  # the sink input's number (pactl list sink-inputs)
 
     def _server_name(self, timeout_s: float) -> str:
         """The server's name: "pulseaudio", or "PulseAudio (on PipeWire 0.3.65)" and the like."""

@@ -42,6 +42,7 @@ DEVICE_HINTS = {"win32": ("AvatarCam", "CABLE Input"), "darwin": ("AvatarCam", "
 # once for the module's arguments, once for its property list.
 PULSE_LOAD = ("pactl load-module module-null-sink sink_name=" + PULSE_SINK + " channels=1 channel_map=mono" +
               f" \"sink_properties=\\\"device.description='{PULSE_DESCRIPTION}'\\\"\"")
+NO_SERVER = "no sound server (PulseAudio or PipeWire) is running"
 SETUP_FIX = {
     "linux": f"create it with `installers/linux/install.sh` (or for this session: {PULSE_LOAD})",
     "win32": "install VB-Cable (https://vb-audio.com/Cable/) and run installers/windows/install.ps1",
@@ -192,11 +193,11 @@ def pulse_server(run: Callable[..., subprocess.CompletedProcess] = subprocess.ru
         return "pactl not found: install pipewire-pulse (or pulseaudio-utils)"
     try:
         info = run(["pactl", "info"], capture_output=True, text=True, timeout=3)
+        if info.returncode != 0:
+            return NO_SERVER
         sinks = run(["pactl", "list", "short", "sinks"], capture_output=True, text=True, timeout=3)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"pactl failed: {exc}"
-    if info.returncode != 0:
-        return "no sound server (PulseAudio or PipeWire) is running"
     fields = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
     server = f"{fields.get('Server Name', 'sound server')} {fields.get('Server Version', '')}".strip()
     return server, any(line.split("\t")[1:2] == [PULSE_SINK] for line in sinks.stdout.splitlines())

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from avatarcam.audio import libpulse
-from avatarcam.audio.output import PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, DelayedOutput
+from avatarcam.audio.output import NO_SERVER, PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, DelayedOutput
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Stream(Protocol):
 def why(exc: libpulse.PulseError) -> str:
     """What a failure means for the user, and what to do about it."""
     if exc.code == libpulse.ERR_CONNECTIONREFUSED:
-        return "no sound server (PulseAudio or PipeWire) is running"
+        return NO_SERVER
     if exc.code == libpulse.ERR_NOENTITY:
         return f"no '{PULSE_DESCRIPTION}' sink; {SETUP_FIX['linux']}"
     if exc.code == libpulse.ERR_KILLED:

@@ -52,7 +52,7 @@ class AudioRing:
     """
 
     def __init__(self, seconds: float = 4.0, rate: int = RATE, shared: bool = False, name: str | None = None) -> None:
-        self.size = size = int(seconds * rate)
+        self.size = size = round(seconds * rate)  # exact again for the reader's size / rate
         self._shm: shared_memory.SharedMemory | None = None
         if shared or name is not None:
             self._shm = shared_memory.SharedMemory(name=name, create=name is None, size=8 + 4 * size)
