@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -39,6 +39,10 @@ from .masks import coverage
 from .mouth import mouth_geometry
 from .scene import Scene
 from .warp import fold_layers, still_ramp, unmoved
+
+if TYPE_CHECKING:
+    from avatarcam.provenance.stamp import Provenance
+    from avatarcam.provenance.watermark import MarkStep
 
 log = logging.getLogger(__name__)
 
@@ -309,50 +313,6 @@ def pack_frame(values: dict[str, object]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# The provenance stage as the kernel uses it (provenance.stamp.Provenance; render does not import
-# provenance, its sibling, so the interface is stated here)
-
-class MarkStep(Protocol):
-    """One frame's watermark bookkeeping (provenance.watermark.MarkStep)."""
-
-    ready: bool  # False on a watermark's first frame: its marks are measured on that frame
-    rows: tuple[int, int]  # rows of the marks refreshed for this frame
-    reads: tuple[int, int]  # rows of the unmarked frame the watermark takes in
-
-
-class Watermark(Protocol):
-    """provenance.watermark.Watermarker, driven by a renderer that adds the marks itself."""
-
-    def step(self) -> MarkStep: ...
-
-    def deltas(self, rows: tuple[int, int] | None = None) -> np.ndarray: ...
-
-    def observe(self, rows: np.ndarray) -> None: ...
-
-    def apply(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray: ...
-
-
-class Label(Protocol):
-    """provenance.label.Label: where it goes and its fixed-point planes."""
-
-    box: tuple[int, int, int, int]
-
-    @property
-    def fixed_point(self) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def draw(self, frame: np.ndarray) -> np.ndarray: ...
-
-
-class Stamp(Protocol):
-    """provenance.stamp.Provenance: the watermark and the label of the profile on air."""
-
-    watermark: Watermark
-    label: Label
-
-    def __call__(self, frame: np.ndarray, in_place: bool = False) -> np.ndarray: ...
-
-
-# ---------------------------------------------------------------------------------------------
 # The CuPy renderer
 
 class KernelRunner:
@@ -387,7 +347,7 @@ class KernelRunner:
     def launch(self, kernel: str, frame, grid: tuple[int, ...], block: tuple[int, ...]) -> None:
         raise NotImplementedError
 
-    def _step(self, stamp: Stamp) -> MarkStep:
+    def _step(self, stamp: Provenance) -> MarkStep:
         """The watermark's bookkeeping for this frame, with the kernel's copies of the label and of
         the marks brought up to date (a new watermark, on a payload change, is copied in whole)."""
         if stamp.label is not self._label_of:
@@ -402,7 +362,7 @@ class KernelRunner:
                 self.put(self.mark, wm.deltas())
         return step
 
-    def run(self, job: FrameJob, stamp: Stamp | None) -> np.ndarray:
+    def run(self, job: FrameJob, stamp: Provenance | None) -> np.ndarray:
         """One RGB frame, marked and labelled by `stamp` when given."""
         xp, plan = self.xp, self.plan
         w, h = plan.scene.size
@@ -454,9 +414,8 @@ class KernelRunner:
             return picture
         if step.ready:
             stamp.watermark.observe(data[out_bytes:].reshape(-1, w, 3))
-        else:  # a watermark's first frame, marked here exactly as the CPU stage marks it
-            stamp.watermark.observe(picture)
-            stamp.label.draw(stamp.watermark.apply(picture, in_place=True))
+        else:  # a watermark's first frame: its marks are measured on it, by the stage itself
+            stamp(picture, in_place=True)
             self.put(self.mark, stamp.watermark.deltas())
         return picture
 
@@ -525,10 +484,10 @@ class GpuRenderer:
         return self._guarded(lambda: self._device().run(self.plan.frame(frame), None),
                              lambda: self._fallback().render(frame))
 
-    def render_stamped(self, frame: np.ndarray, stamp: Stamp) -> np.ndarray:
+    def render_stamped(self, frame: np.ndarray, stamp: Provenance) -> np.ndarray:
         """The frame watermarked and labelled by `stamp` (a Provenance) inside the kernel."""
         return self._guarded(lambda: self._device().run(self.plan.frame(frame), stamp),
-                             lambda: stamp(self._fallback().render(frame), in_place=True))
+                             lambda: self._fallback().render_stamped(frame, stamp))
 
     def _guarded(self, gpu, cpu):
         if self._cpu is None:
