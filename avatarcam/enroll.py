@@ -10,7 +10,6 @@ render/ never imports profiles: imports flow downward.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 import warnings
@@ -19,19 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatarcam import latent
 from avatarcam.config import Settings
 from avatarcam.errors import FaceError, ImageError, ProfileError
 from avatarcam.profiles import Profile, save_profile, validate_name
 from avatarcam.provenance.consent import RELATIONS, create_record, portrait_digest
 from avatarcam.render import RIG_FILE
-from avatarcam.render import facemesh as fm
-from avatarcam.render.calibrate import jaw_gain
-from avatarcam.render.cpu import CpuRenderer
+from avatarcam.render.calibrate import calibrate
 from avatarcam.render.face import Face, FaceMeasurer, resolve_face_model
 from avatarcam.render.plate import background_plate
-from avatarcam.render.rig import Rig, build_rig
-from avatarcam.render.scene import build_scene
+from avatarcam.render.rig import build_rig
 from avatarcam.render.segment import person_matte
 
 log = logging.getLogger(__name__)
@@ -41,13 +36,6 @@ MAX_SIDE = 1024  # larger photos add enrollment time and memory, not detail the 
 # are a few pixels across and every output frame is an upscaled blur; min_face_px (--min-face)
 # accepts smaller ones knowingly (a classic 512 px portrait has a face about 100 px tall).
 MIN_FACE_PX = 128
-# Head yaws (degrees from the portrait's own, each way) rendered at enrollment to see how far a turn shows.
-# Not 20: drawn at 2.1 times that and more (rig.TURN_GAIN), a flat picture's warp no longer reads in
-# proportion (Grace Hopper: 17 of 20 seen at a gain of 1, 27 at 1.3), and the fit through it set gains
-# at which the landmarker lost the face at 18 degrees.
-TURN_PROBES_DEG = (5.0, 10.0, 15.0)
-TURN_GAIN_RANGE = (0.7, 1.4)
-TURN_ITERATIONS = 2
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -134,51 +122,6 @@ def framed_pose(measurer: FaceMeasurer, image: np.ndarray, face: Face) -> tuple[
     return faces[0].pose() if faces else face.pose()
 
 
-def turn_gain(measurer: FaceMeasurer, image: np.ndarray, matte: np.ndarray, plate: np.ndarray,
-              rig: Rig) -> np.ndarray:
-    """The factors on the renderer's yaw gain (`rig.TURN_GAIN`), turning to image left and to
-    image right, that make this portrait's head show the turn it is given: measured by rendering
-    it turned (TURN_PROBES_DEG each way) and reading the frames with the Face Landmarker, twice
-    (a turn does not show in proportion to its size).
-
-    A warp of a flat picture shows a turn by how the face's unseen depth is guessed: with one gain
-    for all, the landmarker read 0.82 of a commanded yaw on Grace Hopper, and on the Mona Lisa
-    (turned 17 degrees already) 1.3 of a turn further away and 0.75 of one back toward the
-    camera. A side stays at 1 where no probe shows a face.
-    """
-    scene = build_scene(image, matte, plate, rig, (512, 512))
-    yaw = latent.index("headYaw")
-    gain = np.ones(2, np.float32)
-    still = _yaw_seen(measurer, CpuRenderer(scene), rig.rest)  # unturned: no gain acts on it
-    if still is None:
-        log.warning("no face seen in the portrait as rendered; its head turns are not calibrated")
-        return gain
-    for _ in range(TURN_ITERATIONS):
-        renderer = CpuRenderer(dataclasses.replace(scene, rig=dataclasses.replace(rig, turn_gain=gain.copy())))
-        for side, sign in enumerate((-1.0, 1.0)):
-            commanded, seen = [], []
-            for angle in sign * np.radians(TURN_PROBES_DEG):
-                frame = rig.rest.copy()
-                frame[yaw] += angle
-                turned = _yaw_seen(measurer, renderer, frame)
-                if turned is not None:
-                    commanded.append(angle)
-                    seen.append(turned - still)
-            if commanded:  # the slope through the portrait's own pose
-                slope = np.dot(commanded, seen) / np.dot(commanded, commanded)
-                gain[side] = np.clip(gain[side] / max(slope, 1e-3), *TURN_GAIN_RANGE)
-    return gain
-
-
-def _yaw_seen(measurer: FaceMeasurer, renderer: CpuRenderer, frame: np.ndarray) -> float | None:
-    """The yaw the landmarker reads on the rendered portrait: on the face whose nose is where the
-    rig put it (a group photo's framing may show a neighbour too); None where that face is not seen."""
-    nose = renderer.scene.points(frame)[fm.NOSE_TIP]
-    faces = measurer.detect(renderer.render(frame))
-    near = [f for f in faces if np.linalg.norm(f.points[fm.NOSE_TIP, :2] - nose) < 0.25 * f.size]
-    return near[0].pose()[0] if near else None
-
-
 def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None, settings: Settings,
            face_index: int | None = None, measurer: FaceMeasurer | None = None,
            overwrite: bool = False, min_face_px: float | None = None) -> Profile:
@@ -221,10 +164,8 @@ def enroll(photo_path: str | Path, name: str, consent: str, subject: str | None,
 
         log.info("preparing the rig")
         rig = build_rig(face.points, pose, face.blendshapes)
-        rig.turn_gain = turn_gain(measurer, image, matte, plate, rig)
-        log.info("head turn gains (to the left, to the right) %.2f, %.2f", *rig.turn_gain)
-        rig.jaw_gain = jaw_gain(measurer, image, matte, plate, rig)
-        log.info("jaw gain %.2f", rig.jaw_gain)
+        rig.turn_gain, rig.jaw_gain = calibrate(measurer, image, matte, plate, rig)
+        log.info("head turn gains (to the left, to the right) %.2f, %.2f; jaw gain %.2f", *rig.turn_gain, rig.jaw_gain)
 
     record = create_record(subject, consent, portrait_digest(image), settings)
     profile = Profile(name=name, image=image, face=face, matte=matte, plate=plate, consent=record)

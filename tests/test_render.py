@@ -379,11 +379,11 @@ def test_a_smiling_mouth_shows_quiet_syllables(astronaut_parts, judge):
     (the raised lips of a smile): enrollment's jaw gain (render.calibrate) lifts her small openings."""
     import dataclasses
 
-    from avatarcam.render.calibrate import jaw_gain
+    from avatarcam.render.calibrate import calibrate
 
     image, matte, plate, rig = astronaut_parts
     seen = {}
-    for gain in (1.0, jaw_gain(judge, image, matte, plate, rig)):
+    for gain in (1.0, calibrate(judge, image, matte, plate, rig)[1]):
         lifted = dataclasses.replace(rig, jaw_gain=gain)
         renderer = CpuRenderer(build_scene(image, matte, plate, lifted, (512, 512)))
         seen[gain] = _measure(judge, renderer.render(_with(rig, jawOpen=0.3))).blendshapes["jawOpen"]
