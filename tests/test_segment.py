@@ -9,11 +9,6 @@ import pytest
 from avatarcam.render import segment
 
 
-def _head_beside_face(shape: tuple[int, int], face) -> np.ndarray:
-    """The head's outline around the face, the face hull taken out: where the hair is."""
-    return (segment.head_outline(shape, face) > 0) & (segment.face_hull(shape, face) == 0)
-
-
 @pytest.mark.parametrize("name", ["lady_in_black_painting.jpg", "grace_hopper.jpg", "photo_of_photo_child.jpg"])
 def test_the_hair_is_part_of_the_person(portraits_dir, judge, name):
     """Dark hair before a dark painted wall: GrabCut alone keeps a quarter of the head around the
@@ -22,7 +17,7 @@ def test_the_hair_is_part_of_the_person(portraits_dir, judge, name):
     image = cv2.cvtColor(cv2.imread(str(portraits_dir / name)), cv2.COLOR_BGR2RGB)
     face = judge.detect(image)[0]
     matte = segment.person_matte(image, face)
-    hair = _head_beside_face(matte.shape, face)
+    hair = segment.head_beside_face(matte.shape, face)
     assert (matte[hair] > 0.5).mean() > 0.8
     frame = segment._face_frame(face)
     beside = frame.to_image(np.array([-1.6, 1.6]), np.array([0.3, 0.3]))  # a face width and more off each cheek
@@ -34,7 +29,7 @@ def test_the_hair_is_part_of_the_person(portraits_dir, judge, name):
 def test_a_cut_that_kept_the_head_is_left_as_it_is(portraits_dir, judge):
     image = cv2.cvtColor(cv2.imread(str(portraits_dir / "grace_hopper.jpg")), cv2.COLOR_BGR2RGB)
     face = judge.detect(image)[0]
-    hair = _head_beside_face(image.shape[:2], face)
+    hair = segment.head_beside_face(image.shape[:2], face)
     kept = hair.astype(np.uint8)
     kept[np.flatnonzero(hair.any(axis=1))[::3]] = 0  # two thirds of the head beside the face
     assert np.array_equal(segment._with_head(kept, face), kept)

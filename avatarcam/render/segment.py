@@ -164,16 +164,20 @@ def head_outline(shape: tuple[int, int], face: Face) -> np.ndarray:
     return head
 
 
+def head_beside_face(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """bool HxW: the head's outline around the face, the face hull taken out: where the hair is."""
+    return (head_outline(shape, face) > 0) & (face_hull(shape, face) == 0)
+
+
 def _with_head(mask: np.ndarray, face: Face) -> np.ndarray:
     """The mask, or with the head's outline added where the cut kept too little of the head
     beside the face: hair left in the background stays behind when the head turns (the face
     moves off it and the fill behind shows), where a head moved whole takes a little backdrop
     along at its rim."""
-    head = head_outline(mask.shape, face)
-    beside = (head > 0) & (face_hull(mask.shape, face) == 0)
+    beside = head_beside_face(mask.shape, face)
     if not beside.any() or mask[beside].mean() >= HEAD_KEPT_MIN:
         return mask
-    return mask | head
+    return mask | head_outline(mask.shape, face)
 
 
 def refine_matte(image_rgb: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
