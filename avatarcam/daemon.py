@@ -40,11 +40,11 @@ from avatarcam.arkit.vmc import Address, VmcSink, parse_address, sink_address
 from avatarcam.audio.capture import RATE, Capture, FileCapture, MicCapture
 from avatarcam.audio.features import frame_centres
 from avatarcam.audio.output import ClockedOutput, DelayedOutput
-from avatarcam.audio.virtual_mic import find_virtual_mic
 from avatarcam.audio.stream import AudioRing, LiveAudio
+from avatarcam.audio.virtual_mic import find_virtual_mic
+from avatarcam.camera import is_file_spec, open_sink
 from avatarcam.camera.pacer import Pacer, Ring, request_priority, request_realtime
 from avatarcam.camera.preview import WithPreview
-from avatarcam.camera import is_file_spec, open_sink
 from avatarcam.camera.sinks import Sink
 from avatarcam.config import Settings, load_settings
 from avatarcam.errors import AvatarCamError
@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 # take a small share of a core (ultrafast ~8 ms a 720p frame where veryfast takes ~14)
 LIVE_PRESET = "ultrafast"
 DELAY_MARGIN_S = 0.06  # on top of the engine's own latency: a 20 ms capture block, motion, render and a busy core
-LIVE_SINKS = ("camera", "preview", "null", "file:OUT.mp4", "vmc[:HOST:PORT]")
 
 
 @dataclass
@@ -344,6 +343,11 @@ class Daemon:
         return {"ok": True, "message": done, "status": self.status()}
 
     @property
+    def virtual_mic_status(self) -> str:
+        """The virtual microphone's state, or why there is none."""
+        return self.output.status if self.output is not None else self.output_status
+
+    @property
     def profile_name(self) -> str | None:
         """The profile on air (None before `run` loads it, and with VMC alone)."""
         return self.slot.showing.profile.name if self.slot is not None else None
@@ -365,7 +369,7 @@ class Daemon:
             "delay_ms": self.options.delay_s * 1000,
             "microphone": self.capture.status if self.capture is not None else None,
             "speaking": bool(self.vad.speaking) if self.vad is not None else None,
-            "virtual_mic": self.output.status if self.output is not None else self.output_status,
+            "virtual_mic": self.virtual_mic_status,
             "pacer": self.pacer_priority,
             "uptime_s": self.clock() - self.started if self.started is not None else 0.0,
             "frames": stats.summary() if stats is not None else {},
@@ -455,12 +459,13 @@ class Daemon:
         if self.options.audio is not None:
             from avatarcam.audio.io import load_audio
             return FileCapture(load_audio(self.options.audio, RATE), RATE, loop=self.options.loop, clock=self.clock,
-                               prioritise=self._audio_priority)
-        return MicCapture(self.options.mic, RATE, clock=self.clock, prioritise=self._audio_priority)
+                               prioritise=self._realtime)
+        return MicCapture(self.options.mic, RATE, clock=self.clock, prioritise=self._realtime)
 
-    def _audio_priority(self) -> str:
-        """Real-time for the threads the voice's samples pass through (capture, alignment), as for the
-        pacer: on a busy core they must not wait behind the renderer or another program."""
+    def _realtime(self) -> str:
+        """Real-time scheduling for the calling thread, unless the options say not: the threads the
+        voice's samples pass through (capture, alignment) and the pacers, which on a busy core must
+        not wait behind the renderer or another program."""
         return request_realtime() if self.options.realtime else "normal priority"
 
     def _open_sink(self, signer) -> Sink:
@@ -559,7 +564,7 @@ class Daemon:
         """The aligned stream into the ring as each chunk arrives, on a thread of its own: the virtual
         microphone plays from the ring on its own clock, so however late the render loop takes its
         chunks (from `_aligned`), the voice has its samples in time."""
-        log.debug("audio thread: %s", self._audio_priority())
+        log.debug("audio thread: %s", self._realtime())
         try:
             for chunk in self.audio.chunks(self._stop, healthy=lambda: self.capture.healthy,
                                            muted=lambda: self._paused):
@@ -604,9 +609,8 @@ class Daemon:
             self._errors.append(f"frame chain: {type(exc).__name__}: {exc}")
             self._stop.set()
         finally:
-            self.pacer.finish()
-            if self.vmc_pacer is not None:
-                self.vmc_pacer.finish()
+            for pacer in {self.pacer, self.vmc_pacer} - {None}:  # one pacer where VMC goes out alone
+                pacer.finish()
 
     def _late(self, index: int) -> bool:
         """Whether frame `index` is already more than a frame behind its tick: not worth rendering
@@ -622,7 +626,7 @@ class Daemon:
 
     def _pace(self, pacer: Pacer) -> None:
         try:
-            self.pacer_priority = request_realtime() if self.options.realtime else "normal priority"
+            self.pacer_priority = self._realtime()
             log.info("frame pacer: %s", self.pacer_priority)
             pacer.run(self._stop)
         except Exception as exc:
@@ -670,7 +674,7 @@ class Daemon:
             "audio_resyncs": self.delayed.resyncs if self.delayed is not None else 0,
             # where the frames' timeline lies on the clock (time.monotonic: one per machine), for measuring the voice
             "timeline": {"origin": self.audio.origin, "delay_s": self.options.delay_s} if self.audio is not None else {},
-            "virtual_mic": self.output.status if self.output is not None else self.output_status,
+            "virtual_mic": self.virtual_mic_status,
             "profile_swaps": self.slot.swaps if self.slot is not None else 0,
             "skipped_renders": self.skipped,
             "vmc": None if self.vmc is None else {

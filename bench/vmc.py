@@ -119,9 +119,8 @@ def session(samples: np.ndarray, seconds: float, engine: str | None, camera: boo
 
     threading.Thread(target=record, args=(lambda: daemon.vmc_pacer, ticks), daemon=True).start()
     if camera:
-        # the picture's pacer: the daemon makes it just after the VMC one (as bench.latency, by its attribute)
-        threading.Thread(target=record, args=(lambda: daemon.pacer if hasattr(daemon, "pacer") else None,
-                                              camera_ticks), daemon=True).start()
+        # the picture's pacer: the daemon makes it just after the VMC one
+        threading.Thread(target=record, args=(lambda: daemon.pacer, camera_ticks), daemon=True).start()
     threading.Timer(seconds, daemon.stop).start()
     summary = daemon.run()
     time.sleep(0.2)  # the last bundles

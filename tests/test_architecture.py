@@ -7,6 +7,9 @@ import cannot hide a circle or a reach upwards.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import avatarcam
@@ -117,3 +120,30 @@ def test_the_checks_see_a_circle_and_an_upward_import(tmp_path):
     edges = graph()  # relative imports, inside functions too (`from ..profiles import`, `from . import watermark`)
     assert "avatarcam.profiles" in edges["avatarcam.batch.worker"]
     assert "avatarcam.provenance.watermark" in edges["avatarcam.provenance.verify"]
+
+
+def test_the_motion_runtime_never_names_torch():
+    """torch is the training code's and the ONNX export's (above motion in LAYERS), never the
+    runtime's: the live camera runs the model on numpy."""
+    for path in (PACKAGE / "motion").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not [n for n in names if n.split(".")[0] == "torch"], f"{path.name} imports torch"
+
+
+def test_the_runtime_loads_without_torch_or_the_training_code():
+    """Importing the live path and choosing the motion model's runtime (numpy here) leaves torch,
+    the training code and the ONNX export out of the process."""
+    above = ("torch", "avatarcam.training", "avatarcam.engines")
+    code = (
+        "import json, sys\n"
+        "import avatarcam.motion.diffusion, avatarcam.chain, avatarcam.daemon\n"
+        "from avatarcam.motion.diffusion import DiffusionEngine\n"
+        "DiffusionEngine(seed=0)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({above!r}))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, timeout=120)
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+

@@ -330,9 +330,10 @@ def test_frames_already_late_are_not_rendered():
         if index == 2:
             clock[0] = 0.1 + 10 / 30  # a stall: it is now frame 10's tick
 
-    def late(index):
-        return clock[0] - (0.1 + index / 30) > 1 / 30
-
-    count = chain.stream([np.array([i]) for i in range(12)], Numbered(), lambda: shot, sink, late=late, on_frame=stall)
+    daemon = Daemon(options(fps=30), Settings(), clock=lambda: clock[0])  # the daemon's own rule of lateness
+    daemon.pacer = SimpleNamespace(due=lambda index: 0.1 + index / 30)
+    count = chain.stream([np.array([i]) for i in range(12)], Numbered(), lambda: shot, sink, late=daemon._late,
+                         on_frame=stall)
     assert count == 12 and rendered == [0, 1, 2, 9, 10, 11]  # 3..8 too late: not rendered
     assert written == [100, 101, 102] + [102] * 6 + [109, 110, 111]  # the last frame stands in, marked once
+    assert daemon.skipped == 6

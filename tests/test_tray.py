@@ -66,7 +66,7 @@ def test_tray_menu_drives_the_daemon(pystray, monkeypatch, tmp_path):
     runner = threading.Thread(target=tray.run, daemon=True)
     runner.start()
     try:
-        assert wait_for(lambda: tray.icon is not None and daemon.started is not None and hasattr(daemon, "pacer"))
+        assert wait_for(lambda: tray.icon is not None and daemon.started is not None and daemon.pacer is not None)
         tray.refresh()
         assert tray.icon.title.startswith("AvatarCam: live, profile default")
         assert tuple(np.array(tray.icon.icon)[32, 8, :3]) == tray_module.COLOURS["live"]

@@ -26,6 +26,7 @@ from avatarcam.arkit.vmc import DEFAULT, VmcSink, parse_address, sink_address
 from avatarcam.audio.capture import FileCapture
 from avatarcam.audio.features import loudness_envelope
 from avatarcam.audio.io import load_audio
+from avatarcam.camera.sinks import NullSink
 from avatarcam.daemon import Daemon, LiveOptions
 from avatarcam.errors import AvatarCamError, SettingsError
 from avatarcam.tray import state_of
@@ -321,23 +322,10 @@ def test_vmc_beside_vmc_is_refused(clip, tmp_path, capsys) -> None:
     assert code == 2 and len(err.splitlines()) == 1 and "already sends VMC" in err
 
 
-class CountingSink:
-    """The picture's sink beside the VMC output: counts the frames handed to it."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        self.frames += 1
-
-    def close(self) -> None:
-        pass
-
-
 def test_vmc_beside_the_picture_runs_on_its_clock(clip):
     """--vmc beside a picture sink: one clock, one start, one delay, a bundle at every tick the picture has."""
     receiver = Receiver()
-    picture = CountingSink()
+    picture = NullSink()
     try:
         options = LiveOptions(size=(320, 180), fps=FPS, engine="dsp", sink="null", vmc=f"127.0.0.1:{receiver.port}",
                               virtual_mic="off", control=False)

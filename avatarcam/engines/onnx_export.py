@@ -26,8 +26,7 @@ import numpy as np
 from avatarcam import latent
 from avatarcam.audio import mel
 from avatarcam.motion.backends import AUDIO_INPUTS, DENOISER_INPUTS, MAX_TOKENS
-from avatarcam.motion.network import Config, Network, shipped_weights
-from avatarcam.motion.runtime import model_sha256
+from avatarcam.motion.network import Config, Network
 
 AUDIO_FILE = "audio_encoder.onnx"
 DENOISER_FILE = "denoiser.onnx"
@@ -140,8 +139,3 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
         program.save(str(tmp), external_data=False)
     tmp.replace(path)  # never leave a half-written graph where a build would pick it up
 
-
-def export_default(out_dir: str | Path) -> Exported:
-    """Export the shipped motion model."""
-    path = shipped_weights()
-    return export(Network.load(path), out_dir, model_sha256(path))
