@@ -125,7 +125,7 @@ def cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     out_dir = args.output.expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise AvatarCamError(f"-o {args.output} is a file; give the folder the videos go in")
-    workers = args.workers or default_workers()
+    workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise AvatarCamError("--workers must be 1 or more")
     if args.ray is not None:
@@ -152,19 +152,13 @@ def cmd_motion(args: argparse.Namespace, settings: Settings) -> int:
     from .arkit import livelink
     from .audio.features import frame_count
     from .audio.io import AUDIO_RATE, load_audio
-    from .motion.controls import ControlledEngine
-    from .motion.diffusion import OFFLINE_CHUNK
+    from .offline import ClipOptions, offline_engine
 
     livelink.check_path(args.output)  # a name no format answers, or no such directory: fail before any work
     samples = load_audio(args.audio, AUDIO_RATE)
     fps = args.fps or settings.fps
     engine_name = chain.engine_name(args.engine or settings.engine, fps)
-    # the engine as `render` makes it, the emotion laid under it as `live` does
-    engine = ControlledEngine(chain.motion_engine(engine_name, seed=args.seed, fps=fps, rate=AUDIO_RATE,
-                                                  chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
-                                                  guidance=(settings.audio_guidance, settings.control_guidance),
-                                                  settings=settings),
-                              emotion=args.emotion, fps=fps)
+    engine = offline_engine(ClipOptions(fps, engine_name, args.seed, args.emotion), settings)  # as `render` makes it
     frames = []
     with tqdm(total=frame_count(len(samples), AUDIO_RATE, fps), unit="frame", desc="motion", disable=args.quiet) as bar:
         for frame in chain.frames(chain.file_chunks(samples, AUDIO_RATE), engine):

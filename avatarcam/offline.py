@@ -38,6 +38,19 @@ class ClipOptions:
     emotion: str | None = None
 
 
+def offline_engine(options: ClipOptions, settings: Settings) -> chain.MotionEngine:
+    """The motion engine for a whole clip: long chunks and all the lookahead the model can hear (a
+    file has the whole voice at hand), the emotion laid under it as `live` does."""
+    from .audio.io import AUDIO_RATE
+    from .motion.controls import ControlledEngine
+    from .motion.diffusion import OFFLINE_CHUNK
+
+    engine = chain.motion_engine(options.engine, seed=options.seed, fps=options.fps, rate=AUDIO_RATE,
+                                 chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
+                                 guidance=(settings.audio_guidance, settings.control_guidance), settings=settings)
+    return engine if options.emotion is None else ControlledEngine(engine, emotion=options.emotion, fps=options.fps)
+
+
 def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, settings: Settings,
                 options: ClipOptions, output: Path | None = None, frames_dir: Path | None = None,
                 on_frame: Callable[[int], None] | None = None) -> int:
@@ -48,19 +61,12 @@ def render_clip(samples: np.ndarray, profile, renderer: chain.FrameRenderer, set
     from .audio.io import AUDIO_RATE
     from .camera import open_sink
     from .camera.sinks import Tee
-    from .motion.controls import ControlledEngine
-    from .motion.diffusion import OFFLINE_CHUNK
     from .provenance.credentials import content_signer
     from .provenance.stamp import Provenance
 
     size = renderer.size
     signer = content_signer(profile, settings)  # every file carries content credentials: no switch
-    # a file has the whole voice at hand: long chunks and all the lookahead the model can hear
-    engine = chain.motion_engine(options.engine, seed=options.seed, fps=options.fps, rate=AUDIO_RATE,
-                                 chunk=OFFLINE_CHUNK, steps=settings.diffusion_steps,
-                                 guidance=(settings.audio_guidance, settings.control_guidance), settings=settings)
-    if options.emotion is not None:  # as `live` and `motion` lay it under the engine
-        engine = ControlledEngine(engine, emotion=options.emotion, fps=options.fps)
+    engine = offline_engine(options, settings)
     with contextlib.ExitStack() as stack:
         # the sinks last: whatever can fail before a frame is made has failed before a file is
         # started; each is entered as it opens, so an error discards those opened before it

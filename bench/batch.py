@@ -91,11 +91,9 @@ def avatarcam(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def frame_digests(path: Path) -> list[str]:
     """sha256 of each decoded frame (RGB): equal lists are the same video frame for frame."""
-    import av
+    from avatarcam.video import iter_frames
 
-    with av.open(str(path)) as container:
-        return [hashlib.sha256(f.to_ndarray(format="rgb24").tobytes()).hexdigest()
-                for f in container.decode(video=0)]
+    return [hashlib.sha256(frame.tobytes()).hexdigest() for frame in iter_frames(path)]
 
 
 def check_output(args: tuple[Path, str, str]) -> dict:

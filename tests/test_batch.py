@@ -287,6 +287,31 @@ def test_a_bad_jobs_file_is_one_error_line_and_writes_nothing(tmp_path, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_no_workers_is_one_error_line(tmp_path, capsys, workers):
+    """`--workers 0` asks for no workers: refused like -1, never taken for "all the cores"."""
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("profile,audio\nboy,one.wav\n")
+    out = tmp_path / "out"
+    assert run("batch", str(jobs), "-o", str(out), "-q", "--workers", workers) == 2
+    err = capsys.readouterr().err
+    assert err == "avatarcam: error: --workers must be 1 or more\n" and not out.exists()
+
+
+def test_a_killed_workers_part_files_go_whatever_the_output_is_called(tmp_path):
+    """The temporary files left behind are found by the output's name taken literally, brackets and
+    all (as a pattern, "a[1].mp4" matches "a1.mp4" and never itself)."""
+    from avatarcam.batch.jobs import Job
+    from avatarcam.batch.runner import remove_partial
+
+    parts = [tmp_path / ".a[1].mp4.x7.part", tmp_path / ".a1.mp4.x7.part"]
+    for part in parts:
+        part.write_bytes(b"half")
+    job = Job(2, "boy", tmp_path / "one.wav", "a[1].mp4", (320, 180), 30, "dsp", 0, None, "head", "photo")
+    remove_partial(tmp_path, [job])
+    assert not parts[0].exists() and parts[1].exists()  # its own part gone, another output's left alone
+
+
 def test_jobs_take_the_settings_defaults_and_read_paths_beside_the_jobs_file(tmp_path, monkeypatch):
     from avatarcam.batch.jobs import read_jobs
 

@@ -19,6 +19,7 @@ its name; the temporary files a killed worker leaves are removed when the batch 
 
 from __future__ import annotations
 
+import glob
 import json
 import multiprocessing
 import os
@@ -160,16 +161,16 @@ def run_batch(jobs: list[Job], out_dir: Path, backend: Backend, name: str, worke
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     results: list[JobResult] = []
-    frames = 0
+    frames = failed = 0
     try:
         with tqdm(total=len(jobs), unit="job", desc="batch", disable=not progress, file=sys.stderr) as bar:
             for result in backend(longest_first(jobs)):
                 results.append(result)
                 frames += result.frames
+                failed += result.status == FAILED
                 if result.status == FAILED:
                     bar.write(f"row {result.row} ({result.output}) failed: {result.reason}", file=sys.stderr)
-                bar.set_postfix(done=sum(r.status != FAILED for r in results),
-                                failed=sum(r.status == FAILED for r in results),
+                bar.set_postfix(done=len(results) - failed, failed=failed,
                                 fps=f"{frames / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)
                 bar.update()
     finally:
@@ -184,7 +185,7 @@ def remove_partial(out_dir: Path, jobs: list[Job]) -> None:
     """Remove the temporary files of this batch's outputs (`camera.sinks.temp_file`'s and the
     signer's ``.NAME.*.part``) that a killed worker left: no worker of the batch runs any more."""
     for job in jobs:
-        for part in out_dir.glob(f".{job.output}.*.part"):
+        for part in out_dir.glob(f".{glob.escape(job.output)}.*.part"):
             part.unlink(missing_ok=True)
 
 

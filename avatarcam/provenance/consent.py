@@ -93,10 +93,11 @@ def existing_public_key(settings: Settings) -> str | None:
         key = serialization.load_pem_private_key((Path(settings.data_dir) / KEY_FILE).read_bytes(), password=None)
     except (ValueError, TypeError, OSError):
         return None
-    return _public_hex(key.public_key()) if isinstance(key, Ed25519PrivateKey) else None
+    return public_hex(key.public_key()) if isinstance(key, Ed25519PrivateKey) else None
 
 
-def _public_hex(key: Ed25519PublicKey) -> str:
+def public_hex(key: Ed25519PublicKey) -> str:
+    """A public key as the records and the watermark's payload name it: its raw bytes in hex."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
@@ -171,7 +172,7 @@ def create_record(subject: str, relation: str, portrait_sha256: str, settings: S
         portrait_sha256=portrait_sha256,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         avatarcam_version=__version__,
-        public_key=_public_hex(key.public_key()),
+        public_key=public_hex(key.public_key()),
     )
     signature = key.sign(unsigned.payload()).hex()
     return ConsentRecord(**{**asdict(unsigned), "signature": signature})

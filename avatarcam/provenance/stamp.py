@@ -22,13 +22,9 @@ if TYPE_CHECKING:
 
 def payload_for(consent, settings: Settings) -> Payload:
     """The payload naming this installation (by `settings`' key) and `consent` (a ConsentRecord)."""
-    from cryptography.hazmat.primitives import serialization
+    from avatarcam.provenance.consent import installation_key, public_hex
 
-    from avatarcam.provenance.consent import installation_key
-
-    public = installation_key(settings).public_key().public_bytes(serialization.Encoding.Raw,
-                                                                  serialization.PublicFormat.Raw)
-    return Payload.for_record(public.hex(), consent.record_id)
+    return Payload.for_record(public_hex(installation_key(settings).public_key()), consent.record_id)
 
 
 class Provenance:
