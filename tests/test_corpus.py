@@ -146,6 +146,23 @@ def test_bilabials_close_the_lips_and_vowels_open_them():
     assert track[int(1.2 * latent.FPS):, JAW].max() < 0.02
 
 
+def test_the_jaw_opens_by_the_vowel_more_than_by_the_loudness():
+    # as loud as each other, /a/ opens the jaw more than twice as far as /i/; /a/ at a quarter of
+    # the loudness (12 dB lower) still opens it further than /i/ at full loudness
+    def jaw_of(vowel, db):
+        phones = [Phone(vowel, 0.3, 0.7)]
+        frames = int(1.0 * latent.FPS)
+        loudness = np.full(frames, -100.0)
+        loudness[int(0.3 * latent.FPS):int(0.7 * latent.FPS)] = db
+        loudness[0] = -12.0  # the clip's loudest moment sets the level scale for both
+        track = teacher.track(phones, [0.3], 1.0, frames, np.zeros(frames), loudness, teacher.Controls(),
+                              np.random.default_rng(0))
+        return track[int(0.5 * latent.FPS), JAW]
+
+    assert jaw_of("a", -12.0) > 2 * jaw_of("i", -12.0)
+    assert jaw_of("a", -24.0) > jaw_of("i", -12.0)
+
+
 def test_rounding_starts_before_the_rounded_vowel():
     # "s t u": the lips round during the consonants that lead into /u/, not at its onset
     plain = [Phone("s", 0.3, 0.4), Phone("t", 0.4, 0.45), Phone("i", 0.45, 0.7)]

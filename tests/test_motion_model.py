@@ -155,13 +155,16 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     assert half[0, close] == pytest.approx(0.05) and 0.0 < half[2, close] < settled[2, close]
 
 
-def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teachers_open_vowel():
+def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teachers_closest_vowel():
     motion = latent.zeros(3)
     motion[:, JAW] = [0.0, 0.0, 0.7]  # shut by the denoiser, shut, open wider than the floor
     loudness = np.array([1.0, 0.0, 1.0], np.float32)
     settled = lips.settle(motion.copy(), np.zeros((3, 2), np.float32), np.zeros(3), loudness)
-    floor = lips.LOUD_JAW  # the teacher's loud open vowel
+    floor = lips.MIN_SHAPE * lips.LOUD_JAW  # the least the teacher opens a loud vowel
     np.testing.assert_allclose(settled[:, JAW], [floor, 0.0, 0.7], rtol=1e-6)
+    held = motion.copy()
+    held[0, JAW] = 0.4  # open wider than the floor, as a teacher's mid vowel: left as sampled
+    assert lips.settle(held, np.zeros((3, 2), np.float32), np.zeros(3), loudness)[0, JAW] == pytest.approx(0.4)
     # where the voice is low (a bilabial's closure) the lips still shut over it, whether the head
     # is sure of it or the denoiser shut them itself
     shut = lips.settle(motion.copy(), np.array([[1.0, 0.0]] * 3, np.float32), np.ones(3), loudness)
@@ -174,13 +177,17 @@ def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teachers_open_vowel():
 
 def test_lips_are_shut_only_where_the_voice_is_low():
     loud, low = -20.0, -20.0 - lips.QUIET_AT
-    windows = np.full((4, TINY.mel_window, mel.BANDS), loud, np.float32)
+    windows = np.full((6, TINY.mel_window, mel.BANDS), loud, np.float32)
     centre = TINY.mel_past
     windows[1, centre - 1:centre + 2] = low  # a closure between two vowels
     windows[2, centre - 1:centre + 2] = -20.0 - (lips.QUIET_FROM + lips.QUIET_AT) / 2
     windows[3] = mel.FLOOR_DB  # silence, as the speech gate passes it
+    above = mel.CENTRES_HZ >= 1000.0
+    windows[4, centre - 1:centre + 2, above] = low  # an /m/: humming on below 1 kHz, shut lips above
+    windows[5, centre - 1:centre + 2, ~above] = low  # a vowel with little low sound: voiced, open lips
     quiet = lips.quiet(windows, centre)
     assert quiet[0] == 0.0 and quiet[1] == pytest.approx(1.0) and 0.0 < quiet[2] < 1.0 and quiet[3] == 1.0
+    assert quiet[4] == pytest.approx(1.0) and quiet[5] == 0.0
 
 
 def test_a_model_from_before_the_lip_head_still_runs(tmp_path, net):
@@ -362,12 +369,13 @@ def test_a_stream_held_up_makes_its_late_frames_together_and_keeps_to_the_lips(n
 def test_a_live_stream_over_music_keeps_to_the_offline_lips(net, speech_dir):
     """A live stream hears its own samples as the past. Over a song with a band, weights trained
     only on the teacher's pasts let the jaw creep open within seconds and stay (mean 0.44 streamed
-    against 0.30 offline, r 0.69 between them); trained on their own pasts too, r 0.95 and within
-    0.005 (seeds 0-3)."""
+    against 0.30 offline, r 0.69 between them); trained on their own pasts too, within 0.01 and
+    r 0.85-0.88 (seeds 0-2: a jaw that follows the vowels keeps to them less surely from its own
+    one-frame past than one that followed the loudness, docs/decisions.md "The teacher's jaw")."""
     samples = load_audio(_songs(speech_dir)[0], 16000)[: 16000 * 40]
     offline = diffusion.generate(samples, seed=0, network=net)
     live = _stream(_live_engine(net), samples)
-    assert _r(live[:, JAW], offline[:, JAW]) > 0.9
+    assert _r(live[:, JAW], offline[:, JAW]) > 0.8
     assert abs(live[:, JAW].mean() - offline[:, JAW].mean()) < 0.03
 
 
@@ -428,14 +436,15 @@ def test_the_shipped_model_follows_real_recorded_speech(net, speech_dir):
 
 def test_the_shipped_model_keeps_the_jaw_open_while_a_real_voice_is_loud(net, speech_dir):
     # The denoiser alone shut the jaw inside loud syllables of real voices (LJ Speech's loud /w/:
-    # jawOpen 0.01); the jaw is held to the teacher's least opening at that loudness.
+    # jawOpen 0.01); the jaw is held to the teacher's least opening at that loudness, which a
+    # close vowel may come down to, but never shut.
     for path in _spoken_clips(speech_dir):
         samples = load_audio(path, 16000)[: 16000 * 20]
         motion = diffusion.generate(samples, network=net)
         envelope = loudness_envelope(samples)
         n = min(len(motion), len(envelope))
         loud = envelope[:n] > np.percentile(envelope[:n], 95) - 10.0  # dB
-        assert motion[:n, JAW][loud].min() > 0.2, path.name
+        assert motion[:n, JAW][loud].min() > lips.LIP_GAP_SHUT, path.name
 
 
 def test_the_shipped_model_blinks_fully_at_every_cue_even_over_music(net, speech_dir):

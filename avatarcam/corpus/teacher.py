@@ -196,9 +196,9 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     speaking = art[:, _P["jaw"]] > 0.02
     speaking_smooth = lfilter([0.1], [1, -0.9], speaking.astype(float))
 
-    # the jaw opens with the voice's loudness, shaped by the phoneme: an open /a/ wider than a
-    # loud /i/, a bilabial shut whatever its loudness (set in articulation_track)
-    # (stress needs no rule of its own: a stressed syllable is louder)
+    # the jaw opens as far as the phoneme is open, scaled by the voice's loudness: a loud /i/ less
+    # than half as far as a loud /a/, a bilabial shut whatever its loudness (set in
+    # articulation_track) (stress needs no rule of its own: a stressed syllable is louder)
     level = speech_level(loudness_db) ** lips.LEVEL_POWER
     shape = lips.MIN_SHAPE + (1 - lips.MIN_SHAPE) * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
     jaw = np.clip(lips.LOUD_JAW * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)

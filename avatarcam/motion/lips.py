@@ -7,7 +7,7 @@ classifier over each frame's audio, `avatarcam.motion.network`) that says how su
 each shape, and the sampler sets a shape where the head is sure (`settle`), the way the teacher
 forms it (`rounded`, the teacher's own rule). Elsewhere the motion stays as sampled. Lips are
 shut only where the voice is low (`quiet`): closed lips stop the sound. And the jaw opens at
-least as far as the teacher opens it for an open vowel at the voice's loudness (`jaw_floor`).
+least as far as the teacher opens its closest vowel at the voice's loudness (`jaw_floor`).
 """
 
 from __future__ import annotations
@@ -31,16 +31,20 @@ ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head i
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
+# Measured from SHUT_FROM_HZ up: an /m/ hums on through the nose, nearly as loud as a vowel below
+# 1 kHz, but shut lips take away the sound above it (docs/decisions.md, "The teacher's jaw").
 QUIET_FROM, QUIET_AT = 6.0, 12.0
+SHUT_FROM_HZ = 1000.0
+_ABOVE = mel.CENTRES_HZ >= SHUT_FROM_HZ
 # The teacher's jaw (`avatarcam.corpus.teacher.track`) is LOUD_JAW * level ** LEVEL_POWER * shape:
-# level the clean voice's loudness (0..1), shape the phoneme's (an open /a/ 1, a /w/ 0.75), never
-# under MIN_SHAPE. On real voices the denoiser now and then shuts the jaw inside a loud syllable,
-# so the sampler holds the jaw to the teacher's open vowel (FLOOR_SHAPE) at the loudness the DSP
-# driver measures (causal), the style's jaw gain left out.
+# level the clean voice's loudness (0..1), shape the phoneme's (an open /a/ 1, an /i/ 0.44),
+# never under MIN_SHAPE: people open the jaw by the vowel far more than by the loudness
+# (docs/decisions.md, "The teacher's jaw"). On real voices the denoiser now and then shuts the
+# jaw inside a loud syllable, so the sampler holds the jaw to the least the teacher opens it
+# (MIN_SHAPE) at the loudness the DSP driver measures (causal), the style's jaw gain left out.
 LOUD_JAW = 0.62  # jawOpen of a loud open vowel
 LEVEL_POWER = 0.8
-MIN_SHAPE = 0.7
-FLOOR_SHAPE = 1.0  # the jaw floor's phoneme shape: an open vowel's
+MIN_SHAPE = 0.3
 
 
 def rounded(degree: np.ndarray, jaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,19 +62,19 @@ def shapes(track: np.ndarray) -> np.ndarray:
 
 def quiet(windows: np.ndarray, centre: int) -> np.ndarray:
     """(frames,) 0..1: how far below the loudest row of its window (frames, rows, bands of dB mel)
-    each frame's own rows (`centre` +-1) are, 0 within QUIET_FROM dB, 1 from QUIET_AT dB; 1 where
-    they are silence (what the speech gate passes as the floor)."""
+    each frame's own rows (`centre` +-1) are from SHUT_FROM_HZ up, 0 within QUIET_FROM dB, 1 from
+    QUIET_AT dB; 1 where they are silence (what the speech gate passes as the floor)."""
     own = windows[:, centre - 1:centre + 2]
-    level = 10.0 * np.log10(np.sum(10.0 ** (windows / 10.0), axis=-1) + 1e-12)  # per row, dB
+    level = 10.0 * np.log10(np.sum(10.0 ** (windows[..., _ABOVE] / 10.0), axis=-1) + 1e-12)  # per row, dB
     below = level.max(axis=-1) - level[:, centre - 1:centre + 2].max(axis=-1)
     silent = (own <= mel.FLOOR_DB + 1.0).all(axis=(1, 2))
     return np.where(silent, 1.0, np.clip((below - QUIET_FROM) / (QUIET_AT - QUIET_FROM), 0.0, 1.0))
 
 
 def jaw_floor(loudness: np.ndarray) -> np.ndarray:
-    """The jawOpen the teacher gives an open vowel at this loudness (0..1): the least the sampler
-    lets the jaw open outside a closure."""
-    return FLOOR_SHAPE * LOUD_JAW * np.asarray(loudness, np.float32) ** LEVEL_POWER
+    """The least jawOpen the teacher gives any phoneme but a closure at this loudness (0..1): the
+    least the sampler lets the jaw open outside a closure."""
+    return MIN_SHAPE * LOUD_JAW * np.asarray(loudness, np.float32) ** LEVEL_POWER
 
 
 def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.ndarray | None = None) -> np.ndarray:
