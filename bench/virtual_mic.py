@@ -54,6 +54,9 @@ class ServerUnavailable(Exception):
     """The sound server could not be started here (not installed, or it refused): tests skip."""
 
 
+DETACHED = str(2 ** 32 - 1)  # PA_INVALID_INDEX: a stream on no sink
+
+
 class SoundServer:
     """A private sound server for this process's children: its own runtime dir, home and config,
     so it never touches the user's. `kind`: pulseaudio, or pipewire (pipewire + wireplumber +
@@ -132,7 +135,9 @@ class SoundServer:
         return list(self._short_sinks().values())
 
     def sink_inputs(self) -> list[tuple[str, str]]:
-        """(sink name, application name) of every stream playing now."""
+        """(sink name, application name) of every stream playing now. A stream detached from every
+        sink (index PA_INVALID_INDEX: PipeWire lists a stream whose sink was just removed so for a
+        moment while it closes) plays nowhere and is left out."""
         out, sink, app = [], None, None
         names = self._short_sinks()
         for line in self.pactl("list", "sink-inputs").splitlines():
@@ -141,7 +146,7 @@ class SoundServer:
                 if sink is not None:
                     out.append((sink, app))
                 sink, app = None, None
-            elif line.startswith("Sink: "):
+            elif line.startswith("Sink: ") and line.split(": ", 1)[1] != DETACHED:
                 sink = names.get(line.split(": ", 1)[1], line.split(": ", 1)[1])
             elif line.startswith("application.name = "):
                 app = line.split(" = ", 1)[1].strip('"')

@@ -38,10 +38,11 @@ SHUT_FROM_HZ = 1000.0
 _ABOVE = mel.CENTRES_HZ >= SHUT_FROM_HZ
 # The teacher's jaw (`avatarcam.corpus.teacher.track`) is LOUD_JAW * level ** LEVEL_POWER * shape:
 # level the clean voice's loudness (0..1), shape the phoneme's (an open /a/ 1, an /i/ 0.44),
-# never under MIN_SHAPE: people open the jaw by the vowel far more than by the loudness
-# (docs/decisions.md, "The teacher's jaw"). On real voices the denoiser now and then shuts the
-# jaw inside a loud syllable, so the sampler holds the jaw to the least the teacher opens it
-# (MIN_SHAPE) at the loudness the DSP driver measures (causal), the style's jaw gain left out.
+# never under MIN_SHAPE: a jaw that followed the loudness more than the vowel followed the phones
+# of real speech less than people's do (docs/decisions.md, "The teacher's jaw"). On real voices
+# the denoiser now and then shuts the jaw inside a loud syllable, so the sampler holds the jaw to
+# the least the teacher opens it (MIN_SHAPE) at the loudness the DSP driver measures (causal), the
+# style's jaw gain left out.
 LOUD_JAW = 0.62  # jawOpen of a loud open vowel
 LEVEL_POWER = 0.8
 MIN_SHAPE = 0.3
