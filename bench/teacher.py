@@ -34,14 +34,12 @@ IPA = {"AA": "ɑ", "AE": "æ", "AH": "ʌ", "AO": "ɔ", "AW": "aʊ", "AY": "aɪ",
 
 def teacher_jaw(labels: list[str], loudness_db: np.ndarray, min_shape: float) -> np.ndarray:
     """The teacher's jawOpen at each frame from its phone and the voice's loudness (the teacher's
-    rule without its coarticulation, a two-frame mean standing in for it)."""
+    rule, `teacher.jaw_opening`, without its coarticulation: a two-frame mean stands in for it)."""
     from avatarcam.corpus.phonemes import articulations
-    from avatarcam.corpus.teacher import speech_level
-    from avatarcam.motion import lips
+    from avatarcam.corpus.teacher import jaw_opening, speech_level
 
     opening = np.array([articulations(IPA[l])[0].targets[0] if l in IPA else 0.0 for l in labels])
-    shape = min_shape + (1 - min_shape) * np.clip(opening / lips.LOUD_JAW, 0, 1)
-    jaw = lips.LOUD_JAW * speech_level(loudness_db) ** lips.LEVEL_POWER * shape
+    jaw = jaw_opening(speech_level(loudness_db), opening, min_shape)
     return np.convolve(jaw, [0.5, 0.5])[: len(jaw)]
 
 

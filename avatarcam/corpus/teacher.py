@@ -29,6 +29,7 @@ from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 FPS = latent.FPS
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
 LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
+OPEN_VOWEL = 0.62  # an open /a/'s jaw target in the articulation table (`corpus.phonemes`)
 # espeak-ng's event for a stop marks its release: the silence of the closure lies before it. In
 # the held-out split the clean voice is quietest 27 ms (/p/) and 18 ms (/b/) before the middle of
 # the event's span (medians; /p/'s span is 29 ms long). So a bilabial's lips are shut where its
@@ -180,6 +181,15 @@ def speech_level(loudness_db: np.ndarray) -> np.ndarray:
     return np.clip((loudness_db - (top - LEVEL_RANGE_DB)) / LEVEL_RANGE_DB, 0.0, 1.0)
 
 
+def jaw_opening(level: np.ndarray, articulated: np.ndarray, min_shape: float | None = None) -> np.ndarray:
+    """The teacher's jawOpen: LOUD_JAW at full loudness (`level` 1, `speech_level`) for an open
+    vowel, the phoneme's articulated opening (its blended jaw target, an /a/ OPEN_VOWEL) setting the
+    share of it, never under `min_shape` (default `lips.MIN_SHAPE`) of an open vowel's."""
+    min_shape = lips.MIN_SHAPE if min_shape is None else min_shape
+    shape = min_shape + (1 - min_shape) * np.clip(articulated / OPEN_VOWEL, 0, 1)
+    return lips.LOUD_JAW * level ** lips.LEVEL_POWER * shape
+
+
 def track(phones: list[Phone], words: list[float], duration: float, frames: int, f0: np.ndarray,
           loudness_db: np.ndarray, controls: Controls, rng: np.random.Generator,
           stops_at_release: bool = True) -> np.ndarray:
@@ -199,9 +209,7 @@ def track(phones: list[Phone], words: list[float], duration: float, frames: int,
     # the jaw opens as far as the phoneme is open, scaled by the voice's loudness: a loud /i/ less
     # than half as far as a loud /a/, a bilabial shut whatever its loudness (set in
     # articulation_track) (stress needs no rule of its own: a stressed syllable is louder)
-    level = speech_level(loudness_db) ** lips.LEVEL_POWER
-    shape = lips.MIN_SHAPE + (1 - lips.MIN_SHAPE) * np.clip(art[:, _P["jaw"]] / 0.62, 0, 1)
-    jaw = np.clip(lips.LOUD_JAW * level * shape * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
+    jaw = np.clip(jaw_opening(speech_level(loudness_db), art[:, _P["jaw"]]) * jaw_gain * rng.uniform(0.9, 1.1), 0, 1)
     shut = art[:, _P["close"]] >= 0.999  # the frames articulation_track closed outright
     jaw[shut] = np.minimum(jaw[shut], art[shut, _P["jaw"]])
     rnd, spread = art[:, _P["round"]], art[:, _P["spread"]]
