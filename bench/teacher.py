@@ -24,21 +24,16 @@ if __package__ in (None, ""):
 from avatarcam import latent
 from bench import judge, phonemes
 
-# pocketsphinx's ARPAbet phones in the IPA the corpus' articulation table is keyed by
-IPA = {"AA": "ɑ", "AE": "æ", "AH": "ʌ", "AO": "ɔ", "AW": "aʊ", "AY": "aɪ", "EH": "ɛ", "ER": "ɝ", "EY": "eɪ",
-       "IH": "ɪ", "IY": "i", "OW": "oʊ", "OY": "ɔɪ", "UH": "ʊ", "UW": "u", "B": "b", "CH": "tʃ", "D": "d",
-       "DH": "ð", "F": "f", "G": "g", "HH": "h", "JH": "dʒ", "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ",
-       "P": "p", "R": "ɹ", "S": "s", "SH": "ʃ", "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z",
-       "ZH": "ʒ"}
-
 
 def teacher_jaw(labels: list[str], loudness_db: np.ndarray, min_shape: float) -> np.ndarray:
     """The teacher's jawOpen at each frame from its phone and the voice's loudness (the teacher's
     rule, `teacher.jaw_opening`, without its coarticulation: a two-frame mean stands in for it)."""
+    from avatarcam.corpus.festival import ipa  # Festival's phones are ARPAbet too, pocketsphinx's a subset
     from avatarcam.corpus.phonemes import articulations
     from avatarcam.corpus.teacher import jaw_opening, speech_level
 
-    opening = np.array([articulations(IPA[l])[0].targets[0] if l in IPA else 0.0 for l in labels])
+    opening = np.array([articulations(ipa(l.lower()))[0].targets[0] if l in phonemes.OPENNESS else 0.0
+                        for l in labels])
     jaw = jaw_opening(speech_level(loudness_db), opening, min_shape)
     return np.convolve(jaw, [0.5, 0.5])[: len(jaw)]
 

@@ -146,8 +146,9 @@ class SoundServer:
                 if sink is not None:
                     out.append((sink, app))
                 sink, app = None, None
-            elif line.startswith("Sink: ") and line.split(": ", 1)[1] != DETACHED:
-                sink = names.get(line.split(": ", 1)[1], line.split(": ", 1)[1])
+            elif line.startswith("Sink: "):
+                index = line.split(": ", 1)[1]
+                sink = None if index == DETACHED else names.get(index, index)
             elif line.startswith("application.name = "):
                 app = line.split(" = ", 1)[1].strip('"')
         if sink is not None:
