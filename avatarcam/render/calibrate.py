@@ -9,7 +9,7 @@ drops every jaw by the same share of the face, but the landmarker reads that dro
 from face to face: on a wide, toothy smile it reads the first part of the drop as raised lips, so
 quiet syllables never show. A rig whose jaw reads less open than it is given at a quiet syllable's
 opening (JAW_PROBE) lifts its small openings (`rig.jaw_lift`) until it reads about as given; the
-widest openings stay as on any face (docs/decisions.md, "The jaw's gain").
+widest openings stay as on any face (docs/decisions.md, "Each portrait's jaw gain").
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class Rig:
     photo_points: np.ndarray  # (M, 2) where the photo has the control points, its lips apart as photographed:
                               # `points` close them (_seal), and the scene warps the photo to match, once
     # this portrait's yaw gains on TURN_GAIN's, turning to image left and right from its own yaw,
-    # measured at enrollment (enroll.turn_gain)
+    # measured at enrollment (render.calibrate.turn_gain)
     turn_gain: np.ndarray = field(default_factory=lambda: np.ones(2, np.float32))
     # how much further this portrait's jaw drops for a small jawOpen (`jaw_lift`): the landmarker
     # reads the same drop as less open on some faces (a wide smile reads as raised lips), measured
