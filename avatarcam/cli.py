@@ -192,7 +192,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         raise AvatarCamError("training needs PyTorch and the training extras: pip install 'avatarcam[train]'") from None
     weights = train(args.corpus or settings.cache_dir / "corpus", args.out or settings.cache_dir / "training",
                     steps=args.steps, batch_size=args.batch, seed=args.seed, progress=not args.quiet,
-                    colour_db=args.colour)
+                    colour_db=args.colour, warp_by=args.warp)
     if args.export:
         shutil.copyfile(weights, args.export)
         weights = args.export
@@ -483,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--colour", type=float, default=0.0, metavar="DB",
                     help="colour each training window's spectrum by a random tilt of up to +-DB dB/octave and "
                          "broad bumps, like microphones and voices do (default 0, the shipped model's setting)")
+    tr.add_argument("--warp", type=float, default=0.0, metavar="F",
+                    help="move each training window's formants by a random factor e^-F .. e^F, as voices of "
+                         "longer and shorter vocal tracts differ (default 0)")
     tr.add_argument("--export", type=Path, metavar="PATH", help="also copy the trained weights to PATH")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(run=cmd_train)

@@ -84,6 +84,37 @@ def test_training_colours_the_mel_as_a_filter_colours_the_sound(demo):
     assert np.abs(change[0][:, :, 10] - change[1][:, :, 10]).max() > 0.1  # and its own for each window
 
 
+def _vowel(formants_hz, seconds=1.0, f0=120.0) -> np.ndarray:
+    """A steady vowel: a 120 Hz pulse train through one resonance per formant."""
+    from scipy.signal import lfilter
+
+    x = np.zeros(int(seconds * mel.RATE))
+    x[:: int(mel.RATE / f0)] = 1.0
+    for hz in formants_hz:
+        radius, angle = np.exp(-np.pi * 90.0 / mel.RATE), 2 * np.pi * hz / mel.RATE
+        x = lfilter([1.0 - radius], [1.0, -2 * radius * np.cos(angle), radius * radius], x)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_training_warps_the_mel_as_a_shorter_or_longer_vocal_tract_moves_the_formants():
+    from avatarcam.training.data import warp
+
+    formants = np.array([700.0, 1200.0, 2600.0])
+    voice, higher = mel.log_mel(_vowel(formants))[20:-20], mel.log_mel(_vowel(formants * 1.1))[20:-20]
+    windows = np.stack([voice, voice])
+    windows[0, 0] = mel.FLOOR_DB
+    warped = warp(windows, np.array([1.1, 1 / 1.1]))
+    assert (warped[0, 0] == mel.FLOOR_DB).all()  # digital silence stays silence
+    np.testing.assert_array_equal(warp(windows, np.ones(2)), windows)
+
+    def off(a, b):
+        return float(np.abs(a - b)[1:].mean())
+
+    # the vowel moved up by 1.1 is the vowel whose formants are 1.1 times as high, near enough
+    assert off(warped[0], higher) < 0.5 * off(voice, higher)
+    assert off(warped[1], higher) > 1.5 * off(voice, higher)
+
+
 def test_numpy_network_matches_the_torch_one():
     torch = pytest.importorskip("torch")
     from avatarcam.training.model import Denoiser

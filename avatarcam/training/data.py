@@ -23,6 +23,12 @@ CHUNKS = (1, 2, 4, 8, 16, 32)
 # training spectrum").
 BUMPS = 2
 BUMP_PER_TILT = 0.75  # a bump's height range (dB) per dB/octave of tilt range
+# A voice's formants sit higher the shorter its vocal tract (people's differ by about 15% each way),
+# and the corpus's synthetic voices span less of that than people do. `warp` moves each training
+# window's formants by its own factor, as a vocal tract length perturbation does: frequencies up to
+# WARP_UP_TO scale by the factor, those above move linearly so the top band stays put.
+# `avatarcam train --warp F` turns it on (factors e^-F .. e^F).
+WARP_UP_TO = 4800.0
 
 
 def colour_gain(hz: np.ndarray, tilt: np.ndarray, centre: np.ndarray, width: np.ndarray,
@@ -45,6 +51,35 @@ def colour(windows: np.ndarray, rng: np.random.Generator, tilt: float) -> np.nda
                        rng.uniform(0.3, 1.0, (size, BUMPS)), rng.uniform(-bump, bump, (size, BUMPS)))
     gain = gain.reshape((size,) + (1,) * (windows.ndim - 2) + (mel.BANDS,)).astype(np.float32)
     return np.where(windows > mel.FLOOR_DB, np.maximum(windows + gain, mel.FLOOR_DB), windows)
+
+
+def warped_hz(hz: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """(size, len(hz)): where each of `size` voices of formant `factor` (size,) takes the sound it
+    shows at `hz`, the frequencies of a voice of factor 1 that land there."""
+    hz = np.asarray(hz, np.float64)[None]
+    factor = np.asarray(factor, np.float64)[:, None]
+    knee = np.minimum(WARP_UP_TO, mel.FMAX * factor / 2)  # keeps the warp increasing
+    low = hz / factor
+    high = knee / factor + (hz - knee) * (mel.FMAX - knee / factor) / (mel.FMAX - knee)
+    return np.where(hz <= knee, low, high)
+
+
+def warp(windows: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """`windows` (size, ..., BANDS) of dB mel, each as a voice whose formants sit `factor` (size,)
+    times as high would show it; digital silence stays silence."""
+    size = len(windows)
+    source = warped_hz(mel.CENTRES_HZ, factor)
+    band = np.interp(source, mel.CENTRES_HZ, np.arange(mel.BANDS))  # (size, BANDS) fractional bands
+    low = np.floor(band).astype(np.int64)
+    weight = band - low
+    # each window's linear interpolation between bands as a (BANDS, BANDS) matrix
+    pick = np.zeros((size, mel.BANDS, mel.BANDS), np.float32)
+    at = np.arange(size)[:, None], np.arange(mel.BANDS)[None]
+    pick[(*at, low)] = 1 - weight
+    pick[(*at, np.minimum(low + 1, mel.BANDS - 1))] += weight  # weight 0 where low is the top band
+    flat = windows.reshape(size, -1, mel.BANDS)
+    moved = np.matmul(flat, pick.transpose(0, 2, 1)).reshape(windows.shape)
+    return np.where(windows > mel.FLOOR_DB, np.maximum(moved, mel.FLOOR_DB), windows).astype(windows.dtype)
 
 
 class Corpus:
@@ -84,9 +119,11 @@ class Corpus:
                 "motion_mean": motion.mean(0), "motion_std": np.maximum(motion.std(0), STD_FLOOR)}
 
     def batch(self, rng: np.random.Generator, size: int, chunk: int, config: Config, stats: dict[str, np.ndarray],
-              lookahead: np.ndarray | None = None, colour_db: float = 0.0) -> dict[str, np.ndarray]:
+              lookahead: np.ndarray | None = None, colour_db: float = 0.0,
+              warp_by: float = 0.0) -> dict[str, np.ndarray]:
         """`size` windows of `config.past` context frames and `chunk` frames to generate, their mel
-        coloured (`colour`) up to +-`colour_db` dB/octave where that is not 0."""
+        coloured (`colour`) up to +-`colour_db` dB/octave and their formants moved (`warp`) by up
+        to e^+-`warp_by` where those are not 0."""
         p = config.past
         eligible = np.flatnonzero(self.frames >= chunk)
         weights = self.frames[eligible].astype(np.float64)
@@ -113,6 +150,8 @@ class Corpus:
         gathered = np.where(valid[..., None], gathered.astype(np.float32), mel.FLOOR_DB)
         if colour_db:
             gathered = colour(gathered, rng, colour_db)
+        if warp_by:
+            gathered = warp(gathered, np.exp(rng.uniform(-warp_by, warp_by, size)))
         windows = ((gathered - stats["mel_mean"]) / stats["mel_std"]).reshape(size, p + chunk, -1)
         return {"past": motion[:, :p], "target": motion[:, p:], "mel": windows.astype(np.float32),
                 "controls": self.controls[utterance], "cues": cues}

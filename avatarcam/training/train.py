@@ -101,7 +101,7 @@ def lip_loss(logits: torch.Tensor, target: np.ndarray, stats: dict[str, np.ndarr
 
 def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int = 64, lr: float = 1e-3,
           seed: int = 0, config: Config = Config(), checkpoint_every: int = 500, progress: bool = True,
-          colour_db: float = 0.0) -> Path:
+          colour_db: float = 0.0, warp_by: float = 0.0) -> Path:
     """Train (or resume) and export `out_dir/motion.safetensors`; returns its path."""
     from tqdm import tqdm
 
@@ -141,7 +141,8 @@ def train(corpus_dir: Path, out_dir: Path, steps: int = 12000, batch_size: int =
         lookahead = np.where(rng.random(batch_size) < 0.5, config.mel_future,
                              rng.integers(0, config.mel_future + 1, batch_size))
         generated = step >= GENERATED_FROM * steps and rng.random() < GENERATED_PAST
-        batch = corpus.batch(rng, batch_size, chunk + config.past * generated, config, stats, lookahead, colour_db)
+        batch = corpus.batch(rng, batch_size, chunk + config.past * generated, config, stats, lookahead, colour_db,
+                             warp_by)
         if generated:
             batch = with_generated_past(model, batch)
         loss = loss_on(model, batch, rng, stats)
