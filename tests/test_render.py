@@ -338,6 +338,7 @@ def test_renderer_uses_current_rig_code_and_what_enrollment_measured(tmp_path):
 
     from avatarcam.profiles import BUNDLED_DIR
     from avatarcam.render import RIG_FILE, prepare_rig
+    from avatarcam.render.calibrate import JAW_GAIN_RANGE
 
     copy = tmp_path / "default"
     shutil.copytree(BUNDLED_DIR / "default", copy)
@@ -352,6 +353,9 @@ def test_renderer_uses_current_rig_code_and_what_enrollment_measured(tmp_path):
     assert np.allclose(rebuilt.rest[:3], rest[:3])
     assert np.allclose(rebuilt.turn_gain, [0.8, 1.3])
     assert rebuilt.jaw_gain == pytest.approx(1.6)
+    # a gain measured when rigs were lifted less comes back as the least every rig has now
+    (copy / RIG_FILE).write_bytes(dataclasses.replace(stale, jaw_gain=1.0).to_bytes())
+    assert prepare_rig(load_profile(copy, Settings())).jaw_gain == pytest.approx(JAW_GAIN_RANGE[0])
 
 
 def test_the_jaw_gain_lifts_small_openings_not_the_widest_and_sealed_lips_stay_sealed(hopper):
@@ -389,6 +393,21 @@ def test_a_smiling_mouth_shows_quiet_syllables(astronaut_parts, judge):
         seen[gain] = _measure(judge, renderer.render(_with(rig, jawOpen=0.3))).blendshapes["jawOpen"]
     plain, gain = seen.pop(1.0), max(seen)
     assert gain > 1.5 and seen[gain] > plain + 0.03, f"gain {gain:.2f}, jawOpen read {seen[gain]:.2f} ({plain:.2f} at 1)"
+
+
+def test_quiet_syllables_show_where_a_louder_one_reads_as_wide_as_it_is(portrait_parts, judge):
+    """The hand-on-cheek woman reads a jaw dropped to 0.3 as wide as it is, but the motion model's
+    quietest syllables (0.1) as shut at the rig's own drop: every rig lifts small openings some."""
+    import dataclasses
+
+    from avatarcam.render.calibrate import calibrate
+
+    image, matte, plate, rig = _portrait(portrait_parts, "hand_on_cheek_woman.jpg")
+    gain = calibrate(judge, image, matte, plate, rig)[1]
+    plain, lifted = (_measure(judge, CpuRenderer(build_scene(image, matte, plate, dataclasses.replace(rig, jaw_gain=g),
+                                                             (512, 512))).render(_with(rig, jawOpen=0.1))).blendshapes["jawOpen"]
+                     for g in (1.0, gain))
+    assert plain < 0.03 and lifted >= 0.05, f"gain {gain:.2f}: jawOpen 0.1 read {lifted:.2f} ({plain:.2f} at 1)"
 
 
 def test_vertical_gaze_moves_irises_and_lids_the_commanded_way(renderer, judge):

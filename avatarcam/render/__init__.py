@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AvatarCamError
+from .calibrate import JAW_GAIN_RANGE
 from .cpu import CpuRenderer
 from .rig import Rig, build_rig
 from .scene import build_scene
@@ -24,7 +25,8 @@ def prepare_rig(profile) -> Rig:
     stored rig.npz it keeps what was measured on the picture at enrollment, which the landmarks
     alone do not give: the head pose a face-centred camera sees, and how far the head seems to
     turn (`Rig.turn_gain`) and how far the jaw drops (`Rig.jaw_gain`); 1 in profiles enrolled before
-    they were measured.
+    they were measured, and the jaw gain never under the least every rig has now (enrolled before
+    it was raised).
     """
     pose, turn_gain, jaw_gain = profile.face.pose(), np.ones(2, np.float32), 1.0
     stored = Path(profile.dir) / RIG_FILE if profile.dir is not None else None
@@ -34,7 +36,7 @@ def prepare_rig(profile) -> Rig:
             turn_gain = data["turn_gain"] if "turn_gain" in data else turn_gain
             jaw_gain = float(data["jaw_gain"]) if "jaw_gain" in data else jaw_gain
     rig = build_rig(profile.face.points, pose, profile.face.blendshapes)
-    rig.turn_gain, rig.jaw_gain = turn_gain, jaw_gain
+    rig.turn_gain, rig.jaw_gain = turn_gain, max(jaw_gain, JAW_GAIN_RANGE[0])
     return rig
 
 

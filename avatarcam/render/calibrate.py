@@ -8,8 +8,9 @@ degrees already) 1.3 of a turn further away and 0.75 of one back toward the came
 drops every jaw by the same share of the face, but the landmarker reads that drop very differently
 from face to face: on a wide, toothy smile it reads the first part of the drop as raised lips, so
 quiet syllables never show. A rig whose jaw reads less open than it is given at a quiet syllable's
-opening (JAW_PROBE) lifts its small openings (`rig.jaw_lift`) until it reads about as given; the
-widest openings stay as on any face (docs/decisions.md, "Each portrait's jaw gain").
+opening (JAW_PROBE) lifts its small openings (`rig.jaw_lift`) until it reads about as given, and
+every rig lifts them some; the widest openings stay as on any face (docs/decisions.md, "Each
+portrait's jaw gain").
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ TURN_GAIN_RANGE = (0.7, 1.4)
 TURN_ITERATIONS = 2
 
 JAW_PROBE = 0.3  # the jawOpen rendered and read: a quiet syllable's, which a dead zone would hide
-# Bounds on the gain: it only lifts openings (a smaller one widens those the landmarker reads as shut),
-# and by no more than twice: past that the reading hardly grows (docs/decisions.md).
-JAW_GAIN_RANGE = (1.0, 2.0)
+# Bounds on the gain. Every portrait's small openings are lifted at least 1.5 times: at the rig's own
+# drop the motion model's quietest syllables (jawOpen 0.05-0.2) read as shut on half the shared
+# portraits, some of which read JAW_PROBE as wide as it is. At most 3 times: the astronaut's smile,
+# read as raised lips, still gained there (docs/decisions.md, "Each portrait's jaw gain").
+JAW_GAIN_RANGE = (1.5, 3.0)
 JAW_ITERATIONS = 2  # the reading is not proportional to the drop: a second pass corrects the first
 
 
