@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 # speed bar (4 ms a frame on one core) holds only so. Audio guidance 1.5 closes a few more
 # bilabials (bench/results/motion.md) at twice the cost.
 AUDIO_SCALE, CONTROL_SCALE = 1.0, 1.0
+# The fresh noise each sampler step adds, per channel (ancestral DDIM's eta): 1 keeps the head, gaze,
+# eyes and brows varied from step to step; the mouth takes none (deterministic DDIM), so the lips
+# follow the voice, not the noise (docs/decisions.md, "The mouth sampled without fresh noise").
+MOUTH_ETA = 0.0
+ETA = np.array([MOUTH_ETA if name.startswith(("jaw", "mouth")) else 1.0 for name in latent.CHANNELS], np.float32)
 # Frames per chunk when a whole file is at hand: 32, the most the network was trained on, which the
 # judged mouth follows real speech best with (docs/decisions.md, "Chunks and the fed-back past").
 OFFLINE_CHUNK = 32
@@ -264,10 +269,11 @@ class FrameNoise:
         return np.stack(rows, axis=1)
 
 
-def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray, eta: float = 1.0) -> np.ndarray:
-    """Clean motion in `len(noise)` ancestral DDIM steps (eta = 1) on the cosine schedule: the
-    chunk starts as noise[0], step k adds noise[k]; `denoise(x_t, t)` estimates x0. The fresh
-    noise of each step keeps head and gaze motion varied."""
+def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray,
+           eta: np.ndarray | float = ETA) -> np.ndarray:
+    """Clean motion in `len(noise)` DDIM steps on the cosine schedule: the chunk starts as
+    noise[0], step k adds noise[k] by `eta` (per channel; 1: ancestral, 0: deterministic);
+    `denoise(x_t, t)` estimates x0. The fresh noise of each step keeps head and gaze motion varied."""
     steps = len(noise)
     x = noise[0]
     times = np.linspace(1.0, 0.0, steps + 1)
@@ -278,8 +284,9 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray
         a, s = (float(v) for v in schedule(t))
         a_next, s_next = (float(v) for v in schedule(t_next))
         eps = (x - a * x0) / max(s, 1e-6)
-        sigma = eta * s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
-        x = (a_next * x0 + np.sqrt(max(s_next ** 2 - sigma ** 2, 0.0)) * eps
+        ancestral = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
+        sigma = np.asarray(eta, np.float32) * ancestral
+        x = (a_next * x0 + np.sqrt(np.maximum(s_next ** 2 - sigma ** 2, 0.0)) * eps
              + sigma * noise[k + 1]).astype(np.float32)
     return x
 
