@@ -29,7 +29,8 @@ from avatarcam.motion.controls import EMOTIONS, STYLES, control_vector
 FPS = latent.FPS
 PAUSE_S = 0.12  # a gap between phonemes this long is silence: the lips rest
 LEVEL_RANGE_DB = 30.0  # from the loudest syllables down to a shut mouth
-OPEN_VOWEL = 0.62  # an open /a/'s jaw target in the articulation table (`corpus.phonemes`)
+# an open /a/'s jaw target in the articulation table: the opening the teacher scales the others by
+OPEN_VOWEL = articulations("a")[0].targets[PARAMETERS.index("jaw")]
 # espeak-ng's event for a stop marks its release: the silence of the closure lies before it. In
 # the held-out split the clean voice is quietest 27 ms (/p/) and 18 ms (/b/) before the middle of
 # the event's span (medians; /p/'s span is 29 ms long). So a bilabial's lips are shut where its
