@@ -275,6 +275,7 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray
     noise[0], step k adds noise[k] by `eta` (per channel; 1: ancestral, 0: deterministic);
     `denoise(x_t, t)` estimates x0. The fresh noise of each step keeps head and gaze motion varied."""
     steps = len(noise)
+    eta = np.asarray(eta, np.float32)
     x = noise[0]
     times = np.linspace(1.0, 0.0, steps + 1)
     for k, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
@@ -285,7 +286,7 @@ def sample(denoise: Callable[[np.ndarray, float], np.ndarray], noise: np.ndarray
         a_next, s_next = (float(v) for v in schedule(t_next))
         eps = (x - a * x0) / max(s, 1e-6)
         ancestral = s_next / s * np.sqrt(max(1.0 - (a * a) / max(a_next * a_next, 1e-12), 0.0))
-        sigma = np.asarray(eta, np.float32) * ancestral
+        sigma = eta * ancestral
         x = (a_next * x0 + np.sqrt(np.maximum(s_next ** 2 - sigma ** 2, 0.0)) * eps
              + sigma * noise[k + 1]).astype(np.float32)
     return x
