@@ -139,6 +139,43 @@ def test_pulse_output_pulls_each_block_for_the_moment_it_will_be_heard():
     assert abs(played[np.argmax(played > 0)] - max(expected, 1)) < 0.01 * RATE
 
 
+def test_a_capture_held_up_on_a_busy_core_delays_the_voice_but_never_cuts_it():
+    """The capture stalls 70 ms mid-stream (a busy core), longer than the 40 ms the voice reads
+    behind it (delay 100 ms less the server's 60 ms buffer) but shorter than the delay: the server's
+    buffer plays on meanwhile, and every sample reaches the sink once, in order, with no silence
+    written in their place."""
+    server = Server()
+    server.has_sink = True
+    ring = AudioRing(seconds=4)
+    origin = time.monotonic()
+    block = RATE // 100
+    stop = threading.Event()
+
+    def capture() -> None:  # sample k holds k + 1 (never 0), written as it is due, 10 ms at a time
+        k = 0
+        while not stop.is_set() and k < 3 * RATE:
+            if k == RATE // 2:
+                time.sleep(0.07)
+            time.sleep(max(0.0, origin + (k + block) / RATE - time.monotonic()))
+            ring.write(np.arange(k + 1, k + block + 1, dtype=np.float32))
+            k += block
+
+    feeder = threading.Thread(target=capture, daemon=True)
+    output = PulseOutput(open_stream=server.open)
+    feeder.start()
+    output.start(DelayedOutput(ring, origin, 0.1))
+    try:
+        assert wait_for(lambda: server.streams and server.streams[0].written > RATE, timeout=5.0)
+    finally:
+        output.stop()
+        stop.set()
+        feeder.join()
+    played = np.concatenate(server.streams[0].blocks)
+    voice = played[np.argmax(played > 0):]
+    assert voice.size > RATE // 2 + RATE // 10  # well past the stall
+    assert np.all(np.diff(voice) == 1), f"{np.sum(voice == 0)} samples of silence inside the voice"
+
+
 class ClockedRecorder:
     """A sound card at the machine's edge: pulls 10 ms blocks on the real clock and keeps them."""
 

@@ -27,6 +27,7 @@ from bench import virtual_mic as vm
 from test_live_audio import wait_for
 
 CLIP = vm.SPEECH / vm.CLIPS[0]  # 3.6 s of speech
+CLIP_S = 3.6
 
 
 @pytest.fixture(scope="module", params=["pulseaudio", "pipewire"])
@@ -114,8 +115,10 @@ class Live:
         self._reader.join(timeout=5)
 
 
-def voice_peak(server: vm.SoundServer, seconds: float = 1.5) -> float:
-    """The loudest sample in the AvatarCam sink's monitor over the next `seconds` (speech peaks over 0.1)."""
+def voice_peak(server: vm.SoundServer, seconds: float = CLIP_S + 0.2) -> float:
+    """The loudest sample in the AvatarCam sink's monitor over the next `seconds` (speech peaks over
+    0.1). By default a whole turn of the looped clip: a shorter window can fall in its quiet ends
+    (1.5 s of it peak at 0.014 to 0.23, depending on where in the clip they start)."""
     reader = vm.MonitorReader(server.env, f"{vm.SINK}.monitor")
     time.sleep(seconds)
     return float(np.abs(reader.stop().samples).max(initial=0.0))

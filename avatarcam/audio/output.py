@@ -62,7 +62,10 @@ class DelayedOutput:
         self.unready = 0  # samples asked for before the ring had them (played as silence): a diagnostic
         self.last: tuple[float, int] | None = None  # (play time, stream sample) of the latest pull
 
-    def pull(self, n: int, play_time: float) -> np.ndarray:
+    def pull(self, n: int, play_time: float, captured_only: bool = False) -> np.ndarray:
+        """`captured_only`: stop where the ring does (fewer than n samples, maybe none) instead of
+        filling what is not captured yet with silence, for an output whose own buffer plays on
+        meanwhile: a capture held up on a busy core then delays the voice a little, never cuts it."""
         wanted = int(round((play_time - self.delay - self.origin) * self.rate))
         if self.position is None or abs(wanted - self.position) > self.resync:
             if self.position is not None:
@@ -70,6 +73,8 @@ class DelayedOutput:
                 log.debug("voice resync: %+d samples", wanted - self.position)
             self.position = wanted
         start = self.position
+        if captured_only:
+            n = max(0, min(n, self.ring.end - start))
         self.position += n
         self.last = (play_time, start)
         if 0 <= start < self.ring.end:  # the ring stops inside this pull: behind (or the stream's end)

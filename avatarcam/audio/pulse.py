@@ -4,7 +4,9 @@ One thread owns the playback stream (`libpulse.PlaybackStream`); the daemon runs
 process of its own (`voice.VoiceProcess`), away from the render loop's GIL. Each turn it waits up to
 `turn_s` for the server, then writes what the server asks for, pulled from `DelayedOutput` for
 the moment those samples will be heard: the output keeps its own clock, so however late the
-render loop is, the sink never runs dry while the audio ring holds the samples.
+render loop is, the sink never runs dry while the audio ring holds the samples. Samples the
+capture has not delivered yet (a busy core) it writes a moment later, while the server's buffer
+plays on, rather than silence in their place.
 
 When the stream cannot be opened or ends (no server, the server restarted, the sink unloaded
 or not created yet) it is closed and opened again every `retry_s`: the voice is back within
@@ -27,6 +29,9 @@ from avatarcam.audio import libpulse
 from avatarcam.audio.output import NO_SERVER, PULSE_DESCRIPTION, PULSE_SINK, SETUP_FIX, DelayedOutput
 
 log = logging.getLogger(__name__)
+
+HOLD_S = 0.01  # the least voice the server must still hold for the output to wait for the capture
+CAPTURE_POLL_S = 0.002  # how soon to look again for samples the capture has not delivered yet
 
 
 class Stream(Protocol):
@@ -122,11 +127,17 @@ class PulseOutput:
                 # a stale or wild timing update must not send the voice hundreds of ms off its place
                 ahead = stream.ahead_s()
                 ahead = self.latency_s if ahead is None else min(max(0.0, ahead), 1.5 * self.latency_s)
-                stream.write(source.pull(n, now + ahead))
-                self.samples += n
-                if last is not None:
-                    self.longest_wait_s = max(self.longest_wait_s, now - last)
-                last = now
+                # while the server still holds voice, wait for samples the capture has not delivered
+                # (a busy core); with its buffer all but played out, silence keeps the sink's clock going
+                samples = source.pull(n, now + ahead, captured_only=ahead > HOLD_S)
+                if samples.size:
+                    stream.write(samples)
+                    self.samples += samples.size
+                    if last is not None:
+                        self.longest_wait_s = max(self.longest_wait_s, now - last)
+                    last = now
+                if samples.size < n:  # the rest is not captured yet: the server's buffer plays on meanwhile
+                    self._stop.wait(CAPTURE_POLL_S)
         end = self._clock() + (stream.ahead_s() or self.latency_s)
         while self._clock() < end:  # the last words are in the server's buffer: let them reach the call
             stream.wait(min(self.turn_s, max(0.0, end - self._clock())))
