@@ -186,6 +186,36 @@ def test_the_shapes_the_head_is_sure_of_are_set_and_the_jaw_is_left():
     assert half[0, close] == pytest.approx(0.05) and 0.0 < half[2, close] < settled[2, close]
 
 
+def test_rounding_is_set_where_the_heads_belief_stands_out_from_the_voice_it_hears():
+    """A voice the head is never sure of: 0.05 on its usual vowels, 0.4 on its /u/. The /u/ stands
+    out from what the head usually hears and is rounded; the same 0.4 in a voice the head hears at
+    0.3 throughout does not. Silence (`low` 1) never counts as the voice; a stream cut into chunks
+    gets what the whole gets."""
+    rng = np.random.default_rng(0)
+    usual = rng.uniform(0.03, 0.07, 60)
+    voice = usual.copy()
+    voice[40:46] = 0.4
+    low = np.zeros(60)
+    low[20:30] = 1.0  # a pause, where the head says 0.6 (a head unsure of silence)
+    voice[20:30] = 0.6
+    amount = lips.VoiceRounding()(voice, low)
+    assert amount[:lips.VOICE_KNOWN].max() == 0.0  # not before it knows the voice
+    assert amount[40:46].min() > 0.5 and np.delete(amount, np.r_[40:46]).max() == 0.0
+    other = np.clip(usual + 0.25, 0, 1)
+    other[40:46] = 0.4
+    assert lips.VoiceRounding()(other, np.zeros(60)).max() == 0.0
+    pieces = lips.VoiceRounding()
+    chunked = np.concatenate([pieces(voice[i:i + 7], low[i:i + 7]) for i in range(0, 60, 7)])
+    np.testing.assert_array_equal(chunked, amount)
+    # settled: the voice's /u/ is rounded though the head was never sure of it
+    motion = latent.zeros(60)
+    motion[:, JAW] = 0.3
+    sure = np.stack([np.zeros(60), voice], axis=1).astype(np.float32)
+    settled = lips.settle(motion.copy(), sure, low, voice_rounding=amount)
+    assert lips.shapes(settled[41:45])[:, 1].all() and not lips.shapes(settled[:40])[:, 1].any()
+    assert not lips.shapes(lips.settle(motion.copy(), sure, low))[:, 1].any()
+
+
 def test_a_loud_voice_holds_the_jaw_open_as_far_as_the_teachers_closest_vowel():
     motion = latent.zeros(3)
     motion[:, JAW] = [0.0, 0.0, 0.7]  # shut by the denoiser, shut, open wider than the floor

@@ -98,6 +98,7 @@ class DiffusionEngine:
         self._samples = 0
         self._pending: list[np.ndarray] = []  # audio not yet analysed: kept until a chunk can be made
         self._tokens: dict[int, np.ndarray] = {}  # audio tokens of frames, by frame index
+        self._voice_rounding = lips.VoiceRounding()
         stats = self.net.stats
         self._mean, self._std = stats["motion_mean"], stats["motion_std"]
         self._past = np.tile((-self._mean / self._std)[None], (c.past, 1)).astype(np.float32)  # at rest
@@ -213,7 +214,9 @@ class DiffusionEngine:
         sampled = latent.clip(x * self._std + self._mean)
         self._past = np.concatenate([self._past, (sampled - self._mean) / self._std])[-c.past:].astype(np.float32)
         loudness = self._cues.loudness(self._done, size) if self._cues is not None else None
-        motion = latent.clip(lips.settle(sampled.copy(), sure, lips.quiet(windows, c.mel_past), loudness))
+        low = lips.quiet(windows, c.mel_past)
+        voice_rounding = self._voice_rounding(sure[:, 1], low) if c.lips else None
+        motion = latent.clip(lips.settle(sampled.copy(), sure, low, loudness, voice_rounding))
         if self._cues is not None:
             self._cues.blink(motion, self._done)
         self._done += size

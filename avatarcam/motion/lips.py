@@ -5,12 +5,17 @@ or two and comes out half-open, and a rounded vowel comes out half-pursed while 
 it pick up some of its rounding. So the motion model carries a lip head beside the denoiser (a
 classifier over each frame's audio, `avatarcam.motion.network`) that says how sure it is of
 each shape, and the sampler sets a shape where the head is sure (`settle`), the way the teacher
-forms it (`rounded`, the teacher's own rule). Elsewhere the motion stays as sampled. Lips are
+forms it (`rounded`, the teacher's own rule); rounded also where the head's belief stands out
+from what it usually hears in this voice (`VoiceRounding`). Elsewhere the motion stays as sampled. Lips are
 shut only where the voice is low (`quiet`): closed lips stop the sound. And the jaw opens at
 least as far as the teacher opens its closest vowel at the voice's loudness (`jaw_floor`).
 """
 
 from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
 
 import numpy as np
 
@@ -28,6 +33,14 @@ ROUNDED_AT = 0.5  # mouthFunnel + mouthPucker from this: pursed lips
 # far too often, and pursed lips read as a more open mouth (docs/decisions.md, "Lip shapes").
 SURE_FROM, SURE_AT = np.array([0.03, 0.7]), np.array([0.1, 0.95])
 ROUNDING_WHEN_SURE = 0.7  # the rounding degree (`rounded`) set where the head is sure
+# On some real voices the head ranks rounded vowels above spread ones but is never sure of them
+# (its probability well under SURE_FROM on /u o w/), so rounding is also set where the head's
+# belief stands out from what it usually hears in this voice: from RELATIVE_FROM logits over its
+# median on the voice's last VOICE_MEMORY voiced frames, complete at RELATIVE_AT (docs/decisions.md,
+# "Lip shapes").
+RELATIVE_FROM, RELATIVE_AT = 1.5, 3.0
+VOICE_MEMORY = 300  # voiced frames (10 s)
+VOICE_KNOWN = 10  # voiced frames before the voice's median means anything
 # Shut lips stop the sound: a frame within QUIET_FROM dB of the loudest moment around it (its mel
 # window, 330 ms) is voiced through open lips whatever the head says, one QUIET_AT dB below may be
 # shut. The head learned synthetic voices; on real speech it also fires inside loud syllables.
@@ -78,13 +91,42 @@ def jaw_floor(loudness: np.ndarray) -> np.ndarray:
     return MIN_SHAPE * LOUD_JAW * np.asarray(loudness, np.float32) ** LEVEL_POWER
 
 
-def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.ndarray | None = None) -> np.ndarray:
+class VoiceRounding:
+    """How far the head's belief in rounded lips stands out from what it usually hears in this
+    voice, frame by frame as a stream goes (causal: each frame against the frames up to it)."""
+
+    def __init__(self) -> None:
+        self._heard: deque[float] = deque()  # the head's logits on the latest voiced frames, in order
+        self._sorted: list[float] = []  # the same, sorted: the median in a few microseconds a frame
+
+    def __call__(self, rounded: np.ndarray, low: np.ndarray) -> np.ndarray:
+        """(frames,) 0..1 rounding from the head's (frames,) probabilities of rounded lips; `low`
+        (`quiet`) says which frames are voiced (under 0.5: near the loudness around them), the
+        only ones heard and rounded."""
+        out = np.zeros(len(rounded))
+        for i in np.flatnonzero(np.asarray(low) < 0.5):  # a rounded vowel is voiced
+            p = min(max(float(rounded[i]), 1e-4), 1 - 1e-4)
+            logit = math.log(p / (1 - p))
+            self._heard.append(logit)
+            bisect.insort(self._sorted, logit)
+            if len(self._heard) > VOICE_MEMORY:
+                self._sorted.pop(bisect.bisect_left(self._sorted, self._heard.popleft()))
+            n = len(self._sorted)
+            if n >= VOICE_KNOWN:
+                median = (self._sorted[n // 2] + self._sorted[(n - 1) // 2]) / 2
+                out[i] = (logit - median - RELATIVE_FROM) / (RELATIVE_AT - RELATIVE_FROM)
+        return np.clip(out, 0.0, 1.0)
+
+
+def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.ndarray | None = None,
+           voice_rounding: np.ndarray | None = None) -> np.ndarray:
     """Set the shapes the head is sure of in `motion` (frames, DIM), in place; `sure` is the
     head's (frames, 2) probabilities, `low` how low the voice is (`quiet`), `loudness` the
     voice's loudness where known, which holds the jaw at `jaw_floor` first (shut lips staying
     shut). Shut: mouthClose rises to jawOpen, as through the teacher's bilabials, and the jaw
     keeps following the voice (an /m/ is loud and may keep it open). Rounded: funnel and pucker
-    rise to the teacher's rounding at this jaw; lips rounded more already stay so. Lips close
+    rise to the teacher's rounding at this jaw, as far as the head is sure or `voice_rounding`
+    (`VoiceRounding`) says, whichever is more; lips rounded more already stay so. Lips close
     only as far as the voice is low, the denoiser's own closures too: on real voices it seals
     lips inside loud syllables as well."""
     if loudness is not None:
@@ -93,6 +135,8 @@ def settle(motion: np.ndarray, sure: np.ndarray, low: np.ndarray, loudness: np.n
         motion[:, CLOSE] += opened * (motion[:, JAW] - motion[:, CLOSE] < LIP_GAP_SHUT)
         motion[:, JAW] += opened
     amount = np.clip((sure - SURE_FROM) / (SURE_AT - SURE_FROM), 0.0, 1.0)
+    if voice_rounding is not None:
+        amount[:, 1] = np.maximum(amount[:, 1], voice_rounding)
     amount[:, 0] *= low
     motion[:, CLOSE] *= low
     jaw = motion[:, JAW]
