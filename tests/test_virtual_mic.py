@@ -140,7 +140,7 @@ def test_pulse_output_pulls_each_block_for_the_moment_it_will_be_heard():
 
 
 def test_a_capture_held_up_on_a_busy_core_delays_the_voice_but_never_cuts_it():
-    """The capture stalls 70 ms mid-stream (a busy core), longer than the 40 ms the voice reads
+    """The capture stalls 60 ms mid-stream (a busy core), longer than the 40 ms the voice reads
     behind it (delay 100 ms less the server's 60 ms buffer) but shorter than the delay: the server's
     buffer plays on meanwhile, and every sample reaches the sink once, in order, with no silence
     written in their place."""
@@ -155,7 +155,7 @@ def test_a_capture_held_up_on_a_busy_core_delays_the_voice_but_never_cuts_it():
         k = 0
         while not stop.is_set() and k < 3 * RATE:
             if k == RATE // 2:
-                time.sleep(0.07)
+                time.sleep(0.06)
             time.sleep(max(0.0, origin + (k + block) / RATE - time.monotonic()))
             ring.write(np.arange(k + 1, k + block + 1, dtype=np.float32))
             k += block
