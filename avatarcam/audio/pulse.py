@@ -116,9 +116,9 @@ class PulseOutput:
 
     def _play(self, stream: Stream, source: DelayedOutput) -> None:
         """Feed the stream until stopped (then let what is buffered play out) or it fails (raises)."""
-        last = None
+        last, held = None, False
         while not self._stop.is_set():
-            stream.wait(self.turn_s)
+            stream.wait(CAPTURE_POLL_S if held else self.turn_s)  # held back: look again soon
             stream.check()
             n = stream.writable()
             if n > 0:
@@ -136,8 +136,7 @@ class PulseOutput:
                     if last is not None:
                         self.longest_wait_s = max(self.longest_wait_s, now - last)
                     last = now
-                if samples.size < n:  # the rest is not captured yet: the server's buffer plays on meanwhile
-                    self._stop.wait(CAPTURE_POLL_S)
+                held = samples.size < n  # the rest is not captured yet: the server's buffer plays on meanwhile
         end = self._clock() + (stream.ahead_s() or self.latency_s)
         while self._clock() < end:  # the last words are in the server's buffer: let them reach the call
             stream.wait(min(self.turn_s, max(0.0, end - self._clock())))
