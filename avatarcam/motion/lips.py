@@ -99,13 +99,13 @@ class VoiceRounding:
         self._heard: deque[float] = deque()  # the head's logits on the latest voiced frames, in order
         self._sorted: list[float] = []  # the same, sorted: the median in a few microseconds a frame
 
-    def __call__(self, rounded: np.ndarray, low: np.ndarray) -> np.ndarray:
+    def __call__(self, belief: np.ndarray, low: np.ndarray) -> np.ndarray:
         """(frames,) 0..1 rounding from the head's (frames,) probabilities of rounded lips; `low`
         (`quiet`) says which frames are voiced (under 0.5: near the loudness around them), the
         only ones heard and rounded."""
-        out = np.zeros(len(rounded))
+        out = np.zeros(len(belief))
         for i in np.flatnonzero(np.asarray(low) < 0.5):  # a rounded vowel is voiced
-            p = min(max(float(rounded[i]), 1e-4), 1 - 1e-4)
+            p = min(max(float(belief[i]), 1e-4), 1 - 1e-4)
             logit = math.log(p / (1 - p))
             self._heard.append(logit)
             bisect.insort(self._sorted, logit)
