@@ -86,12 +86,19 @@ ROUNDED = ("UW", "UH", "OW", "OY", "W")
 SPREAD = ("IY", "IH", "EY", "EH", "AE")
 
 # Texts of the shared clips. LJ Speech's is the corpus's own. The codec2 clip reads Harvard sentences
-# (IEEE 1969, list 1: nos. 1, 2, 3 and 9), as recognising it shows. LibriSpeech's is not known here:
-# recognised, then aligned.
+# (IEEE 1969, list 1: nos. 1, 2, 3 and 9), as recognising it shows. LibriSpeech's (Mrs. Charles Bryce,
+# "The Ashiel Mystery", read by Garth Comira) as a large recogniser reads it: pocketsphinx's own
+# recognition garbles a third of its words ("scarlet smokestack" as "skirt one smokes the"), which
+# put its rounded and spread vowels in the wrong places (docs/decisions.md, "Lip shapes").
 TRANSCRIPTS = {"en_ljspeech_LJ001-0001": "Printing, in the only sense with which we are at present concerned, "
                "differs from most if not from all the arts and crafts represented in the Exhibition",
                "en_codec2_speech_orig_16k": "The birch canoe slid on the smooth planks. Glue the sheet to the dark "
-               "blue background. It's easy to tell the depth of a well. Four hours of steady work faced us."}
+               "blue background. It's easy to tell the depth of a well. Four hours of steady work faced us.",
+               "en_librispeech_5703-47212-0000": "With her white paint and her scarlet smokestack the Inverashiel, one "
+               "of the two small steamers that during the summer months plied up and down the loch and incidentally "
+               "carried on communication between Inverashiel and Crianan"}
+# Names in those texts that pocketsphinx's dictionary lacks, in its phones.
+PRONUNCIATIONS = {"inverashiel": "IH N V ER AE SH IY L", "crianan": "K R IY AH N AH N"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +121,12 @@ class Alignment:
 
 
 def words_of(text: str, decoder) -> list[str]:
-    """The transcript as dictionary words: lower case, punctuation dropped (apostrophes kept)."""
+    """The transcript as dictionary words: lower case, punctuation dropped (apostrophes kept); the
+    names in PRONUNCIATIONS added to the decoder's dictionary."""
     words = re.findall(r"[a-z']+", text.lower())
+    for word in set(words) & PRONUNCIATIONS.keys():
+        if decoder.lookup_word(word) is None:
+            decoder.add_word(word, PRONUNCIATIONS[word], True)
     missing = [w for w in words if decoder.lookup_word(w) is None]
     if missing:
         raise ValueError(f"words not in pocketsphinx's dictionary: {missing}")

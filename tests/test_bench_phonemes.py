@@ -38,6 +38,21 @@ def test_alignment_finds_the_transcript_in_order_where_the_voice_is(speech_dir):
     assert first[-1].end == pytest.approx(words[0].end)
 
 
+def test_the_librispeech_text_aligns_with_the_names_the_dictionary_lacks(speech_dir):
+    name = "en_librispeech_5703-47212-0000"
+    samples = load_audio(_need(speech_dir / f"{name}.ogg"), rate=phonemes.RATE)
+    alignment = phonemes.align(samples, phonemes.TRANSCRIPTS[name])
+    words = phonemes.spoken(alignment)
+    assert [w.name for w in words] == phonemes.TRANSCRIPTS[name].lower().replace(",", "").split()
+    for named in ("inverashiel", "crianan"):
+        for word in (w for w in words if w.name == named):
+            phones = [p.name for p in alignment.phones if word.start - 1e-9 <= p.start < word.end]
+            assert phones == phonemes.PRONUNCIATIONS[named].split()
+    # the text is the clip's: its pauses fall where the audio is quiet (recognised words: 0.96)
+    sanity = phonemes.silence_agreement(alignment, samples)
+    assert sanity["phones_in_sound"] > 0.9 and sanity["silences_quiet"] > 0.98
+
+
 def test_every_phone_of_the_model_has_an_openness():
     from pocketsphinx import Decoder
 
