@@ -305,6 +305,7 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
         pooled_tracked.append(tracked_jaw & tracked_gap)
         p5, p95 = (np.nanpercentile(jaw, [5, 95]) if np.isfinite(jaw).any() else (math.nan, math.nan))
         lag, r_best, by_lag = judge.best_lag(jaw, clip.envelope, MAX_LAG)
+        gap_lag, gap_r_best, gap_by_lag = judge.best_lag(gap, clip.envelope, MAX_LAG)
         result = {"frames": len(frames), "faces_found": int(seen.found.sum()), "silent_frames": int(silent.sum()),
                   "closed_jaw": float(closed_jaw.mean()) if silent.any() else math.nan,
                   "closed_gap": float(closed_gap.mean()) if silent.any() else math.nan,
@@ -312,14 +313,17 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
                   "silent_jaw_p90": float(np.nanpercentile(jaw[silent], 90)) if silent.any() else math.nan,
                   "silent_gap_median": float(np.nanmedian(gap[silent])) if silent.any() else math.nan,
                   "jaw_p5": float(p5), "jaw_p95": float(p95), "jaw_range": float(p95 - p5),
-                  "best_lag": lag, "r_best": r_best, "r_by_lag": by_lag}
+                  "best_lag": lag, "r_best": r_best, "r_by_lag": by_lag,
+                  "gap_best_lag": gap_lag, "gap_r_best": gap_r_best}
         if reference is not None:
             ref = reference["clips"][clip.name]
             r_at = by_lag[ref["best_lag"]]
             result.update({"bundled_lag": ref["best_lag"], "bundled_r": ref["r_best"], "r_at_bundled_lag": r_at,
-                           "r_difference": r_at - ref["r_best"]})
+                           "r_difference": r_at - ref["r_best"],
+                           "gap_r_difference": gap_by_lag[ref["gap_best_lag"]] - ref["gap_r_best"]})
         else:
-            result.update({"bundled_lag": lag, "bundled_r": r_best, "r_at_bundled_lag": r_best, "r_difference": 0.0})
+            result.update({"bundled_lag": lag, "bundled_r": r_best, "r_at_bundled_lag": r_best, "r_difference": 0.0,
+                           "gap_r_difference": 0.0})
         per_clip[clip.name] = result
         speaking = ~silent & np.isfinite(jaw)
         if speaking.any():  # frames for the sheets: the widest open, a typical open one, the worst silent one
@@ -337,19 +341,22 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
     closed_gap = float(pooled_gap.mean()) if pooled_gap.size else math.nan
     ranges = [c["jaw_range"] for c in per_clip.values()]
     diffs = [c["r_difference"] for c in per_clip.values()]
-    worst_diff = max(diffs, key=lambda d: abs(d) if np.isfinite(d) else np.inf) if diffs else math.nan
+    gap_diffs = [c["gap_r_difference"] for c in per_clip.values()]
+    worst = lambda d: max(d, key=lambda x: abs(x) if np.isfinite(x) else np.inf) if d else math.nan  # noqa: E731
     return {
         "closed_rest": {"jaw_open": ref_jaw, "gap": ref_gap, "found": bool(seen_ref.found[0])},
         "clips": per_clip, "silent_frames": int(pooled_jaw.size),
         "closed_jaw": closed_jaw, "closed_gap": closed_gap,
         "closed_tracked": float(np.concatenate(pooled_tracked).mean()) if pooled_tracked else math.nan,
         "jaw_range_min": float(min(ranges)) if ranges else math.nan,
-        "r_difference_worst": float(worst_diff),
+        "r_difference_worst": float(worst(diffs)),
+        "gap_r_difference_worst": float(worst(gap_diffs)),
         "closed_rest_closed": bool(np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
         "pass_closed": bool(np.isfinite(closed_jaw) and np.isfinite(closed_gap) and closed_jaw >= CLOSED_BAR
                             and closed_gap >= CLOSED_BAR and np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
         "pass_jaw_range": bool(ranges) and all(np.isfinite(r) and r >= JAW_RANGE_BAR for r in ranges),
         "pass_lip_sync": bool(diffs) and all(np.isfinite(d) and abs(d) <= R_WITHIN for d in diffs),
+        "gap_lip_sync": bool(gap_diffs) and all(np.isfinite(d) and abs(d) <= R_WITHIN for d in gap_diffs),
         "picks": {k: max(v) if k != "speaking" else v[0] for k, v in picks.items()},
     }
 
@@ -534,6 +541,7 @@ def bar_table(results: dict) -> tuple[str, dict]:
         "mouth closed in silence (jawOpen and lip gap, >= 90%)": lambda r: r["mouth"]["pass_closed"],
         "jaw range >= 0.15 (every clip)": lambda r: r["mouth"]["pass_jaw_range"],
         f"lip sync r within {R_WITHIN} of {BUNDLED}'s (every clip)": lambda r: r["mouth"]["pass_lip_sync"],
+        "the same by the landmarks' lip gap (diagnostic)": lambda r: r["mouth"]["gap_lip_sync"],
         "eye line 38-47% (every frame)": lambda r: r["framing"]["pass_eye_line"],
         "forehead-chin 25-40% (every frame)": lambda r: r["framing"]["pass_face_share"],
         "matte off the top edge (photo's crop aside)": lambda r: r["framing"]["pass_top"],
@@ -581,7 +589,7 @@ def report(results: dict, clips: list[Clip], args, notes: list[str]) -> tuple[st
                      _pct(m["closed_tracked"]),
                      m["jaw_range_min"], m["pass_jaw_range"],
                      " ".join(f"{c['r_at_bundled_lag']:.2f}@{c['bundled_lag']:+d}" for c in m["clips"].values()),
-                     m["r_difference_worst"], m["pass_lip_sync"],
+                     m["r_difference_worst"], m["pass_lip_sync"], m["gap_r_difference_worst"],
                      f"{sum(c['faces_found'] for c in m['clips'].values())}/"
                      f"{sum(c['frames'] for c in m['clips'].values())}"])
     lines += ["## Mouth", "",
@@ -594,9 +602,11 @@ def report(results: dict, clips: list[Clip], args, notes: list[str]) -> tuple[st
               f"{CLOSED_JAW_BELOW}; marked (open) where it is not: the gap is then measured against an open "
               f"mouth). Jaw range: jawOpen p95 - p5, the lowest clip (bar ≥ {JAW_RANGE_BAR}). "
               f"r: judged jawOpen against the loudness envelope at {BUNDLED}'s best lag per clip (r@lag); "
-              f"Δr worst: the largest difference from {BUNDLED}'s r (bar ≤ {R_WITHIN} on every clip).", "",
+              f"Δr worst: the largest difference from {BUNDLED}'s r (bar ≤ {R_WITHIN} on every clip); Δr gap: the "
+              f"same for the inner-lip gap from the landmarks instead of jawOpen (diagnostic: the judge's jawOpen "
+              f"reads a smiling mouth's opening as part of the smile, the landmarks place the lips).", "",
               judge.table(["portrait", "enrolled", "closed rest jaw / gap", "silent", "closed jaw", "closed gap",
-                           "closed bar", "tracked", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar", "faces"],
+                           "closed bar", "tracked", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar", "Δr gap", "faces"],
                           rows, 3), ""]
     rows = []
     for n, r in ok.items():
@@ -814,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         m, f, t = r["mouth"], r["framing"], r["tears"]
         print(f"{name} ({time.perf_counter() - t0:.0f} s): closed in silence {_pct(m['closed_jaw'])} jaw, "
               f"{_pct(m['closed_gap'])} gap (closed rest gap {m['closed_rest']['gap']:.3f}); jaw range "
-              f"{m['jaw_range_min']:.2f}; Δr worst {m['r_difference_worst']:+.2f}; eyes {f['eye_line_min']:.1%}-"
+              f"{m['jaw_range_min']:.2f}; Δr worst {m['r_difference_worst']:+.2f} (by the lip gap {m['gap_r_difference_worst']:+.2f}); eyes {f['eye_line_min']:.1%}-"
               f"{f['eye_line_max']:.1%}, face {f['face_share_min']:.1%}-{f['face_share_max']:.1%}, headroom "
               f"{f['headroom']:.1%}{' (top touched)' if f['matte_touches_top'] else ''}; band x{t.get('ratio_max', math.nan):.2f}, "
               f"background {t.get('background_change_max', math.nan):.1f}"
