@@ -280,6 +280,13 @@ def load_clips(names: list[str] | None, engine: str, quick: bool) -> list[Clip]:
 # ---------------------------------------------------------------------------------------------
 # The bars, one portrait at a time
 
+def worst(differences: list[float]) -> float:
+    """The difference furthest from 0 (NaN, a clip not measured, counts as furthest)."""
+    if not differences:
+        return math.nan
+    return float(max(differences, key=lambda d: abs(d) if np.isfinite(d) else np.inf))
+
+
 def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: dict | None) -> dict:
     """The mouth bars on one portrait rendered by `out`; `reference` is the bundled portrait's
     result (None: this is it)."""
@@ -342,15 +349,14 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
     ranges = [c["jaw_range"] for c in per_clip.values()]
     diffs = [c["r_difference"] for c in per_clip.values()]
     gap_diffs = [c["gap_r_difference"] for c in per_clip.values()]
-    worst = lambda d: max(d, key=lambda x: abs(x) if np.isfinite(x) else np.inf) if d else math.nan  # noqa: E731
     return {
         "closed_rest": {"jaw_open": ref_jaw, "gap": ref_gap, "found": bool(seen_ref.found[0])},
         "clips": per_clip, "silent_frames": int(pooled_jaw.size),
         "closed_jaw": closed_jaw, "closed_gap": closed_gap,
         "closed_tracked": float(np.concatenate(pooled_tracked).mean()) if pooled_tracked else math.nan,
         "jaw_range_min": float(min(ranges)) if ranges else math.nan,
-        "r_difference_worst": float(worst(diffs)),
-        "gap_r_difference_worst": float(worst(gap_diffs)),
+        "r_difference_worst": worst(diffs),
+        "gap_r_difference_worst": worst(gap_diffs),
         "closed_rest_closed": bool(np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
         "pass_closed": bool(np.isfinite(closed_jaw) and np.isfinite(closed_gap) and closed_jaw >= CLOSED_BAR
                             and closed_gap >= CLOSED_BAR and np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
