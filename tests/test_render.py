@@ -14,6 +14,7 @@ from avatarcam.profiles import load_profile
 from avatarcam.render import facemesh as fm
 from avatarcam.render import open_renderer
 from avatarcam.render import cpu, warp
+from avatarcam.render import rig as rig_module
 from avatarcam.render.cpu import CpuRenderer
 from avatarcam.render.eyes import crescent, eye_geometry
 from avatarcam.render.masks import coverage
@@ -320,6 +321,26 @@ def test_a_turned_head_that_nods_does_not_roll(renderer, judge, yaw):
     turned = _measure(judge, renderer.render(_with(rig, headYaw=rig.rest[0] + np.radians(yaw),
                                                    headPitch=rig.rest[1] + np.radians(12)))).pose()
     assert abs(np.degrees(turned[2] - base[2])) < 4.0
+
+
+@pytest.mark.parametrize("angle", [0.35, -0.35])
+def test_a_turn_spreads_the_far_side_evenly_and_keeps_the_silhouette(angle):
+    # A row of points on the head's cylinder turned by about 20 degrees. On the cylinder alone the
+    # far side bunches up at the limb (its last steps a fifth of its mean): the far cheek and
+    # the ear and hair beside it meet the backdrop in one hard straight cut.
+    radius = 100.0
+    u = np.linspace(-1.0, 1.0, 401)
+    points = np.stack([u * radius, np.zeros_like(u), -radius * np.sqrt(1.0 - u ** 2)], axis=1)
+    x = rig_module._cylinder_yaw(points, angle, radius, angle)[:, 0]
+    assert np.all(np.diff(x) > 0)  # nothing crosses over
+    side = np.sign(angle)
+    spread = side * u > 0
+    steps = np.abs(np.diff(x[spread]))
+    assert steps.min() > 0.8 * steps.mean()
+    bare = radius * np.sin(rig_module._around(np.arcsin(u), angle))
+    limb = -1 if side > 0 else 0
+    assert x[limb] == pytest.approx(bare[limb])  # the silhouette stays where the cylinder puts it
+    assert np.allclose(x[~spread], bare[~spread])  # the near side as before
 
 
 def test_gaze_moves_the_irises_the_commanded_way(renderer, judge):

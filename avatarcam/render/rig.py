@@ -37,6 +37,8 @@ ROLL_PER_YAW = 0.15
 # sooner hides a frontal face's turn from the judge (docs/decisions.md, "Turns").
 DRAWN_YAW = (30.0, 42.0)
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
+FAR_SIDE_FLOOR = 0.9  # the least slope of x over u on a turn's far side (_far_side_spread)
+FAR_SIDE_TABLE = 129  # samples of u in 0..1 the far side's spread is worked out on
 
 # How far a full brow raise lifts the brow, in its height above the lid: as far as the judge reads
 # it best before a face looks startled and a painting's lid skin breaks up (docs/decisions.md, "Brows").
@@ -604,12 +606,32 @@ def _cylinder_yaw(p: np.ndarray, angle: float, radius: float, seen: float) -> np
     # keeps the whole relief, for the pitch that follows.
     sideways = np.where(relief > 0, 0.0, RELIEF_PARALLAX * relief)
 
-    def around(turn: float) -> np.ndarray:  # each point's angle round the cylinder after `turn`
-        return _soft_limit(phi + turn, knee=0.3 * np.pi, limit=0.49 * np.pi)
-
     out = p.copy()
-    out[:, 0] = radius * np.sin(around(angle)) - sideways * np.sin(angle)
-    out[:, 2] = -radius * np.cos(around(seen)) + relief * np.cos(seen)
+    out[:, 0] = radius * _far_side_spread(u, angle, np.sin(_around(phi, angle))) - sideways * np.sin(angle)
+    out[:, 2] = -radius * np.cos(_around(phi, seen)) + relief * np.cos(seen)
+    return out
+
+
+def _around(phi: np.ndarray, turn: float) -> np.ndarray:
+    """Angles round the cylinder after `turn`, easing toward its sides without reaching them."""
+    return _soft_limit(phi + turn, knee=0.3 * np.pi, limit=0.49 * np.pi)
+
+
+def _far_side_spread(u: np.ndarray, angle: float, x: np.ndarray) -> np.ndarray:
+    """`x` (on a unit cylinder, of points at `u`) with the far side's squeeze spread evenly: every
+    step toward the limb at least FAR_SIDE_FLOOR of its width in the picture, the far side then
+    scaled back to its span (the head's axis to the silhouette), so the silhouette stays. The cylinder
+    alone squeezes the last of the far cheek and whatever lies beside it (ear, hair) onto a pixel
+    or two at the limb, a hard straight cut against the backdrop (docs/decisions.md, "Turns")."""
+    side = np.sign(angle)
+    table_u = np.linspace(0.0, 1.0, FAR_SIDE_TABLE)
+    table_x = side * np.sin(_around(np.arcsin(side * table_u), angle))
+    steps = np.maximum(np.diff(table_x), FAR_SIDE_FLOOR * (table_u[1] - table_u[0]))
+    spread = np.concatenate([[0.0], np.cumsum(steps)])
+    spread = table_x[0] + spread * (table_x[-1] - table_x[0]) / spread[-1]
+    far = u * side > 0
+    out = x.copy()
+    out[far] = side * np.interp(side * u[far], table_u, spread)
     return out
 
 
