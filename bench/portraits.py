@@ -280,7 +280,7 @@ def load_clips(names: list[str] | None, engine: str, quick: bool) -> list[Clip]:
 # ---------------------------------------------------------------------------------------------
 # The bars, one portrait at a time
 
-def worst(differences: list[float]) -> float:
+def furthest_from_zero(differences: list[float]) -> float:
     """The difference furthest from 0 (NaN, a clip not measured, counts as furthest)."""
     if not differences:
         return math.nan
@@ -355,8 +355,8 @@ def mouth(portrait: judge.Portrait, clips: list[Clip], out: Output, reference: d
         "closed_jaw": closed_jaw, "closed_gap": closed_gap,
         "closed_tracked": float(np.concatenate(pooled_tracked).mean()) if pooled_tracked else math.nan,
         "jaw_range_min": float(min(ranges)) if ranges else math.nan,
-        "r_difference_worst": worst(diffs),
-        "gap_r_difference_worst": worst(gap_diffs),
+        "r_difference_worst": furthest_from_zero(diffs),
+        "gap_r_difference_worst": furthest_from_zero(gap_diffs),
         "closed_rest_closed": bool(np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
         "pass_closed": bool(np.isfinite(closed_jaw) and np.isfinite(closed_gap) and closed_jaw >= CLOSED_BAR
                             and closed_gap >= CLOSED_BAR and np.isfinite(ref_jaw) and ref_jaw < CLOSED_JAW_BELOW),
