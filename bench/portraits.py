@@ -612,7 +612,8 @@ def report(results: dict, clips: list[Clip], args, notes: list[str]) -> tuple[st
               f"same for the inner-lip gap from the landmarks instead of jawOpen (diagnostic: the judge's jawOpen "
               f"reads a smiling mouth's opening as part of the smile, the landmarks place the lips).", "",
               judge.table(["portrait", "enrolled", "closed rest jaw / gap", "silent", "closed jaw", "closed gap",
-                           "closed bar", "tracked", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar", "Δr gap", "faces"],
+                           "closed bar", "tracked", "jaw range", "range bar", "r@lag per clip", "Δr worst", "sync bar",
+                           "Δr gap", "faces"],
                           rows, 3), ""]
     rows = []
     for n, r in ok.items():
@@ -830,7 +831,8 @@ def main(argv: list[str] | None = None) -> int:
         m, f, t = r["mouth"], r["framing"], r["tears"]
         print(f"{name} ({time.perf_counter() - t0:.0f} s): closed in silence {_pct(m['closed_jaw'])} jaw, "
               f"{_pct(m['closed_gap'])} gap (closed rest gap {m['closed_rest']['gap']:.3f}); jaw range "
-              f"{m['jaw_range_min']:.2f}; Δr worst {m['r_difference_worst']:+.2f} (by the lip gap {m['gap_r_difference_worst']:+.2f}); eyes {f['eye_line_min']:.1%}-"
+              f"{m['jaw_range_min']:.2f}; Δr worst {m['r_difference_worst']:+.2f} (by the lip gap "
+              f"{m['gap_r_difference_worst']:+.2f}); eyes {f['eye_line_min']:.1%}-"
               f"{f['eye_line_max']:.1%}, face {f['face_share_min']:.1%}-{f['face_share_max']:.1%}, headroom "
               f"{f['headroom']:.1%}{' (top touched)' if f['matte_touches_top'] else ''}; band x{t.get('ratio_max', math.nan):.2f}, "
               f"background {t.get('background_change_max', math.nan):.1f}"
