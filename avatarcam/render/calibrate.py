@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # proportion (Grace Hopper: 17 of 20 seen at a gain of 1, 27 at 1.3), and the fit through it set gains
 # at which the landmarker lost the face at 18 degrees.
 TURN_PROBES_DEG = (5.0, 10.0, 15.0)
-TURN_GAIN_RANGE = (0.7, 1.4)
+TURN_GAIN_RANGE = (0.5, 1.4)
 TURN_ITERATIONS = 2
 
 JAW_PROBE = 0.3  # the jawOpen rendered and read: a quiet syllable's, which a dead zone would hide
