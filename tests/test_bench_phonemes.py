@@ -18,12 +18,18 @@ def _need(path):
     return path
 
 
-def test_alignment_finds_the_transcript_in_order_where_the_voice_is(speech_dir):
-    name = "en_ljspeech_LJ001-0001"
-    samples = load_audio(_need(speech_dir / f"{name}.wav"), rate=phonemes.RATE)
-    alignment = phonemes.align(samples, phonemes.TRANSCRIPTS[name])
+def _aligned_to_its_text(path):
+    """A shared clip's samples, its alignment to TRANSCRIPTS and the words spoken, which must be
+    the transcript's, in order."""
+    samples = load_audio(_need(path), rate=phonemes.RATE)
+    alignment = phonemes.align(samples, phonemes.TRANSCRIPTS[path.stem])
     words = phonemes.spoken(alignment)
-    assert [w.name for w in words] == phonemes.TRANSCRIPTS[name].lower().replace(",", "").split()
+    assert [w.name for w in words] == phonemes.TRANSCRIPTS[path.stem].lower().replace(",", "").split()
+    return samples, alignment, words
+
+
+def test_alignment_finds_the_transcript_in_order_where_the_voice_is(speech_dir):
+    samples, alignment, words = _aligned_to_its_text(speech_dir / "en_ljspeech_LJ001-0001.wav")
     starts = np.array([w.start for w in words])
     ends = np.array([w.end for w in words])
     assert np.all(np.diff(starts) > 0) and np.all(ends[:-1] <= starts[1:] + 1e-9)
@@ -39,11 +45,7 @@ def test_alignment_finds_the_transcript_in_order_where_the_voice_is(speech_dir):
 
 
 def test_the_librispeech_text_aligns_with_the_names_the_dictionary_lacks(speech_dir):
-    name = "en_librispeech_5703-47212-0000"
-    samples = load_audio(_need(speech_dir / f"{name}.ogg"), rate=phonemes.RATE)
-    alignment = phonemes.align(samples, phonemes.TRANSCRIPTS[name])
-    words = phonemes.spoken(alignment)
-    assert [w.name for w in words] == phonemes.TRANSCRIPTS[name].lower().replace(",", "").split()
+    samples, alignment, words = _aligned_to_its_text(speech_dir / "en_librispeech_5703-47212-0000.ogg")
     for named in ("inverashiel", "crianan"):
         for word in (w for w in words if w.name == named):
             phones = [p.name for p in alignment.phones if word.start - 1e-9 <= p.start < word.end]
