@@ -39,6 +39,8 @@ DRAWN_YAW = (30.0, 42.0)
 RELIEF_PARALLAX = 0.5  # share of the nose's relief that shifts it in a turn (_cylinder_yaw)
 FAR_SIDE_FLOOR = 0.9  # the least slope of x over u on a turn's far side (_far_side_spread)
 FAR_SIDE_TABLE = 129  # samples of u in 0..1 the far side's spread is worked out on
+_FAR_SIDE_U = np.linspace(0.0, 1.0, FAR_SIDE_TABLE)
+_FAR_SIDE_PHI = np.arcsin(_FAR_SIDE_U)  # their angles round the cylinder, unturned
 
 # How far a full brow raise lifts the brow, in its height above the lid: as far as the judge reads
 # it best before a face looks startled and a painting's lid skin breaks up (docs/decisions.md, "Brows").
@@ -624,14 +626,13 @@ def _far_side_spread(u: np.ndarray, angle: float, x: np.ndarray) -> np.ndarray:
     alone squeezes the last of the far cheek and whatever lies beside it (ear, hair) onto a pixel
     or two at the limb, a hard straight cut against the backdrop (docs/decisions.md, "Turns")."""
     side = np.sign(angle)
-    table_u = np.linspace(0.0, 1.0, FAR_SIDE_TABLE)
-    table_x = side * np.sin(_around(np.arcsin(side * table_u), angle))
-    steps = np.maximum(np.diff(table_x), FAR_SIDE_FLOOR * (table_u[1] - table_u[0]))
+    table_x = side * np.sin(_around(side * _FAR_SIDE_PHI, angle))
+    steps = np.maximum(np.diff(table_x), FAR_SIDE_FLOOR * _FAR_SIDE_U[1])
     spread = np.concatenate([[0.0], np.cumsum(steps)])
     spread = table_x[0] + spread * (table_x[-1] - table_x[0]) / spread[-1]
     far = u * side > 0
     out = x.copy()
-    out[far] = side * np.interp(side * u[far], table_u, spread)
+    out[far] = side * np.interp(side * u[far], _FAR_SIDE_U, spread)
     return out
 
 
